@@ -1,0 +1,1 @@
+"""The daemon: composes protocol services on a Network; identity, config, store, CLI."""

@@ -1,0 +1,139 @@
+"""Typed node configuration from TOML, with errors that name the file, key and type.
+
+The defaults below are the documented ones; ``configs/node.toml`` restates them for users
+to copy and edit (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class ConfigError(Exception):
+    """A configuration file is missing, not TOML, or has a wrong key or value."""
+
+
+class Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base of every config table: unknown keys are errors, values are immutable."""
+
+
+class MembershipConfig(Section):
+    """Cyclon peer sampling (see ``protocols.membership.cyclon``).
+
+    Parameters
+    ----------
+    view_size : int (default: 20)
+    shuffle_length : int (default: 8)
+    shuffle_interval : float (default: 10.0)
+        Seconds between a node's shuffles.
+    request_timeout : float (default: 5.0)
+        Seconds to wait for a shuffle reply before dropping the peer from the view.
+    """
+
+    view_size: Annotated[int, msgspec.Meta(ge=2, le=1000)] = 20
+    shuffle_length: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
+    shuffle_interval: Positive = 10.0
+    request_timeout: Positive = 5.0
+
+
+class EnvelopeConfig(Section):
+    """Acceptance window for incoming envelopes.
+
+    Parameters
+    ----------
+    max_age : float (default: 600.0)
+        Oldest ``ts`` accepted, in seconds before now.
+    max_skew : float (default: 120.0)
+        Furthest ``ts`` accepted ahead of now (clock skew between peers).
+    replay_window : int (default: 64)
+        Out-of-order sequence numbers tolerated per sender.
+    max_senders : int (default: 65536)
+        Senders whose replay state is kept (LRU).
+    """
+
+    max_age: Positive = 600.0
+    max_skew: Positive = 120.0
+    replay_window: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 64
+    max_senders: Annotated[int, msgspec.Meta(ge=1)] = 65536
+
+
+class StoreConfig(Section):
+    """Persistence of node state.
+
+    Parameters
+    ----------
+    persist_interval : float (default: 60.0)
+        Seconds between snapshots of the view and the counters (also written on stop).
+    metrics_snapshots_kept : int (default: 100)
+    """
+
+    persist_interval: Positive = 60.0
+    metrics_snapshots_kept: Annotated[int, msgspec.Meta(ge=1)] = 100
+
+
+class NodeConfig(Section):
+    """Everything a node reads from ``configs/node.toml``.
+
+    Parameters
+    ----------
+    data_dir : str (default: "~/.edgeswarm")
+        Where the identity key and the store live.
+    """
+
+    data_dir: str = "~/.edgeswarm"
+    membership: MembershipConfig = msgspec.field(default_factory=MembershipConfig)
+    envelope: EnvelopeConfig = msgspec.field(default_factory=EnvelopeConfig)
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+
+
+_AT = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>[^`]*)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]+)`$")
+
+
+def convert(raw: Any, into: type[T], source: str) -> T:
+    """Build ``into`` from parsed TOML, re-raising problems as one-line ``ConfigError``."""
+    try:
+        return msgspec.convert(raw, into)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        match = _AT.match(text)
+        msg, path = (match["msg"], match["path"]) if match else (text, "")
+        key = path.lstrip(".")
+        unknown = _UNKNOWN.match(msg)
+        if unknown:
+            key = f"{key}.{unknown['key']}" if key else unknown["key"]
+            raise ConfigError(f"{source}: unknown key '{key}'") from None
+        msg = msg.replace("`", "")
+        msg = msg[0].lower() + msg[1:] if msg else msg
+        raise ConfigError(f"{source}: key '{key or '(top level)'}': {msg}") from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_toml(path: Path, into: type[T]) -> T:
+    """Read ``path`` and convert it into ``into``."""
+    return convert(read_toml(path), into, str(path))
+
+
+def load_node_config(path: Path | None) -> NodeConfig:
+    """The node config at ``path``, or the built-in defaults when ``path`` is None."""
+    return NodeConfig() if path is None else load_toml(path, NodeConfig)

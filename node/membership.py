@@ -1,0 +1,109 @@
+"""Membership service: runs Cyclon shuffles on a timer over the node's Messenger.
+
+Discovers the swarm from a few bootstrap peers and keeps a bounded, continuously refreshed
+random sample of live peers that other services draw from.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+
+import trio
+
+from edgeswarm.protocols.envelope import Rejected
+from edgeswarm.protocols.membership.cyclon import Cyclon, CyclonParams
+from edgeswarm.protocols.membership.messages import Descriptor, ShuffleReply, ShuffleRequest
+from edgeswarm.protocols.messenger import Messenger
+from edgeswarm.protocols.network import NetworkError
+from edgeswarm.protocols.peer_id import PeerId
+
+from .config import MembershipConfig
+
+log = logging.getLogger(__name__)
+
+
+class Membership:
+    """Peer sampling for one node.
+
+    Parameters
+    ----------
+    messenger : Messenger
+    config : MembershipConfig
+    rng : random.Random
+        The node's seeded randomness (peer choice, first-shuffle offset).
+    initial : sequence of Descriptor
+        The view to start from (the stored one after a restart).
+    bootstrap : sequence of Descriptor
+        Peers to (re)join through whenever the view is empty.
+    """
+
+    def __init__(
+        self,
+        messenger: Messenger,
+        config: MembershipConfig,
+        rng: random.Random,
+        *,
+        initial: Sequence[Descriptor] = (),
+        bootstrap: Sequence[Descriptor] = (),
+    ) -> None:
+        self._messenger = messenger
+        self._config = config
+        self._rng = rng
+        self._bootstrap = tuple(bootstrap)
+        local = Descriptor(messenger.local_peer, tuple(messenger.network.addrs()), 0)
+        self.cyclon = Cyclon(local, CyclonParams(config.view_size, config.shuffle_length), rng)
+        messenger.register(ShuffleRequest, ShuffleReply)
+        messenger.on_request(ShuffleRequest, self._on_shuffle)
+        self._learn(initial)
+        self.cyclon.add(initial)
+        if not len(self.cyclon):
+            self._rejoin()
+
+    def view(self) -> list[PeerId]:
+        return [d.peer for d in self.cyclon.view()]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Shuffle every ``shuffle_interval`` seconds, starting at a random offset."""
+        task_status.started()
+        await trio.sleep(self._rng.uniform(0, self._config.shuffle_interval))
+        while True:
+            await self.shuffle_once()
+            await trio.sleep(self._config.shuffle_interval)
+
+    async def shuffle_once(self) -> None:
+        counters = self._messenger.counters
+        if not len(self.cyclon):
+            self._rejoin()
+        step = self.cyclon.start_shuffle()
+        if step is None:
+            counters.add("membership", "isolated")
+            return
+        target, entries = step
+        try:
+            reply = await self._messenger.request(
+                target, ShuffleRequest(entries), ShuffleReply, timeout=self._config.request_timeout
+            )
+        except (NetworkError, Rejected) as exc:
+            log.debug("shuffle with %s failed: %s", target, exc)
+            self.cyclon.on_failure(target)
+            counters.add("membership", "shuffle_failed")
+            return
+        self._learn(reply.entries)
+        self.cyclon.on_reply(target, reply.entries)
+        counters.add("membership", "shuffle_ok")
+
+    async def _on_shuffle(self, peer: PeerId, request: ShuffleRequest) -> ShuffleReply:
+        self._learn(request.entries)
+        return ShuffleReply(self.cyclon.on_request(peer, request.entries))
+
+    def _learn(self, entries: Sequence[Descriptor]) -> None:
+        network = self._messenger.network
+        for d in entries:
+            if d.addrs and d.peer != self._messenger.local_peer:
+                network.add_addrs(d.peer, d.addrs)
+
+    def _rejoin(self) -> None:
+        self._learn(self._bootstrap)
+        self.cyclon.add(self._bootstrap)

@@ -1,0 +1,131 @@
+"""The node: one identity, one store and one Network, with its services on top.
+
+``Node.run`` owns a nursery holding every service task (no orphans). ``Node.stop`` is a
+graceful stop that saves state; cancelling ``run`` is a crash, as ``kill -9`` would be, and
+the node then restarts from what the store last committed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+
+import msgspec
+import trio
+
+from edgeswarm.protocols.counters import Counters
+from edgeswarm.protocols.envelope import Codec, Freshness, ReplayWindow
+from edgeswarm.protocols.membership.messages import Descriptor
+from edgeswarm.protocols.messenger import Messenger
+from edgeswarm.protocols.network import Network
+from edgeswarm.protocols.peer_id import PeerId
+
+from .config import NodeConfig
+from .identity import Identity
+from .membership import Membership
+from .store import SequenceNumbers, Store
+
+
+class NodeStatus(msgspec.Struct, frozen=True):
+    """What a user (or the simulator) can observe of a running node."""
+
+    peer_id: PeerId
+    addrs: list[str]
+    connected: list[PeerId]
+    view: list[PeerId]
+    services: list[str]
+    counters: dict[str, dict[str, int]]
+    transport: dict[str, int]
+
+
+class Node:
+    """A node daemon's core, independent of the transport underneath.
+
+    Parameters
+    ----------
+    identity : Identity
+    network : Network
+        Already bound to ``identity`` (libp2p host or virtual endpoint).
+    store : Store
+        Opened by the caller, who also closes it.
+    config : NodeConfig
+    rng : random.Random
+        Seeded randomness for every service of this node.
+    clock : callable (default: time.time)
+        Seconds since the epoch; the simulator passes virtual time.
+    bootstrap : sequence of Descriptor
+        Peers to join through when the stored view is empty.
+    """
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        network: Network,
+        store: Store,
+        config: NodeConfig,
+        rng: random.Random,
+        clock: Callable[[], float] = time.time,
+        bootstrap: Sequence[Descriptor] = (),
+    ) -> None:
+        if network.local_peer != identity.peer_id:
+            raise ValueError("the network is bound to another identity")
+        self.identity = identity
+        self.network = network
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.counters = Counters()
+        env = config.envelope
+        codec = Codec(
+            identity,
+            next_seq=SequenceNumbers(store),
+            now=clock,
+            freshness=Freshness(env.max_age, env.max_skew),
+            replay=ReplayWindow(env.replay_window, env.max_senders),
+        )
+        self.messenger = Messenger(network, codec, self.counters)
+        stored = [Descriptor(p, addrs, age) for p, addrs, age in store.load_peers()]
+        self.membership = Membership(self.messenger, config.membership, rng, initial=stored, bootstrap=bootstrap)
+        self._stop = trio.Event()
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self.identity.peer_id
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every service until ``stop()``; report readiness through ``task_status``."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.membership.run)
+            nursery.start_soon(self._persist_loop)
+            task_status.started()
+            await self._stop.wait()
+            nursery.cancel_scope.cancel()
+        self.persist()
+
+    def stop(self) -> None:
+        """Ask ``run`` to save state and return."""
+        self._stop.set()
+
+    def persist(self) -> None:
+        """Commit the view and a counters snapshot to the store."""
+        now = self.clock()
+        self.store.save_peers(((d.peer, d.addrs, d.age) for d in self.membership.cyclon.view()), now)
+        self.store.save_metrics(now, self.counters.snapshot(), keep=self.config.store.metrics_snapshots_kept)
+
+    async def _persist_loop(self) -> None:
+        while True:
+            await trio.sleep(self.config.store.persist_interval)
+            self.persist()
+
+    def status(self) -> NodeStatus:
+        return NodeStatus(
+            peer_id=self.peer_id,
+            addrs=self.network.addrs(),
+            connected=sorted(self.network.peers()),
+            view=self.membership.view(),
+            services=["membership"],
+            counters=self.counters.snapshot(),
+            transport=self.network.stats(),
+        )

@@ -1,0 +1,155 @@
+"""One SQLite file per node (WAL): peers, sequence numbers, metrics snapshots.
+
+Schema changes are numbered migrations applied in order inside a transaction and recorded
+in ``PRAGMA user_version``; later services append to ``MIGRATIONS``. Every write is its own
+transaction, so a crash (or ``kill -9``) leaves the last committed state, never half a write.
+Calls are short and synchronous: they never hold the event loop for long.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+import msgspec
+
+MIGRATIONS: list[str] = [
+    # 1: the skeleton: key/value meta, the membership view, metrics snapshots
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE peers (
+        peer_id TEXT PRIMARY KEY,
+        addrs TEXT NOT NULL,
+        age INTEGER NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE metrics_snapshots (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        counters TEXT NOT NULL
+    );
+    """,
+]
+
+STORE_FILE = "node.sqlite"
+
+
+class StoreError(Exception):
+    """The store cannot be opened or is from an incompatible version."""
+
+
+class Store:
+    """A node's SQLite store. ``Store.open(":memory:")`` gives a throwaway one."""
+
+    def __init__(self, conn: sqlite3.Connection, location: str) -> None:
+        self._conn = conn
+        self.location = location
+
+    @classmethod
+    def open(cls, path: Path | str) -> Store:
+        location = str(path)
+        try:
+            if location != ":memory:":
+                Path(location).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(location, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            store = cls(conn, location)
+            store._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open store '{location}': {exc}") from None
+        return store
+
+    @property
+    def schema_version(self) -> int:
+        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > len(MIGRATIONS):
+            raise StoreError(
+                f"store '{self.location}' has schema version {current}, newer than this "
+                f"edgeswarm knows ({len(MIGRATIONS)}); upgrade edgeswarm"
+            )
+        for version in range(current + 1, len(MIGRATIONS) + 1):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[version - 1].split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {version}")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- meta ----------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- peers ---------------------------------------------------------------------------
+    def save_peers(self, peers: Iterable[tuple[str, tuple[str, ...], int]], now: float) -> None:
+        """Replace the stored view with ``(peer_id, addrs, age)`` rows in one transaction."""
+        rows = [(p, json.dumps(list(addrs)), age, now) for p, addrs, age in peers]
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.execute("DELETE FROM peers")
+            self._conn.executemany("INSERT INTO peers VALUES (?, ?, ?, ?)", rows)
+
+    def load_peers(self) -> list[tuple[str, tuple[str, ...], int]]:
+        rows = self._conn.execute("SELECT peer_id, addrs, age FROM peers ORDER BY rowid").fetchall()
+        return [(p, tuple(json.loads(a)), age) for p, a, age in rows]
+
+    # -- metrics -------------------------------------------------------------------------
+    def save_metrics(self, now: float, counters: dict[str, dict[str, int]], keep: int = 100) -> None:
+        """Append a counters snapshot, keeping the newest ``keep``."""
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.execute(
+                "INSERT INTO metrics_snapshots (ts, counters) VALUES (?, ?)",
+                (now, msgspec.json.encode(counters).decode()),
+            )
+            self._conn.execute(
+                "DELETE FROM metrics_snapshots WHERE id <= (SELECT MAX(id) FROM metrics_snapshots) - ?",
+                (keep,),
+            )
+
+    def latest_metrics(self) -> tuple[float, dict[str, dict[str, int]]] | None:
+        row = self._conn.execute("SELECT ts, counters FROM metrics_snapshots ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else (row[0], json.loads(row[1]))
+
+
+class SequenceNumbers:
+    """Strictly increasing envelope sequence numbers that survive restarts and crashes.
+
+    Numbers are reserved from the store in blocks; after a restart counting resumes above
+    the last reservation, so peers never see a number twice (which they would drop as a
+    replay). Gaps after a crash are harmless.
+    """
+
+    _KEY = "seq_reserved"
+
+    def __init__(self, store: Store, block: int = 1024) -> None:
+        self._store = store
+        self._block = block
+        reserved = store.get_meta(self._KEY)
+        self._next = int(reserved) if reserved is not None else 0
+        self._reserved = self._next
+
+    def __call__(self) -> int:
+        if self._next >= self._reserved:
+            self._reserved = self._next + self._block
+            self._store.set_meta(self._KEY, str(self._reserved))
+        value = self._next
+        self._next += 1
+        return value

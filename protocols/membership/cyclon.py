@@ -1,0 +1,132 @@
+"""Cyclon peer sampling as a sans-IO state machine.
+
+Voulgaris, Gavidia and van Steen, "CYCLON: Inexpensive Membership Management for
+Unstructured P2P Overlays", J. Network and Systems Management 13(2), 2005.
+
+Each node keeps a view of at most ``view_size`` descriptors. Every shuffle period it ages its
+entries, picks the oldest peer Q, removes Q, and sends Q itself (age 0) plus
+``shuffle_length - 1`` random entries; Q answers with ``shuffle_length`` random entries of
+its own. Both sides integrate what they received, first filling empty slots, then replacing
+the entries they sent. A peer that never answers stays removed, which is how the view
+forgets dead peers; being in a shuffle request puts a new peer into other views.
+
+This class only transforms views: no network, no clock. Randomness comes from the ``rng``
+it is given, so a seeded run is reproducible.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..peer_id import PeerId
+from .messages import MAX_AGE, MAX_SHUFFLE_ENTRIES, Descriptor
+
+
+@dataclass(frozen=True, slots=True)
+class CyclonParams:
+    """Cyclon parameters.
+
+    Parameters
+    ----------
+    view_size : int (default: 20)
+        Entries a node keeps (Cyclon's *c*).
+    shuffle_length : int (default: 8)
+        Entries exchanged per shuffle (Cyclon's *l*); at most ``view_size``.
+    """
+
+    view_size: int = 20
+    shuffle_length: int = 8
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.shuffle_length <= min(self.view_size, MAX_SHUFFLE_ENTRIES):
+            raise ValueError(
+                f"shuffle_length must be in [1, min(view_size, {MAX_SHUFFLE_ENTRIES})], "
+                f"got {self.shuffle_length} with view_size {self.view_size}"
+            )
+
+
+class Cyclon:
+    """One node's partial view and the Cyclon shuffle transitions on it."""
+
+    def __init__(self, local: Descriptor, params: CyclonParams, rng: random.Random) -> None:
+        self.local = local
+        self.params = params
+        self._rng = rng
+        self._view: dict[PeerId, Descriptor] = {}
+        self._pending: dict[PeerId, tuple[PeerId, ...]] = {}
+
+    # -- observation -------------------------------------------------------------------
+    def view(self) -> list[Descriptor]:
+        """The current view, in insertion order."""
+        return list(self._view.values())
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def __contains__(self, peer: object) -> bool:
+        return peer in self._view
+
+    # -- transitions -------------------------------------------------------------------
+    def add(self, descriptors: Iterable[Descriptor]) -> None:
+        """Fill free slots with ``descriptors`` (bootstrap peers, or a view from the store)."""
+        for d in descriptors:
+            if len(self._view) >= self.params.view_size:
+                break
+            if d.peer != self.local.peer and d.peer not in self._view:
+                self._view[d.peer] = d
+
+    def start_shuffle(self) -> tuple[PeerId, tuple[Descriptor, ...]] | None:
+        """Age the view, remove the oldest peer and return ``(target, request entries)``.
+
+        Returns ``None`` when the view is empty.
+        """
+        if not self._view:
+            return None
+        self._view = {p: _aged(d) for p, d in self._view.items()}
+        target = max(self._view.values(), key=lambda d: d.age).peer
+        del self._view[target]
+        sample = self._sample(self.params.shuffle_length - 1)
+        self._pending[target] = tuple(d.peer for d in sample)
+        return target, (self.local, *sample)
+
+    def on_request(self, sender: PeerId, entries: Iterable[Descriptor]) -> tuple[Descriptor, ...]:
+        """Answer ``sender``'s shuffle: reply with a random sample, then integrate."""
+        reply = tuple(d for d in self._sample(self.params.shuffle_length + 1) if d.peer != sender)
+        reply = reply[: self.params.shuffle_length]
+        self._integrate(entries, sent=[d.peer for d in reply])
+        return reply
+
+    def on_reply(self, target: PeerId, entries: Iterable[Descriptor]) -> None:
+        """Integrate ``target``'s answer to our shuffle."""
+        self._integrate(entries, sent=list(self._pending.pop(target, ())))
+
+    def on_failure(self, target: PeerId) -> None:
+        """``target`` did not answer: it stays out of the view."""
+        self._pending.pop(target, None)
+
+    # -- internals ---------------------------------------------------------------------
+    def _sample(self, k: int) -> list[Descriptor]:
+        entries = list(self._view.values())
+        return self._rng.sample(entries, min(k, len(entries)))
+
+    def _integrate(self, received: Iterable[Descriptor], sent: list[PeerId]) -> None:
+        replaceable = [p for p in sent if p in self._view]
+        for d in received:
+            if d.peer == self.local.peer:
+                continue
+            known = self._view.get(d.peer)
+            if known is not None:
+                if d.age < known.age:  # a fresher pointer to a peer we already know
+                    self._view[d.peer] = Descriptor(d.peer, d.addrs or known.addrs, d.age)
+                continue
+            if len(self._view) < self.params.view_size:
+                self._view[d.peer] = d
+            elif replaceable:
+                del self._view[replaceable.pop()]
+                self._view[d.peer] = d
+
+
+def _aged(d: Descriptor) -> Descriptor:
+    return Descriptor(d.peer, d.addrs, min(d.age + 1, MAX_AGE))

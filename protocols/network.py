@@ -1,0 +1,102 @@
+"""The one seam between protocol logic and I/O.
+
+Services never touch sockets or clocks of a transport: they see this interface. It has two
+implementations, libp2p for real deployments and ``sim.virtual_network`` for the simulator,
+and the same ``Node`` runs on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from .peer_id import PeerId
+
+MAX_FRAME_BYTES = 4 * 1024 * 1024
+"""No transport carries a single payload larger than this; bulk data is chunked above it."""
+
+SUBSCRIPTION_BUFFER = 256
+"""Messages a subscription holds before new ones are dropped (and counted)."""
+
+RequestHandler = Callable[[PeerId, bytes], Awaitable[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMessage:
+    """One message received on a pub/sub topic; ``via`` is the peer that handed it to us."""
+
+    topic: str
+    via: PeerId
+    data: bytes
+
+
+class NetworkError(Exception):
+    """A request or publish could not be completed; the peer may or may not be at fault."""
+
+
+class PeerUnreachable(NetworkError):
+    """No route to the peer: it is offline, unknown, or on the other side of a partition."""
+
+
+class RequestTimeout(NetworkError):
+    """The peer did not answer within the caller's timeout."""
+
+
+class RequestRefused(NetworkError):
+    """Raised by a request handler to refuse a request; the requester sees it with the reason."""
+
+
+class LocalProtocolError(Exception):
+    """We misused the network (a bug in our own code, never the peer's fault)."""
+
+
+class Network(Protocol):
+    """What a node needs from a transport: pub/sub, request/response and peers.
+
+    All methods are used from trio tasks of the node that owns the network.
+    """
+
+    @property
+    def local_peer(self) -> PeerId:
+        """This node's PeerID."""
+        ...
+
+    def addrs(self) -> list[str]:
+        """Addresses other peers can reach us on (multiaddrs on libp2p)."""
+        ...
+
+    def add_addrs(self, peer: PeerId, addrs: Sequence[str]) -> None:
+        """Remember how to reach ``peer`` (learned from gossip or configuration)."""
+        ...
+
+    def peers(self) -> set[PeerId]:
+        """Peers we currently hold a connection to."""
+        ...
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Send ``data`` to every subscriber of ``topic`` that the overlay reaches."""
+        ...
+
+    def subscribe(self, topic: str) -> trio.MemoryReceiveChannel[TopicMessage]:
+        """Receive messages published on ``topic`` (bounded; overflow is counted in stats)."""
+        ...
+
+    async def request(self, peer: PeerId, protocol: str, data: bytes, *, timeout: float) -> bytes:
+        """Send one request and wait for its response.
+
+        Raises
+        ------
+        PeerUnreachable, RequestTimeout, RequestRefused
+        """
+        ...
+
+    def serve(self, protocol: str, handler: RequestHandler) -> None:
+        """Answer requests on ``protocol`` with ``handler`` (one handler per protocol)."""
+        ...
+
+    def stats(self) -> dict[str, int]:
+        """Transport counters, e.g. dropped messages by cause."""
+        ...

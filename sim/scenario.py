@@ -1,0 +1,104 @@
+"""Simulation scenarios: typed TOML under ``configs/sim``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from edgeswarm.node.config import ConfigError, NodeConfig, Section, convert, read_toml
+from edgeswarm.node.device import DeviceProfile, load_device
+
+Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Seconds = Annotated[float, msgspec.Meta(ge=0.0)]
+
+
+class NetworkSpec(Section):
+    """Link model of the virtual network (see ``sim.virtual_network.LinkModel``)."""
+
+    latency_ms: Annotated[float, msgspec.Meta(gt=0)] = 50.0
+    latency_sigma: Annotated[float, msgspec.Meta(ge=0, le=3)] = 0.5
+    loss: Fraction = 0.0
+    gossip_degree: Annotated[int, msgspec.Meta(ge=2, le=64)] = 6
+
+
+class ChurnSpec(Section):
+    """A ``fraction`` of non-bootstrap nodes alternate up/down between ``start`` and ``end``.
+
+    Up and down times are exponential with means ``mean_up`` and ``mean_down`` seconds; at
+    ``end`` every churning node is brought back up.
+    """
+
+    fraction: Fraction = 0.0
+    start: Seconds = 0.0
+    end: Seconds = 0.0
+    mean_up: Annotated[float, msgspec.Meta(gt=0)] = 120.0
+    mean_down: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+
+
+class PartitionSpec(Section):
+    """Between ``start`` and ``end`` the nodes are split at random into ``groups``."""
+
+    start: Seconds
+    end: Seconds
+    groups: Annotated[int, msgspec.Meta(ge=2, le=64)] = 2
+
+
+class Scenario(Section):
+    """One simulation run.
+
+    Parameters
+    ----------
+    name : str
+    nodes : int
+    duration : float
+        Virtual seconds to run.
+    seed : int (default: 0)
+    bootstrap : int (default: 3)
+        The first ``bootstrap`` nodes are every other node's bootstrap peers.
+    join_window : float (default: 30.0)
+        Non-bootstrap nodes start at uniform times in [0, join_window].
+    sample_interval : float (default: 10.0)
+        Virtual seconds between observations of the swarm.
+    store : "memory" or "files" (default: "memory")
+        Node stores in memory, or one SQLite file per node under ``OUT/nodes``.
+    devices : table of name -> share (default: {laptop = 1.0})
+        Device mix; profiles come from ``devices_dir`` (relative to the scenario file).
+    """
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    nodes: Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+    duration: Annotated[float, msgspec.Meta(gt=0)]
+    seed: int = 0
+    bootstrap: Annotated[int, msgspec.Meta(ge=1)] = 3
+    join_window: Seconds = 30.0
+    sample_interval: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    store: Literal["memory", "files"] = "memory"
+    devices: dict[str, Annotated[float, msgspec.Meta(gt=0)]] = msgspec.field(default_factory=lambda: {"laptop": 1.0})
+    devices_dir: str = "../devices"
+    network: NetworkSpec = msgspec.field(default_factory=NetworkSpec)
+    churn: ChurnSpec = msgspec.field(default_factory=ChurnSpec)
+    partitions: list[PartitionSpec] = msgspec.field(default_factory=list)
+    node: NodeConfig = msgspec.field(default_factory=NodeConfig)
+
+
+class LoadedScenario(msgspec.Struct, frozen=True):
+    scenario: Scenario
+    devices: dict[str, DeviceProfile]
+
+
+def load_scenario(path: Path, *, seed: int | None = None, nodes: int | None = None) -> LoadedScenario:
+    """Read a scenario and its device profiles; ``seed``/``nodes`` override the file."""
+    raw = read_toml(path)
+    if seed is not None:
+        raw["seed"] = seed
+    if nodes is not None:
+        raw["nodes"] = nodes
+    scenario = convert(raw, Scenario, str(path))
+    if scenario.bootstrap > scenario.nodes:
+        raise ConfigError(f"{path}: key 'bootstrap': {scenario.bootstrap} exceeds nodes ({scenario.nodes})")
+    devices_dir = (path.parent / scenario.devices_dir).resolve()
+    devices = {name: load_device(devices_dir / f"{name}.toml") for name in scenario.devices}
+    return LoadedScenario(scenario, devices)
+

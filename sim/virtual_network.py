@@ -1,0 +1,341 @@
+"""An in-memory ``Network`` for the simulator: latency, bandwidth, loss, partitions, churn.
+
+All endpoints share one ``VirtualNetwork``. A message of B bytes leaves its sender's uplink
+after the messages queued before it, taking B / uplink seconds, then arrives after a sampled
+one-way latency, unless it is lost or a partition separates the two peers. Deliveries wait
+in one time-ordered heap drained by a single dispatcher task, so a message costs a heap
+entry, not a task. Time is trio's clock: under ``trio.testing.MockClock(autojump_threshold=0)``
+a run takes virtual seconds. All randomness comes from the seeded ``rng``.
+
+Model limits, on purpose: downlinks are not congested; pub/sub reaches every reachable
+subscriber after ``ceil(log_D n)`` sampled hops, as a GossipSub mesh of degree D would.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from edgeswarm.protocols.network import (
+    MAX_FRAME_BYTES,
+    SUBSCRIPTION_BUFFER,
+    LocalProtocolError,
+    PeerUnreachable,
+    RequestHandler,
+    RequestRefused,
+    RequestTimeout,
+    TopicMessage,
+)
+from edgeswarm.protocols.peer_id import PeerId
+
+MAX_CONCURRENT_HANDLERS = 64
+"""Requests an endpoint serves at once; more are refused (and counted), as a busy host would."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkModel:
+    """One-way latency (log-normal around ``latency_median``), loss and gossip degree.
+
+    Parameters
+    ----------
+    latency_median : float (default: 0.05)
+        Seconds.
+    latency_sigma : float (default: 0.5)
+        Log-normal shape; 0 gives a constant latency.
+    loss : float (default: 0.0)
+        Probability that a message is silently lost.
+    gossip_degree : int (default: 6)
+        Mesh degree D used for the pub/sub hop count and the publisher's upload.
+    """
+
+    latency_median: float = 0.05
+    latency_sigma: float = 0.5
+    loss: float = 0.0
+    gossip_degree: int = 6
+
+    def sample_latency(self, rng: random.Random) -> float:
+        if self.latency_sigma == 0:
+            return self.latency_median
+        return self.latency_median * math.exp(rng.gauss(0.0, self.latency_sigma))
+
+
+class _Pending:
+    """A request waiting for its response."""
+
+    __slots__ = ("event", "response", "error", "abandoned")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.response: bytes | None = None
+        self.error: Exception | None = None
+        self.abandoned = False
+
+
+class VirtualNetwork:
+    """The shared medium. Run ``run()`` in a nursery, then ``attach`` endpoints.
+
+    Parameters
+    ----------
+    rng : random.Random
+    link : LinkModel (default: LinkModel())
+    """
+
+    def __init__(self, rng: random.Random, link: LinkModel | None = None) -> None:
+        self.rng = rng
+        self.link = link or LinkModel()
+        self._endpoints: dict[PeerId, VirtualEndpoint] = {}
+        self._group: dict[PeerId, int] = {}
+        self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._counter = 0
+        self._wakeup: trio.CancelScope | None = None
+        self.bytes_sent = 0
+        self.messages_lost = 0
+
+    # -- topology ------------------------------------------------------------------------
+    def online(self) -> list[PeerId]:
+        return list(self._endpoints)
+
+    def partition(self, groups: Mapping[PeerId, int]) -> None:
+        """Split the network: peers in different groups (absent = group 0) cannot talk."""
+        self._group = dict(groups)
+
+    def heal(self) -> None:
+        self._group = {}
+
+    def reachable(self, a: PeerId, b: PeerId) -> bool:
+        return not self._group or self._group.get(a, 0) == self._group.get(b, 0)
+
+    @asynccontextmanager
+    async def attach(self, peer: PeerId, *, uplink_bytes_per_s: float = 1.25e6) -> AsyncIterator[VirtualEndpoint]:
+        """Bring ``peer`` online for the duration of the block (leaving it = going offline)."""
+        if peer in self._endpoints:
+            raise LocalProtocolError(f"{peer} is already online")
+        async with trio.open_nursery() as nursery:
+            endpoint = VirtualEndpoint(self, peer, nursery, uplink_bytes_per_s)
+            self._endpoints[peer] = endpoint
+            try:
+                yield endpoint
+            finally:
+                del self._endpoints[peer]
+                endpoint._go_offline()
+                nursery.cancel_scope.cancel()
+
+    # -- delivery ------------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver messages at their arrival times, forever."""
+        task_status.started()
+        heap = self._heap
+        while True:
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                _, _, deliver, args = heapq.heappop(heap)
+                deliver(*args)
+            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                self._wakeup = scope
+                await trio.sleep_forever()
+            self._wakeup = None
+
+    def _at(self, when: float, deliver: Callable[..., None], *args: Any) -> None:
+        self._counter += 1
+        heapq.heappush(self._heap, (when, self._counter, deliver, args))
+        if self._wakeup is not None and when < self._wakeup.deadline:
+            self._wakeup.deadline = when
+
+    def _transmit(
+        self, sender: VirtualEndpoint, size: int, hops: int = 1, copies: int = 1
+    ) -> float | None:
+        """Occupy ``sender``'s uplink for ``copies`` x ``size`` bytes; return arrival time.
+
+        None means the message is lost (the uplink was still used).
+        """
+        now = trio.current_time()
+        start = max(now, sender.uplink_free_at)
+        sender.uplink_free_at = start + copies * size / sender.uplink_bytes_per_s
+        self.bytes_sent += copies * size
+        if self.link.loss and self.rng.random() < self.link.loss:
+            self.messages_lost += 1
+            return None
+        latency = sum(self.link.sample_latency(self.rng) for _ in range(hops))
+        return start + size / sender.uplink_bytes_per_s + latency
+
+    def _deliver_request(
+        self, src: VirtualEndpoint, dst_peer: PeerId, protocol: str, data: bytes, pending: _Pending
+    ) -> None:
+        dst = self._endpoints.get(dst_peer)
+        if dst is None:  # offline: the dial is refused, the refusal travels back
+            when = trio.current_time() + self.link.sample_latency(self.rng)
+            self._at(when, _resolve, pending, None, PeerUnreachable(f"{dst_peer} is offline"))
+            return
+        if not self.reachable(src.peer, dst_peer) or src.offline:
+            return
+        dst._handle(src, protocol, data, pending)
+
+    def _deliver_response(
+        self, dst: VirtualEndpoint, peer: PeerId, pending: _Pending, data: bytes | None, error: Exception | None
+    ) -> None:
+        if dst.offline or not self.reachable(dst.peer, peer):
+            return
+        dst._connected.add(peer)
+        _resolve(pending, data, error)
+
+    def _deliver_topic(self, dst: VirtualEndpoint, message: TopicMessage) -> None:
+        if not dst.offline:
+            dst._enqueue(message)
+
+
+def _resolve(pending: _Pending, data: bytes | None, error: Exception | None) -> None:
+    if not pending.abandoned and not pending.event.is_set():
+        pending.response, pending.error = data, error
+        pending.event.set()
+
+
+class VirtualEndpoint:
+    """One node's view of the ``VirtualNetwork``; implements ``protocols.network.Network``."""
+
+    def __init__(self, net: VirtualNetwork, peer: PeerId, nursery: trio.Nursery, uplink_bytes_per_s: float) -> None:
+        self._net = net
+        self.peer = peer
+        self._nursery = nursery
+        self.uplink_bytes_per_s = uplink_bytes_per_s
+        self.uplink_free_at = 0.0
+        self.offline = False
+        self._handlers: dict[str, RequestHandler] = {}
+        self._topics: dict[str, trio.MemorySendChannel[TopicMessage]] = {}
+        self._connected: set[PeerId] = set()
+        self._busy = 0
+        self._stats: dict[str, int] = {}
+
+    # -- Network interface ---------------------------------------------------------------
+    @property
+    def local_peer(self) -> PeerId:
+        return self.peer
+
+    def addrs(self) -> list[str]:
+        return []  # a virtual peer is addressed by its id alone
+
+    def add_addrs(self, peer: PeerId, addrs: Sequence[str]) -> None:
+        pass
+
+    def peers(self) -> set[PeerId]:
+        online = self._net._endpoints
+        return {p for p in self._connected if p in online}
+
+    def stats(self) -> dict[str, int]:
+        return dict(sorted(self._stats.items()))
+
+    def serve(self, protocol: str, handler: RequestHandler) -> None:
+        if protocol in self._handlers:
+            raise LocalProtocolError(f"{protocol} already has a handler")
+        self._handlers[protocol] = handler
+
+    def subscribe(self, topic: str) -> trio.MemoryReceiveChannel[TopicMessage]:
+        if topic in self._topics:
+            raise LocalProtocolError(f"already subscribed to {topic}")
+        send, receive = trio.open_memory_channel[TopicMessage](SUBSCRIPTION_BUFFER)
+        self._topics[topic] = send
+        return receive
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        _check_size(data)
+        net = self._net
+        targets = [
+            ep for p, ep in net._endpoints.items()
+            if p != self.peer and topic in ep._topics and net.reachable(self.peer, p)
+        ]
+        if targets:
+            degree = net.link.gossip_degree
+            hops = max(1, math.ceil(math.log(len(targets) + 1, degree)))
+            for ep in targets:
+                when = net._transmit(self, len(data), hops=hops, copies=0)
+                if when is not None:
+                    net._at(when, net._deliver_topic, ep, TopicMessage(topic, self.peer, data))
+            net._transmit(self, len(data), hops=1, copies=min(degree, len(targets)))
+        await trio.lowlevel.checkpoint()
+
+    async def request(self, peer: PeerId, protocol: str, data: bytes, *, timeout: float) -> bytes:
+        _check_size(data)
+        if peer == self.peer:
+            raise LocalProtocolError("a node does not send requests to itself")
+        net = self._net
+        pending = _Pending()
+        when = net._transmit(self, len(data))
+        if when is not None:
+            net._at(when, net._deliver_request, self, peer, protocol, data, pending)
+        with trio.move_on_after(timeout):
+            await pending.event.wait()
+        if not pending.event.is_set():
+            pending.abandoned = True
+            self._count("requests_timed_out")
+            raise RequestTimeout(f"no answer from {peer} on {protocol} within {timeout:g}s")
+        if pending.error is not None:
+            raise pending.error
+        assert pending.response is not None
+        return pending.response
+
+    # -- internals -----------------------------------------------------------------------
+    def _count(self, name: str) -> None:
+        self._stats[name] = self._stats.get(name, 0) + 1
+
+    def _handle(self, src: VirtualEndpoint, protocol: str, data: bytes, pending: _Pending) -> None:
+        handler = self._handlers.get(protocol)
+        if handler is None:
+            self._respond(src, pending, None, RequestRefused(f"{self.peer} does not serve {protocol}"))
+        elif self._busy >= MAX_CONCURRENT_HANDLERS:
+            self._count("requests_refused_busy")
+            self._respond(src, pending, None, RequestRefused(f"{self.peer} is busy"))
+        else:
+            self._connected.add(src.peer)
+            self._busy += 1
+            self._nursery.start_soon(self._serve, handler, src, data, pending)
+
+    async def _serve(self, handler: RequestHandler, src: VirtualEndpoint, data: bytes, pending: _Pending) -> None:
+        try:
+            response = await handler(src.peer, data)
+        except RequestRefused as exc:
+            self._count("requests_refused")
+            self._respond(src, pending, None, RequestRefused(str(exc)))
+        else:
+            _check_size(response)
+            self._respond(src, pending, response, None)
+        finally:
+            self._busy -= 1
+
+    def _respond(self, dst: VirtualEndpoint, pending: _Pending, data: bytes | None, error: Exception | None) -> None:
+        net = self._net
+        when = net._transmit(self, len(data) if data is not None else 64)
+        if when is not None:
+            net._at(when, net._deliver_response, dst, self.peer, pending, data, error)
+
+    def _enqueue(self, message: TopicMessage) -> None:
+        channel = self._topics.get(message.topic)
+        if channel is None:
+            return
+        try:
+            channel.send_nowait(message)
+        except trio.WouldBlock:
+            self._count("pubsub_dropped_overflow")
+        except trio.BrokenResourceError:
+            self._count("pubsub_dropped_closed")
+
+    def _go_offline(self) -> None:
+        self.offline = True
+        for channel in self._topics.values():
+            channel.close()
+        online = self._net._endpoints
+        for p in self._connected:
+            other = online.get(p)
+            if other is not None:
+                other._connected.discard(self.peer)
+        self._connected.clear()
+
+
+def _check_size(data: bytes) -> None:
+    if len(data) > MAX_FRAME_BYTES:
+        raise LocalProtocolError(f"payload of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
