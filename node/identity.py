@@ -1,8 +1,10 @@
 """The node's Ed25519 identity: one key for envelope signatures and the libp2p host.
 
-The key lives in ``<data_dir>/identity.key`` as PKCS#8 PEM with mode 0600. It is created on
-first use and only ever loaded after that: a corrupt or exposed key file is an error, never
-a reason to silently become a different node.
+The key lives in ``<data_dir>/identity.key`` as PKCS#8 PEM with mode 0600, preceded by a
+``peer-id:`` line (PEM allows text before the block). It is created on first use and only
+ever loaded after that: a corrupt, altered or exposed key file is an error, never a reason to
+silently become a different node. The recorded PeerID catches damage to the key bytes that
+would still parse as some other valid key.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edgeswarm.protocols.peer_id import PeerId, peer_id_from_public_key
 
 KEY_FILE = "identity.key"
+_PEER_ID_LINE = b"peer-id: "
 
 
 class IdentityError(Exception):
@@ -77,7 +80,7 @@ def load_or_create(data_dir: Path) -> Identity:
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, pem)
+        os.write(fd, _PEER_ID_LINE + identity.peer_id.encode() + b"\n" + pem)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -103,4 +106,12 @@ def load(path: Path) -> Identity:
         raise IdentityError(f"key file '{path}' is corrupt: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise IdentityError(f"key file '{path}' holds a {type(key).__name__}, not an Ed25519 key")
-    return Identity(key)
+    identity = Identity(key)
+    if data.startswith(_PEER_ID_LINE):
+        recorded = data.split(b"\n", 1)[0][len(_PEER_ID_LINE) :].decode(errors="replace").strip()
+        if recorded != identity.peer_id:
+            raise IdentityError(
+                f"key file '{path}' is corrupt: its key names {identity.peer_id}, "
+                f"but the file records {recorded}"
+            )
+    return identity

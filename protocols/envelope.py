@@ -228,7 +228,7 @@ class Codec:
             raise Rejected(RejectReason.OVERSIZE, f"envelope of {len(data)} bytes")
         try:
             env = self._envelope_decoder.decode(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, ValueError) as exc:  # ValueError: e.g. invalid UTF-8
             raise Rejected(RejectReason.MALFORMED, f"envelope: {exc}") from None
         body_type = self._types.get(env.kind)
         if body_type is None:
@@ -251,7 +251,7 @@ class Codec:
             raise Rejected(RejectReason.REPLAY, f"{env.kind} seq {env.seq}")
         try:
             body = self._decoders[env.kind].decode(env.body)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, ValueError) as exc:
             raise Rejected(RejectReason.MALFORMED, f"{env.kind} body: {exc}") from None
         self._replay.record(env.sender, env.seq)
         return Opened(peer_id_from_public_key(env.sender), env.seq, env.ts, body)

@@ -1,0 +1,29 @@
+"""Turn errors a user can fix into one line on stderr and a distinct exit code.
+
+Exit codes: 2 usage (bad option or argument), 3 configuration, 4 identity key, 5 store.
+Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from .config import ConfigError
+from .identity import IdentityError
+from .store import StoreError
+
+EXIT_CODES: dict[type[Exception], int] = {ConfigError: 3, IdentityError: 4, StoreError: 5}
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    try:
+        yield
+    except tuple(EXIT_CODES) as exc:
+        Console(stderr=True).print(f"[red]edgeswarm: error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(EXIT_CODES[type(exc)]) from None

@@ -1,0 +1,75 @@
+"""``edgeswarm sim ...``: run simulations from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edgeswarm.node.user_errors import user_errors
+
+from .report import write_report
+from .runner import run_scenario
+from .scenario import load_scenario
+
+app = typer.Typer(help="Simulate hundreds of peers on a virtual network in virtual time.", no_args_is_help=True)
+
+
+@app.command("run")
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML, e.g. configs/sim/smoke.toml.", dir_okay=False)],
+    out: Annotated[Path, typer.Option("--out", help="Directory for report.json, plots and node stores.")],
+    seed: Annotated[Optional[int], typer.Option(help="Override the scenario's seed.")] = None,
+    nodes: Annotated[Optional[int], typer.Option(help="Override the scenario's node count.", min=1)] = None,
+) -> None:
+    """Run SCENARIO and write OUT/report.json plus PNG plots."""
+    console = Console(stderr=True)
+    with user_errors():
+        if (out / "report.json").exists() or (out / "nodes").exists():
+            raise typer.BadParameter(f"'{out}' already holds a run; choose another --out", param_hint="--out")
+        loaded = load_scenario(scenario, seed=seed, nodes=nodes)
+        spec = loaded.scenario
+        out.mkdir(parents=True, exist_ok=True)
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f} virtual s"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as progress:
+            task = progress.add_task(f"{spec.name}: {spec.nodes} nodes", total=spec.duration)
+            report = run_scenario(loaded, out_dir=out, progress=lambda t: progress.update(task, completed=t))
+        written = write_report(report, out)
+    Console().print(summary_table(report))
+    for path in written:
+        console.print(f"wrote {path}")
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    metrics = report["metrics"]
+    counters = metrics["counters"]
+    overlay = metrics["membership"]
+    table = Table(title=f"{report['scenario']} (seed {report['seed']})", show_header=False)
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    rows = [
+        ("nodes", report["nodes"]),
+        ("virtual seconds", f"{report['virtual_seconds']:g}"),
+        ("wall seconds", f"{report['wall_seconds']:.2f}"),
+        ("virtual s per wall s", report["wall_virtual_per_wall_second"]),
+        ("messages sent", sum(counters.get("msgs_out", {}).values())),
+        ("bytes on the wire", metrics["network"]["bytes_sent"]),
+        ("envelopes rejected", sum(counters.get("rejects", {}).values())),
+        ("crashes / sessions", f"{metrics['churn']['crashes']} / {metrics['churn']['sessions']}"),
+        ("overlay coverage", overlay.get("coverage")),
+        ("live share of views", overlay.get("live_entry_fraction")),
+        ("strongly connected", overlay.get("strongly_connected")),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table

@@ -1,0 +1,47 @@
+"""Write a run's ``report.json`` and its plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write ``report.json`` and, when matplotlib is installed, PNG plots; return the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "report.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    written = [path]
+    try:
+        import matplotlib
+    except ImportError:
+        log.warning("matplotlib is not installed (pip install 'edgeswarm[sim]'): no plots")
+        return written
+    matplotlib.use("Agg")
+    written.append(_plot_membership(report, out_dir / "membership.png"))
+    return written
+
+
+def _plot_membership(report: dict[str, Any], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    ts = report["timeseries"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    top.plot(ts["t"], ts["coverage"], label="coverage (live nodes in some view)")
+    top.plot(ts["t"], ts["live_entry_fraction"], label="live share of view entries")
+    top.plot(ts["t"], ts["largest_component"], label="largest connected part", linestyle="--")
+    top.set_ylim(0, 1.05)
+    top.set_ylabel("fraction")
+    top.legend(loc="lower right", fontsize=8)
+    top.set_title(f"{report['scenario']}: {report['nodes']} nodes, seed {report['seed']}")
+    bottom.plot(ts["t"], ts["online"], color="tab:gray")
+    bottom.set_ylabel("nodes online")
+    bottom.set_xlabel("virtual time (s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
