@@ -16,7 +16,7 @@ def overlay_stats(views: Mapping[str, Sequence[str]]) -> dict[str, float | int |
         ``coverage``: share of live nodes present in some live node's view;
         ``strongly_connected``: every live node can reach every other through views;
         ``largest_component``: share of live nodes in the largest weakly connected part;
-        ``view_size_mean``, ``indegree_min``, ``indegree_max``, ``indegree_std``.
+        ``view_size_mean``, ``view_size_min``, ``indegree_min``, ``indegree_max``, ``indegree_std``.
     """
     live = list(views)
     n = len(live)
@@ -50,6 +50,7 @@ def overlay_stats(views: Mapping[str, Sequence[str]]) -> dict[str, float | int |
         "strongly_connected": strongly,
         "largest_component": round(largest / n, 6),
         "view_size_mean": round(statistics.fmean(len(views[u]) for u in live), 6),
+        "view_size_min": min(len(views[u]) for u in live),
         "indegree_min": min(degrees),
         "indegree_max": max(degrees),
         "indegree_std": round(statistics.pstdev(degrees), 6),
