@@ -17,7 +17,13 @@ from .config import ConfigError
 from .identity import IdentityError
 from .store import StoreError
 
-EXIT_CODES: dict[type[Exception], int] = {ConfigError: 3, IdentityError: 4, StoreError: 5}
+
+
+class UsageProblem(Exception):
+    """The command line asks for something that cannot be done as given."""
+
+
+EXIT_CODES: dict[type[Exception], int] = {UsageProblem: 2, ConfigError: 3, IdentityError: 4, StoreError: 5}
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from edgeswarm.node.user_errors import user_errors
+from edgeswarm.node.user_errors import UsageProblem, user_errors
 
 from .report import write_report
 from .runner import run_scenario
@@ -30,7 +30,7 @@ def run(
     console = Console(stderr=True)
     with user_errors():
         if (out / "report.json").exists() or (out / "nodes").exists():
-            raise typer.BadParameter(f"'{out}' already holds a run; choose another --out", param_hint="--out")
+            raise UsageProblem(f"'{out}' already holds a run; choose another --out")
         loaded = load_scenario(scenario, seed=seed, nodes=nodes)
         spec = loaded.scenario
         out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,53 @@
+import json
+
+from typer.testing import CliRunner
+
+from edgeswarm.node.cli import app
+
+runner = CliRunner()
+
+
+def test_sim_run_writes_report_plot_and_summary(tmp_path, repo):
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["sim", "run", str(repo / "configs/sim/smoke.toml"), "--out", str(out), "--nodes", "20", "--seed", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["nodes"] == 20 and report["seed"] == 3 and report["virtual_seconds"] == 600
+    assert "overlay coverage" in result.stdout and "20 nodes" in result.stderr
+    assert (out / "membership.png").exists()
+
+
+def test_existing_output_is_not_overwritten(tmp_path, repo):
+    (tmp_path / "report.json").write_text("{}")
+    result = runner.invoke(app, ["sim", "run", str(repo / "configs/sim/smoke.toml"), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "already holds a run" in result.stderr
+    assert (tmp_path / "report.json").read_text() == "{}"
+
+
+def test_bad_scenario_is_one_line_and_exit_3(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('name = "x"\nnodes = "many"\nduration = 1.0\n')
+    result = runner.invoke(app, ["sim", "run", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 3
+    assert result.stderr.strip().splitlines() == [f"edgeswarm: error: {path}: key 'nodes': expected int, got str"]
+
+
+def test_missing_scenario_and_bad_options(tmp_path):
+    missing = runner.invoke(app, ["sim", "run", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "o")])
+    assert missing.exit_code == 3 and "no such file" in missing.stderr
+    bad = runner.invoke(app, ["sim", "run", "x.toml", "--out", "o", "--nodes", "0"])
+    assert bad.exit_code == 2
+    both = runner.invoke(app, ["-v", "-q", "id", "show", "--data-dir", str(tmp_path)])
+    assert both.exit_code == 2
+
+
+def test_log_json_emits_json_lines(tmp_path, repo):
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["--log-json", "-v", "sim", "run", str(repo / "configs/sim/smoke.toml"), "--out", str(out), "--nodes", "5"]
+    )
+    assert result.exit_code == 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("{")]
+    assert lines and all(json.loads(line)["level"] for line in lines)
