@@ -34,14 +34,31 @@ def _plot_membership(report: dict[str, Any], path: Path) -> Path:
     top.plot(ts["t"], ts["coverage"], label="coverage (live nodes in some view)")
     top.plot(ts["t"], ts["live_entry_fraction"], label="live share of view entries")
     top.plot(ts["t"], ts["largest_component"], label="largest connected part", linestyle="--")
+    top.plot(ts["t"], [float("nan") if v is None else v for v in ts["shuffle_success"]],
+             label="shuffles answered (per interval)", linestyle=":")
+    for window, colour, label in _windows(report):
+        for ax in (top, bottom):
+            ax.axvspan(*window, color=colour, alpha=0.12, label=label if ax is top else None)
     top.set_ylim(0, 1.05)
     top.set_ylabel("fraction")
-    top.legend(loc="lower right", fontsize=8)
     top.set_title(f"{report['scenario']}: {report['nodes']} nodes, seed {report['seed']}")
     bottom.plot(ts["t"], ts["online"], color="tab:gray")
     bottom.set_ylabel("nodes online")
     bottom.set_xlabel("virtual time (s)")
+    top.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _windows(report: dict[str, Any]) -> list[tuple[tuple[float, float], str, str]]:
+    """Churn and partition periods of the run, to shade in the plots."""
+    events = report.get("events", {})
+    out = []
+    churn = events.get("churn")
+    if churn:
+        out.append(((churn["start"], churn["end"]), "tab:red", "churn"))
+    for i, p in enumerate(events.get("partitions", [])):
+        out.append(((p["start"], p["end"]), "tab:purple", "partition" if i == 0 else None))
+    return out

@@ -72,8 +72,9 @@ class Simulation:
         ]
         self.timeseries: dict[str, list[Any]] = {
             "t": [], "online": [], "coverage": [], "live_entry_fraction": [],
-            "strongly_connected": [], "largest_component": [],
+            "strongly_connected": [], "largest_component": [], "shuffle_success": [],
         }
+        self._shuffles_seen = (0, 0)
         self.crashes = 0
         self.final_overlay: dict[str, Any] = {}
         self._final_counters: dict[str, Tally[str]] = {}
@@ -158,6 +159,14 @@ class Simulation:
         ts["online"].append(len(views))
         for key in ("coverage", "live_entry_fraction", "strongly_connected", "largest_component"):
             ts[key].append(stats.get(key, 0))
+        ok = failed = 0
+        for host in self.hosts:
+            membership = host.counters().get("membership", {})
+            ok += membership.get("shuffle_ok", 0)
+            failed += membership.get("shuffle_failed", 0)
+        new_ok, new_failed = ok - self._shuffles_seen[0], failed - self._shuffles_seen[1]
+        self._shuffles_seen = (ok, failed)
+        ts["shuffle_success"].append(round(new_ok / (new_ok + new_failed), 6) if new_ok + new_failed else None)
         self.final_overlay = stats
         if self._progress is not None:
             self._progress(now)
@@ -174,6 +183,13 @@ class Simulation:
             "wall_seconds": round(wall_seconds, 3),
             "wall_virtual_per_wall_second": round(spec.duration / wall_seconds, 2) if wall_seconds else None,
             "devices": dict(sorted(Tally(h.device.name for h in self.hosts).items())),
+            "events": {
+                "churn": (
+                    {"fraction": spec.churn.fraction, "start": spec.churn.start, "end": spec.churn.end}
+                    if spec.churn.fraction > 0 else None
+                ),
+                "partitions": [{"start": p.start, "end": p.end, "groups": p.groups} for p in spec.partitions],
+            },
             "metrics": {
                 "counters": {name: dict(sorted(t.items())) for name, t in sorted(totals.items())},
                 "network": {"bytes_sent": self.network.bytes_sent, "messages_lost": self.network.messages_lost},

@@ -148,22 +148,23 @@ class VirtualNetwork:
         if self._wakeup is not None and when < self._wakeup.deadline:
             self._wakeup.deadline = when
 
-    def _transmit(
-        self, sender: VirtualEndpoint, size: int, hops: int = 1, copies: int = 1
-    ) -> float | None:
-        """Occupy ``sender``'s uplink for ``copies`` x ``size`` bytes; return arrival time.
+    def _occupy_uplink(self, sender: VirtualEndpoint, size: int) -> float:
+        """Queue ``size`` bytes on ``sender``'s uplink; return when the last byte leaves."""
+        start = max(trio.current_time(), sender.uplink_free_at)
+        sender.uplink_free_at = start + size / sender.uplink_bytes_per_s
+        self.bytes_sent += size
+        return sender.uplink_free_at
 
-        None means the message is lost (the uplink was still used).
-        """
-        now = trio.current_time()
-        start = max(now, sender.uplink_free_at)
-        sender.uplink_free_at = start + copies * size / sender.uplink_bytes_per_s
-        self.bytes_sent += copies * size
+    def _arrival(self, sent_at: float, hops: int = 1) -> float | None:
+        """When a message that left at ``sent_at`` arrives, or None if it is lost."""
         if self.link.loss and self.rng.random() < self.link.loss:
             self.messages_lost += 1
             return None
-        latency = sum(self.link.sample_latency(self.rng) for _ in range(hops))
-        return start + size / sender.uplink_bytes_per_s + latency
+        return sent_at + sum(self.link.sample_latency(self.rng) for _ in range(hops))
+
+    def _transmit(self, sender: VirtualEndpoint, size: int) -> float | None:
+        """Send one message point to point: its arrival time, or None if lost."""
+        return self._arrival(self._occupy_uplink(sender, size))
 
     def _deliver_request(
         self, src: VirtualEndpoint, dst_peer: PeerId, protocol: str, data: bytes, pending: _Pending
@@ -173,7 +174,7 @@ class VirtualNetwork:
             when = trio.current_time() + self.link.sample_latency(self.rng)
             self._at(when, _resolve, pending, None, PeerUnreachable(f"{dst_peer} is offline"))
             return
-        if not self.reachable(src.peer, dst_peer) or src.offline:
+        if not self.reachable(src.peer, dst_peer):
             return
         dst._handle(src, protocol, data, pending)
 
@@ -252,11 +253,11 @@ class VirtualEndpoint:
         if targets:
             degree = net.link.gossip_degree
             hops = max(1, math.ceil(math.log(len(targets) + 1, degree)))
+            sent_at = net._occupy_uplink(self, len(data) * min(degree, len(targets)))
             for ep in targets:
-                when = net._transmit(self, len(data), hops=hops, copies=0)
+                when = net._arrival(sent_at, hops)
                 if when is not None:
                     net._at(when, net._deliver_topic, ep, TopicMessage(topic, self.peer, data))
-            net._transmit(self, len(data), hops=1, copies=min(degree, len(targets)))
         await trio.lowlevel.checkpoint()
 
     async def request(self, peer: PeerId, protocol: str, data: bytes, *, timeout: float) -> bytes:
