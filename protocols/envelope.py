@@ -28,6 +28,8 @@ from .peer_id import ED25519_KEY_BYTES, PeerId, peer_id_from_public_key
 MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
 MAX_KIND_CHARS = 64
 SIGNATURE_BYTES = 64
+ENVELOPE_OVERHEAD = 256
+"""Bytes an envelope adds around its body (kind, sender, seq, ts, sig, msgpack headers)."""
 _SIGNING_DOMAIN = b"edgeswarm/envelope/v1\x00"
 
 
@@ -59,6 +61,13 @@ class RejectReason(enum.StrEnum):
     BAD_SIGNATURE = "bad_signature"
     REPLAY = "replay"
     WRONG_SENDER = "wrong_sender"
+
+
+PENALIZED = frozenset(
+    {RejectReason.OVERSIZE, RejectReason.MALFORMED, RejectReason.BAD_SIGNATURE, RejectReason.WRONG_SENDER}
+)
+"""Reasons that only a faulty or hostile peer produces; stale, replayed or unknown-kind
+envelopes can come from clock skew, reordering or a newer version and are only counted."""
 
 
 class Rejected(Exception):
@@ -201,6 +210,11 @@ class Codec:
                 )
             self._types[kind] = body_type
             self._decoders[kind] = msgspec.msgpack.Decoder(body_type)
+
+    @staticmethod
+    def max_envelope_bytes(body_type: type[Body]) -> int:
+        """The largest envelope that can carry a valid ``body_type``."""
+        return body_type.MAX_BYTES + ENVELOPE_OVERHEAD
 
     def knows(self, body_type: type[Body]) -> bool:
         return self._types.get(body_type.KIND) is body_type

@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 import trio
 
 from .counters import Counters
-from .envelope import Body, Codec, DuplicateKind, Opened, Rejected, RejectReason
+from .envelope import PENALIZED, Body, Codec, DuplicateKind, Opened, Rejected, RejectReason
 from .network import LocalProtocolError, Network, RequestRefused, TopicMessage
 from .peer_id import PeerId
 
@@ -35,7 +35,8 @@ class Messenger:
     """Binds a node's ``Network``, ``Codec`` and ``Counters``.
 
     Counters written: ``msgs_out``/``bytes_out`` and ``msgs_in``/``bytes_in`` by kind,
-    ``rejects`` by reason.
+    ``rejects`` by reason. A peer whose bytes are rejected for a reason in ``PENALIZED`` is
+    reported to the network, which disconnects and eventually refuses it.
     """
 
     def __init__(self, network: Network, codec: Codec, counters: Counters) -> None:
@@ -58,13 +59,16 @@ class Messenger:
         self.counters.add("bytes_out", body.KIND, len(data))
         return data
 
-    def _open(self, data: bytes, expect: type[B] | None, peer: PeerId | None) -> Opened[B]:
+    def _open(self, data: bytes, expect: type[B] | None, peer: PeerId, *, relayed: bool = False) -> Opened[B]:
+        """Open ``data`` received from ``peer`` (the direct sender, or the relay if ``relayed``)."""
         try:
             opened = self.codec.open(data, expect)
-            if peer is not None and opened.sender != peer:
+            if not relayed and opened.sender != peer:
                 raise Rejected(RejectReason.WRONG_SENDER, f"{opened.body.KIND} signed by another peer")
         except Rejected as exc:
             self.counters.add("rejects", exc.reason.value)
+            if exc.reason in PENALIZED:
+                self.network.penalize(peer, exc.reason.value)
             raise
         kind = opened.body.KIND
         self.counters.add("msgs_in", kind)
@@ -90,7 +94,9 @@ class Messenger:
                 raise RequestRefused(str(exc)) from None
             return self._seal(await handler(peer, opened.body))
 
-        self.network.serve(protocol_id(request_type), serve)
+        self.network.serve(
+            protocol_id(request_type), serve, max_request_bytes=self.codec.max_envelope_bytes(request_type)
+        )
 
     async def request(self, peer: PeerId, body: Body, response_type: type[Resp], *, timeout: float) -> Resp:
         """Send ``body`` to ``peer`` and return its verified response.
@@ -104,7 +110,13 @@ class Messenger:
         """
         if not self.codec.knows(response_type):
             raise LocalProtocolError(f"register {response_type.__qualname__} before expecting it")
-        data = await self.network.request(peer, protocol_id(type(body)), self._seal(body), timeout=timeout)
+        data = await self.network.request(
+            peer,
+            protocol_id(type(body)),
+            self._seal(body),
+            timeout=timeout,
+            max_response_bytes=self.codec.max_envelope_bytes(response_type),
+        )
         return self._open(data, response_type, peer).body
 
     async def publish(self, body: Body) -> None:
@@ -128,7 +140,7 @@ class Subscription(Generic[B]):
         while True:
             message = await self._raw.receive()
             try:
-                return self._messenger._open(message.data, self._type, None)
+                return self._messenger._open(message.data, self._type, message.via, relayed=True)
             except Rejected:
                 continue
 

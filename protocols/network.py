@@ -18,6 +18,9 @@ from .peer_id import PeerId
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 """No transport carries a single payload larger than this; bulk data is chunked above it."""
 
+MAX_GOSSIP_BYTES = 64 * 1024
+"""Pub/sub carries small announcements only; bulk data moves on request/response."""
+
 SUBSCRIPTION_BUFFER = 256
 """Messages a subscription holds before new ones are dropped (and counted)."""
 
@@ -76,6 +79,14 @@ class Network(Protocol):
         """Peers we currently hold a connection to."""
         ...
 
+    def known_peers(self) -> list[tuple[PeerId, list[str]]]:
+        """Peers the transport itself found and can dial (e.g. by mDNS), with addresses."""
+        ...
+
+    def penalize(self, peer: PeerId, reason: str) -> None:
+        """``peer`` misbehaved: disconnect it, and refuse it for a while if it persists."""
+        ...
+
     async def publish(self, topic: str, data: bytes) -> None:
         """Send ``data`` to every subscriber of ``topic`` that the overlay reaches."""
         ...
@@ -84,8 +95,10 @@ class Network(Protocol):
         """Receive messages published on ``topic`` (bounded; overflow is counted in stats)."""
         ...
 
-    async def request(self, peer: PeerId, protocol: str, data: bytes, *, timeout: float) -> bytes:
-        """Send one request and wait for its response.
+    async def request(
+        self, peer: PeerId, protocol: str, data: bytes, *, timeout: float, max_response_bytes: int = MAX_FRAME_BYTES
+    ) -> bytes:
+        """Send one request and wait for its response (at most ``max_response_bytes``).
 
         Raises
         ------
@@ -93,8 +106,12 @@ class Network(Protocol):
         """
         ...
 
-    def serve(self, protocol: str, handler: RequestHandler) -> None:
-        """Answer requests on ``protocol`` with ``handler`` (one handler per protocol)."""
+    def serve(self, protocol: str, handler: RequestHandler, *, max_request_bytes: int = MAX_FRAME_BYTES) -> None:
+        """Answer requests on ``protocol`` with ``handler`` (one handler per protocol).
+
+        Requests larger than ``max_request_bytes`` are refused before they are read whole,
+        and the sender is penalized.
+        """
         ...
 
     def stats(self) -> dict[str, int]:

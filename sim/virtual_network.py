@@ -25,6 +25,7 @@ import trio
 
 from edgeswarm.protocols.network import (
     MAX_FRAME_BYTES,
+    MAX_GOSSIP_BYTES,
     SUBSCRIPTION_BUFFER,
     LocalProtocolError,
     PeerUnreachable,
@@ -34,6 +35,7 @@ from edgeswarm.protocols.network import (
     TopicMessage,
 )
 from edgeswarm.protocols.peer_id import PeerId
+from edgeswarm.protocols.peer_policy import PeerPolicy
 
 MAX_CONCURRENT_HANDLERS = 64
 """Requests an endpoint serves at once; more are refused (and counted), as a busy host would."""
@@ -69,9 +71,10 @@ class LinkModel:
 class _Pending:
     """A request waiting for its response."""
 
-    __slots__ = ("event", "response", "error", "abandoned")
+    __slots__ = ("event", "response", "error", "abandoned", "max_bytes")
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
         self.event = trio.Event()
         self.response: bytes | None = None
         self.error: Exception | None = None
@@ -184,6 +187,9 @@ class VirtualNetwork:
         if dst.offline or not self.reachable(dst.peer, peer):
             return
         dst._connected.add(peer)
+        if data is not None and len(data) > pending.max_bytes:
+            dst.penalize(peer, "oversize_frame")
+            data, error = None, RequestRefused(f"response of {len(data)} bytes > {pending.max_bytes}")
         _resolve(pending, data, error)
 
     def _deliver_topic(self, dst: VirtualEndpoint, message: TopicMessage) -> None:
@@ -207,7 +213,8 @@ class VirtualEndpoint:
         self.uplink_bytes_per_s = uplink_bytes_per_s
         self.uplink_free_at = 0.0
         self.offline = False
-        self._handlers: dict[str, RequestHandler] = {}
+        self._handlers: dict[str, tuple[RequestHandler, int]] = {}
+        self._policy = PeerPolicy()
         self._topics: dict[str, trio.MemorySendChannel[TopicMessage]] = {}
         self._connected: set[PeerId] = set()
         self._busy = 0
@@ -228,13 +235,22 @@ class VirtualEndpoint:
         online = self._net._endpoints
         return {p for p in self._connected if p in online}
 
+    def known_peers(self) -> list[tuple[PeerId, list[str]]]:
+        return []  # no local discovery on the virtual network: peers come from membership
+
+    def penalize(self, peer: PeerId, reason: str) -> None:
+        self._count("offences")
+        self._disconnect(peer)
+        if self._policy.offence(peer, trio.current_time()):
+            self._count("peers_banned")
+
     def stats(self) -> dict[str, int]:
         return dict(sorted(self._stats.items()))
 
-    def serve(self, protocol: str, handler: RequestHandler) -> None:
+    def serve(self, protocol: str, handler: RequestHandler, *, max_request_bytes: int = MAX_FRAME_BYTES) -> None:
         if protocol in self._handlers:
             raise LocalProtocolError(f"{protocol} already has a handler")
-        self._handlers[protocol] = handler
+        self._handlers[protocol] = (handler, max_request_bytes)
 
     def subscribe(self, topic: str) -> trio.MemoryReceiveChannel[TopicMessage]:
         if topic in self._topics:
@@ -244,7 +260,7 @@ class VirtualEndpoint:
         return receive
 
     async def publish(self, topic: str, data: bytes) -> None:
-        _check_size(data)
+        _check_size(data, MAX_GOSSIP_BYTES)
         net = self._net
         targets = [
             ep for p, ep in net._endpoints.items()
@@ -260,12 +276,16 @@ class VirtualEndpoint:
                     net._at(when, net._deliver_topic, ep, TopicMessage(topic, self.peer, data))
         await trio.lowlevel.checkpoint()
 
-    async def request(self, peer: PeerId, protocol: str, data: bytes, *, timeout: float) -> bytes:
+    async def request(
+        self, peer: PeerId, protocol: str, data: bytes, *, timeout: float, max_response_bytes: int = MAX_FRAME_BYTES
+    ) -> bytes:
         _check_size(data)
         if peer == self.peer:
             raise LocalProtocolError("a node does not send requests to itself")
+        if self._policy.banned(peer, trio.current_time()):
+            raise PeerUnreachable(f"{peer} is refused for misbehaving")
         net = self._net
-        pending = _Pending()
+        pending = _Pending(max_response_bytes)
         when = net._transmit(self, len(data))
         if when is not None:
             net._at(when, net._deliver_request, self, peer, protocol, data, pending)
@@ -285,9 +305,17 @@ class VirtualEndpoint:
         self._stats[name] = self._stats.get(name, 0) + 1
 
     def _handle(self, src: VirtualEndpoint, protocol: str, data: bytes, pending: _Pending) -> None:
-        handler = self._handlers.get(protocol)
-        if handler is None:
+        entry = self._handlers.get(protocol)
+        if entry is None:
             self._respond(src, pending, None, RequestRefused(f"{self.peer} does not serve {protocol}"))
+            return
+        handler, max_bytes = entry
+        if self._policy.banned(src.peer, trio.current_time()):
+            self._count("requests_refused_banned")
+            self._respond(src, pending, None, RequestRefused(f"{src.peer} is refused for misbehaving"))
+        elif len(data) > max_bytes:
+            self.penalize(src.peer, "oversize_frame")
+            self._respond(src, pending, None, RequestRefused(f"request of {len(data)} bytes > {max_bytes}"))
         elif self._busy >= MAX_CONCURRENT_HANDLERS:
             self._count("requests_refused_busy")
             self._respond(src, pending, None, RequestRefused(f"{self.peer} is busy"))
@@ -325,6 +353,12 @@ class VirtualEndpoint:
         except trio.BrokenResourceError:
             self._count("pubsub_dropped_closed")
 
+    def _disconnect(self, peer: PeerId) -> None:
+        self._connected.discard(peer)
+        other = self._net._endpoints.get(peer)
+        if other is not None:
+            other._connected.discard(self.peer)
+
     def _go_offline(self) -> None:
         self.offline = True
         for channel in self._topics.values():
@@ -337,6 +371,6 @@ class VirtualEndpoint:
         self._connected.clear()
 
 
-def _check_size(data: bytes) -> None:
-    if len(data) > MAX_FRAME_BYTES:
-        raise LocalProtocolError(f"payload of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
+def _check_size(data: bytes, limit: int = MAX_FRAME_BYTES) -> None:
+    if len(data) > limit:
+        raise LocalProtocolError(f"payload of {len(data)} bytes exceeds {limit}")

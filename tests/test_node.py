@@ -40,7 +40,66 @@ def attacker_codec(n):
     return codec
 
 
+def bad_envelopes(codec, request):
+    """One envelope per rejection reason, as attacker 9 would send them."""
+    valid = codec.seal(request)
+    env = msgspec.msgpack.decode(codec.seal(request), type=Envelope)
+    stale = Codec(identity(9), next_seq=lambda: 10**6, now=lambda: EPOCH - 10_000)
+    stale.register(ShuffleRequest, ShuffleReply)
+    return valid, {  # innocent-looking first, then the three offences that get 9 refused
+        "replay": valid,
+        "stale": stale.seal(request),
+        "wrong_sender": attacker_codec(8).seal(request),  # valid signature, not the sending peer
+        "malformed": b"\x93garbage",
+        "oversize": msgspec.msgpack.encode(Envelope(env.kind, env.sender, env.seq + 6, env.ts, b"\x00" * 32_800, env.sig)),
+        "bad_signature": msgspec.msgpack.encode(Envelope(**{**msgspec.structs.asdict(env), "seq": env.seq + 5})),
+    }
+
+
 def test_every_bad_envelope_is_refused_counted_and_the_node_keeps_serving():
+    async def main():
+        net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
+        async with trio.open_nursery() as n:
+            await n.start(net.run)
+            async with (
+                net.attach(identity(1).peer_id) as ep,
+                net.attach(identity(9).peer_id) as evil,
+                net.attach(identity(10).peer_id) as relay,
+            ):
+                node = make_node(1, ep, Store.open(":memory:"))
+                await n.start(node.run)
+                codec = attacker_codec(9)
+                request = ShuffleRequest((Descriptor(identity(9).peer_id),))
+                valid, bad = bad_envelopes(codec, request)
+                reply = codec.open(await evil.request(node.peer_id, SHUFFLE, valid, timeout=5), ShuffleReply)
+                assert reply.sender == node.peer_id
+                for reason, data in bad.items():
+                    sender = relay if reason == "wrong_sender" else evil
+                    with pytest.raises(RequestRefused, match=reason):
+                        await sender.request(node.peer_id, SHUFFLE, data, timeout=5)
+                status = node.status()
+                assert status.counters["rejects"] == dict.fromkeys(sorted(bad), 1)
+                # malformed, oversize, bad signature and wrong sender are offences: the
+                # third got the attacker refused; stale and replay may be innocent
+                assert status.transport["offences"] == 4 and status.transport["peers_banned"] == 1
+                with pytest.raises(RequestRefused, match="refused for misbehaving"):
+                    await evil.request(node.peer_id, SHUFFLE, codec.seal(request), timeout=5)
+                # an honest peer is still served
+                async with net.attach(identity(3).peer_id) as honest:
+                    friend = attacker_codec(3)
+                    data = await honest.request(node.peer_id, SHUFFLE, friend.seal(request_from(3)), timeout=5)
+                    assert isinstance(friend.open(data).body, ShuffleReply)
+                assert node.status().counters["msgs_in"]["membership.shuffle"] == 2
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def request_from(n):
+    return ShuffleRequest((Descriptor(identity(n).peer_id),))
+
+
+def test_oversize_frames_are_refused_before_decoding():
     async def main():
         net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
         async with trio.open_nursery() as n:
@@ -48,35 +107,10 @@ def test_every_bad_envelope_is_refused_counted_and_the_node_keeps_serving():
             async with net.attach(identity(1).peer_id) as ep, net.attach(identity(9).peer_id) as evil:
                 node = make_node(1, ep, Store.open(":memory:"))
                 await n.start(node.run)
-                codec = attacker_codec(9)
-                request = ShuffleRequest((Descriptor(identity(9).peer_id),))
-                valid = codec.seal(request)
-                reply = codec.open(await evil.request(node.peer_id, SHUFFLE, valid, timeout=5), ShuffleReply)
-                assert reply.sender == node.peer_id
-
-                env = msgspec.msgpack.decode(codec.seal(request), type=Envelope)
-                forged = msgspec.msgpack.encode(Envelope(**{**msgspec.structs.asdict(env), "seq": env.seq + 5}))
-                stale = Codec(identity(9), next_seq=lambda: 10**6, now=lambda: EPOCH - 10_000)
-                stale.register(ShuffleRequest, ShuffleReply)
-                other = attacker_codec(8)  # valid signature, but not the peer that sent it
-                bad = {
-                    "malformed": b"\x93garbage",
-                    "oversize": msgspec.msgpack.encode(
-                        Envelope(env.kind, env.sender, env.seq + 6, env.ts, b"\x00" * 40_000, env.sig)
-                    ),
-                    "bad_signature": forged,
-                    "replay": valid,
-                    "stale": stale.seal(request),
-                    "wrong_sender": other.seal(request),
-                }
-                for reason, data in bad.items():
-                    with pytest.raises(RequestRefused, match=reason):
-                        await evil.request(node.peer_id, SHUFFLE, data, timeout=5)
-                assert node.status().counters["rejects"] == dict.fromkeys(sorted(bad), 1)
-                # still serving honest requests
-                again = codec.open(await evil.request(node.peer_id, SHUFFLE, codec.seal(request), timeout=5))
-                assert isinstance(again.body, ShuffleReply)
-                assert node.status().counters["msgs_in"]["membership.shuffle"] == 2
+                with pytest.raises(RequestRefused, match="bytes >"):
+                    await evil.request(node.peer_id, SHUFFLE, b"\x00" * 40_000, timeout=5)
+                status = node.status()
+                assert status.transport["offences"] == 1 and "rejects" not in status.counters
             n.cancel_scope.cancel()
 
     run_virtual(main)
