@@ -80,6 +80,44 @@ class StoreConfig(Section):
     metrics_snapshots_kept: Annotated[int, msgspec.Meta(ge=1)] = 100
 
 
+class PresenceConfig(Section):
+    """Presence announcements on gossip (see ``node.presence``).
+
+    Parameters
+    ----------
+    enabled : bool (default: True)
+    interval : float (default: 60.0)
+        Seconds between a node's announcements. Every node hears every announcement, so
+        the swarm-wide cost grows with the square of its size: raise it for large swarms.
+    max_peers : int (default: 4096)
+        Announcers remembered (LRU).
+    """
+
+    enabled: bool = True
+    interval: Positive = 60.0
+    max_peers: Annotated[int, msgspec.Meta(ge=1)] = 4096
+
+
+Multiaddr = Annotated[str, msgspec.Meta(pattern=r"^/", max_length=512)]
+
+
+class NetworkConfig(Section):
+    """The libp2p transport of a real daemon (ignored by the simulator's virtual network).
+
+    Parameters
+    ----------
+    listen : list of multiaddr (default: ["/ip4/0.0.0.0/tcp/4001"])
+    bootstrap : list of multiaddr (default: [])
+        Full multiaddrs ending in ``/p2p/<peer id>``; used when the stored view is empty.
+    mdns : bool (default: True)
+        Find peers on the local network by mDNS.
+    """
+
+    listen: list[Multiaddr] = msgspec.field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"])
+    bootstrap: list[Multiaddr] = msgspec.field(default_factory=list)
+    mdns: bool = True
+
+
 class NodeConfig(Section):
     """Everything a node reads from ``configs/node.toml``.
 
@@ -93,6 +131,8 @@ class NodeConfig(Section):
     membership: MembershipConfig = msgspec.field(default_factory=MembershipConfig)
     envelope: EnvelopeConfig = msgspec.field(default_factory=EnvelopeConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    presence: PresenceConfig = msgspec.field(default_factory=PresenceConfig)
+    network: NetworkConfig = msgspec.field(default_factory=NetworkConfig)
 
 
 _AT = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>[^`]*)`$")

@@ -74,6 +74,8 @@ class Membership:
 
     async def shuffle_once(self) -> None:
         counters = self._messenger.counters
+        if len(self.cyclon) < self._config.view_size:
+            self._add_discovered()
         if not len(self.cyclon):
             self._rejoin()
         step = self.cyclon.start_shuffle()
@@ -103,6 +105,11 @@ class Membership:
         for d in entries:
             if d.addrs and d.peer != self._messenger.local_peer:
                 network.add_addrs(d.peer, d.addrs)
+
+    def _add_discovered(self) -> None:
+        """Fill free view slots with peers the transport found itself (e.g. mDNS)."""
+        found = [Descriptor(peer, tuple(addrs[:8]), 0) for peer, addrs in self._messenger.network.known_peers()]
+        self.cyclon.add(self._rng.sample(found, len(found)))
 
     def _rejoin(self) -> None:
         self._learn(self._bootstrap)

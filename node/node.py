@@ -24,6 +24,8 @@ from edgeswarm.protocols.peer_id import PeerId
 from .config import NodeConfig
 from .identity import Identity
 from .membership import Membership
+from .ping import PingService
+from .presence import Presence
 from .store import SequenceNumbers, Store
 
 
@@ -34,6 +36,7 @@ class NodeStatus(msgspec.Struct, frozen=True):
     addrs: list[str]
     connected: list[PeerId]
     view: list[PeerId]
+    heard_from: int
     services: list[str]
     counters: dict[str, dict[str, int]]
     transport: dict[str, int]
@@ -88,6 +91,8 @@ class Node:
         self.messenger = Messenger(network, codec, self.counters)
         stored = [Descriptor(p, addrs, age) for p, addrs, age in store.load_peers()]
         self.membership = Membership(self.messenger, config.membership, rng, initial=stored, bootstrap=bootstrap)
+        self.ping = PingService(self.messenger, rng)
+        self.presence = Presence(self.messenger, config.presence, rng, clock, self.services)
         self._stop = trio.Event()
 
     @property
@@ -98,6 +103,8 @@ class Node:
         """Run every service until ``stop()``; report readiness through ``task_status``."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.membership.run)
+            if self.config.presence.enabled:
+                await nursery.start(self.presence.run)
             nursery.start_soon(self._persist_loop)
             task_status.started()
             await self._stop.wait()
@@ -119,13 +126,18 @@ class Node:
             await trio.sleep(self.config.store.persist_interval)
             self.persist()
 
+    def services(self) -> list[str]:
+        """The services this node runs (announced to peers)."""
+        return ["membership", "ping"] + (["presence"] if self.config.presence.enabled else [])
+
     def status(self) -> NodeStatus:
         return NodeStatus(
             peer_id=self.peer_id,
             addrs=self.network.addrs(),
             connected=sorted(self.network.peers()),
             view=self.membership.view(),
-            services=["membership"],
+            heard_from=len(self.presence.seen()),
+            services=self.services(),
             counters=self.counters.snapshot(),
             transport=self.network.stats(),
         )

@@ -72,7 +72,7 @@ class Simulation:
         ]
         self.timeseries: dict[str, list[Any]] = {
             "t": [], "online": [], "coverage": [], "live_entry_fraction": [],
-            "strongly_connected": [], "largest_component": [], "shuffle_success": [],
+            "strongly_connected": [], "largest_component": [], "shuffle_success": [], "gossip_coverage": [],
         }
         self._shuffles_seen = (0, 0)
         self.crashes = 0
@@ -149,15 +149,20 @@ class Simulation:
             self._sample()
 
     def _sample(self) -> None:
-        views = {s.peer_id: s.view for h in self.hosts if (s := h.status()) is not None}
+        statuses = [s for h in self.hosts if (s := h.status()) is not None]
+        views = {s.peer_id: s.view for s in statuses}
         stats = overlay_stats(views)
+        others = len(statuses) - 1
+        stats["gossip_coverage"] = (
+            round(sum(min(s.heard_from, others) for s in statuses) / (len(statuses) * others), 6) if others > 0 else None
+        )
         now = trio.current_time()
         if self.timeseries["t"] and self.timeseries["t"][-1] == now:
             return
         ts = self.timeseries
         ts["t"].append(now)
         ts["online"].append(len(views))
-        for key in ("coverage", "live_entry_fraction", "strongly_connected", "largest_component"):
+        for key in ("coverage", "live_entry_fraction", "strongly_connected", "largest_component", "gossip_coverage"):
             ts[key].append(stats.get(key, 0))
         ok = failed = 0
         for host in self.hosts:

@@ -2,6 +2,7 @@
 
 import msgspec
 
+from edgeswarm.node.config import NodeConfig, PresenceConfig
 from edgeswarm.node.device import DeviceProfile
 from edgeswarm.sim.runner import run_scenario
 from edgeswarm.sim.scenario import ChurnSpec, LoadedScenario, NetworkSpec, Scenario
@@ -13,7 +14,8 @@ LAPTOP = DeviceProfile(
 
 
 def simulate(**fields):
-    scenario = msgspec.structs.replace(Scenario(name="t", nodes=100, duration=180.0, seed=3), **fields)
+    scenario = Scenario(name="t", nodes=100, duration=180.0, seed=3, node=NodeConfig(presence=PresenceConfig(enabled=False)))
+    scenario = msgspec.structs.replace(scenario, **fields)
     return run_scenario(LoadedScenario(scenario, {"laptop": LAPTOP}), out_dir=None)
 
 

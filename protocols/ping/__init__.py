@@ -1,0 +1,1 @@
+"""Ping: echo a payload to measure reachability, round-trip time and transfer integrity."""
