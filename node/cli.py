@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
+import msgspec
+import trio
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from edgeswarm.sim.cli import app as sim_app
 
 from . import logs
+from .config import load_node_config
+from .control import call
 from .identity import load_or_create
-from .user_errors import user_errors
+from .user_errors import UsageProblem, user_errors
 
 DEFAULT_DATA_DIR = Path("~/.edgeswarm")
 
@@ -23,7 +30,9 @@ app = typer.Typer(
     add_completion=False,
 )
 id_app = typer.Typer(help="This node's identity.", no_args_is_help=True)
+node_app = typer.Typer(help="Run the node daemon.", no_args_is_help=True)
 app.add_typer(id_app, name="id")
+app.add_typer(node_app, name="node")
 app.add_typer(sim_app, name="sim")
 
 DataDir = Annotated[
@@ -50,6 +59,77 @@ def id_show(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     with user_errors():
         identity = load_or_create(data_dir.expanduser())
     typer.echo(identity.peer_id)
+
+
+@node_app.command("run")
+def node_run(
+    config: Annotated[Optional[Path], typer.Option("--config", help="Node config TOML.", dir_okay=False)] = None,
+    data_dir: Annotated[
+        Optional[Path],
+        typer.Option("--data-dir", envvar="EDGESWARM_DATA_DIR", help="Overrides the config's data_dir.", file_okay=False),
+    ] = None,
+    listen: Annotated[Optional[list[str]], typer.Option("--listen", help="Listen multiaddr (repeatable).")] = None,
+    bootstrap: Annotated[
+        Optional[list[str]], typer.Option("--bootstrap", help="Bootstrap multiaddr with /p2p/ id (repeatable).")
+    ] = None,
+    mdns: Annotated[Optional[bool], typer.Option("--mdns/--no-mdns", help="Find peers on the LAN by mDNS.")] = None,
+) -> None:
+    """Run this node on libp2p until SIGINT or SIGTERM."""
+    from .daemon import run_daemon
+
+    with user_errors():
+        settings = load_node_config(config)
+        network = settings.network
+        network = msgspec.structs.replace(
+            network,
+            listen=listen or network.listen,
+            bootstrap=bootstrap if bootstrap is not None else network.bootstrap,
+            mdns=network.mdns if mdns is None else mdns,
+        )
+        settings = msgspec.structs.replace(settings, network=network)
+        directory = (data_dir or Path(settings.data_dir)).expanduser()
+        trio.run(run_daemon, settings, directory)
+
+
+@app.command("status")
+def status(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Show the running daemon's identity, addresses, peers and counters."""
+    with user_errors():
+        result = call(data_dir.expanduser(), {"cmd": "status"})
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    console = Console()
+    table = Table(title=f"node {result['peer_id']}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_row("addresses", "\n".join(result["addresses"]) or "-")
+    table.add_row("connected peers", str(len(result["peers"])))
+    table.add_row("membership view", str(len(result["view"])))
+    table.add_row("heard on gossip", str(result["heard_from"]))
+    table.add_row("services", ", ".join(result["services"]))
+    for name, labels in result["counters"].items():
+        table.add_row(name, ", ".join(f"{k or '-'}={v}" for k, v in labels.items()))
+    if result["transport"]:
+        table.add_row("transport", ", ".join(f"{k}={v}" for k, v in result["transport"].items()))
+    console.print(table)
+
+
+@app.command("ping")
+def ping(
+    peer: Annotated[str, typer.Argument(help="PeerID to ping.")],
+    size: Annotated[int, typer.Option("--bytes", min=0, max=2 * 1024 * 1024, help="Payload size.")] = 0,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Ask the running daemon to ping PEER with a payload and check it comes back intact."""
+    with user_errors():
+        result = call(data_dir.expanduser(), {"cmd": "ping", "peer": peer, "bytes": size})
+        if not result["intact"]:
+            raise UsageProblem(f"{peer} echoed {size} bytes back altered")
+    typer.echo(f"{peer}: {result['bytes']} bytes, round trip {result['rtt_ms']:.1f} ms, intact")
 
 
 def main() -> None:

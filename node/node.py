@@ -33,8 +33,8 @@ class NodeStatus(msgspec.Struct, frozen=True):
     """What a user (or the simulator) can observe of a running node."""
 
     peer_id: PeerId
-    addrs: list[str]
-    connected: list[PeerId]
+    addresses: list[str]
+    peers: list[PeerId]
     view: list[PeerId]
     heard_from: int
     services: list[str]
@@ -94,6 +94,8 @@ class Node:
         self.ping = PingService(self.messenger, rng)
         self.presence = Presence(self.messenger, config.presence, rng, clock, self.services)
         self._stop = trio.Event()
+        self.stopped = trio.Event()
+        """Set once a graceful stop has saved state and every service has ended."""
 
     @property
     def peer_id(self) -> PeerId:
@@ -110,6 +112,7 @@ class Node:
             await self._stop.wait()
             nursery.cancel_scope.cancel()
         self.persist()
+        self.stopped.set()
 
     def stop(self) -> None:
         """Ask ``run`` to save state and return."""
@@ -133,8 +136,8 @@ class Node:
     def status(self) -> NodeStatus:
         return NodeStatus(
             peer_id=self.peer_id,
-            addrs=self.network.addrs(),
-            connected=sorted(self.network.peers()),
+            addresses=self.network.addrs(),
+            peers=sorted(self.network.peers()),
             view=self.membership.view(),
             heard_from=len(self.presence.seen()),
             services=self.services(),

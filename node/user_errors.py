@@ -1,6 +1,7 @@
 """Turn errors a user can fix into one line on stderr and a distinct exit code.
 
-Exit codes: 2 usage (bad option or argument), 3 configuration, 4 identity key, 5 store.
+Exit codes: 2 usage (bad option or argument), 3 configuration, 4 identity key, 5 store,
+6 daemon unreachable or request refused.
 Anything else is a bug and keeps its traceback.
 """
 
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .config import ConfigError
+from .control import ControlError
 from .identity import IdentityError
 from .store import StoreError
 
@@ -23,7 +25,13 @@ class UsageProblem(Exception):
     """The command line asks for something that cannot be done as given."""
 
 
-EXIT_CODES: dict[type[Exception], int] = {UsageProblem: 2, ConfigError: 3, IdentityError: 4, StoreError: 5}
+EXIT_CODES: dict[type[Exception], int] = {
+    UsageProblem: 2,
+    ConfigError: 3,
+    IdentityError: 4,
+    StoreError: 5,
+    ControlError: 6,
+}
 
 
 @contextmanager

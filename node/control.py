@@ -1,0 +1,141 @@
+"""The daemon's local control API: one JSON request, one JSON reply, over a unix socket.
+
+The socket is ``<data_dir>/control.sock`` with mode 0600 inside the 0700 data dir, so only
+the user who runs the daemon can use it (Linux checks write permission on connect). Requests
+are single lines ``{"cmd": "status"}`` or ``{"cmd": "ping", "peer": ID, "bytes": N}``; the
+reply is one line ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
+Later services add commands to ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+from edgeswarm.protocols.envelope import Rejected
+from edgeswarm.protocols.network import NetworkError
+
+from .node import Node
+
+SOCKET_FILE = "control.sock"
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+
+
+class ControlError(Exception):
+    """The control API could not be reached or refused the request."""
+
+
+async def _status(node: Node, request: dict[str, Any]) -> Any:
+    return msgspec.to_builtins(node.status())
+
+
+async def _ping(node: Node, request: dict[str, Any]) -> Any:
+    peer, size = request.get("peer"), request.get("bytes", 0)
+    if not isinstance(peer, str) or not isinstance(size, int):
+        raise ValueError("ping needs 'peer' (string) and 'bytes' (integer)")
+    return await node.ping.ping(peer, size, timeout=float(request.get("timeout", 30.0)))
+
+
+COMMANDS: dict[str, Callable[[Node, dict[str, Any]], Awaitable[Any]]] = {"status": _status, "ping": _ping}
+
+
+async def serve_control(node: Node, data_dir: Path, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve the control socket until cancelled; ``task_status`` receives its path."""
+    path = data_dir / SOCKET_FILE
+    if path.exists():
+        if _is_live(path):
+            raise ControlError(f"another daemon already serves {path}")
+        path.unlink()
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        await sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(16)
+    listener = trio.SocketListener(sock)
+    try:
+        async with trio.open_nursery() as nursery:
+            task_status.started(path)
+            while True:
+                stream = await listener.accept()
+                nursery.start_soon(_handle, node, stream)
+    finally:
+        await listener.aclose()
+        path.unlink(missing_ok=True)
+
+
+async def _handle(node: Node, stream: trio.SocketStream) -> None:
+    async with stream:
+        try:
+            with trio.fail_after(10):
+                line = await _read_line(stream)
+            request = json.loads(line)
+            if not isinstance(request, dict) or request.get("cmd") not in COMMANDS:
+                raise ValueError(f"unknown command; known: {', '.join(sorted(COMMANDS))}")
+            reply = {"ok": True, "result": await COMMANDS[request["cmd"]](node, request)}
+        except (ValueError, NetworkError, Rejected, trio.TooSlowError) as exc:
+            reply = {"ok": False, "error": str(exc) or type(exc).__name__}
+        try:
+            await stream.send_all(json.dumps(reply).encode() + b"\n")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+async def _read_line(stream: trio.SocketStream) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = await stream.receive_some(4096)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > MAX_REQUEST_BYTES:
+            raise ValueError("request too large")
+    return data
+
+
+def _is_live(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def call(data_dir: Path, request: dict[str, Any], *, timeout: float = 60.0) -> Any:
+    """Send one request to the daemon of ``data_dir`` (blocking); return its result."""
+    path = data_dir / SOCKET_FILE
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except FileNotFoundError:
+            raise ControlError(f"no daemon is running for '{data_dir}' (no {SOCKET_FILE})") from None
+        except OSError as exc:
+            raise ControlError(f"cannot reach the daemon at '{path}': {exc.strerror}") from None
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+            if len(data) > MAX_REPLY_BYTES:
+                raise ControlError("reply too large")
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        raise ControlError("the daemon closed the connection without a reply") from None
+    if not reply.get("ok"):
+        raise ControlError(reply.get("error", "request failed"))
+    return reply["result"]
