@@ -70,8 +70,8 @@ async def serve_control(node: Node, data_dir: Path, *, task_status: trio.TaskSta
                 stream = await listener.accept()
                 nursery.start_soon(_handle, node, stream)
     finally:
+        path.unlink(missing_ok=True)  # first: the await below raises at once when cancelled
         await listener.aclose()
-        path.unlink(missing_ok=True)
 
 
 async def _handle(node: Node, stream: trio.SocketStream) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 
 import trio
 
@@ -37,7 +38,13 @@ class Membership:
         The view to start from (the stored one after a restart).
     bootstrap : sequence of Descriptor
         Peers to (re)join through whenever the view is empty.
+    known : sequence of (Descriptor, last seen)
+        Peers learned earlier (from the store), most recent first; also rejoined through.
+    clock : callable
+        Time stamps for ``known``.
     """
+
+    MAX_KNOWN = 256
 
     def __init__(
         self,
@@ -47,8 +54,15 @@ class Membership:
         *,
         initial: Sequence[Descriptor] = (),
         bootstrap: Sequence[Descriptor] = (),
+        known: Sequence[tuple[Descriptor, float]] = (),
+        clock: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self._messenger = messenger
+        self._clock = clock
+        self._known: OrderedDict[PeerId, tuple[Descriptor, float]] = OrderedDict()
+        for d, seen in reversed(known[: self.MAX_KNOWN]):
+            self._known[d.peer] = (d, seen)
+        self._tell_network(d for d, _ in known)
         self._config = config
         self._rng = rng
         self._bootstrap = tuple(bootstrap)
@@ -63,6 +77,10 @@ class Membership:
 
     def view(self) -> list[PeerId]:
         return [d.peer for d in self.cyclon.view()]
+
+    def known(self) -> list[tuple[Descriptor, float]]:
+        """Peers learned so far with when they were last heard of, most recent first."""
+        return list(reversed(self._known.values()))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Shuffle every ``shuffle_interval`` seconds, starting at a random offset."""
@@ -100,7 +118,19 @@ class Membership:
         self._learn(request.entries)
         return ShuffleReply(self.cyclon.on_request(peer, request.entries))
 
-    def _learn(self, entries: Sequence[Descriptor]) -> None:
+    def _learn(self, entries: Iterable[Descriptor]) -> None:
+        """Remember ``entries`` as known peers (seen now) and tell the transport their addresses."""
+        entries = [d for d in entries if d.peer != self._messenger.local_peer]
+        self._tell_network(entries)
+        now = self._clock()
+        for d in entries:
+            previous = self._known.pop(d.peer, None)
+            addrs = d.addrs or (previous[0].addrs if previous else ())
+            self._known[d.peer] = (Descriptor(d.peer, addrs, 0), now)
+            if len(self._known) > self.MAX_KNOWN:
+                self._known.popitem(last=False)
+
+    def _tell_network(self, entries: Iterable[Descriptor]) -> None:
         network = self._messenger.network
         for d in entries:
             if d.addrs and d.peer != self._messenger.local_peer:
@@ -112,5 +142,7 @@ class Membership:
         self.cyclon.add(self._rng.sample(found, len(found)))
 
     def _rejoin(self) -> None:
+        """Refill an empty view from the bootstrap peers, then the most recently known ones."""
         self._learn(self._bootstrap)
         self.cyclon.add(self._bootstrap)
+        self.cyclon.add(d for d, _ in self.known())

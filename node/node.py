@@ -90,7 +90,10 @@ class Node:
         )
         self.messenger = Messenger(network, codec, self.counters)
         stored = [Descriptor(p, addrs, age) for p, addrs, age in store.load_peers()]
-        self.membership = Membership(self.messenger, config.membership, rng, initial=stored, bootstrap=bootstrap)
+        known = [(Descriptor(p, addrs, 0), seen) for p, addrs, seen in store.load_known_peers()]
+        self.membership = Membership(
+            self.messenger, config.membership, rng, initial=stored, bootstrap=bootstrap, known=known, clock=clock
+        )
         self.ping = PingService(self.messenger, rng)
         self.presence = Presence(self.messenger, config.presence, rng, clock, self.services)
         self._stop = trio.Event()
@@ -119,9 +122,10 @@ class Node:
         self._stop.set()
 
     def persist(self) -> None:
-        """Commit the view and a counters snapshot to the store."""
+        """Commit the view, the known peers and a counters snapshot to the store."""
         now = self.clock()
         self.store.save_peers(((d.peer, d.addrs, d.age) for d in self.membership.cyclon.view()), now)
+        self.store.save_known_peers((d.peer, d.addrs, seen) for d, seen in self.membership.known())
         self.store.save_metrics(now, self.counters.snapshot(), keep=self.config.store.metrics_snapshots_kept)
 
     async def _persist_loop(self) -> None:

@@ -31,6 +31,15 @@ MIGRATIONS: list[str] = [
         counters TEXT NOT NULL
     );
     """,
+    # 2: every peer we learned how to reach, so a restarted node rejoins without bootstrap
+    """
+    CREATE TABLE known_peers (
+        peer_id TEXT PRIMARY KEY,
+        addrs TEXT NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE INDEX known_peers_by_last_seen ON known_peers (last_seen);
+    """,
 ]
 
 STORE_FILE = "node.sqlite"
@@ -109,6 +118,29 @@ class Store:
     def load_peers(self) -> list[tuple[str, tuple[str, ...], int]]:
         rows = self._conn.execute("SELECT peer_id, addrs, age FROM peers ORDER BY rowid").fetchall()
         return [(p, tuple(json.loads(a)), age) for p, a, age in rows]
+
+    def save_known_peers(self, peers: Iterable[tuple[str, tuple[str, ...], float]], keep: int = 1024) -> None:
+        """Upsert ``(peer_id, addrs, last_seen)`` rows; keep the ``keep`` most recently seen."""
+        rows = [(p, json.dumps(list(addrs)), seen) for p, addrs, seen in peers]
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                "INSERT INTO known_peers VALUES (?, ?, ?) ON CONFLICT (peer_id) DO UPDATE SET "
+                "addrs = excluded.addrs, last_seen = MAX(last_seen, excluded.last_seen)",
+                rows,
+            )
+            self._conn.execute(
+                "DELETE FROM known_peers WHERE peer_id NOT IN "
+                "(SELECT peer_id FROM known_peers ORDER BY last_seen DESC LIMIT ?)",
+                (keep,),
+            )
+
+    def load_known_peers(self, limit: int = 1024) -> list[tuple[str, tuple[str, ...], float]]:
+        """Known peers, most recently seen first."""
+        rows = self._conn.execute(
+            "SELECT peer_id, addrs, last_seen FROM known_peers ORDER BY last_seen DESC, peer_id LIMIT ?", (limit,)
+        ).fetchall()
+        return [(p, tuple(json.loads(a)), seen) for p, a, seen in rows]
 
     # -- metrics -------------------------------------------------------------------------
     def save_metrics(self, now: float, counters: dict[str, dict[str, int]], keep: int = 100) -> None:

@@ -61,6 +61,7 @@ _LENGTH = struct.Struct(">I")
 _STATUS_OK, _STATUS_REFUSED = 0, 1
 _MAX_REASON_BYTES = 1024
 _ADDR_TTL = 3600.0
+_DISCONNECT_GRACE = 0.25  # lets a refusal with its reason reach the peer before we hang up
 # what a failing dial, stream or peer can raise inside py-libp2p and trio
 _TRANSPORT_ERRORS = (BaseLibp2pError, OSError, EOFError, trio.BrokenResourceError, trio.ClosedResourceError)
 
@@ -209,7 +210,8 @@ class Libp2pNetwork:
             log.info("disconnecting %s: %s", peer, reason)
         self._nursery.start_soon(self._disconnect, peer)
 
-    async def _disconnect(self, peer: PeerId) -> None:
+    async def _disconnect(self, peer: PeerId, grace: float = _DISCONNECT_GRACE) -> None:
+        await trio.sleep(grace)
         try:
             await self._host.disconnect(ID.from_base58(peer))
             self._stats["peers_disconnected"] += 1
@@ -226,10 +228,15 @@ class Libp2pNetwork:
         await self._ensure_connected(peer)
         return peer
 
-    async def _ensure_connected(self, peer: PeerId) -> ID:
+    async def _ensure_connected(self, peer: PeerId, *, redial: bool = False) -> ID:
         peer_id = ID.from_base58(peer)
         if peer_id in self._host.get_connected_peers():
-            return peer_id
+            if not redial:
+                return peer_id
+            try:  # py-libp2p reuses a connection object the remote already closed: drop it
+                await self._host.disconnect(peer_id)
+            except _TRANSPORT_ERRORS:
+                pass
         try:
             addrs = self._host.get_peerstore().addrs(peer_id)
         except PeerStoreError:
@@ -277,6 +284,19 @@ class Libp2pNetwork:
                     self._stats["pubsub_dropped_overflow"] += 1
 
     # -- request/response ----------------------------------------------------------------
+    async def _open_stream(self, peer: PeerId, protocol: str) -> INetStream:
+        """A stream to ``peer``; a connection the remote already closed is redialled once."""
+        peer_id = await self._ensure_connected(peer)
+        try:
+            return await self._host.new_stream(peer_id, [TProtocol(protocol)])
+        except _TRANSPORT_ERRORS:
+            self._stats["streams_redialled"] += 1
+        peer_id = await self._ensure_connected(peer, redial=True)
+        try:
+            return await self._host.new_stream(peer_id, [TProtocol(protocol)])
+        except _TRANSPORT_ERRORS as exc:
+            raise PeerUnreachable(f"cannot open {protocol} to {peer}: {exc}") from None
+
     def serve(self, protocol: str, handler: RequestHandler, *, max_request_bytes: int = MAX_FRAME_BYTES) -> None:
         if protocol in self._handlers:
             raise LocalProtocolError(f"{protocol} already has a handler")
@@ -293,7 +313,7 @@ class Libp2pNetwork:
         if self._policy.banned(peer, trio.current_time()):
             self._stats["streams_refused_banned"] += 1
             await _reset(stream)
-            self._nursery.start_soon(self._disconnect, peer)
+            self._nursery.start_soon(self._disconnect, peer, 0.0)
             return
         if self._inbound[peer] >= self._limits.streams_per_peer:
             self._stats["streams_refused_busy"] += 1
@@ -339,11 +359,7 @@ class Libp2pNetwork:
         if self._policy.banned(peer, trio.current_time()):
             raise PeerUnreachable(f"{peer} is refused for misbehaving")
         with trio.move_on_after(timeout) as scope:
-            peer_id = await self._ensure_connected(peer)
-            try:
-                stream = await self._host.new_stream(peer_id, [TProtocol(protocol)])
-            except _TRANSPORT_ERRORS as exc:
-                raise PeerUnreachable(f"{peer} does not serve {protocol}: {exc}") from None
+            stream = await self._open_stream(peer, protocol)
             try:
                 await stream.write(_LENGTH.pack(len(data)) + data)
                 status = (await _read_exactly(stream, 1))[0]

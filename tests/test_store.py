@@ -81,3 +81,28 @@ def test_kill_9_mid_writes_leaves_a_consistent_store(tmp_path):
     peers = store.load_peers()
     # a whole view from one write, never a mix of two
     assert len(peers) == 50 and len({p.split("-")[0] for p, _, _ in peers}) == 1
+
+
+def test_known_peers_upsert_keep_newest_and_survive_reopen(tmp_path):
+    path = tmp_path / "n.sqlite"
+    store = Store.open(path)
+    store.save_known_peers([("a", ("/ip4/1.1.1.1/tcp/1",), 5.0), ("b", (), 1.0), ("c", (), 3.0)], keep=10)
+    store.save_known_peers([("a", ("/ip4/2.2.2.2/tcp/2",), 4.0), ("d", (), 9.0)], keep=3)
+    store.close()
+    assert Store.open(path).load_known_peers() == [
+        ("d", (), 9.0),
+        ("a", ("/ip4/2.2.2.2/tcp/2",), 5.0),  # newest address, latest sighting kept
+        ("c", (), 3.0),
+    ]
+
+
+def test_a_version_1_store_is_migrated_in_place(tmp_path):
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    conn.execute("INSERT INTO peers VALUES ('p', '[]', 2, 1.0)")
+    conn.commit()
+    conn.close()
+    store = Store.open(path)
+    assert store.schema_version == len(MIGRATIONS) >= 2
+    assert store.load_peers() == [("p", (), 2)] and store.load_known_peers() == []

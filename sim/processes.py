@@ -1,0 +1,132 @@
+"""Real daemons as child processes on loopback, each with its own data dir.
+
+``DaemonGroup`` is a context manager that owns every process it starts and stops them all
+on exit (SIGTERM, then SIGKILL after a grace period), also on errors and Ctrl-C, so no
+daemon outlives the simulation or test that started it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgeswarm.node.control import ControlError, call
+
+READY_TIMEOUT = 30.0
+
+
+class DaemonError(Exception):
+    """A daemon process did not start or died unexpectedly."""
+
+
+class Daemon:
+    """One ``edgeswarm node run`` child process."""
+
+    def __init__(self, data_dir: Path, args: Sequence[str], log_path: Path) -> None:
+        self.data_dir = data_dir
+        self.args = list(args)
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log = self.log_path.open("ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLWR_TELEMETRY_ENABLED": "0"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "edgeswarm.node", "node", "run", "--data-dir", str(self.data_dir), *self.args],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop them
+        )
+        log.close()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
+        """Poll the control socket until the daemon answers; return its status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process is not None and self.process.poll() is not None:
+                raise DaemonError(f"daemon for {self.data_dir} exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                return self.status()
+            except ControlError:
+                if time.monotonic() > deadline:
+                    raise DaemonError(f"daemon for {self.data_dir} not ready in {timeout:g}s:\n{self.log()}") from None
+                time.sleep(0.2)
+
+    def status(self) -> dict[str, Any]:
+        return call(self.data_dir, {"cmd": "status"}, timeout=10)
+
+    def request(self, command: dict[str, Any], timeout: float = 60) -> Any:
+        return call(self.data_dir, command, timeout=timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.running:
+            assert self.process is not None
+            self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        """``kill -9``: no chance to clean up (the store must survive it)."""
+        self.signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait()
+
+    def stop(self, grace: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; return the exit code."""
+        if self.process is None:
+            return 0
+        self.signal(signal.SIGTERM)
+        try:
+            return self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class DaemonGroup:
+    """Start daemons under ``root``; every one is stopped when the ``with`` block exits."""
+
+    def __init__(self, root: Path, extra_args: Sequence[str] = ()) -> None:
+        self.root = root
+        self.extra_args = list(extra_args)
+        self.daemons: list[Daemon] = []
+
+    def __enter__(self) -> DaemonGroup:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for daemon in self.daemons:
+            daemon.signal(signal.SIGTERM)
+        for daemon in self.daemons:
+            daemon.stop()
+
+    def spawn(self, name: str, *, bootstrap: Sequence[str] = (), ready: bool = True) -> Daemon:
+        args = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", *self.extra_args]
+        for addr in bootstrap:
+            args += ["--bootstrap", addr]
+        daemon = Daemon(self.root / name, args, self.root / f"{name}.log")
+        self.daemons.append(daemon)
+        daemon.start()
+        if ready:
+            daemon.wait_ready()
+        return daemon
+
+    def restart(self, daemon: Daemon, *, args: Sequence[str] | None = None) -> Daemon:
+        """Start ``daemon``'s data dir again (same identity and store), optionally with new args."""
+        again = Daemon(daemon.data_dir, daemon.args if args is None else args, daemon.log_path)
+        self.daemons.append(again)
+        again.start()
+        again.wait_ready()
+        return again
