@@ -37,13 +37,20 @@ def run(
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed:.0f}/{task.total:.0f} virtual s"),
+            TextColumn("{task.completed:.0f}/{task.total:.0f}"),
             TimeElapsedColumn(),
             console=console,
             transient=False,
         ) as progress:
-            task = progress.add_task(f"{spec.name}: {spec.nodes} nodes", total=spec.duration)
-            report = run_scenario(loaded, out_dir=out, progress=lambda t: progress.update(task, completed=t))
+            unit = "s" if spec.transport == "libp2p" else "virtual s"
+            task = progress.add_task(f"{spec.name}: {spec.nodes} nodes ({unit})", total=spec.duration)
+            update = lambda t: progress.update(task, completed=t)  # noqa: E731
+            if spec.transport == "libp2p":
+                from .libp2p_runner import run_libp2p_scenario
+
+                report = run_libp2p_scenario(loaded, out_dir=out, progress=update)
+            else:
+                report = run_scenario(loaded, out_dir=out, progress=update)
         written = write_report(report, out)
     Console().print(summary_table(report))
     for path in written:
@@ -63,7 +70,7 @@ def summary_table(report: dict[str, Any]) -> Table:
         ("wall seconds", f"{report['wall_seconds']:.2f}"),
         ("virtual s per wall s", report["wall_virtual_per_wall_second"]),
         ("messages sent", sum(counters.get("msgs_out", {}).values())),
-        ("bytes on the wire", metrics["network"]["bytes_sent"]),
+        ("bytes on the wire", metrics["network"].get("bytes_sent", "-")),
         ("envelopes rejected", sum(counters.get("rejects", {}).values())),
         ("crashes / sessions", f"{metrics['churn']['crashes']} / {metrics['churn']['sessions']}"),
         ("overlay coverage", overlay.get("coverage")),

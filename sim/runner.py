@@ -21,7 +21,7 @@ from edgeswarm.protocols.membership.messages import Descriptor
 
 from .determinism import VIRTUAL_EPOCH, derive_bytes, derive_rng, seed_trio_scheduler
 from .host import SimHost
-from .overlay import overlay_stats
+from .observe import SwarmObserver, add_counters, build_report
 from .scenario import LoadedScenario, Scenario
 from .virtual_network import LinkModel, VirtualNetwork
 
@@ -70,13 +70,8 @@ class Simulation:
             )
             for i, identity in enumerate(identities)
         ]
-        self.timeseries: dict[str, list[Any]] = {
-            "t": [], "online": [], "coverage": [], "live_entry_fraction": [],
-            "strongly_connected": [], "largest_component": [], "shuffle_success": [], "gossip_coverage": [],
-        }
-        self._shuffles_seen = (0, 0)
+        self.observer = SwarmObserver()
         self.crashes = 0
-        self.final_overlay: dict[str, Any] = {}
         self._final_counters: dict[str, Tally[str]] = {}
 
     def _open_store(self, out_dir: Path | None, index: int) -> Store:
@@ -150,64 +145,29 @@ class Simulation:
 
     def _sample(self) -> None:
         statuses = [s for h in self.hosts if (s := h.status()) is not None]
-        views = {s.peer_id: s.view for s in statuses}
-        stats = overlay_stats(views)
-        others = len(statuses) - 1
-        stats["gossip_coverage"] = (
-            round(sum(min(s.heard_from, others) for s in statuses) / (len(statuses) * others), 6) if others > 0 else None
-        )
-        now = trio.current_time()
-        if self.timeseries["t"] and self.timeseries["t"][-1] == now:
-            return
-        ts = self.timeseries
-        ts["t"].append(now)
-        ts["online"].append(len(views))
-        for key in ("coverage", "live_entry_fraction", "strongly_connected", "largest_component", "gossip_coverage"):
-            ts[key].append(stats.get(key, 0))
-        ok = failed = 0
+        membership: Tally[str] = Tally()
         for host in self.hosts:
-            membership = host.counters().get("membership", {})
-            ok += membership.get("shuffle_ok", 0)
-            failed += membership.get("shuffle_failed", 0)
-        new_ok, new_failed = ok - self._shuffles_seen[0], failed - self._shuffles_seen[1]
-        self._shuffles_seen = (ok, failed)
-        ts["shuffle_success"].append(round(new_ok / (new_ok + new_failed), 6) if new_ok + new_failed else None)
-        self.final_overlay = stats
+            membership.update(host.counters().get("membership", {}))
+        self.observer.sample(
+            trio.current_time(), {s.peer_id: s.view for s in statuses}, (s.heard_from for s in statuses), membership
+        )
         if self._progress is not None:
-            self._progress(now)
+            self._progress(trio.current_time())
 
     def report(self, *, wall_seconds: float) -> dict[str, Any]:
-        """The run as JSON-ready data; only ``wall_*`` fields vary between equal-seed runs."""
-        spec = self.spec
-        totals = self._final_counters
-        return {
-            "scenario": spec.name,
-            "seed": spec.seed,
-            "nodes": spec.nodes,
-            "virtual_seconds": spec.duration,
-            "wall_seconds": round(wall_seconds, 3),
-            "wall_virtual_per_wall_second": round(spec.duration / wall_seconds, 2) if wall_seconds else None,
-            "devices": dict(sorted(Tally(h.device.name for h in self.hosts).items())),
-            "events": {
-                "churn": (
-                    {"fraction": spec.churn.fraction, "start": spec.churn.start, "end": spec.churn.end}
-                    if spec.churn.fraction > 0 else None
-                ),
-                "partitions": [{"start": p.start, "end": p.end, "groups": p.groups} for p in spec.partitions],
-            },
-            "metrics": {
-                "counters": {name: dict(sorted(t.items())) for name, t in sorted(totals.items())},
-                "network": {"bytes_sent": self.network.bytes_sent, "messages_lost": self.network.messages_lost},
-                "membership": self.final_overlay,
-                "churn": {"crashes": self.crashes, "sessions": sum(h.sessions for h in self.hosts)},
-            },
-            "timeseries": self.timeseries,
-        }
+        return build_report(
+            self.spec,
+            wall_seconds=wall_seconds,
+            devices=(h.device.name for h in self.hosts),
+            counters=self._final_counters,
+            network={"bytes_sent": self.network.bytes_sent, "messages_lost": self.network.messages_lost},
+            churn={"crashes": self.crashes, "sessions": sum(h.sessions for h in self.hosts)},
+            observer=self.observer,
+        )
 
 
 def _sum_counters(hosts: list[SimHost]) -> dict[str, Tally[str]]:
     totals: dict[str, Tally[str]] = {}
     for host in hosts:
-        for name, labels in host.counters().items():
-            totals.setdefault(name, Tally()).update(labels)
+        add_counters(totals, host.counters())
     return totals

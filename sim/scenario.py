@@ -10,6 +10,9 @@ import msgspec
 from edgeswarm.node.config import ConfigError, NodeConfig, Section, convert, read_toml
 from edgeswarm.node.device import DeviceProfile, load_device
 
+MAX_LIBP2P_NODES = 64
+"""Daemon processes one 2-core machine runs for a libp2p scenario (about 200 deliveries/s each)."""
+
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Seconds = Annotated[float, msgspec.Meta(ge=0.0)]
 
@@ -63,6 +66,9 @@ class Scenario(Section):
         Virtual seconds between observations of the swarm.
     store : "memory" or "files" (default: "memory")
         Node stores in memory, or one SQLite file per node under ``OUT/nodes``.
+    transport : "virtual" or "libp2p" (default: "virtual")
+        ``libp2p`` runs each node as a real daemon process on 127.0.0.1 and ``duration``
+        is then wall-clock seconds; link model and partitions do not apply there.
     devices : table of name -> share (default: {laptop = 1.0})
         Device mix; profiles come from ``devices_dir`` (relative to the scenario file).
     """
@@ -75,6 +81,7 @@ class Scenario(Section):
     join_window: Seconds = 30.0
     sample_interval: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     store: Literal["memory", "files"] = "memory"
+    transport: Literal["virtual", "libp2p"] = "virtual"
     devices: dict[str, Annotated[float, msgspec.Meta(gt=0)]] = msgspec.field(default_factory=lambda: {"laptop": 1.0})
     devices_dir: str = "../devices"
     network: NetworkSpec = msgspec.field(default_factory=NetworkSpec)
@@ -98,6 +105,14 @@ def load_scenario(path: Path, *, seed: int | None = None, nodes: int | None = No
     scenario = convert(raw, Scenario, str(path))
     if scenario.bootstrap > scenario.nodes:
         raise ConfigError(f"{path}: key 'bootstrap': {scenario.bootstrap} exceeds nodes ({scenario.nodes})")
+    if scenario.transport == "libp2p":
+        if scenario.partitions:
+            raise ConfigError(f"{path}: key 'partitions': not supported with transport = 'libp2p'")
+        if scenario.nodes > MAX_LIBP2P_NODES:
+            raise ConfigError(
+                f"{path}: key 'nodes': at most {MAX_LIBP2P_NODES} daemon processes with transport = 'libp2p' "
+                "(use the virtual network for more)"
+            )
     devices_dir = (path.parent / scenario.devices_dir).resolve()
     devices = {name: load_device(devices_dir / f"{name}.toml") for name in scenario.devices}
     return LoadedScenario(scenario, devices)

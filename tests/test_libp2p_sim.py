@@ -1,0 +1,83 @@
+"""The simulator over real libp2p: daemon processes, the same report, nothing left running."""
+
+import json
+import subprocess
+
+import pytest
+from typer.testing import CliRunner
+
+from edgeswarm.node.cli import app
+
+SCENARIO = """
+name = "libp2p-tiny"
+transport = "libp2p"
+nodes = 4
+duration = 12.0
+seed = 2
+bootstrap = 1
+sample_interval = 2.0
+devices_dir = "{devices}"
+
+[churn]
+fraction = 0.34
+start = 3.0
+end = 9.0
+mean_up = 2.0
+mean_down = 2.0
+
+[node.membership]
+shuffle_interval = 1.0
+request_timeout = 2.0
+
+[node.presence]
+interval = 1.0
+
+[node.store]
+persist_interval = 1.0
+"""
+
+
+def daemons_running() -> int:
+    out = subprocess.run(["pgrep", "-f", "edgeswarm.node node run"], capture_output=True, text=True)
+    return len(out.stdout.split())
+
+
+def run(repo, tmp_path, text):
+    path = tmp_path / "s.toml"
+    path.write_text(text.format(devices=repo / "configs/devices"))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["sim", "run", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "report.json").read_text()), out
+
+
+def test_libp2p_scenario_reports_like_the_virtual_one(repo, tmp_path):
+    before = daemons_running()
+    report, out = run(repo, tmp_path, SCENARIO)
+    assert daemons_running() == before
+    assert report["transport"] == "libp2p" and report["nodes"] == 4
+    assert {"scenario", "seed", "virtual_seconds", "wall_seconds", "metrics", "timeseries"} <= report.keys()
+    assert report["metrics"]["churn"]["crashes"] >= 1
+    overlay = report["metrics"]["membership"]
+    assert overlay["live"] == 4 and overlay["coverage"] == 1.0 and overlay["strongly_connected"]
+    counters = report["metrics"]["counters"]
+    assert counters["membership"]["shuffle_ok"] > 10 and counters["msgs_in"]["presence.announce"] > 10
+    assert len(list((out / "nodes").glob("*/node.sqlite"))) == 4
+
+
+def test_partitions_are_refused_on_libp2p(repo, tmp_path):
+    text = SCENARIO + "\n[[partitions]]\nstart = 1.0\nend = 2.0\n"
+    path = tmp_path / "s.toml"
+    path.write_text(text.format(devices=repo / "configs/devices"))
+    result = CliRunner().invoke(app, ["sim", "run", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 3 and "partitions" in result.stderr
+
+
+@pytest.mark.slow
+def test_shipped_libp2p_local_scenario(repo, tmp_path):
+    result = CliRunner().invoke(
+        app, ["sim", "run", str(repo / "configs/sim/libp2p-local.toml"), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["nodes"] == 8 and report["metrics"]["membership"]["strongly_connected"]
