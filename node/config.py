@@ -111,11 +111,14 @@ class NetworkConfig(Section):
         Full multiaddrs ending in ``/p2p/<peer id>``; used when the stored view is empty.
     mdns : bool (default: True)
         Find peers on the local network by mDNS.
+    eclipse_protection : bool (default: True)
+        GossipSub mesh diversity by IP; turn off for swarms on one host (loopback).
     """
 
     listen: list[Multiaddr] = msgspec.field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"])
     bootstrap: list[Multiaddr] = msgspec.field(default_factory=list)
     mdns: bool = True
+    eclipse_protection: bool = True
 
 
 class NodeConfig(Section):

@@ -2,7 +2,8 @@
 
 The socket is ``<data_dir>/control.sock`` with mode 0600 inside the 0700 data dir, so only
 the user who runs the daemon can use it (Linux checks write permission on connect). Requests
-are single lines ``{"cmd": "status"}`` or ``{"cmd": "ping", "peer": ID, "bytes": N}``; the
+are single lines ``{"cmd": "status"}``, ``{"cmd": "presence", "since": T}`` or
+``{"cmd": "ping", "peer": ID, "bytes": N}``; the
 reply is one line ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
 Later services add commands to ``COMMANDS``.
 """
@@ -44,7 +45,18 @@ async def _ping(node: Node, request: dict[str, Any]) -> Any:
     return await node.ping.ping(peer, size, timeout=float(request.get("timeout", 30.0)))
 
 
-COMMANDS: dict[str, Callable[[Node, dict[str, Any]], Awaitable[Any]]] = {"status": _status, "ping": _ping}
+async def _presence(node: Node, request: dict[str, Any]) -> Any:
+    since = request.get("since", float("-inf"))
+    if not isinstance(since, (int, float)):
+        raise ValueError("presence 'since' must be a number (seconds since the epoch)")
+    return {"seen": node.presence.seen(), "delays": node.presence.delays(since)}
+
+
+COMMANDS: dict[str, Callable[[Node, dict[str, Any]], Awaitable[Any]]] = {
+    "status": _status,
+    "ping": _ping,
+    "presence": _presence,
+}
 
 
 async def serve_control(node: Node, data_dir: Path, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:

@@ -39,14 +39,18 @@ def bootstrap_descriptors(addrs: Sequence[str]) -> list[Descriptor]:
 
 async def run_daemon(config: NodeConfig, data_dir: Path) -> None:
     """Run until a signal; the store is closed and the control socket removed on the way out."""
-    from edgeswarm.protocols.libp2p_network import Libp2pNetwork  # heavy: only the daemon needs it
+    # heavy: only the daemon needs py-libp2p
+    from edgeswarm.protocols.libp2p_network import Libp2pNetwork, TransportLimits
 
     net_config = config.network
     bootstrap = bootstrap_descriptors(net_config.bootstrap)
     identity = load_or_create(data_dir)
     store = Store.open(data_dir / STORE_FILE)
     try:
-        async with Libp2pNetwork.open(identity.seed(), listen=net_config.listen, mdns=net_config.mdns) as network:
+        limits = TransportLimits(eclipse_protection=net_config.eclipse_protection)
+        async with Libp2pNetwork.open(
+            identity.seed(), listen=net_config.listen, mdns=net_config.mdns, limits=limits
+        ) as network:
             node = Node(
                 identity=identity, network=network, store=store, config=config,
                 rng=random.Random(), bootstrap=bootstrap,

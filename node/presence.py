@@ -7,7 +7,8 @@ sample, and exercises the pub/sub path end to end.
 from __future__ import annotations
 
 import random
-from collections import OrderedDict
+import statistics
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 import trio
@@ -21,7 +22,12 @@ from .config import PresenceConfig
 
 
 class Presence:
-    """Announce every ``interval`` seconds; keep the last-seen time of up to ``max_peers``."""
+    """Announce every ``interval`` seconds; keep the last-seen time of up to ``max_peers``.
+
+    Counters: ``presence/received``; ``presence/missed``, gaps in a sender's announcement
+    numbers; ``presence/late``, announcements that arrived after a later one (first counted
+    as missed). Gossip delivery = received / (received + missed - late), on every node.
+    """
 
     def __init__(
         self,
@@ -36,12 +42,28 @@ class Presence:
         self._rng = rng
         self._clock = clock
         self._services = services
-        self._seen: OrderedDict[PeerId, float] = OrderedDict()
+        # per sender: (last heard, session, lowest and highest announcement number heard)
+        self._seen: OrderedDict[PeerId, tuple[float, int, int, int]] = OrderedDict()
+        self._session = rng.getrandbits(63)
+        self._announced = 0
+        self._delays: deque[tuple[float, float]] = deque(maxlen=4096)  # (received at, delay)
         messenger.register(Announce)
 
     def seen(self) -> dict[PeerId, float]:
         """Peers heard from on gossip, with when (our clock)."""
-        return dict(self._seen)
+        return {peer: state[0] for peer, state in self._seen.items()}
+
+    def delays(self, since: float = float("-inf")) -> dict[str, float | int | None]:
+        """Publish-to-receive delay of recent announcements received after ``since``, in ms.
+
+        Measured from the sender's envelope time to our clock, so clock skew between
+        machines adds to it; on one host it is exact.
+        """
+        ordered = sorted(delay for received, delay in self._delays if received >= since)
+        if not ordered:
+            return {"count": 0, "p50_ms": None, "p99_ms": None}
+        q = statistics.quantiles(ordered, n=100, method="inclusive") if len(ordered) > 1 else [ordered[0]] * 99
+        return {"count": len(ordered), "p50_ms": round(q[49] * 1000, 3), "p99_ms": round(q[98] * 1000, 3)}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -55,7 +77,13 @@ class Presence:
 
     async def announce(self) -> None:
         network = self._messenger.network
-        body = Announce(tuple(network.addrs()[:8]), tuple(self._services()))
+        body = Announce(
+            session=self._session,
+            number=self._announced,
+            addrs=tuple(network.addrs()[:8]),
+            services=tuple(self._services()),
+        )
+        self._announced += 1
         try:
             await self._messenger.publish(body)
         except NetworkError:
@@ -63,10 +91,26 @@ class Presence:
 
     async def _listen(self, subscription) -> None:
         async for opened in subscription:
-            self._seen.pop(opened.sender, None)
-            self._seen[opened.sender] = self._clock()
+            counters = self._messenger.counters
+            now = self._clock()
+            session, number = opened.body.session, opened.body.number
+            previous = self._seen.pop(opened.sender, None)
+            lowest = highest = number
+            if previous is not None and previous[1] == session:
+                _, _, lowest, highest = previous
+                # keep missed - late = the numbers in [lowest, highest] not yet heard
+                if number > highest:
+                    counters.add("presence", "missed", number - highest - 1)
+                    highest = number
+                elif number < lowest:
+                    counters.add("presence", "missed", lowest - number - 1)
+                    lowest = number
+                else:
+                    counters.add("presence", "late")
+            self._seen[opened.sender] = (now, session, lowest, highest)
             if len(self._seen) > self._config.max_peers:
                 self._seen.popitem(last=False)
+            self._delays.append((now, max(0.0, now - opened.ts)))
             if opened.body.addrs:
                 self._messenger.network.add_addrs(opened.sender, opened.body.addrs)
-            self._messenger.counters.add("presence", "seen")
+            counters.add("presence", "received")

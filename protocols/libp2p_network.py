@@ -78,11 +78,16 @@ class TransportLimits:
         Seconds an inbound request may take to arrive whole.
     gossip_degree : int (default: 6)
         GossipSub mesh degree D (D_low = 4, D_high = 12).
+    eclipse_protection : bool (default: True)
+        GossipSub keeps mesh peers from at least 3 distinct IPs. Right on the internet;
+        on loopback (every peer at 127.0.0.1) it starves the mesh and gossip falls back
+        to 1 s heartbeats, so local swarms turn it off.
     """
 
     streams_per_peer: int = 16
     read_timeout: float = 30.0
     gossip_degree: int = 6
+    eclipse_protection: bool = True
 
 
 class FrameError(Exception):
@@ -155,6 +160,7 @@ class Libp2pNetwork:
             degree_high=2 * d,
             heartbeat_interval=1,
             spam_protection_enabled=False,
+            eclipse_protection_enabled=limits.eclipse_protection,
         )
         pubsub = Pubsub(host, gossipsub)
         async with host.run(listen_addrs=listen_addrs):

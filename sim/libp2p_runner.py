@@ -29,7 +29,8 @@ def run_libp2p_scenario(loaded: LoadedScenario, *, out_dir: Path, progress: Prog
     spec = loaded.scenario
     config_path = out_dir / "node.toml"
     node_config = msgspec.to_builtins(spec.node)
-    node_config.pop("network")  # listen, bootstrap and mDNS are set per daemon below
+    # every daemon listens on 127.0.0.1: GossipSub's IP-diversity rule would starve the mesh
+    node_config["network"]["eclipse_protection"] = False
     config_path.write_bytes(tomli_w.dumps(node_config).encode())
     wall_start = time.perf_counter()
     run = _Run(spec)

@@ -21,6 +21,8 @@ request_timeout = 3.0
 interval = 1.0
 [store]
 persist_interval = 1.0
+[network]
+eclipse_protection = false
 """
 
 
