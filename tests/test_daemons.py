@@ -1,7 +1,7 @@
 """Real daemon processes on loopback. Few and bounded: each polls with a deadline."""
 
-import os
-import signal
+import json
+import stat
 import time
 
 import pytest
@@ -9,7 +9,7 @@ import pytest
 from edgeswarm.protocols.envelope import Codec
 from edgeswarm.protocols.membership.messages import Descriptor, ShuffleReply, ShuffleRequest
 from edgeswarm.protocols.messenger import protocol_id
-from edgeswarm.sim.processes import DaemonGroup
+from edgeswarm.sim.processes import Daemon, DaemonGroup
 
 from conftest import identity
 
@@ -130,3 +130,44 @@ def test_misbehaving_peer_is_dropped_counted_and_refused_others_unaffected(group
     before = a.status()["counters"]["msgs_in"].get("ping.request", 0)
     assert b.request({"cmd": "ping", "peer": a_id, "bytes": 1000})["intact"]
     assert a.status()["counters"]["msgs_in"]["ping.request"] == before + 1
+
+
+def test_daemons_find_each_other_by_mdns_without_bootstrap(tmp_path):
+    config = tmp_path / "mdns.toml"
+    config.write_text(FAST)
+    with DaemonGroup(tmp_path / "lan") as group:  # spawn() turns mDNS off: start these by hand
+        daemons = []
+        for name in ("a", "b"):
+            d = Daemon(tmp_path / "lan" / name, ["--listen", "/ip4/127.0.0.1/tcp/0", "--mdns", "--config", str(config)],
+                       tmp_path / f"{name}.log")
+            group.daemons.append(d)
+            d.start()
+            d.wait_ready()
+            daemons.append(d)
+        a, b = daemons
+        b_id = b.status()["peer_id"]
+        wait_until(lambda: b_id in a.status()["peers"] and a.status()["heard_from"] == 1)
+
+
+def test_control_socket_is_private_and_cli_reads_it(group):
+    from typer.testing import CliRunner
+
+    from edgeswarm.node.cli import app
+
+    a = group.spawn("a")
+    b = group.spawn("b", bootstrap=[a.status()["addresses"][0]])
+    sock = a.data_dir / "control.sock"
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    assert stat.S_IMODE(a.data_dir.stat().st_mode) == 0o700
+    runner = CliRunner()
+    result = runner.invoke(app, ["status", "--data-dir", str(a.data_dir), "--json"])
+    assert result.exit_code == 0
+    status = json.loads(result.stdout)
+    assert {"peer_id", "addresses", "peers"} <= status.keys()
+    assert all(addr.endswith("/p2p/" + status["peer_id"]) for addr in status["addresses"])
+    table = runner.invoke(app, ["status", "--data-dir", str(a.data_dir)])
+    assert table.exit_code == 0 and "connected peers" in table.stdout
+    ping = runner.invoke(app, ["ping", status["peer_id"], "--bytes", "4096", "--data-dir", str(b.data_dir)])
+    assert ping.exit_code == 0 and "intact" in ping.stdout
+    nobody = runner.invoke(app, ["status", "--data-dir", str(group.root / "nobody")])
+    assert nobody.exit_code == 6 and "no daemon is running" in nobody.stderr
