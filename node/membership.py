@@ -38,10 +38,14 @@ class Membership:
         The view to start from (the stored one after a restart).
     bootstrap : sequence of Descriptor
         Peers to (re)join through whenever the view is empty.
-    known : sequence of (Descriptor, last seen)
-        Peers learned earlier (from the store), most recent first; also rejoined through.
+    known : sequence of (Descriptor, last contact)
+        Peers met earlier (from the store), most recent first; rejoined through after the
+        bootstrap peers.
     clock : callable
         Time stamps for ``known``.
+
+    A peer becomes *known* by direct contact (a shuffle it answered or sent us), not by
+    hearsay: that is the evidence worth keeping across a restart.
     """
 
     MAX_KNOWN = 256
@@ -62,6 +66,7 @@ class Membership:
         self._known: OrderedDict[PeerId, tuple[Descriptor, float]] = OrderedDict()
         for d, seen in reversed(known[: self.MAX_KNOWN]):
             self._known[d.peer] = (d, seen)
+        self._changed: set[PeerId] = set()
         self._tell_network(d for d, _ in known)
         self._config = config
         self._rng = rng
@@ -70,7 +75,7 @@ class Membership:
         self.cyclon = Cyclon(local, CyclonParams(config.view_size, config.shuffle_length), rng)
         messenger.register(ShuffleRequest, ShuffleReply)
         messenger.on_request(ShuffleRequest, self._on_shuffle)
-        self._learn(initial)
+        self._tell_network(initial)
         self.cyclon.add(initial)
         if not len(self.cyclon):
             self._rejoin()
@@ -79,8 +84,14 @@ class Membership:
         return [d.peer for d in self.cyclon.view()]
 
     def known(self) -> list[tuple[Descriptor, float]]:
-        """Peers learned so far with when they were last heard of, most recent first."""
+        """Peers met so far with when we last heard from them directly, most recent first."""
         return list(reversed(self._known.values()))
+
+    def take_changed(self) -> list[tuple[Descriptor, float]]:
+        """Known peers met since the last call (what a snapshot has to write)."""
+        changed = [self._known[p] for p in self._changed if p in self._known]
+        self._changed.clear()
+        return changed
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Shuffle every ``shuffle_interval`` seconds, starting at a random offset."""
@@ -103,32 +114,31 @@ class Membership:
         target, entries = step
         try:
             reply = await self._messenger.request(
-                target, ShuffleRequest(entries), ShuffleReply, timeout=self._config.request_timeout
+                target.peer, ShuffleRequest(entries), ShuffleReply, timeout=self._config.request_timeout
             )
         except (NetworkError, Rejected) as exc:
-            log.debug("shuffle with %s failed: %s", target, exc)
-            self.cyclon.on_failure(target)
+            log.debug("shuffle with %s failed: %s", target.peer, exc)
+            self.cyclon.on_failure(target.peer)
             counters.add("membership", "shuffle_failed")
             return
-        self._learn(reply.entries)
-        self.cyclon.on_reply(target, reply.entries)
+        self._met(target)
+        self._tell_network(reply.entries)
+        self.cyclon.on_reply(target.peer, reply.entries)
         counters.add("membership", "shuffle_ok")
 
     async def _on_shuffle(self, peer: PeerId, request: ShuffleRequest) -> ShuffleReply:
-        self._learn(request.entries)
+        self._met(next((d for d in request.entries if d.peer == peer), Descriptor(peer)))
+        self._tell_network(request.entries)
         return ShuffleReply(self.cyclon.on_request(peer, request.entries))
 
-    def _learn(self, entries: Iterable[Descriptor]) -> None:
-        """Remember ``entries`` as known peers (seen now) and tell the transport their addresses."""
-        entries = [d for d in entries if d.peer != self._messenger.local_peer]
-        self._tell_network(entries)
-        now = self._clock()
-        for d in entries:
-            previous = self._known.pop(d.peer, None)
-            addrs = d.addrs or (previous[0].addrs if previous else ())
-            self._known[d.peer] = (Descriptor(d.peer, addrs, 0), now)
-            if len(self._known) > self.MAX_KNOWN:
-                self._known.popitem(last=False)
+    def _met(self, peer: Descriptor) -> None:
+        """Record direct contact with ``peer`` (keeping addresses we knew if it sent none)."""
+        previous = self._known.pop(peer.peer, None)
+        addrs = peer.addrs or (previous[0].addrs if previous else ())
+        self._known[peer.peer] = (Descriptor(peer.peer, addrs, 0), self._clock())
+        self._changed.add(peer.peer)
+        if len(self._known) > self.MAX_KNOWN:
+            self._known.popitem(last=False)
 
     def _tell_network(self, entries: Iterable[Descriptor]) -> None:
         network = self._messenger.network
@@ -143,6 +153,6 @@ class Membership:
 
     def _rejoin(self) -> None:
         """Refill an empty view from the bootstrap peers, then the most recently known ones."""
-        self._learn(self._bootstrap)
+        self._tell_network(self._bootstrap)
         self.cyclon.add(self._bootstrap)
         self.cyclon.add(d for d, _ in self.known())

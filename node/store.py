@@ -122,6 +122,8 @@ class Store:
     def save_known_peers(self, peers: Iterable[tuple[str, tuple[str, ...], float]], keep: int = 1024) -> None:
         """Upsert ``(peer_id, addrs, last_seen)`` rows; keep the ``keep`` most recently seen."""
         rows = [(p, json.dumps(list(addrs)), seen) for p, addrs, seen in peers]
+        if not rows:
+            return
         with self._conn:
             self._conn.execute("BEGIN")
             self._conn.executemany(

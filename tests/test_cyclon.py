@@ -30,7 +30,7 @@ def test_add_skips_self_duplicates_and_overflow():
 def test_shuffle_targets_the_oldest_and_sends_self_fresh():
     c = cyclon(0, [d(1, 3), d(2, 7), d(3, 1)], length=2)
     target, entries = c.start_shuffle()
-    assert target == P[2]  # oldest (age 7, now 8)
+    assert target == d(2, 8)  # the oldest, aged once more
     assert P[2] not in c
     assert entries[0] == d(0, 0)
     assert len(entries) == 2 and entries[1].peer in (P[1], P[3])
@@ -40,7 +40,7 @@ def test_shuffle_targets_the_oldest_and_sends_self_fresh():
 def test_reply_fills_free_slots_then_replaces_what_was_sent():
     c = cyclon(0, [d(1, 5), d(2), d(3), d(4)], size=4, length=2, seed=1)
     target, entries = c.start_shuffle()
-    assert target == P[1]
+    assert target.peer == P[1]
     sent = entries[1].peer
     # one free slot (target removed): the first new entry fills it, the second replaces `sent`
     c.on_reply(P[1], (d(10), d(11), d(0)))
@@ -71,8 +71,8 @@ def test_known_peer_keeps_its_youngest_age():
 def test_unanswered_target_stays_out():
     c = cyclon(0, [d(1, 2), d(2)])
     target, _ = c.start_shuffle()
-    c.on_failure(target)
-    assert target not in c and len(c) == 1
+    c.on_failure(target.peer)
+    assert target.peer not in c and len(c) == 1
 
 
 def test_empty_view_has_nothing_to_shuffle():

@@ -77,7 +77,7 @@ class Cyclon:
             if d.peer != self.local.peer and d.peer not in self._view:
                 self._view[d.peer] = d
 
-    def start_shuffle(self) -> tuple[PeerId, tuple[Descriptor, ...]] | None:
+    def start_shuffle(self) -> tuple[Descriptor, tuple[Descriptor, ...]] | None:
         """Age the view, remove the oldest peer and return ``(target, request entries)``.
 
         Returns ``None`` when the view is empty.
@@ -85,10 +85,10 @@ class Cyclon:
         if not self._view:
             return None
         self._view = {p: _aged(d) for p, d in self._view.items()}
-        target = max(self._view.values(), key=lambda d: d.age).peer
-        del self._view[target]
+        target = max(self._view.values(), key=lambda d: d.age)
+        del self._view[target.peer]
         sample = self._sample(self.params.shuffle_length - 1)
-        self._pending[target] = tuple(d.peer for d in sample)
+        self._pending[target.peer] = tuple(d.peer for d in sample)
         return target, (self.local, *sample)
 
     def on_request(self, sender: PeerId, entries: Iterable[Descriptor]) -> tuple[Descriptor, ...]:
