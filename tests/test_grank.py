@@ -1,0 +1,115 @@
+"""G-Rank formulas on hand-computed logs, and incremental updates equal a full recompute."""
+
+import random
+
+import pytest
+
+from edgeswarm.learning.grank import Click, GRank, GRankParams, full_scores, normalise
+
+LOG = [
+    Click("i", ("rock",), "a"),
+    Click("i", ("jazz",), "b"),
+    Click("j", ("rock",), "a"),
+    Click("j", ("rock",), "c"),
+    Click("k", ("pop",), "d"),
+]
+
+
+def grank(log, **params):
+    g = GRank("i", GRankParams(**params))
+    for click in log:
+        g.add(click)
+    return g
+
+
+def test_similarity_by_hand():
+    g = grank(LOG)
+    # j: kt = |{rock, jazz} & {rock}| = 1, km = |{a,b} & {a,c}| = 1, ku = |{a,b,c}| = 3
+    #    -> (1 + 1) / 3 = 2/3, the largest, so 1 after normalising
+    # k: kt = 0, km = 0, ku = 3 -> 0
+    assert g.similarity("j") == pytest.approx(1.0)
+    assert g.similarity("k") == 0.0
+    assert g.similarity("i") == 1.0
+
+
+def test_normalisation_divides_by_the_largest():
+    log = LOG + [Click("k", ("rock",), "a")]
+    g = grank(log)
+    # k now: TopK {pop, rock} & {rock, jazz} = 1, km = |{a,b} & {d,a}| = 1, ku = 3 -> 2/3
+    # j unchanged 2/3: both are the maximum
+    assert g.similarity("j") == pytest.approx(1.0) and g.similarity("k") == pytest.approx(1.0)
+    log = LOG + [Click("k", ("pop",), "b")]
+    g = grank(log)
+    # k: kt 0, km = |{a,b} & {d,b}| = 1, ku = 3 -> 1/3, half of j's 2/3
+    assert g.similarity("k") == pytest.approx(0.5)
+
+
+def test_scores_by_hand_with_and_without_isolation_constant():
+    assert grank(LOG).scores("rock") == pytest.approx({"a": 2.0, "c": 1.0})
+    assert grank(LOG, isolation=1.0).scores("Rock") == pytest.approx({"a": 4.0, "c": 2.0})
+    assert grank(LOG).scores("pop") == {"d": 0.0}
+    assert grank(LOG, isolation=1.0).scores("pop") == {"d": 1.0}
+    assert grank(LOG).scores("metal") == {}
+
+
+def test_top_k_limits_the_terms_compared():
+    log = [Click("i", ("x",), "a"), Click("i", ("x",), "a"), Click("i", ("y",), "b"),
+           Click("j", ("y",), "c")]
+    # K = 1: TopK(i) = {x}, TopK(j) = {y}: no common term; km = 0 -> 0 similarity
+    assert grank(log, top_k_terms=1).similarity("j") == 0.0
+    # K = 2: {x, y} & {y} -> kt = 1, ku = |{a,b,c}| = 3 -> 1/3, normalised to 1
+    assert grank(log, top_k_terms=2).similarity("j") == 1.0
+
+
+def test_query_identity_is_its_normalised_terms():
+    assert normalise("Rock  jazz rock") == ("jazz", "rock") == normalise(["JAZZ", "rock"])
+
+
+@pytest.mark.parametrize("isolation", [0.0, 1.0])
+@pytest.mark.parametrize("seed", range(5))
+def test_incremental_equals_full_recompute(seed, isolation):
+    rng = random.Random(seed)
+    nodes = ["i"] + [f"n{k}" for k in range(8)]
+    terms = [f"t{k}" for k in range(6)]
+    items = [f"x{k}" for k in range(15)]
+    params = GRankParams(top_k_terms=3, isolation=isolation)
+    g = GRank("i", params)
+    log = []
+    for step in range(300):
+        click = Click(rng.choice(nodes), normalise(rng.sample(terms, rng.choice([1, 1, 2]))), rng.choice(items))
+        g.add(click)
+        log.append(click)
+        if step % 37 == 0 or step == 299:
+            for query in {c.terms for c in log}:
+                assert g.scores(query) == pytest.approx(full_scores(log, "i", query, params)), (step, query)
+
+
+def index_of(items):
+    from edgeswarm.learning.grank import ItemIndex
+
+    index = ItemIndex()
+    for item, title, tags in items:
+        index.add(item, title, tags)
+    return index
+
+
+def test_rank_puts_metadata_matches_first_then_click_only_matches():
+    from edgeswarm.learning.grank import rank
+
+    index = index_of([("a", "Blue Train", ["jazz"]), ("c", "Kind of Blue", ["jazz", "modal"]), ("z", "Zed", ["jazz"])])
+    g = grank([Click("i", ("jazz",), "c"), Click("i", ("jazz",), "c"), Click("i", ("jazz",), "a"),
+               Click("i", ("jazz",), "q")])  # q: clicked for jazz but not tagged jazz here
+    never = random.Random(0)
+    assert rank(g, index, "jazz", rng=never, p_explore=0.0) == ["c", "a", "z", "q"]
+    assert rank(g, index, "blue", rng=never, p_explore=0.0) == ["c", "a"]  # unseen query: by popularity
+    assert rank(g, index, "metal", rng=never, p_explore=0.0) == ["c", "a", "q"]  # nothing matches: popular
+    swapped = rank(g, index, "jazz", rng=random.Random(1), p_explore=1.0)
+    assert sorted(swapped) == ["a", "c", "q", "z"] and swapped != ["c", "a", "z", "q"]
+
+
+def test_item_index_matches_all_terms_and_updates():
+    index = index_of([("a", "Blue Train", ["jazz"]), ("b", "Blue Monday", ["synth pop"])])
+    assert index.matches("blue") == {"a", "b"} and index.matches("blue jazz") == {"a"}
+    assert index.matches("pop") == {"b"} and index.matches("") == set()
+    index.add("b", "Monday", ["pop"])
+    assert index.matches("blue") == {"a"}
