@@ -98,6 +98,33 @@ class PresenceConfig(Section):
     max_peers: Annotated[int, msgspec.Meta(ge=1)] = 4096
 
 
+class RankingConfig(Section):
+    """G-Rank search (see ``learning.grank`` and ``node.ranking``).
+
+    Parameters
+    ----------
+    enabled : bool (default: True)
+    top_k_terms : int (default: 10)
+        K of the TopK query terms compared between nodes.
+    isolation : float (default: 0.0)
+        F in R = sum C (S + F): 0 counts only similar peers, 1 also plain popularity.
+    p_explore : float (default: 0.5)
+        Chance that two random results swap places (the paper's exploration).
+    results : int (default: 10)
+    pull_rows : int (default: 200)
+        Rows asked for per pull (at most 200).
+    pull_timeout : float (default: 5.0)
+    """
+
+    enabled: bool = True
+    top_k_terms: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    isolation: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    p_explore: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
+    results: Annotated[int, msgspec.Meta(ge=1, le=20)] = 10
+    pull_rows: Annotated[int, msgspec.Meta(ge=1, le=200)] = 200
+    pull_timeout: Positive = 5.0
+
+
 Multiaddr = Annotated[str, msgspec.Meta(pattern=r"^/", max_length=512)]
 
 
@@ -135,6 +162,7 @@ class NodeConfig(Section):
     envelope: EnvelopeConfig = msgspec.field(default_factory=EnvelopeConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     presence: PresenceConfig = msgspec.field(default_factory=PresenceConfig)
+    ranking: RankingConfig = msgspec.field(default_factory=RankingConfig)
     network: NetworkConfig = msgspec.field(default_factory=NetworkConfig)
 
 

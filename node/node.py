@@ -26,6 +26,7 @@ from .identity import Identity
 from .membership import Membership
 from .ping import PingService
 from .presence import Presence
+from .ranking import Ranking
 from .store import SequenceNumbers, Store
 
 
@@ -96,6 +97,10 @@ class Node:
         )
         self.ping = PingService(self.messenger, rng)
         self.presence = Presence(self.messenger, config.presence, rng, clock, self.services)
+        self.ranking = (
+            Ranking(self.messenger, store, config.ranking, rng, identity, self.membership.view)
+            if config.ranking.enabled else None
+        )
         self._stop = trio.Event()
         self.stopped = trio.Event()
         """Set once a graceful stop has saved state and every service has ended."""
@@ -135,7 +140,8 @@ class Node:
 
     def services(self) -> list[str]:
         """The services this node runs (announced to peers)."""
-        return ["membership", "ping"] + (["presence"] if self.config.presence.enabled else [])
+        optional = {"presence": self.config.presence.enabled, "ranking": self.config.ranking.enabled}
+        return ["membership", "ping", *(name for name, on in optional.items() if on)]
 
     def status(self) -> NodeStatus:
         return NodeStatus(

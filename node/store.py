@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
@@ -39,6 +40,24 @@ MIGRATIONS: list[str] = [
         last_seen REAL NOT NULL
     );
     CREATE INDEX known_peers_by_last_seen ON known_peers (last_seen);
+    """,
+    # 3: G-Rank: the item catalog, the click log (signed rows) and per-requester pull progress
+    """
+    CREATE TABLE catalog (
+        item TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        local INTEGER NOT NULL
+    );
+    CREATE TABLE click_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        node TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        row BLOB NOT NULL,
+        sig BLOB NOT NULL,
+        UNIQUE (node, number)
+    );
+    CREATE TABLE pull_progress (requester TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
     """,
 ]
 
@@ -98,6 +117,17 @@ class Store:
     def close(self) -> None:
         self._conn.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several writes into one commit (all or nothing)."""
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
     # -- meta ----------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -143,6 +173,51 @@ class Store:
             "SELECT peer_id, addrs, last_seen FROM known_peers ORDER BY last_seen DESC, peer_id LIMIT ?", (limit,)
         ).fetchall()
         return [(p, tuple(json.loads(a)), seen) for p, a, seen in rows]
+
+    # -- ranking -------------------------------------------------------------------------
+    def add_items(self, items: Iterable[tuple[str, str, tuple[str, ...], bool]]) -> None:
+        """Upsert ``(item, title, tags, local)``; an item once local stays local."""
+        rows = [(i, t, json.dumps(list(tags)), int(local)) for i, t, tags, local in items]
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                "INSERT INTO catalog VALUES (?, ?, ?, ?) ON CONFLICT (item) DO UPDATE SET "
+                "title = excluded.title, tags = excluded.tags, local = MAX(local, excluded.local)",
+                rows,
+            )
+
+    def items(self) -> list[tuple[str, str, tuple[str, ...], bool]]:
+        rows = self._conn.execute("SELECT item, title, tags, local FROM catalog ORDER BY item").fetchall()
+        return [(i, t, tuple(json.loads(tags)), bool(local)) for i, t, tags, local in rows]
+
+    def add_click_row(self, node: str, number: int, row: bytes, sig: bytes) -> int | None:
+        """Append a row; its sequence number, or None if ``(node, number)`` is already here."""
+        cursor = self._conn.execute(
+            "INSERT OR IGNORE INTO click_log (node, number, row, sig) VALUES (?, ?, ?, ?)", (node, number, row, sig)
+        )
+        return cursor.lastrowid if cursor.rowcount else None
+
+    def click_rows_after(self, seq: int, limit: int, max_bytes: int) -> list[tuple[int, bytes, bytes]]:
+        """Rows with a sequence number above ``seq``, oldest first, within both bounds."""
+        out, size = [], 0
+        for row_seq, row, sig in self._conn.execute(
+            "SELECT seq, row, sig FROM click_log WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        ):
+            size += len(row) + len(sig) + 16
+            if size > max_bytes:
+                break
+            out.append((row_seq, row, sig))
+        return out
+
+    def click_row_count(self) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM click_log").fetchone()[0]
+
+    def pull_progress(self, requester: str) -> int:
+        row = self._conn.execute("SELECT last_seq FROM pull_progress WHERE requester = ?", (requester,)).fetchone()
+        return 0 if row is None else row[0]
+
+    def set_pull_progress(self, requester: str, last_seq: int) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO pull_progress VALUES (?, ?)", (requester, last_seq))
 
     # -- metrics -------------------------------------------------------------------------
     def save_metrics(self, now: float, counters: dict[str, dict[str, int]], keep: int = 100) -> None:

@@ -3,6 +3,7 @@
 import json
 import stat
 import time
+from functools import partial
 
 import pytest
 
@@ -109,13 +110,20 @@ def test_misbehaving_peer_is_dropped_counted_and_refused_others_unaffected(group
         outcomes = []
         async with Libp2pNetwork.open(evil.seed()) as net:
             net.add_addrs(a_id, a.status()["addresses"])
-            for data in (b"raw garbage", b"\x00" * 40_000, bytes(forged), good):
+            for attempt, data in enumerate((b"raw garbage", b"\x00" * 40_000, bytes(forged), good)):
                 try:
                     await net.request(a_id, shuffle, data, timeout=10)
                     outcomes.append("answered")
                 except NetworkError as exc:
                     outcomes.append(type(exc).__name__)
-                await trio.sleep(0.3)
+                if attempt == 3:
+                    break
+                # every offence makes `a` hang up on us: wait for that before the next try
+                # (py-libp2p sometimes needs ~12 s to close a connection whose peer is
+                # still writing, as after the oversize frame)
+                await trio.to_thread.run_sync(
+                    partial(wait_until, lambda: evil.peer_id not in a.status()["peers"], timeout=60)
+                )
         return outcomes
 
     outcomes = trio.run(attack)
@@ -125,7 +133,7 @@ def test_misbehaving_peer_is_dropped_counted_and_refused_others_unaffected(group
     status = a.status()
     assert status["counters"]["rejects"] == {"bad_signature": 1, "malformed": 1}
     assert status["transport"]["offences"] == 3 and status["transport"]["peers_banned"] == 1
-    assert evil.peer_id not in status["peers"]
+    wait_until(lambda: evil.peer_id not in a.status()["peers"], timeout=10)  # refused and dropped
     # the honest peer still talks to a
     before = a.status()["counters"]["msgs_in"].get("ping.request", 0)
     assert b.request({"cmd": "ping", "peer": a_id, "bytes": 1000})["intact"]

@@ -1,0 +1,184 @@
+"""Ranking service: the catalog, the click log and G-Rank, fed by pull gossip.
+
+After each of our clicks the node asks one random peer for the click-log rows that peer
+has not sent it yet (the serving side keeps a progress pointer per requester). Rows are
+signed by the node that clicked and verified on arrival, deduplicated by (node, number),
+stored, and folded into G-Rank incrementally.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import msgspec
+
+from edgeswarm.learning.grank import Click, GRank, GRankParams, ItemIndex, normalise, rank
+from edgeswarm.protocols.envelope import Rejected, Signer
+from edgeswarm.protocols.messenger import Messenger
+from edgeswarm.protocols.network import NetworkError
+from edgeswarm.protocols.peer_id import PeerId
+from edgeswarm.protocols.ranking.messages import ClickRow, PullReply, PullRequest, SignedRow
+from edgeswarm.protocols.ranking.rows import open_row, sign_row
+
+from .config import RankingConfig
+from .store import Store
+
+_REPLY_ROOM = PullReply.MAX_BYTES - 1024
+_MAX_ISSUERS = 4096
+# rows in our own store were verified when they arrived: decode them without re-checking
+_stored_row = msgspec.msgpack.Decoder(ClickRow)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    item: str
+    title: str
+    tags: tuple[str, ...]
+
+
+class Ranking:
+    """G-Rank search for one node.
+
+    Parameters
+    ----------
+    messenger : Messenger
+    store : Store
+    config : RankingConfig
+    rng : random.Random
+    signer : Signer
+        Signs this node's click rows.
+    peers : callable
+        Candidate peers to pull from (the membership view); row issuers are added to them.
+    """
+
+    def __init__(
+        self,
+        messenger: Messenger,
+        store: Store,
+        config: RankingConfig,
+        rng: random.Random,
+        signer: Signer,
+        peers: Callable[[], list[PeerId]],
+    ) -> None:
+        self._messenger = messenger
+        self._store = store
+        self._config = config
+        self._rng = rng
+        self._signer = signer
+        self._peers = peers
+        self.me = messenger.local_peer
+        self.grank = GRank(self.me, GRankParams(config.top_k_terms, config.isolation))
+        self.index = ItemIndex()
+        self._meta: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._issuers: dict[PeerId, None] = {}
+        self._last: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+        self._next_number = 0
+        messenger.register(PullRequest, PullReply)
+        messenger.on_request(PullRequest, self._on_pull)
+        for item, title, tags, _ in store.items():
+            self._know(item, title, tags)
+        for _, row, _ in store.click_rows_after(0, limit=2**62, max_bytes=2**62):
+            self._take(_stored_row.decode(row))
+
+    # -- the user's side -------------------------------------------------------------------
+    def add_items(self, items: Iterable[tuple[str, str, Iterable[str]]], *, local: bool = True) -> int:
+        """Add catalog items ``(item, title, tags)``; return how many."""
+        rows = [(item, title, tuple(tags), local) for item, title, tags in items]
+        self._store.add_items(rows)
+        for item, title, tags, _ in rows:
+            self._know(item, title, tags)
+        return len(rows)
+
+    def search(self, query: str, *, explore: bool = True) -> list[Result]:
+        """Ranked results for ``query``; remembered so that a following click can cite them."""
+        terms = normalise(query)
+        if not terms:
+            raise ValueError("a query needs at least one word")
+        p = self._config.p_explore if explore else 0.0
+        ranked = rank(self.grank, self.index, terms, rng=self._rng, p_explore=p, limit=self._config.results)
+        self._last = (terms, tuple(ranked))
+        return [Result(k, *self._meta.get(k, ("", ()))) for k in ranked]
+
+    async def click(self, item: str) -> ClickRow:
+        """Record a click on ``item`` for the last search, then pull rows from one peer."""
+        if self._last is None:
+            raise ValueError("search before clicking")
+        terms, shown = self._last
+        title, tags = self._meta.get(item, ("", ()))
+        row = ClickRow(
+            node=self.me, number=self._next_number, terms=terms, seen_before=self.grank.clicked_for(terms),
+            shown=shown, item=item, title=title[:256], tags=tuple(tags)[:16],
+        )
+        signed = sign_row(self._signer, row)
+        self._store.add_click_row(row.node, row.number, signed.row, signed.sig)
+        self._take(row)
+        self._messenger.counters.add("ranking", "clicks")
+        await self.pull_once()
+        return row
+
+    # -- gossip ----------------------------------------------------------------------------
+    async def pull_once(self) -> int:
+        """Ask one random known peer for rows we have not had from it; return rows taken."""
+        candidates = list(dict.fromkeys([*self._peers(), *self._issuers]))
+        candidates = [p for p in candidates if p != self.me]
+        if not candidates:
+            return 0
+        peer = self._rng.choice(candidates)
+        counters = self._messenger.counters
+        try:
+            reply = await self._messenger.request(
+                peer, PullRequest(self._config.pull_rows), PullReply, timeout=self._config.pull_timeout
+            )
+        except (NetworkError, Rejected):
+            counters.add("ranking", "pull_failed")
+            return 0
+        return self._receive(peer, reply.rows)
+
+    def _receive(self, peer: PeerId, rows: Iterable[SignedRow]) -> int:
+        counters = self._messenger.counters
+        taken = 0
+        with self._store.transaction():
+            for signed in rows:
+                try:
+                    row = open_row(signed)
+                except Rejected as exc:
+                    counters.add("ranking", "rows_rejected")
+                    self._messenger.network.penalize(peer, f"click row: {exc}")
+                    continue
+                if self._store.add_click_row(row.node, row.number, signed.row, signed.sig) is None:
+                    counters.add("ranking", "rows_duplicate")
+                    continue
+                self._take(row)
+                taken += 1
+        counters.add("ranking", "rows_received", taken)
+        return taken
+
+    async def _on_pull(self, peer: PeerId, request: PullRequest) -> PullReply:
+        after = self._store.pull_progress(peer)
+        rows = self._store.click_rows_after(after, limit=request.max_rows, max_bytes=_REPLY_ROOM)
+        if rows:
+            self._store.set_pull_progress(peer, rows[-1][0])
+        self._messenger.counters.add("ranking", "rows_served", len(rows))
+        return PullReply(tuple(SignedRow(row, sig) for _, row, sig in rows))
+
+    # -- internals -------------------------------------------------------------------------
+    def _take(self, row: ClickRow) -> None:
+        self.grank.add(Click(row.node, normalise(row.terms), row.item))
+        if row.title or row.tags:
+            self._know(row.item, row.title, row.tags)
+        if row.node == self.me:
+            self._next_number = max(self._next_number, row.number + 1)
+        else:
+            self._issuers.pop(row.node, None)
+            self._issuers[row.node] = None
+            if len(self._issuers) > _MAX_ISSUERS:
+                del self._issuers[next(iter(self._issuers))]
+
+    def _know(self, item: str, title: str, tags: Iterable[str]) -> None:
+        tags = tuple(tags)
+        if self._meta.get(item) != (title, tags):
+            self._meta[item] = (title, tags)
+            self.index.add(item, title, tags)
+

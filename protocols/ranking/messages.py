@@ -1,0 +1,54 @@
+"""Wire messages of the ranking (click-log pull gossip) protocol."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from ..envelope import Body
+from ..membership.messages import PeerIdText
+
+MAX_ROW_BYTES = 4 * 1024
+MAX_ROWS_PER_REPLY = 200
+
+Term = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+ItemId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class ClickRow(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """One search and its click, as the searching node saw it.
+
+    ``number`` counts that node's queries; ``(node, number)`` names the row everywhere.
+    """
+
+    node: PeerIdText
+    number: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+    terms: Annotated[tuple[Term, ...], msgspec.Meta(min_length=1, max_length=16)]
+    seen_before: bool
+    shown: Annotated[tuple[ItemId, ...], msgspec.Meta(max_length=20)]
+    item: ItemId
+    title: Annotated[str, msgspec.Meta(max_length=256)]
+    tags: Annotated[tuple[Tag, ...], msgspec.Meta(max_length=16)]
+
+
+class SignedRow(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """A row's exact bytes and the issuing node's Ed25519 signature over them."""
+
+    row: Annotated[bytes, msgspec.Meta(max_length=MAX_ROW_BYTES)]
+    sig: Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
+
+
+class PullRequest(Body, array_like=True, frozen=True):
+    """Send me the rows you have not sent me yet (at most ``max_rows``)."""
+
+    KIND = "ranking.pull"
+    MAX_BYTES = 64
+    max_rows: Annotated[int, msgspec.Meta(ge=1, le=MAX_ROWS_PER_REPLY)]
+
+
+class PullReply(Body, array_like=True, frozen=True):
+    KIND = "ranking.pull_reply"
+    MAX_BYTES = MAX_ROWS_PER_REPLY * (MAX_ROW_BYTES + 80)
+    rows: Annotated[tuple[SignedRow, ...], msgspec.Meta(max_length=MAX_ROWS_PER_REPLY)]
