@@ -98,7 +98,7 @@ class Node:
         self.ping = PingService(self.messenger, rng)
         self.presence = Presence(self.messenger, config.presence, rng, clock, self.services)
         self.ranking = (
-            Ranking(self.messenger, store, config.ranking, rng, identity, self.membership.view)
+            Ranking(self.messenger, store, config.ranking, rng, identity, self._pull_candidates)
             if config.ranking.enabled else None
         )
         self._stop = trio.Event()
@@ -137,6 +137,10 @@ class Node:
         while True:
             await trio.sleep(self.config.store.persist_interval)
             self.persist()
+
+    def _pull_candidates(self) -> list[PeerId]:
+        """Peers to pull click rows from: the view, and the peers met most recently."""
+        return self.membership.view() + [d.peer for d, _ in self.membership.known()[:20]]
 
     def services(self) -> list[str]:
         """The services this node runs (announced to peers)."""

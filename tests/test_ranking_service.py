@@ -1,0 +1,121 @@
+"""The ranking service on the virtual network: signed rows, pull gossip, restart from the store."""
+
+import random
+
+import msgspec
+import pytest
+import trio
+
+from edgeswarm.node.config import MembershipConfig, NodeConfig, PresenceConfig, RankingConfig
+from edgeswarm.node.node import Node
+from edgeswarm.node.store import Store
+from edgeswarm.protocols.envelope import Codec
+from edgeswarm.protocols.membership.messages import Descriptor
+from edgeswarm.protocols.messenger import protocol_id
+from edgeswarm.protocols.ranking.messages import ClickRow, PullReply, PullRequest, SignedRow
+from edgeswarm.protocols.ranking.rows import open_row, sign_row
+from edgeswarm.protocols.envelope import Rejected, RejectReason
+from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork
+
+from conftest import identity, run_virtual
+
+CONFIG = NodeConfig(
+    membership=MembershipConfig(view_size=4, shuffle_length=2),
+    presence=PresenceConfig(enabled=False),
+    ranking=RankingConfig(p_explore=0.0),
+)
+ITEMS = [("a", "Blue Train", ["jazz"]), ("b", "Kind of Blue", ["jazz"]), ("c", "Paranoid", ["metal"])]
+
+
+def row(n, number, item="a", terms=("jazz",)):
+    return ClickRow(identity(n).peer_id, number, terms, False, ("a", "b"), item, "t", ("jazz",))
+
+
+def test_rows_verify_and_refuse_alteration_and_forgery():
+    signed = sign_row(identity(1), row(1, 0))
+    assert open_row(signed) == row(1, 0)
+    altered = bytearray(signed.row)
+    altered[altered.index(b"a", 60)] = ord("c")  # change the clicked item
+    with pytest.raises(Rejected) as info:
+        open_row(SignedRow(bytes(altered), signed.sig))
+    assert info.value.reason is RejectReason.BAD_SIGNATURE
+    forged = SignedRow(msgspec.msgpack.encode(row(1, 5)), identity(2).sign(b"edgeswarm/click-row/v1\x00" + msgspec.msgpack.encode(row(1, 5))))
+    with pytest.raises(Rejected):
+        open_row(forged)  # signed by node 2 in the name of node 1
+    with pytest.raises(ValueError):
+        sign_row(identity(2), row(1, 0))  # nobody signs another node's row
+    with pytest.raises(Rejected) as info:
+        open_row(SignedRow(b"\x01garbage", signed.sig))
+    assert info.value.reason is RejectReason.MALFORMED
+
+
+def make(n, endpoint, store, bootstrap=()):
+    return Node(identity=identity(n), network=endpoint, store=store, config=CONFIG, rng=random.Random(n),
+                clock=lambda: 1.8e9 + trio.current_time(), bootstrap=[Descriptor(identity(b).peer_id) for b in bootstrap])
+
+
+def test_pull_gossip_spreads_rows_once_each_and_survives_restart(tmp_path):
+    async def main():
+        net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
+        store_b = Store.open(tmp_path / "b.sqlite")
+        async with trio.open_nursery() as n:
+            await n.start(net.run)
+            async with net.attach(identity(1).peer_id) as ea, net.attach(identity(2).peer_id) as eb:
+                a, b = make(1, ea, Store.open(":memory:"), bootstrap=[2]), make(2, eb, store_b, bootstrap=[1])
+                for node in (a, b):
+                    node.ranking.add_items(ITEMS)
+                    await n.start(node.run)
+                await trio.sleep(15)  # a shuffle or two: they know each other
+                for _ in range(3):
+                    a.ranking.search("jazz")
+                    await a.ranking.click("b")  # a clicks b, then pulls from b (nothing yet)
+                b.ranking.search("jazz")
+                await b.ranking.click("a")  # b pulls a's 3 rows
+                assert b.ranking.grank.rows == 4
+                assert [r.item for r in b.ranking.search("jazz", explore=False)][:2] == ["b", "a"]
+                assert await b.ranking.pull_once() == 0  # a's pointer for b: nothing new
+                await a.ranking.pull_once()  # a gets b's row, and not its own back
+                assert a.ranking.grank.rows == 4
+                counters = a.status().counters["ranking"]
+                assert counters["rows_received"] == 1 and "rows_rejected" not in counters
+                scores = b.ranking.grank.scores("jazz")
+                n.cancel_scope.cancel()
+        # a fresh service on the same store rebuilds the same model
+        async def restart():
+            async with net2.attach(identity(2).peer_id) as eb:
+                again = make(2, eb, store_b)
+                assert again.ranking.grank.scores("jazz") == scores
+                assert again.ranking.search("jazz", explore=False)[0].title == "Kind of Blue"
+        net2 = VirtualNetwork(random.Random(0))
+        await restart()
+
+    run_virtual(main)
+
+
+def test_a_relay_of_forged_rows_is_refused_and_penalized():
+    async def main():
+        net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
+        async with trio.open_nursery() as n:
+            await n.start(net.run)
+            async with net.attach(identity(1).peer_id) as ea, net.attach(identity(9).peer_id) as evil:
+                a = make(1, ea, Store.open(":memory:"), bootstrap=[9])
+                await n.start(a.run)
+                codec = Codec(identity(9), next_seq=iter(range(100)).__next__, now=lambda: 1.8e9 + trio.current_time())
+                codec.register(PullRequest, PullReply)
+                good = sign_row(identity(3), row(3, 0))
+                altered = SignedRow(good.row.replace(b"jazz", b"jizz"), good.sig)
+                forged = SignedRow(msgspec.msgpack.encode(row(4, 0)), identity(9).sign(b"x"))
+
+                async def serve(peer, data):
+                    codec.open(data, PullRequest)
+                    return codec.seal(PullReply((good, altered, forged)))
+
+                evil.serve(protocol_id(PullRequest), serve)
+                assert await a.ranking.pull_once() == 1
+                counters = a.status().counters["ranking"]
+                assert counters["rows_rejected"] == 2 and counters["rows_received"] == 1
+                assert a.status().transport["offences"] == 2
+                assert a.ranking.grank.rows == 1
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
