@@ -160,6 +160,8 @@ class GRank:
                 self._km[node.index] += 1
             self._clickers[click.item].add(click.node)
         node.terms.update(click.terms)
+        if all(t in node.top for t in click.terms):
+            return  # only a term outside the TopK set can change which terms are in it
         top = frozenset(t for t, _ in heapq.nlargest(self.params.top_k_terms, node.terms.items(), key=_term_key))
         if top != node.top:
             node.top = top
@@ -187,13 +189,19 @@ class GRank:
         state = self._nodes.get(node)
         return 0.0 if state is None else float(self.similarities()[state.index])
 
-    def scores(self, query: str | Iterable[str]) -> dict[str, float]:
-        """R_i(k | Q) for every item clicked for Q (empty for an unseen query)."""
+    def scores(self, query: str | Iterable[str], *, local_only: bool = False) -> dict[str, float]:
+        """R_i(k | Q) for every item clicked for Q (empty for an unseen query).
+
+        ``local_only`` counts our own clicks alone (the local-only baseline).
+        """
         clicks = self._queries.get(normalise(query))
         if clicks is None:
             return {}
         n = clicks.size
-        weight = self.similarities()[clicks.nodes[:n]] + self.params.isolation
+        if local_only:
+            weight = (clicks.nodes[:n] == self._nodes[self.me].index).astype(np.float64)
+        else:
+            weight = self.similarities()[clicks.nodes[:n]] + self.params.isolation
         totals = np.bincount(clicks.items[:n], weights=clicks.counts[:n] * weight, minlength=len(self._item_names))
         return {self._item_names[i]: float(totals[i]) for i in np.unique(clicks.items[:n])}
 
@@ -206,13 +214,9 @@ class GRank:
 
 
 def _term_key(entry: tuple[str, int]) -> tuple[int, str]:
+    """Most frequent first; ties go to the alphabetically last term (any fixed rule would do)."""
     term, count = entry
-    return count, _reverse(term)
-
-
-def _reverse(term: str) -> str:
-    # ties broken by the alphabetically first term, deterministically
-    return "".join(chr(0x10FFFF - ord(c)) for c in term)
+    return count, term
 
 
 def full_scores(clicks: Sequence[Click], me: str, query: str | Iterable[str], params: GRankParams | None = None) -> dict[str, float]:
@@ -290,20 +294,44 @@ def rank(
     lower results get the chance of a click (paper: 0.5).
     """
     scores = grank.scores(query)
-    popularity = grank.popularity()
-    matches = index.matches(query)
+    return _finish(_ordered(scores, grank.popularity(), index.matches(query)), rng, p_explore, limit)
 
+
+def _ordered(scores: dict[str, float], popularity: Counter[str], matches: set[str]) -> list[str]:
     def order(items: Iterable[str]) -> list[str]:
         return sorted(items, key=lambda k: (-scores.get(k, 0.0), -popularity[k], k))
 
     if scores:
-        ranked = order(matches) + order(k for k in scores if k not in matches)
-    elif matches:
-        ranked = order(matches)
-    else:
-        ranked = [k for k, _ in sorted(popularity.items(), key=lambda e: (-e[1], e[0]))]
+        return order(matches) + order(k for k in scores if k not in matches)
+    if matches:
+        return order(matches)
+    return [k for k, _ in sorted(popularity.items(), key=lambda e: (-e[1], e[0]))]
+
+
+def _finish(ranked: list[str], rng, p_explore: float, limit: int) -> list[str]:
     ranked = ranked[:limit]
     if len(ranked) >= 2 and rng.random() < p_explore:
         a, b = rng.sample(range(len(ranked)), 2)
         ranked[a], ranked[b] = ranked[b], ranked[a]
     return ranked
+
+
+def rank_baseline(kind: str, grank: GRank, index: ItemIndex, query: str | Iterable[str], *, rng, limit: int = 10) -> list[str]:
+    """The baselines G-Rank is compared with, from the same node's data.
+
+    ``random``: metadata matches in random order; ``popularity``: matches first, each group
+    by clicks over all rows seen; ``local``: as G-Rank but from this node's own clicks only.
+    """
+    matches = index.matches(query)
+    if kind == "random":
+        ranked = sorted(matches)
+        rng.shuffle(ranked)
+        return ranked[:limit]
+    if kind == "popularity":
+        popularity = grank.popularity()
+        scores = {k: float(popularity[k]) for k in grank.scores(query)}
+        return _ordered(scores, popularity, matches)[:limit]
+    if kind == "local":
+        scores = {k: v for k, v in grank.scores(query, local_only=True).items() if v > 0}
+        return _ordered(scores, Counter(), matches)[:limit]
+    raise ValueError(f"unknown baseline {kind!r}")

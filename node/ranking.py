@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
+from collections import defaultdict
 from dataclasses import dataclass
 
 import msgspec
 
-from edgeswarm.learning.grank import Click, GRank, GRankParams, ItemIndex, normalise, rank
+from edgeswarm.learning.grank import Click, GRank, GRankParams, ItemIndex, normalise, rank, rank_baseline
 from edgeswarm.protocols.envelope import Rejected, Signer
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import NetworkError
 from edgeswarm.protocols.peer_id import PeerId
 from edgeswarm.protocols.ranking.messages import ClickRow, PullReply, PullRequest, SignedRow
-from edgeswarm.protocols.ranking.rows import open_row, sign_row
+from edgeswarm.protocols.ranking.rows import decode_row, sign_row, verify_row
 
 from .config import RankingConfig
 from .store import Store
@@ -29,6 +30,28 @@ _REPLY_ROOM = PullReply.MAX_BYTES - 1024
 _MAX_ISSUERS = 4096
 # rows in our own store were verified when they arrived: decode them without re-checking
 _stored_row = msgspec.msgpack.Decoder(ClickRow)
+
+
+class _SeenNumbers:
+    """Which of one issuer's row numbers we hold: all below ``below``, plus ``extra``.
+
+    Rows from one issuer mostly arrive in order, so this stays a couple of integers.
+    """
+
+    __slots__ = ("below", "extra")
+
+    def __init__(self) -> None:
+        self.below = 0
+        self.extra: set[int] = set()
+
+    def __contains__(self, number: int) -> bool:
+        return number < self.below or number in self.extra
+
+    def add(self, number: int) -> None:
+        self.extra.add(number)
+        while self.below in self.extra:
+            self.extra.discard(self.below)
+            self.below += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +96,7 @@ class Ranking:
         self.index = ItemIndex()
         self._meta: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._issuers: dict[PeerId, None] = {}
+        self._held: defaultdict[PeerId, _SeenNumbers] = defaultdict(_SeenNumbers)
         self._last: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self._next_number = 0
         messenger.register(PullRequest, PullReply)
@@ -100,6 +124,15 @@ class Ranking:
         ranked = rank(self.grank, self.index, terms, rng=self._rng, p_explore=p, limit=self._config.results)
         self._last = (terms, tuple(ranked))
         return [Result(k, *self._meta.get(k, ("", ()))) for k in ranked]
+
+    def ranking_by(self, method: str, query: str) -> list[str]:
+        """Item ids for ``query`` by ``method`` (grank, random, popularity or local), no exploration.
+
+        What the simulator compares G-Rank with, on this node's own data.
+        """
+        if method == "grank":
+            return rank(self.grank, self.index, query, rng=self._rng, p_explore=0.0, limit=self._config.results)
+        return rank_baseline(method, self.grank, self.index, query, rng=self._rng, limit=self._config.results)
 
     async def click(self, item: str) -> ClickRow:
         """Record a click on ``item`` for the last search, then pull rows from one peer."""
@@ -142,16 +175,20 @@ class Ranking:
         with self._store.transaction():
             for signed in rows:
                 try:
-                    row = open_row(signed)
+                    row = decode_row(signed)
+                    if row.number in self._held[row.node]:  # have it: no need to verify again
+                        counters.add("ranking", "rows_duplicate")
+                        continue
+                    verify_row(signed, row)
                 except Rejected as exc:
                     counters.add("ranking", "rows_rejected")
                     self._messenger.network.penalize(peer, f"click row: {exc}")
                     continue
                 if self._store.add_click_row(row.node, row.number, signed.row, signed.sig) is None:
                     counters.add("ranking", "rows_duplicate")
-                    continue
-                self._take(row)
-                taken += 1
+                else:
+                    self._take(row)
+                    taken += 1
         counters.add("ranking", "rows_received", taken)
         return taken
 
@@ -166,6 +203,7 @@ class Ranking:
     # -- internals -------------------------------------------------------------------------
     def _take(self, row: ClickRow) -> None:
         self.grank.add(Click(row.node, normalise(row.terms), row.item))
+        self._held[row.node].add(row.number)
         if row.title or row.tags:
             self._know(row.item, row.title, row.tags)
         if row.node == self.me:

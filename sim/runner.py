@@ -71,6 +71,11 @@ class Simulation:
             for i, identity in enumerate(identities)
         ]
         self.observer = SwarmObserver()
+        self.experiment = None
+        if spec.grank is not None:
+            from .grank_workload import GRankExperiment
+
+            self.experiment = GRankExperiment(spec.grank, spec.seed, self.hosts)
         self.crashes = 0
         self._final_counters: dict[str, Tally[str]] = {}
 
@@ -96,9 +101,16 @@ class Simulation:
             for index, partition in enumerate(spec.partitions):
                 nursery.start_soon(self._partition, index, partition)
             nursery.start_soon(self._observe)
-            await trio.sleep(spec.duration)
+            if self.experiment is not None:
+                await trio.sleep(spec.join_window)
+                nursery.start_soon(self.experiment.run)
+                with trio.move_on_after(spec.duration - spec.join_window):
+                    await self.experiment.done.wait()
+            else:
+                await trio.sleep(spec.duration)
             self._sample()
             self._final_counters = _sum_counters(self.hosts)
+            self._experiment_report = self.experiment.report() if self.experiment is not None else None
             nursery.cancel_scope.cancel()
         for host in self.hosts:
             host.store.close()
@@ -155,7 +167,7 @@ class Simulation:
             self._progress(trio.current_time())
 
     def report(self, *, wall_seconds: float) -> dict[str, Any]:
-        return build_report(
+        report = build_report(
             self.spec,
             wall_seconds=wall_seconds,
             devices=(h.device.name for h in self.hosts),
@@ -164,6 +176,11 @@ class Simulation:
             churn={"crashes": self.crashes, "sessions": sum(h.sessions for h in self.hosts)},
             observer=self.observer,
         )
+        if self._experiment_report is not None:
+            grank = self._experiment_report
+            report["metrics"].update(grank["final"])
+            report["grank_series"] = grank["series"]
+        return report
 
 
 def _sum_counters(hosts: list[SimHost]) -> dict[str, Tally[str]]:

@@ -48,6 +48,31 @@ class PartitionSpec(Section):
     groups: Annotated[int, msgspec.Meta(ge=2, le=64)] = 2
 
 
+class GRankWorkload(Section):
+    """The G-Rank experiment of Gold and Pouwelse (2023), generated.
+
+    A catalog of ``items`` with 1 to ``max_tags`` of ``tags`` each and Zipf(``zipf``)
+    popularity; every node holds a random ``local_share`` of it. After a warm-up of one
+    random matching click per tag, ``queries`` single-tag queries come from random nodes,
+    ``query_interval`` virtual seconds apart; every ``eval_every`` queries ``eval_nodes``
+    random nodes rank every tag by each method. Click models: ``top`` clicks the first
+    result (the paper's); ``cascade`` scans down, examining position p with probability
+    ``cascade_decay``^p and clicking with probability 0.9 * relevance / 3.
+    """
+
+    items: Annotated[int, msgspec.Meta(ge=2, le=100_000)] = 256
+    tags: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 39
+    max_tags: Annotated[int, msgspec.Meta(ge=1, le=16)] = 3
+    zipf: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    local_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.1
+    queries: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    query_interval: Annotated[float, msgspec.Meta(gt=0)] = 0.1
+    eval_every: Annotated[int, msgspec.Meta(ge=1)] = 100
+    eval_nodes: Annotated[int, msgspec.Meta(ge=1)] = 5
+    click_model: Literal["top", "cascade"] = "top"
+    cascade_decay: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.7
+
+
 class Scenario(Section):
     """One simulation run.
 
@@ -71,6 +96,8 @@ class Scenario(Section):
         is then wall-clock seconds; link model and partitions do not apply there.
     devices : table of name -> share (default: {laptop = 1.0})
         Device mix; profiles come from ``devices_dir`` (relative to the scenario file).
+    grank : GRankWorkload or None (default: None)
+        Run the G-Rank search workload; the run ends when its queries are done.
     """
 
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -88,6 +115,7 @@ class Scenario(Section):
     churn: ChurnSpec = msgspec.field(default_factory=ChurnSpec)
     partitions: list[PartitionSpec] = msgspec.field(default_factory=list)
     node: NodeConfig = msgspec.field(default_factory=NodeConfig)
+    grank: GRankWorkload | None = None
 
 
 class LoadedScenario(msgspec.Struct, frozen=True):

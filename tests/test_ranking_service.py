@@ -108,7 +108,9 @@ def test_a_relay_of_forged_rows_is_refused_and_penalized():
 
                 async def serve(peer, data):
                     codec.open(data, PullRequest)
-                    return codec.seal(PullReply((good, altered, forged)))
+                    # altered first: once the authentic row is held, a copy of its (node, number)
+                    # is dropped as a duplicate without being checked
+                    return codec.seal(PullReply((altered, good, forged)))
 
                 evil.serve(protocol_id(PullRequest), serve)
                 assert await a.ranking.pull_once() == 1

@@ -1,0 +1,173 @@
+"""The G-Rank experiment as a simulator workload: catalog, users, clicks and evaluation.
+
+Users act only through each node's public ranking API (``search``, ``click``,
+``ranking_by``), as a person at the CLI would. Ground truth (item popularity, relevance
+per tag) exists only here, for scoring.
+
+Metrics, every ``eval_every`` queries, per method (G-Rank and the random, popularity and
+local-only baselines), over ``eval_nodes`` random nodes x every tag:
+- ``positional_distance``: mean |position here - position in the global click ranking|
+  over the global top 10 for that tag (absent items count as position 10), over 10;
+- ``top_item_rate``: share of result lists holding the tag's most popular item;
+- ``mrr``: reciprocal rank of that most popular item (ir_measures RR, relevance 3);
+- ``ndcg10``: nDCG@10 against graded relevance (3 for the most popular item of the tag,
+  2 for the next two, 1 for the other items with the tag).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from typing import Any
+
+import trio
+
+from .determinism import derive_rng
+from .host import SimHost
+from .scenario import GRankWorkload
+
+METHODS = ("grank", "popularity", "random", "local")
+
+
+class Catalog:
+    """Generated items with tags and long-tailed popularity (the ground truth)."""
+
+    def __init__(self, spec: GRankWorkload, rng: random.Random) -> None:
+        self.tags = [f"tag{t:03d}" for t in range(spec.tags)]
+        self.items = [f"item{i:05d}" for i in range(spec.items)]
+        # Zipf popularity over a random order of items
+        order = rng.sample(self.items, len(self.items))
+        self.weight = {item: 1.0 / (rank + 1) ** spec.zipf for rank, item in enumerate(order)}
+        self.item_tags: dict[str, tuple[str, ...]] = {}
+        for i, item in enumerate(self.items):
+            first = self.tags[i % len(self.tags)]  # every tag has items
+            extra = rng.sample(self.tags, rng.randint(0, spec.max_tags - 1))
+            self.item_tags[item] = tuple(dict.fromkeys([first, *extra]))
+        self.by_tag: dict[str, list[str]] = defaultdict(list)
+        for item, tags in self.item_tags.items():
+            for tag in tags:
+                self.by_tag[tag].append(item)
+        for tag in self.by_tag:
+            self.by_tag[tag].sort(key=lambda k: (-self.weight[k], k))
+        self.tag_weight = [sum(self.weight[k] for k in self.by_tag[t]) for t in self.tags]
+
+    def relevance(self, tag: str) -> dict[str, int]:
+        ranked = self.by_tag[tag]
+        return {k: 3 if r == 0 else 2 if r < 3 else 1 for r, k in enumerate(ranked)}
+
+    def entry(self, item: str) -> tuple[str, str, tuple[str, ...]]:
+        return item, f"Release {item[4:]}", self.item_tags[item]
+
+
+class GRankExperiment:
+    """Drives the workload over the simulation's hosts and keeps the metric series."""
+
+    def __init__(self, spec: GRankWorkload, seed: int, hosts: list[SimHost]) -> None:
+        self.spec = spec
+        self.hosts = hosts
+        self.rng = derive_rng(seed, "grank")
+        self.catalog = Catalog(spec, derive_rng(seed, "grank-catalog"))
+        self.global_clicks: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.series: dict[str, Any] = {"queries": [], **{m: defaultdict(list) for m in ("mrr", "ndcg10", "top_item_rate", "positional_distance")}}
+        self.clicks = 0
+        self.done = trio.Event()
+
+    async def run(self) -> None:
+        spec, rng = self.spec, self.rng
+        share = max(1, round(spec.local_share * len(self.catalog.items)))
+        for host in self.hosts:
+            if host.node is not None and host.node.ranking is not None:
+                local = rng.sample(self.catalog.items, share)
+                host.node.ranking.add_items(self.catalog.entry(k) for k in local)
+        for tag in self.catalog.tags:  # warm-up: one random matching click per tag
+            await self._query(rng.choice(self._online()), tag, warm_item=rng.choice(self.catalog.by_tag[tag]))
+        for number in range(1, spec.queries + 1):
+            tag = rng.choices(self.catalog.tags, self.catalog.tag_weight)[0]
+            await self._query(rng.choice(self._online()), tag)
+            if number % spec.eval_every == 0:
+                self._evaluate(number)
+            await trio.sleep(spec.query_interval)
+        self.done.set()
+
+    def _online(self) -> list[SimHost]:
+        return [h for h in self.hosts if h.node is not None and h.node.ranking is not None]
+
+    async def _query(self, host: SimHost, tag: str, warm_item: str | None = None) -> None:
+        ranking = host.node.ranking
+        results = [r.item for r in ranking.search(tag)]
+        if warm_item is not None:
+            ranking.add_items([self.catalog.entry(warm_item)], local=False)
+            choice = warm_item
+        else:
+            choice = self._choose(tag, results)
+        if choice is None:
+            return
+        self.global_clicks[tag][choice] += 1
+        self.clicks += 1
+        await ranking.click(choice)
+
+    def _choose(self, tag: str, results: list[str]) -> str | None:
+        if not results:
+            return None
+        if self.spec.click_model == "top":
+            return results[0]
+        relevance = self.catalog.relevance(tag)
+        for position, item in enumerate(results):
+            if self.rng.random() < self.spec.cascade_decay**position:
+                if self.rng.random() < 0.9 * relevance.get(item, 0) / 3:
+                    return item
+        return None
+
+    def _evaluate(self, number: int) -> None:
+        import ir_measures
+        from ir_measures import RR, nDCG
+
+        hosts = self.rng.sample(self._online(), min(self.spec.eval_nodes, len(self._online())))
+        qrels = [
+            ir_measures.Qrel(tag, item, grade)
+            for tag in self.catalog.tags for item, grade in self.catalog.relevance(tag).items()
+        ]
+        self.series["queries"].append(number)
+        for method in METHODS:
+            run, distances, hits = [], [], []
+            for h, host in enumerate(hosts):
+                for tag in self.catalog.tags:
+                    ranked = host.node.ranking.ranking_by(method, tag)
+                    query_id = f"{h}:{tag}"
+                    run += [ir_measures.ScoredDoc(query_id, item, float(len(ranked) - r)) for r, item in enumerate(ranked)]
+                    hits.append(self.catalog.by_tag[tag][0] in ranked)
+                    distances.append(self._distance(tag, ranked))
+            per_host_qrels = [
+                ir_measures.Qrel(f"{h}:{q.query_id}", q.doc_id, q.relevance) for h in range(len(hosts)) for q in qrels
+            ]
+            scores = ir_measures.calc_aggregate([RR(rel=3), nDCG @ 10], per_host_qrels, run)
+            self.series["mrr"][method].append(round(scores[RR(rel=3)], 6))
+            self.series["ndcg10"][method].append(round(scores[nDCG @ 10], 6))
+            self.series["top_item_rate"][method].append(round(sum(hits) / len(hits), 6))
+            self.series["positional_distance"][method].append(round(sum(distances) / len(distances), 6))
+
+    def _distance(self, tag: str, ranked: list[str]) -> float:
+        truth = [k for k, _ in sorted(self.global_clicks[tag].items(), key=lambda e: (-e[1], e[0]))][:10]
+        if not truth:
+            return 0.0
+        position = {k: r for r, k in enumerate(ranked[:10])}
+        return sum(abs(position.get(k, 10) - r) for r, k in enumerate(truth)) / len(truth) / 10
+
+    def report(self) -> dict[str, Any]:
+        """Final values per metric and method, and the series, for ``report.json``."""
+        final = {
+            metric: {m: (values[m][-1] if values[m] else None) for m in METHODS}
+            for metric, values in self.series.items() if metric != "queries"
+        }
+        rows = [h.store.click_row_count() for h in self.hosts]
+        gossip = [h.counters().get("bytes_in", {}) for h in self.hosts]
+        final["click_log_rows_per_node"] = round(sum(rows) / len(rows), 1)
+        final["gossip_bytes_per_node"] = round(
+            sum(b.get("ranking.pull_reply", 0) + b.get("ranking.pull", 0) for b in gossip) / len(gossip)
+        )
+        final["clicks"] = self.clicks
+        series = {"queries": self.series["queries"]}
+        for metric, values in self.series.items():
+            if metric != "queries":
+                series[metric] = {m: values[m] for m in METHODS}
+        return {"final": final, "series": series}
