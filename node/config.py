@@ -111,8 +111,8 @@ class RankingConfig(Section):
     p_explore : float (default: 0.5)
         Chance that two random results swap places (the paper's exploration).
     results : int (default: 10)
-    pull_rows : int (default: 200)
-        Rows asked for per pull (at most 200).
+    pull_rows : int (default: 500)
+        Rows asked for per pull (at most 500; a reply also stops at 1 MiB).
     pull_timeout : float (default: 5.0)
     """
 
@@ -121,7 +121,7 @@ class RankingConfig(Section):
     isolation: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     p_explore: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
     results: Annotated[int, msgspec.Meta(ge=1, le=20)] = 10
-    pull_rows: Annotated[int, msgspec.Meta(ge=1, le=200)] = 200
+    pull_rows: Annotated[int, msgspec.Meta(ge=1, le=500)] = 500
     pull_timeout: Positive = 5.0
 
 

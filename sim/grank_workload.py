@@ -8,8 +8,9 @@ Metrics, every ``eval_every`` queries, per method (G-Rank and the random, popula
 local-only baselines), over ``eval_nodes`` random nodes x every tag:
 - ``positional_distance``: mean |position here - position in the global click ranking|
   over the global top 10 for that tag (absent items count as position 10), over 10;
-- ``top_item_rate``: share of result lists holding the tag's most popular item;
-- ``mrr``: reciprocal rank of that most popular item (ir_measures RR, relevance 3);
+- ``top_item_rate``: share of result lists holding the tag's most clicked item so far;
+- ``mrr``: reciprocal rank of the tag's most popular item by the hidden ground truth
+  (ir_measures RR, relevance 3);
 - ``ndcg10``: nDCG@10 against graded relevance (3 for the most popular item of the tag,
   2 for the next two, 1 for the other items with the tag).
 """
@@ -135,7 +136,8 @@ class GRankExperiment:
                     ranked = host.node.ranking.ranking_by(method, tag)
                     query_id = f"{h}:{tag}"
                     run += [ir_measures.ScoredDoc(query_id, item, float(len(ranked) - r)) for r, item in enumerate(ranked)]
-                    hits.append(self.catalog.by_tag[tag][0] in ranked)
+                    top = self._most_clicked(tag)
+                    hits.append(top is None or top in ranked)
                     distances.append(self._distance(tag, ranked))
             per_host_qrels = [
                 ir_measures.Qrel(f"{h}:{q.query_id}", q.doc_id, q.relevance) for h in range(len(hosts)) for q in qrels
@@ -145,6 +147,10 @@ class GRankExperiment:
             self.series["ndcg10"][method].append(round(scores[nDCG @ 10], 6))
             self.series["top_item_rate"][method].append(round(sum(hits) / len(hits), 6))
             self.series["positional_distance"][method].append(round(sum(distances) / len(distances), 6))
+
+    def _most_clicked(self, tag: str) -> str | None:
+        clicks = self.global_clicks[tag]
+        return min(clicks, key=lambda k: (-clicks[k], k)) if clicks else None
 
     def _distance(self, tag: str, ranked: list[str]) -> float:
         truth = [k for k, _ in sorted(self.global_clicks[tag].items(), key=lambda e: (-e[1], e[0]))][:10]

@@ -10,7 +10,7 @@ from ..envelope import Body
 from ..membership.messages import PeerIdText
 
 MAX_ROW_BYTES = 4 * 1024
-MAX_ROWS_PER_REPLY = 200
+MAX_ROWS_PER_REPLY = 500
 
 Term = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ItemId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -50,5 +50,5 @@ class PullRequest(Body, array_like=True, frozen=True):
 
 class PullReply(Body, array_like=True, frozen=True):
     KIND = "ranking.pull_reply"
-    MAX_BYTES = MAX_ROWS_PER_REPLY * (MAX_ROW_BYTES + 80)
+    MAX_BYTES = 1024 * 1024  # replies also stop at this many bytes, whatever max_rows says
     rows: Annotated[tuple[SignedRow, ...], msgspec.Meta(max_length=MAX_ROWS_PER_REPLY)]
