@@ -31,8 +31,10 @@ app = typer.Typer(
 )
 id_app = typer.Typer(help="This node's identity.", no_args_is_help=True)
 node_app = typer.Typer(help="Run the node daemon.", no_args_is_help=True)
+catalog_app = typer.Typer(help="Items this node offers in search.", no_args_is_help=True)
 app.add_typer(id_app, name="id")
 app.add_typer(node_app, name="node")
+app.add_typer(catalog_app, name="catalog")
 app.add_typer(sim_app, name="sim")
 
 DataDir = Annotated[
@@ -130,6 +132,50 @@ def ping(
         if not result["intact"]:
             raise UsageProblem(f"{peer} echoed {size} bytes back altered")
     typer.echo(f"{peer}: {result['bytes']} bytes, round trip {result['rtt_ms']:.1f} ms, intact")
+
+
+@app.command("search")
+def search(
+    query: Annotated[str, typer.Argument(help="Words to search for.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Ranked results from the running daemon (G-Rank over the swarm's click logs)."""
+    with user_errors():
+        results = call(data_dir.expanduser(), {"cmd": "search", "query": query})
+    if not results:
+        Console(stderr=True).print("no results")
+        return
+    table = Table(title=f"results for {query!r}")
+    for column in ("#", "item", "title", "tags"):
+        table.add_column(column)
+    for n, r in enumerate(results, 1):
+        table.add_row(str(n), r["item"], r["title"], ", ".join(r["tags"]))
+    Console().print(table)
+
+
+@app.command("click")
+def click(
+    item: Annotated[str, typer.Argument(help="Item id from the last search's results.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Record that you chose ITEM for your last search (a signed click-log row)."""
+    with user_errors():
+        row = call(data_dir.expanduser(), {"cmd": "click", "item": item})
+    typer.echo(f"clicked {row['item']} for {' '.join(row['terms'])!r} (query {row['number']})")
+
+
+@catalog_app.command("add")
+def catalog_add(
+    file: Annotated[Path, typer.Argument(help="CSV (item,title,tags with tags split by ';') or JSON list.", dir_okay=False)],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Import catalog items into the running daemon."""
+    from .catalog_file import read_catalog
+
+    with user_errors():
+        items = read_catalog(file)
+        result = call(data_dir.expanduser(), {"cmd": "catalog_add", "items": items})
+    typer.echo(f"added {result['added']} items from {file}")
 
 
 def main() -> None:

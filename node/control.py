@@ -2,8 +2,8 @@
 
 The socket is ``<data_dir>/control.sock`` with mode 0600 inside the 0700 data dir, so only
 the user who runs the daemon can use it (Linux checks write permission on connect). Requests
-are single lines ``{"cmd": "status"}``, ``{"cmd": "presence", "since": T}`` or
-``{"cmd": "ping", "peer": ID, "bytes": N}``; the
+are single lines such as ``{"cmd": "status"}``, ``{"cmd": "ping", "peer": ID, "bytes": N}``,
+``{"cmd": "search", "query": Q}`` or ``{"cmd": "click", "item": K}`` (see ``COMMANDS``); the
 reply is one line ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
 Later services add commands to ``COMMANDS``.
 """
@@ -52,10 +52,47 @@ async def _presence(node: Node, request: dict[str, Any]) -> Any:
     return {"seen": node.presence.seen(), "delays": node.presence.delays(since)}
 
 
+def _ranking(node: Node):
+    if node.ranking is None:
+        raise ValueError("the ranking service is disabled in this node's config")
+    return node.ranking
+
+
+async def _search(node: Node, request: dict[str, Any]) -> Any:
+    query = request.get("query")
+    if not isinstance(query, str):
+        raise ValueError("search needs 'query' (string)")
+    return [{"item": r.item, "title": r.title, "tags": list(r.tags)} for r in _ranking(node).search(query)]
+
+
+async def _click(node: Node, request: dict[str, Any]) -> Any:
+    item = request.get("item")
+    if not isinstance(item, str):
+        raise ValueError("click needs 'item' (string)")
+    row = await _ranking(node).click(item)
+    return {"number": row.number, "terms": list(row.terms), "item": row.item}
+
+
+async def _catalog_add(node: Node, request: dict[str, Any]) -> Any:
+    items = request.get("items")
+    if not isinstance(items, list):
+        raise ValueError("catalog_add needs 'items' (list)")
+    parsed = []
+    for entry in items:
+        if not (isinstance(entry, dict) and isinstance(entry.get("item"), str) and isinstance(entry.get("title"), str)
+                and isinstance(entry.get("tags", []), list)):
+            raise ValueError("each item needs 'item' and 'title' (strings) and 'tags' (list of strings)")
+        parsed.append((entry["item"], entry["title"], [str(t) for t in entry.get("tags", [])]))
+    return {"added": _ranking(node).add_items(parsed)}
+
+
 COMMANDS: dict[str, Callable[[Node, dict[str, Any]], Awaitable[Any]]] = {
     "status": _status,
     "ping": _ping,
     "presence": _presence,
+    "search": _search,
+    "click": _click,
+    "catalog_add": _catalog_add,
 }
 
 

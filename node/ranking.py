@@ -139,6 +139,8 @@ class Ranking:
         if self._last is None:
             raise ValueError("search before clicking")
         terms, shown = self._last
+        if item not in shown and item not in self._meta:
+            raise ValueError(f"{item!r} is neither among the last results nor in the catalog")
         title, tags = self._meta.get(item, ("", ()))
         row = ClickRow(
             node=self.me, number=self._next_number, terms=terms, seen_before=self.grank.clicked_for(terms),

@@ -51,3 +51,28 @@ def test_log_json_emits_json_lines(tmp_path, repo):
     assert result.exit_code == 0
     lines = [line for line in result.stderr.splitlines() if line.startswith("{")]
     assert lines and all(json.loads(line)["level"] for line in lines)
+
+
+def test_catalog_files_are_validated(tmp_path):
+    import pytest
+
+    from edgeswarm.node.catalog_file import read_catalog
+    from edgeswarm.node.config import ConfigError
+
+    good = tmp_path / "c.json"
+    good.write_text('[{"item": "a", "title": "A", "tags": ["x", "y"]}]')
+    assert read_catalog(good) == [{"item": "a", "title": "A", "tags": ["x", "y"]}]
+    csv_file = tmp_path / "c.csv"
+    csv_file.write_text("item,title,tags\na,A,x; y\n")
+    assert read_catalog(csv_file) == [{"item": "a", "title": "A", "tags": ["x", "y"]}]
+    for name, text, message in [
+        ("bad.json", "{", "not valid JSON"),
+        ("obj.json", '{"item": "a"}', "expected a JSON list"),
+        ("missing.json", '[{"item": "a"}]', "item 1 needs"),
+        ("long.json", '[{"item": "a", "title": "' + "t" * 300 + '", "tags": []}]', "too long"),
+        ("head.csv", "name,title\na,A\n", "header must name"),
+    ]:
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            read_catalog(path)

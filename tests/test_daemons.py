@@ -177,5 +177,22 @@ def test_control_socket_is_private_and_cli_reads_it(group):
     assert table.exit_code == 0 and "connected peers" in table.stdout
     ping = runner.invoke(app, ["ping", status["peer_id"], "--bytes", "4096", "--data-dir", str(b.data_dir)])
     assert ping.exit_code == 0 and "intact" in ping.stdout
+    catalog = group.root / "catalog.csv"
+    catalog.write_text("item,title,tags\nbt,Blue Train,jazz;hard bop\nkob,Kind of Blue,jazz;modal\n")
+    added = runner.invoke(app, ["catalog", "add", str(catalog), "--data-dir", str(a.data_dir)])
+    assert added.exit_code == 0 and "added 2 items" in added.stdout
+    found = runner.invoke(app, ["search", "jazz", "--data-dir", str(a.data_dir)])
+    assert found.exit_code == 0 and "Kind of Blue" in found.stdout and "Blue Train" in found.stdout
+    clicked = runner.invoke(app, ["click", "kob", "--data-dir", str(a.data_dir)])
+    assert clicked.exit_code == 0 and "clicked kob for 'jazz'" in clicked.stdout
+    unknown = runner.invoke(app, ["click", "nope", "--data-dir", str(a.data_dir)])
+    assert unknown.exit_code == 6 and "neither among the last results" in unknown.stderr
+    # b pulls a's signed row after its own click, and ranks with it
+    b_catalog = runner.invoke(app, ["catalog", "add", str(catalog), "--data-dir", str(b.data_dir)])
+    assert b_catalog.exit_code == 0
+    wait_until(lambda: status["peer_id"] in b.status()["view"])  # b's only peer to pull from
+    runner.invoke(app, ["search", "jazz", "--data-dir", str(b.data_dir)])
+    assert runner.invoke(app, ["click", "bt", "--data-dir", str(b.data_dir)]).exit_code == 0
+    assert b.status()["counters"]["ranking"]["rows_received"] == 1
     nobody = runner.invoke(app, ["status", "--data-dir", str(group.root / "nobody")])
     assert nobody.exit_code == 6 and "no daemon is running" in nobody.stderr
