@@ -71,6 +71,7 @@ class GRankExperiment:
         self.global_clicks: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.series: dict[str, Any] = {"queries": [], **{m: defaultdict(list) for m in ("mrr", "ndcg10", "top_item_rate", "positional_distance")}}
         self.clicks = 0
+        self.issued = 0
         self.done = trio.Event()
 
     async def run(self) -> None:
@@ -82,18 +83,23 @@ class GRankExperiment:
                 host.node.ranking.add_items(self.catalog.entry(k) for k in local)
         for tag in self.catalog.tags:  # warm-up: one random matching click per tag
             await self._query(rng.choice(self._online()), tag, warm_item=rng.choice(self.catalog.by_tag[tag]))
-        for number in range(1, spec.queries + 1):
-            tag = rng.choices(self.catalog.tags, self.catalog.tag_weight)[0]
-            await self._query(rng.choice(self._online()), tag)
-            if number % spec.eval_every == 0:
-                self._evaluate(number)
-            await trio.sleep(spec.query_interval)
+        # users query on their own schedule: a click's pull gossip runs on in the background
+        async with trio.open_nursery() as users:
+            for number in range(1, spec.queries + 1):
+                tag = rng.choices(self.catalog.tags, self.catalog.tag_weight)[0]
+                users.start_soon(self._query, rng.choice(self._online()), tag)
+                self.issued = number
+                if number % spec.eval_every == 0:
+                    self._evaluate(number)
+                await trio.sleep(spec.query_interval)
         self.done.set()
 
     def _online(self) -> list[SimHost]:
         return [h for h in self.hosts if h.node is not None and h.node.ranking is not None]
 
     async def _query(self, host: SimHost, tag: str, warm_item: str | None = None) -> None:
+        if host.node is None:  # went offline since it was picked
+            return
         ranking = host.node.ranking
         results = [r.item for r in ranking.search(tag)]
         if warm_item is not None:
@@ -172,6 +178,7 @@ class GRankExperiment:
             sum(b.get("ranking.pull_reply", 0) + b.get("ranking.pull", 0) for b in gossip) / len(gossip)
         )
         final["clicks"] = self.clicks
+        final["queries"] = self.issued
         series = {"queries": self.series["queries"]}
         for metric, values in self.series.items():
             if metric != "queries":

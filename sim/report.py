@@ -23,7 +23,33 @@ def write_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
         return written
     matplotlib.use("Agg")
     written.append(_plot_membership(report, out_dir / "membership.png"))
+    if "grank_series" in report:
+        written.append(_plot_grank(report, out_dir / "grank.png"))
     return written
+
+
+def _plot_grank(report: dict[str, Any], path: Path) -> Path:
+    """One panel per metric, one line per method, over the queries issued (as the paper's)."""
+    import matplotlib.pyplot as plt
+
+    series = report["grank_series"]
+    panels = [("positional_distance", "positional distance (0 = global click ranking)"),
+              ("top_item_rate", "results holding the most clicked item"),
+              ("mrr", "MRR of the most popular item"), ("ndcg10", "nDCG@10")]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    for ax, (metric, title) in zip(axes.flat, panels):
+        for method, values in series[metric].items():
+            ax.plot(series["queries"], values, label=method, linewidth=2 if method == "grank" else 1)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(0, 1.05)
+    for ax in axes[1]:
+        ax.set_xlabel("queries")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{report['scenario']}: {report['nodes']} nodes, seed {report['seed']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _plot_membership(report: dict[str, Any], path: Path) -> Path:
