@@ -39,9 +39,10 @@ def test_report_has_every_metric_for_every_method_and_grank_learns():
     assert "rows_rejected" not in metrics["counters"]["ranking"]
 
 
-def test_relevance_driven_clicks_make_grank_beat_random_and_local():
-    mrr = simulate("cascade")["metrics"]["mrr"]
-    assert mrr["grank"] > mrr["random"] and mrr["grank"] > mrr["local"]
+def test_relevance_driven_clicks_make_grank_beat_random():
+    metrics = simulate("cascade")["metrics"]
+    assert metrics["mrr"]["grank"] > metrics["mrr"]["random"] + 0.1
+    assert metrics["ndcg10"]["grank"] > metrics["ndcg10"]["random"]
 
 
 def test_same_seed_same_grank_report():
