@@ -12,7 +12,10 @@ local-only baselines), over ``eval_nodes`` random nodes x every tag:
 - ``mrr``: reciprocal rank of the tag's most popular item by the hidden ground truth
   (ir_measures RR, relevance 3);
 - ``ndcg10``: nDCG@10 against graded relevance (3 for the most popular item of the tag,
-  2 for the next two, 1 for the other items with the tag).
+  2 for the next two, 1 for the other items with the tag);
+- ``attack_success``: share of the honest nodes' rankings for the attacked tag whose first
+  result is the item the attackers push (and not the honest users' favourite).
+Only honest nodes query and are evaluated; the global click ranking counts honest clicks.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .host import SimHost
 from .scenario import GRankWorkload
 
 METHODS = ("grank", "popularity", "random", "local")
+SERIES = ("mrr", "ndcg10", "top_item_rate", "positional_distance", "attack_success")
 
 
 class Catalog:
@@ -66,26 +70,41 @@ class GRankExperiment:
     def __init__(self, spec: GRankWorkload, seed: int, hosts: list[SimHost]) -> None:
         self.spec = spec
         self.hosts = hosts
+        self._seed = seed
         self.rng = derive_rng(seed, "grank")
         self.catalog = Catalog(spec, derive_rng(seed, "grank-catalog"))
         self.global_clicks: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        self.series: dict[str, Any] = {"queries": [], **{m: defaultdict(list) for m in ("mrr", "ndcg10", "top_item_rate", "positional_distance")}}
+        self.series: dict[str, Any] = {"queries": [], **{m: defaultdict(list) for m in SERIES}}
+        count = min(spec.attackers, len(hosts) - 1) if spec.attack != "none" else 0
+        self.attackers = hosts[len(hosts) - count :] if count else []
+        self.honest = hosts[: len(hosts) - count]
+        self.target = max(self.catalog.tags, key=lambda t: self.catalog.tag_weight[self.catalog.tags.index(t)])
+        # coordinated Sybils push one item: the least popular one carrying the most queried tag
+        self.pushed = self.catalog.by_tag[self.target][-1]
         self.clicks = 0
         self.issued = 0
         self.done = trio.Event()
 
-    async def run(self) -> None:
+    def starts_late(self, host: SimHost) -> bool:
+        """Targeted Sybils come online only at query ``attack_join``."""
+        return self.spec.attack == "targeted_sybil" and host in self.attackers
+
+    async def run(self, nursery: trio.Nursery) -> None:
         spec, rng = self.spec, self.rng
-        share = max(1, round(spec.local_share * len(self.catalog.items)))
         for host in self.hosts:
-            if host.node is not None and host.node.ranking is not None:
-                local = rng.sample(self.catalog.items, share)
-                host.node.ranking.add_items(self.catalog.entry(k) for k in local)
+            self._stock(host)
         for tag in self.catalog.tags:  # warm-up: one random matching click per tag
             await self._query(rng.choice(self._online()), tag, warm_item=rng.choice(self.catalog.by_tag[tag]))
         # users query on their own schedule: a click's pull gossip runs on in the background
         async with trio.open_nursery() as users:
             for number in range(1, spec.queries + 1):
+                if number == spec.attack_join and self.spec.attack == "targeted_sybil":
+                    for host in self.attackers:
+                        await host.start(nursery)
+                        self._stock(host)
+                if number == spec.attack_start:
+                    for host in self.attackers:
+                        users.start_soon(self._attack, host)
                 tag = rng.choices(self.catalog.tags, self.catalog.tag_weight)[0]
                 users.start_soon(self._query, rng.choice(self._online()), tag)
                 self.issued = number
@@ -94,8 +113,32 @@ class GRankExperiment:
                 await trio.sleep(spec.query_interval)
         self.done.set()
 
+    def _stock(self, host: SimHost) -> None:
+        """Give an online node its random share of the catalog."""
+        if host.node is not None and host.node.ranking is not None:
+            share = max(1, round(self.spec.local_share * len(self.catalog.items)))
+            host.node.ranking.add_items(self.catalog.entry(k) for k in self.rng.sample(self.catalog.items, share))
+
     def _online(self) -> list[SimHost]:
-        return [h for h in self.hosts if h.node is not None and h.node.ranking is not None]
+        """Honest nodes that are up (attackers act on their own schedule)."""
+        return [h for h in self.honest if h.node is not None and h.node.ranking is not None]
+
+    async def _attack(self, host: SimHost) -> None:
+        spec, rng = self.spec, derive_rng(self._seed, "attacker", host.index)
+        for _ in range(spec.attack_queries):
+            if host.node is None:
+                return
+            ranking = host.node.ranking
+            if spec.attack == "inflation":
+                tag, item = rng.choice(self.catalog.tags), rng.choice(self.catalog.items)
+                ranking.search(tag)
+                ranking.add_items([self.catalog.entry(item)], local=False)
+            else:  # search the target tag and click the pushed item, a bottom result at best
+                ranking.search(self.target, explore=False)
+                ranking.add_items([self.catalog.entry(self.pushed)], local=False)
+                item = self.pushed
+            await ranking.click(item)
+            await trio.sleep(spec.query_interval)
 
     async def _query(self, host: SimHost, tag: str, warm_item: str | None = None) -> None:
         if host.node is None:  # went offline since it was picked
@@ -130,13 +173,14 @@ class GRankExperiment:
         from ir_measures import RR, nDCG
 
         hosts = self.rng.sample(self._online(), min(self.spec.eval_nodes, len(self._online())))
+        honest_top = self._most_clicked(self.target)
         qrels = [
             ir_measures.Qrel(tag, item, grade)
             for tag in self.catalog.tags for item, grade in self.catalog.relevance(tag).items()
         ]
         self.series["queries"].append(number)
         for method in METHODS:
-            run, distances, hits = [], [], []
+            run, distances, hits, hijacked = [], [], [], []
             for h, host in enumerate(hosts):
                 for tag in self.catalog.tags:
                     ranked = host.node.ranking.ranking_by(method, tag)
@@ -145,6 +189,8 @@ class GRankExperiment:
                     top = self._most_clicked(tag)
                     hits.append(top is None or top in ranked)
                     distances.append(self._distance(tag, ranked))
+                    if tag == self.target:
+                        hijacked.append(bool(ranked) and ranked[0] == self.pushed != honest_top)
             per_host_qrels = [
                 ir_measures.Qrel(f"{h}:{q.query_id}", q.doc_id, q.relevance) for h in range(len(hosts)) for q in qrels
             ]
@@ -153,8 +199,10 @@ class GRankExperiment:
             self.series["ndcg10"][method].append(round(scores[nDCG @ 10], 6))
             self.series["top_item_rate"][method].append(round(sum(hits) / len(hits), 6))
             self.series["positional_distance"][method].append(round(sum(distances) / len(distances), 6))
+            self.series["attack_success"][method].append(round(sum(hijacked) / len(hijacked), 6) if hijacked else 0.0)
 
     def _most_clicked(self, tag: str) -> str | None:
+        """The honest users' most clicked item for ``tag``."""
         clicks = self.global_clicks[tag]
         return min(clicks, key=lambda k: (-clicks[k], k)) if clicks else None
 

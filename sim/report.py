@@ -36,13 +36,18 @@ def _plot_grank(report: dict[str, Any], path: Path) -> Path:
     panels = [("positional_distance", "positional distance (0 = global click ranking)"),
               ("top_item_rate", "results holding the most clicked item"),
               ("mrr", "MRR of the most popular item"), ("ndcg10", "nDCG@10")]
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    attacked = any(any(v) for v in series.get("attack_success", {}).values())
+    if attacked:
+        panels.insert(2, ("attack_success", "honest results topped by the attackers' item"))
+    fig, axes = plt.subplots(2, 3 if attacked else 2, figsize=(15 if attacked else 10, 7), sharex=True)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
     for ax, (metric, title) in zip(axes.flat, panels):
         for method, values in series[metric].items():
             ax.plot(series["queries"], values, label=method, linewidth=2 if method == "grank" else 1)
         ax.set_title(title, fontsize=10)
         ax.set_ylim(0, 1.05)
-    for ax in axes[1]:
+    for ax in axes[-1]:
         ax.set_xlabel("queries")
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{report['scenario']}: {report['nodes']} nodes, seed {report['seed']}")

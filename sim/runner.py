@@ -94,7 +94,9 @@ class Simulation:
                 await host.start(nursery)
             join_rng = derive_rng(spec.seed, "join")
             for host in self.hosts[spec.bootstrap :]:
-                nursery.start_soon(self._join, host, join_rng.uniform(0, spec.join_window), nursery)
+                delay = join_rng.uniform(0, spec.join_window)
+                if self.experiment is None or not self.experiment.starts_late(host):
+                    nursery.start_soon(self._join, host, delay, nursery)
             churning = self._churning()
             for host in churning:
                 nursery.start_soon(self._churn, host, nursery)
@@ -103,7 +105,7 @@ class Simulation:
             nursery.start_soon(self._observe)
             if self.experiment is not None:
                 await trio.sleep(spec.join_window)
-                nursery.start_soon(self.experiment.run)
+                nursery.start_soon(self.experiment.run, nursery)
                 with trio.move_on_after(spec.duration - spec.join_window):
                     await self.experiment.done.wait()
             else:

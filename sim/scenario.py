@@ -58,6 +58,13 @@ class GRankWorkload(Section):
     random nodes rank every tag by each method. Click models: ``top`` clicks the first
     result (the paper's); ``cascade`` scans down, examining position p with probability
     ``cascade_decay``^p and clicking with probability 0.9 * relevance / 3.
+
+    Attacks (the paper's), by the last ``attackers`` nodes, which run the same node code:
+    ``targeted_sybil``: they come online at query ``attack_join`` and from query
+    ``attack_start`` each issue ``attack_queries`` queries for the most queried tag, all
+    clicking the same bottom result (the least popular item with that tag); ``inflation``: from ``attack_start`` each makes ``attack_queries``
+    random clicks (random tag, random item); ``epic_sybil``: as targeted, but the attackers
+    are there from the start (set ``attackers`` to 75% of the nodes for the paper's case).
     """
 
     items: Annotated[int, msgspec.Meta(ge=2, le=100_000)] = 256
@@ -71,6 +78,11 @@ class GRankWorkload(Section):
     eval_nodes: Annotated[int, msgspec.Meta(ge=1)] = 5
     click_model: Literal["top", "cascade"] = "top"
     cascade_decay: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.7
+    attack: Literal["none", "targeted_sybil", "inflation", "epic_sybil"] = "none"
+    attackers: Annotated[int, msgspec.Meta(ge=0)] = 10
+    attack_join: Annotated[int, msgspec.Meta(ge=0)] = 2500
+    attack_start: Annotated[int, msgspec.Meta(ge=0)] = 5000
+    attack_queries: Annotated[int, msgspec.Meta(ge=1)] = 100
 
 
 class Scenario(Section):

@@ -57,3 +57,15 @@ def test_shipped_grank_scenario_is_the_papers_setup(repo):
     assert (spec.grank.items, spec.grank.tags, spec.grank.queries, spec.grank.eval_every) == (256, 39, 10_000, 100)
     assert spec.grank.local_share == 0.1 and spec.node.ranking.p_explore == 0.5
     assert msgspec.structs.replace(spec.grank, click_model="cascade").click_model == "cascade"
+
+
+def test_targeted_sybils_hijack_popularity_but_not_grank():
+    workload = GRankWorkload(items=64, tags=8, queries=3000, eval_every=500, eval_nodes=4,
+                             attack="targeted_sybil", attackers=5, attack_join=500, attack_start=1000)
+    scenario = Scenario(name="sybil", nodes=40, duration=1200.0, seed=4, bootstrap=2, join_window=10.0,
+                        sample_interval=60.0, node=NodeConfig(presence=PresenceConfig(enabled=False)), grank=workload)
+    report = run_scenario(LoadedScenario(scenario, {"laptop": LAPTOP}), out_dir=None)
+    success = report["grank_series"]["attack_success"]
+    assert max(success["popularity"]) >= 0.5  # counting every click lets 5 Sybils win the tag
+    assert max(success["grank"]) == 0.0  # similarity-weighted clicks do not (F = 0)
+    assert report["metrics"]["counters"]["ranking"]["clicks"] > 3000  # the Sybils' clicks too
