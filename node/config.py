@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -114,6 +114,9 @@ class RankingConfig(Section):
     pull_rows : int (default: 500)
         Rows asked for per pull (at most 500; a reply also stops at 1 MiB).
     pull_timeout : float (default: 5.0)
+    gossip : "pull" or "push" (default: "pull")
+        After each click, ask a random peer for rows (pull, the paper's choice), or send
+        one the rows it has not had from us (push: unsolicited, so easier to flood).
     """
 
     enabled: bool = True
@@ -123,6 +126,7 @@ class RankingConfig(Section):
     results: Annotated[int, msgspec.Meta(ge=1, le=20)] = 10
     pull_rows: Annotated[int, msgspec.Meta(ge=1, le=500)] = 500
     pull_timeout: Positive = 5.0
+    gossip: Literal["pull", "push"] = "pull"
 
 
 Multiaddr = Annotated[str, msgspec.Meta(pattern=r"^/", max_length=512)]

@@ -20,7 +20,7 @@ from edgeswarm.protocols.envelope import Rejected, Signer
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import NetworkError
 from edgeswarm.protocols.peer_id import PeerId
-from edgeswarm.protocols.ranking.messages import ClickRow, PullReply, PullRequest, SignedRow
+from edgeswarm.protocols.ranking.messages import ClickRow, PullReply, PullRequest, PushAck, PushRows, SignedRow
 from edgeswarm.protocols.ranking.rows import decode_row, sign_row, verify_row
 
 from .config import RankingConfig
@@ -99,8 +99,9 @@ class Ranking:
         self._held: defaultdict[PeerId, _SeenNumbers] = defaultdict(_SeenNumbers)
         self._last: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self._next_number = 0
-        messenger.register(PullRequest, PullReply)
+        messenger.register(PullRequest, PullReply, PushRows, PushAck)
         messenger.on_request(PullRequest, self._on_pull)
+        messenger.on_request(PushRows, self._on_push)
         for item, title, tags, _ in store.items():
             self._know(item, title, tags)
         for _, row, _ in store.click_rows_after(0, limit=2**62, max_bytes=2**62):
@@ -150,17 +151,19 @@ class Ranking:
         self._store.add_click_row(row.node, row.number, signed.row, signed.sig)
         self._take(row)
         self._messenger.counters.add("ranking", "clicks")
-        await self.pull_once()
+        await (self.push_once() if self._config.gossip == "push" else self.pull_once())
         return row
 
     # -- gossip ----------------------------------------------------------------------------
+    def _random_peer(self) -> PeerId | None:
+        candidates = [p for p in dict.fromkeys([*self._peers(), *self._issuers]) if p != self.me]
+        return self._rng.choice(candidates) if candidates else None
+
     async def pull_once(self) -> int:
         """Ask one random known peer for rows we have not had from it; return rows taken."""
-        candidates = list(dict.fromkeys([*self._peers(), *self._issuers]))
-        candidates = [p for p in candidates if p != self.me]
-        if not candidates:
+        peer = self._random_peer()
+        if peer is None:
             return 0
-        peer = self._rng.choice(candidates)
         counters = self._messenger.counters
         try:
             reply = await self._messenger.request(
@@ -170,6 +173,29 @@ class Ranking:
             counters.add("ranking", "pull_failed")
             return 0
         return self._receive(peer, reply.rows)
+
+    async def push_once(self) -> int:
+        """Send one random known peer the rows we have not pushed to it; return rows it took."""
+        peer = self._random_peer()
+        if peer is None:
+            return 0
+        key = f"push>{peer}"  # our own pointer for what we pushed to that peer
+        rows = self._store.click_rows_after(self._store.pull_progress(key), self._config.pull_rows, _REPLY_ROOM)
+        if not rows:
+            return 0
+        try:
+            ack = await self._messenger.request(
+                peer, PushRows(tuple(SignedRow(r, s) for _, r, s in rows)), PushAck, timeout=self._config.pull_timeout
+            )
+        except (NetworkError, Rejected):
+            self._messenger.counters.add("ranking", "push_failed")
+            return 0
+        self._store.set_pull_progress(key, rows[-1][0])
+        self._messenger.counters.add("ranking", "rows_pushed", len(rows))
+        return ack.taken
+
+    async def _on_push(self, peer: PeerId, push: PushRows) -> PushAck:
+        return PushAck(self._receive(peer, push.rows))
 
     def _receive(self, peer: PeerId, rows: Iterable[SignedRow]) -> int:
         counters = self._messenger.counters

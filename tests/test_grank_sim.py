@@ -1,6 +1,7 @@
 """The G-Rank workload in the simulator: the report's interface, learning, determinism."""
 
 import msgspec
+import pytest
 
 from edgeswarm.node.config import NodeConfig, PresenceConfig
 from edgeswarm.node.device import DeviceProfile
@@ -69,3 +70,14 @@ def test_targeted_sybils_hijack_popularity_but_not_grank():
     assert max(success["popularity"]) >= 0.5  # counting every click lets 5 Sybils win the tag
     assert max(success["grank"]) == 0.0  # similarity-weighted clicks do not (F = 0)
     assert report["metrics"]["counters"]["ranking"]["clicks"] > 3000  # the Sybils' clicks too
+
+
+@pytest.mark.slow
+def test_the_papers_100_node_run_converges(repo):
+    """The full configs/sim/grank.toml run (about a minute)."""
+    report = run_scenario(load_scenario(repo / "configs/sim/grank.toml"), out_dir=None)
+    metrics = report["metrics"]
+    assert metrics["queries"] == 10_000
+    assert metrics["top_item_rate"]["grank"] == 1.0
+    distance = metrics["positional_distance"]
+    assert distance["grank"] < 0.2 and distance["grank"] < distance["popularity"] < distance["random"]

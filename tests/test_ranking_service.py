@@ -121,3 +121,34 @@ def test_a_relay_of_forged_rows_is_refused_and_penalized():
             n.cancel_scope.cancel()
 
     run_virtual(main)
+
+
+def test_push_gossip_sends_each_row_once_per_peer():
+    push = msgspec.structs.replace(CONFIG, ranking=RankingConfig(p_explore=0.0, gossip="push"))
+
+    async def main():
+        net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
+        async with trio.open_nursery() as n:
+            await n.start(net.run)
+            async with net.attach(identity(1).peer_id) as ea, net.attach(identity(2).peer_id) as eb:
+                nodes = []
+                for i, ep, boot in ((1, ea, 2), (2, eb, 1)):
+                    node = Node(identity=identity(i), network=ep, store=Store.open(":memory:"), config=push,
+                                rng=random.Random(i), clock=lambda: 1.8e9 + trio.current_time(),
+                                bootstrap=[Descriptor(identity(boot).peer_id)])
+                    node.ranking.add_items(ITEMS)
+                    await n.start(node.run)
+                    nodes.append(node)
+                a, b = nodes
+                await trio.sleep(15)
+                a.ranking.search("jazz")
+                await a.ranking.click("b")  # pushes row 0 to b
+                a.ranking.search("jazz")
+                await a.ranking.click("a")  # pushes only row 1
+                assert b.ranking.grank.rows == 2
+                assert a.status().counters["ranking"]["rows_pushed"] == 2
+                assert b.status().counters["ranking"]["rows_received"] == 2
+                assert "rows_duplicate" not in b.status().counters["ranking"]
+            n.cancel_scope.cancel()
+
+    run_virtual(main)

@@ -52,3 +52,17 @@ class PullReply(Body, array_like=True, frozen=True):
     KIND = "ranking.pull_reply"
     MAX_BYTES = 1024 * 1024  # replies also stop at this many bytes, whatever max_rows says
     rows: Annotated[tuple[SignedRow, ...], msgspec.Meta(max_length=MAX_ROWS_PER_REPLY)]
+
+
+class PushRows(Body, array_like=True, frozen=True):
+    """Rows the sender has not pushed to us yet (push gossip, the alternative to pulling)."""
+
+    KIND = "ranking.push"
+    MAX_BYTES = 1024 * 1024
+    rows: Annotated[tuple[SignedRow, ...], msgspec.Meta(max_length=MAX_ROWS_PER_REPLY)]
+
+
+class PushAck(Body, array_like=True, frozen=True):
+    KIND = "ranking.push_ack"
+    MAX_BYTES = 64
+    taken: Annotated[int, msgspec.Meta(ge=0, le=MAX_ROWS_PER_REPLY)]
