@@ -223,7 +223,7 @@ class GRankExperiment:
         gossip = [h.counters().get("bytes_in", {}) for h in self.hosts]
         final["click_log_rows_per_node"] = round(sum(rows) / len(rows), 1)
         final["gossip_bytes_per_node"] = round(
-            sum(b.get("ranking.pull_reply", 0) + b.get("ranking.pull", 0) for b in gossip) / len(gossip)
+            sum(v for b in gossip for kind, v in b.items() if kind.startswith("ranking.")) / len(gossip)
         )
         final["clicks"] = self.clicks
         final["queries"] = self.issued
