@@ -114,6 +114,8 @@ class RankingConfig(Section):
     pull_rows : int (default: 500)
         Rows asked for per pull (at most 500; a reply also stops at 1 MiB).
     pull_timeout : float (default: 5.0)
+    pull_rounds : int (default: 1)
+        Replies taken from one peer per pull while they come back full.
     gossip : "pull" or "push" (default: "pull")
         After each click, ask a random peer for rows (pull, the paper's choice), or send
         one the rows it has not had from us (push: unsolicited, so easier to flood).
@@ -126,6 +128,7 @@ class RankingConfig(Section):
     results: Annotated[int, msgspec.Meta(ge=1, le=20)] = 10
     pull_rows: Annotated[int, msgspec.Meta(ge=1, le=500)] = 500
     pull_timeout: Positive = 5.0
+    pull_rounds: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
     gossip: Literal["pull", "push"] = "pull"
 
 

@@ -160,19 +160,28 @@ class Ranking:
         return self._rng.choice(candidates) if candidates else None
 
     async def pull_once(self) -> int:
-        """Ask one random known peer for rows we have not had from it; return rows taken."""
+        """Ask one random known peer for the rows it has not sent us yet; return rows taken.
+
+        While a reply comes back full, ask the same peer again (up to ``pull_rounds``
+        replies), so one pull catches up with that peer's whole log, not its oldest rows.
+        """
         peer = self._random_peer()
         if peer is None:
             return 0
         counters = self._messenger.counters
-        try:
-            reply = await self._messenger.request(
-                peer, PullRequest(self._config.pull_rows), PullReply, timeout=self._config.pull_timeout
-            )
-        except (NetworkError, Rejected):
-            counters.add("ranking", "pull_failed")
-            return 0
-        return self._receive(peer, reply.rows)
+        taken = 0
+        for _ in range(self._config.pull_rounds):
+            try:
+                reply = await self._messenger.request(
+                    peer, PullRequest(self._config.pull_rows), PullReply, timeout=self._config.pull_timeout
+                )
+            except (NetworkError, Rejected):
+                counters.add("ranking", "pull_failed")
+                break
+            taken += self._receive(peer, reply.rows)
+            if len(reply.rows) < self._config.pull_rows:
+                break
+        return taken
 
     async def push_once(self) -> int:
         """Send one random known peer the rows we have not pushed to it; return rows it took."""
