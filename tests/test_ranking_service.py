@@ -152,3 +152,32 @@ def test_push_gossip_sends_each_row_once_per_peer():
             n.cancel_scope.cancel()
 
     run_virtual(main)
+
+
+def test_pull_rounds_drain_a_peer_while_replies_are_full():
+    small = msgspec.structs.replace(CONFIG, ranking=RankingConfig(p_explore=0.0, pull_rows=2, pull_rounds=3))
+
+    async def main():
+        net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
+        async with trio.open_nursery() as n:
+            await n.start(net.run)
+            async with net.attach(identity(1).peer_id) as ea, net.attach(identity(2).peer_id) as eb:
+                nodes = []
+                for i, ep, boot in ((1, ea, 2), (2, eb, 1)):
+                    node = Node(identity=identity(i), network=ep, store=Store.open(":memory:"), config=small,
+                                rng=random.Random(i), clock=lambda: 1.8e9 + trio.current_time(),
+                                bootstrap=[Descriptor(identity(boot).peer_id)])
+                    node.ranking.add_items(ITEMS)
+                    await n.start(node.run)
+                    nodes.append(node)
+                a, b = nodes
+                await trio.sleep(15)
+                for _ in range(7):
+                    a.ranking.search("jazz")
+                    await a.ranking.click("a")
+                assert await b.ranking.pull_once() == 6  # three full replies of 2
+                assert await b.ranking.pull_once() == 1  # the rest; a short reply ends the pull
+                assert b.ranking.grank.rows == 7
+            n.cancel_scope.cancel()
+
+    run_virtual(main)
