@@ -55,10 +55,14 @@ class Catalog:
         for tag in self.by_tag:
             self.by_tag[tag].sort(key=lambda k: (-self.weight[k], k))
         self.tag_weight = [sum(self.weight[k] for k in self.by_tag[t]) for t in self.tags]
+        # graded ground truth per tag: 3 for the most popular item, 2 for the next two, 1 after
+        self._relevance = {
+            tag: {k: 3 if r == 0 else 2 if r < 3 else 1 for r, k in enumerate(items)}
+            for tag, items in self.by_tag.items()
+        }
 
     def relevance(self, tag: str) -> dict[str, int]:
-        ranked = self.by_tag[tag]
-        return {k: 3 if r == 0 else 2 if r < 3 else 1 for r, k in enumerate(ranked)}
+        return self._relevance[tag]
 
     def entry(self, item: str) -> tuple[str, str, tuple[str, ...]]:
         return item, f"Release {item[4:]}", self.item_tags[item]
@@ -78,7 +82,8 @@ class GRankExperiment:
         count = min(spec.attackers, len(hosts) - 1) if spec.attack != "none" else 0
         self.attackers = hosts[len(hosts) - count :] if count else []
         self.honest = hosts[: len(hosts) - count]
-        self.target = max(self.catalog.tags, key=lambda t: self.catalog.tag_weight[self.catalog.tags.index(t)])
+        weights = self.catalog.tag_weight
+        self.target = self.catalog.tags[max(range(len(weights)), key=weights.__getitem__)]  # most queried
         # coordinated Sybils push one item: the least popular one carrying the most queried tag
         self.pushed = self.catalog.by_tag[self.target][-1]
         self.clicks = 0
@@ -174,9 +179,11 @@ class GRankExperiment:
 
         hosts = self.rng.sample(self._online(), min(self.spec.eval_nodes, len(self._online())))
         honest_top = self._most_clicked(self.target)
-        qrels = [
-            ir_measures.Qrel(tag, item, grade)
-            for tag in self.catalog.tags for item, grade in self.catalog.relevance(tag).items()
+        qrels = [  # one query per (evaluated node, tag), judged by the same ground truth
+            ir_measures.Qrel(f"{h}:{tag}", item, grade)
+            for h in range(len(hosts))
+            for tag in self.catalog.tags
+            for item, grade in self.catalog.relevance(tag).items()
         ]
         self.series["queries"].append(number)
         for method in METHODS:
@@ -191,10 +198,7 @@ class GRankExperiment:
                     distances.append(self._distance(tag, ranked))
                     if tag == self.target:
                         hijacked.append(bool(ranked) and ranked[0] == self.pushed != honest_top)
-            per_host_qrels = [
-                ir_measures.Qrel(f"{h}:{q.query_id}", q.doc_id, q.relevance) for h in range(len(hosts)) for q in qrels
-            ]
-            scores = ir_measures.calc_aggregate([RR(rel=3), nDCG @ 10], per_host_qrels, run)
+            scores = ir_measures.calc_aggregate([RR(rel=3), nDCG @ 10], qrels, run)
             self.series["mrr"][method].append(round(scores[RR(rel=3)], 6))
             self.series["ndcg10"][method].append(round(scores[nDCG @ 10], 6))
             self.series["top_item_rate"][method].append(round(sum(hits) / len(hits), 6))

@@ -1,6 +1,7 @@
 """The ranking service on the virtual network: signed rows, pull gossip, restart from the store."""
 
 import random
+from contextlib import asynccontextmanager
 
 import msgspec
 import pytest
@@ -123,33 +124,39 @@ def test_a_relay_of_forged_rows_is_refused_and_penalized():
     run_virtual(main)
 
 
+@asynccontextmanager
+async def two_nodes(config):
+    """Nodes 1 and 2 with the test catalog, bootstrapped through each other and settled."""
+    net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
+    async with trio.open_nursery() as n:
+        await n.start(net.run)
+        async with net.attach(identity(1).peer_id) as ea, net.attach(identity(2).peer_id) as eb:
+            nodes = []
+            for i, ep, boot in ((1, ea, 2), (2, eb, 1)):
+                node = Node(identity=identity(i), network=ep, store=Store.open(":memory:"), config=config,
+                            rng=random.Random(i), clock=lambda: 1.8e9 + trio.current_time(),
+                            bootstrap=[Descriptor(identity(boot).peer_id)])
+                node.ranking.add_items(ITEMS)
+                await n.start(node.run)
+                nodes.append(node)
+            await trio.sleep(15)
+            yield nodes
+        n.cancel_scope.cancel()
+
+
 def test_push_gossip_sends_each_row_once_per_peer():
     push = msgspec.structs.replace(CONFIG, ranking=RankingConfig(p_explore=0.0, gossip="push"))
 
     async def main():
-        net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
-        async with trio.open_nursery() as n:
-            await n.start(net.run)
-            async with net.attach(identity(1).peer_id) as ea, net.attach(identity(2).peer_id) as eb:
-                nodes = []
-                for i, ep, boot in ((1, ea, 2), (2, eb, 1)):
-                    node = Node(identity=identity(i), network=ep, store=Store.open(":memory:"), config=push,
-                                rng=random.Random(i), clock=lambda: 1.8e9 + trio.current_time(),
-                                bootstrap=[Descriptor(identity(boot).peer_id)])
-                    node.ranking.add_items(ITEMS)
-                    await n.start(node.run)
-                    nodes.append(node)
-                a, b = nodes
-                await trio.sleep(15)
-                a.ranking.search("jazz")
-                await a.ranking.click("b")  # pushes row 0 to b
-                a.ranking.search("jazz")
-                await a.ranking.click("a")  # pushes only row 1
-                assert b.ranking.grank.rows == 2
-                assert a.status().counters["ranking"]["rows_pushed"] == 2
-                assert b.status().counters["ranking"]["rows_received"] == 2
-                assert "rows_duplicate" not in b.status().counters["ranking"]
-            n.cancel_scope.cancel()
+        async with two_nodes(push) as (a, b):
+            a.ranking.search("jazz")
+            await a.ranking.click("b")  # pushes row 0 to b
+            a.ranking.search("jazz")
+            await a.ranking.click("a")  # pushes only row 1
+            assert b.ranking.grank.rows == 2
+            assert a.status().counters["ranking"]["rows_pushed"] == 2
+            assert b.status().counters["ranking"]["rows_received"] == 2
+            assert "rows_duplicate" not in b.status().counters["ranking"]
 
     run_virtual(main)
 
@@ -158,26 +165,12 @@ def test_pull_rounds_drain_a_peer_while_replies_are_full():
     small = msgspec.structs.replace(CONFIG, ranking=RankingConfig(p_explore=0.0, pull_rows=2, pull_rounds=3))
 
     async def main():
-        net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
-        async with trio.open_nursery() as n:
-            await n.start(net.run)
-            async with net.attach(identity(1).peer_id) as ea, net.attach(identity(2).peer_id) as eb:
-                nodes = []
-                for i, ep, boot in ((1, ea, 2), (2, eb, 1)):
-                    node = Node(identity=identity(i), network=ep, store=Store.open(":memory:"), config=small,
-                                rng=random.Random(i), clock=lambda: 1.8e9 + trio.current_time(),
-                                bootstrap=[Descriptor(identity(boot).peer_id)])
-                    node.ranking.add_items(ITEMS)
-                    await n.start(node.run)
-                    nodes.append(node)
-                a, b = nodes
-                await trio.sleep(15)
-                for _ in range(7):
-                    a.ranking.search("jazz")
-                    await a.ranking.click("a")
-                assert await b.ranking.pull_once() == 6  # three full replies of 2
-                assert await b.ranking.pull_once() == 1  # the rest; a short reply ends the pull
-                assert b.ranking.grank.rows == 7
-            n.cancel_scope.cancel()
+        async with two_nodes(small) as (a, b):
+            for _ in range(7):
+                a.ranking.search("jazz")
+                await a.ranking.click("a")
+            assert await b.ranking.pull_once() == 6  # three full replies of 2
+            assert await b.ranking.pull_once() == 1  # the rest; a short reply ends the pull
+            assert b.ranking.grank.rows == 7
 
     run_virtual(main)
