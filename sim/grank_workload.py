@@ -7,7 +7,8 @@ per tag) exists only here, for scoring.
 Metrics, every ``eval_every`` queries, per method (G-Rank and the random, popularity and
 local-only baselines), over ``eval_nodes`` random nodes x every tag:
 - ``positional_distance``: mean |position here - position in the global click ranking|
-  over the global top 10 for that tag (absent items count as position 10), over 10;
+  over the global top 10 for that tag (absent items count as position 10), over 10; items
+  tied on clicks share their tie group's span of positions (their order is arbitrary);
 - ``top_item_rate``: share of result lists holding the tag's most clicked item so far;
 - ``mrr``: reciprocal rank of the tag's most popular item by the hidden ground truth
   (ir_measures RR, relevance 3);
@@ -211,11 +212,27 @@ class GRankExperiment:
         return min(clicks, key=lambda k: (-clicks[k], k)) if clicks else None
 
     def _distance(self, tag: str, ranked: list[str]) -> float:
-        truth = [k for k, _ in sorted(self.global_clicks[tag].items(), key=lambda e: (-e[1], e[0]))][:10]
-        if not truth:
+        """Mean distance of the global top 10 from their global positions, over 10.
+
+        Items with equal click counts have no true order between them, so an item placed
+        anywhere inside its tie group's span of positions is at distance 0.
+        """
+        clicks = self.global_clicks[tag]
+        order = sorted(clicks.items(), key=lambda e: (-e[1], e[0]))
+        if not order:
             return 0.0
+        span: dict[int, tuple[int, int]] = {}
+        for r, (_, count) in enumerate(order):
+            lo, _ = span.get(count, (r, r))
+            span[count] = (lo, r)
         position = {k: r for r, k in enumerate(ranked[:10])}
-        return sum(abs(position.get(k, 10) - r) for r, k in enumerate(truth)) / len(truth) / 10
+        total = 0
+        truth = order[:10]
+        for k, count in truth:
+            lo, hi = span[count]
+            p = position.get(k, 10)
+            total += 0 if lo <= p <= hi else min(abs(p - lo), abs(p - hi))
+        return total / len(truth) / 10
 
     def report(self) -> dict[str, Any]:
         """Final values per metric and method, and the series, for ``report.json``."""
