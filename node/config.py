@@ -132,6 +132,39 @@ class RankingConfig(Section):
     gossip: Literal["pull", "push"] = "pull"
 
 
+TaskValue = str | int | float | bool
+
+
+class FederationConfig(Section):
+    """Federated rounds over the swarm (see ``node.federation``).
+
+    Parameters
+    ----------
+    enabled : bool (default: False)
+        Needs the ``learn`` extra (torch, flwr, PyG).
+    auto_join : bool (default: True)
+        Join every announced round whose task this node offers.
+    tasks : table of tables (default: none)
+        Tasks this node offers, each with the Flower ``node_config`` its ClientApp reads,
+        e.g. ``[node.federation.tasks.subgraph]`` with ``partition-id = 3``.
+    join_window : float (default: 10.0)
+        Seconds a host waits for joins after announcing.
+    reply_timeout : float (default: 120.0)
+        Seconds a host waits for each round's replies.
+    chunk_timeout : float (default: 30.0)
+    max_payload_mb : float (default: 256)
+        Largest Flower message this node accepts.
+    """
+
+    enabled: bool = False
+    auto_join: bool = True
+    tasks: dict[str, dict[str, TaskValue]] = msgspec.field(default_factory=dict)
+    join_window: Positive = 10.0
+    reply_timeout: Positive = 120.0
+    chunk_timeout: Positive = 30.0
+    max_payload_mb: Positive = 256.0
+
+
 Multiaddr = Annotated[str, msgspec.Meta(pattern=r"^/", max_length=512)]
 
 
@@ -170,6 +203,7 @@ class NodeConfig(Section):
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     presence: PresenceConfig = msgspec.field(default_factory=PresenceConfig)
     ranking: RankingConfig = msgspec.field(default_factory=RankingConfig)
+    federation: FederationConfig = msgspec.field(default_factory=FederationConfig)
     network: NetworkConfig = msgspec.field(default_factory=NetworkConfig)
 
 

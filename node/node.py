@@ -21,6 +21,7 @@ from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import Network
 from edgeswarm.protocols.peer_id import PeerId
 
+from .compute import Compute, ThreadCompute
 from .config import NodeConfig
 from .identity import Identity
 from .membership import Membership
@@ -60,6 +61,8 @@ class Node:
         Seconds since the epoch; the simulator passes virtual time.
     bootstrap : sequence of Descriptor
         Peers to join through when the stored view is empty.
+    compute : Compute (default: worker threads)
+        Where CPU-bound work runs; the simulator models its duration instead.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class Node:
         rng: random.Random,
         clock: Callable[[], float] = time.time,
         bootstrap: Sequence[Descriptor] = (),
+        compute: Compute | None = None,
     ) -> None:
         if network.local_peer != identity.peer_id:
             raise ValueError("the network is bound to another identity")
@@ -101,6 +105,11 @@ class Node:
             Ranking(self.messenger, store, config.ranking, rng, identity, self._pull_candidates)
             if config.ranking.enabled else None
         )
+        self.federation = None
+        if config.federation.enabled:  # torch and Flower load only when asked for
+            from .federation import Federation
+
+            self.federation = Federation(self.messenger, config.federation, rng, clock, compute or ThreadCompute())
         self._stop = trio.Event()
         self.stopped = trio.Event()
         """Set once a graceful stop has saved state and every service has ended."""
@@ -115,6 +124,8 @@ class Node:
             await nursery.start(self.membership.run)
             if self.config.presence.enabled:
                 await nursery.start(self.presence.run)
+            if self.federation is not None:
+                await nursery.start(self.federation.run)
             nursery.start_soon(self._persist_loop)
             task_status.started()
             await self._stop.wait()

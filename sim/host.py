@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import trio
 
+from edgeswarm.node.compute import ModelledCompute
 from edgeswarm.node.config import NodeConfig
 from edgeswarm.node.device import DeviceProfile
 from edgeswarm.node.identity import Identity
@@ -52,6 +53,8 @@ class SimHost:
         self.node: Node | None = None
         self.sessions = 0
         self._past: dict[str, Tally[str]] = {}
+        self.on_start: Callable[[Node], None] | None = None
+        """Called with each new node before it runs (workloads adapt attacker nodes here)."""
 
     def counters(self) -> dict[str, Tally[str]]:
         """Counters summed over every session so far, including the running one."""
@@ -95,7 +98,10 @@ class SimHost:
                         rng=rng,
                         clock=self._clock,
                         bootstrap=self._bootstrap,
+                        compute=ModelledCompute(self.device.compute_speed),
                     )
+                    if self.on_start is not None:
+                        self.on_start(node)
                     self.node = node
                     await node.run(task_status=task_status)
             finally:

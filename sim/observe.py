@@ -66,16 +66,21 @@ def build_report(
     network: Mapping[str, int],
     churn: Mapping[str, int],
     observer: SwarmObserver,
+    virtual_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """The run as JSON-ready data; only ``wall_*`` fields vary between equal-seed virtual runs."""
+    """The run as JSON-ready data; only ``wall_*`` fields vary between equal-seed virtual runs.
+
+    ``virtual_seconds`` is how long the run lasted (a workload may end before ``duration``).
+    """
+    elapsed = spec.duration if virtual_seconds is None else virtual_seconds
     return {
         "scenario": spec.name,
         "transport": spec.transport,
         "seed": spec.seed,
         "nodes": spec.nodes,
-        "virtual_seconds": spec.duration,
+        "virtual_seconds": round(elapsed, 3),
         "wall_seconds": round(wall_seconds, 3),
-        "wall_virtual_per_wall_second": round(spec.duration / wall_seconds, 2) if wall_seconds else None,
+        "wall_virtual_per_wall_second": round(elapsed / wall_seconds, 2) if wall_seconds else None,
         "devices": dict(sorted(Tally(devices).items())),
         "events": {
             "churn": (

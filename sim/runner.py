@@ -63,7 +63,7 @@ class Simulation:
                 identity=identity,
                 store=self._open_store(out_dir, i),
                 device=loaded.devices[device_rng.choices(names, weights)[0]],
-                config=spec.node,
+                config=self._node_config(i),
                 network=self.network,
                 clock=lambda: VIRTUAL_EPOCH + trio.current_time(),
                 bootstrap=bootstrap,
@@ -76,8 +76,21 @@ class Simulation:
             from .grank_workload import GRankExperiment
 
             self.experiment = GRankExperiment(spec.grank, spec.seed, self.hosts)
+        if spec.fl is not None:
+            from .fl_workload import FlExperiment
+
+            self.experiment = FlExperiment(spec.fl, spec.seed, self.hosts)
         self.crashes = 0
         self._final_counters: dict[str, Tally[str]] = {}
+
+    def _node_config(self, index: int):
+        """The scenario's node config; an fl workload gives node i client partition i - 1."""
+        fl = self.spec.fl
+        if fl is None or index > fl.clients:
+            return self.spec.node
+        from .fl_workload import node_config
+
+        return node_config(self.spec.node, fl, index)
 
     def _open_store(self, out_dir: Path | None, index: int) -> Store:
         if self.spec.store == "files":
@@ -111,6 +124,7 @@ class Simulation:
             else:
                 await trio.sleep(spec.duration)
             self._sample()
+            self._ended_at = trio.current_time()
             self._final_counters = _sum_counters(self.hosts)
             self._experiment_report = self.experiment.report() if self.experiment is not None else None
             nursery.cancel_scope.cancel()
@@ -177,11 +191,12 @@ class Simulation:
             network={"bytes_sent": self.network.bytes_sent, "messages_lost": self.network.messages_lost},
             churn={"crashes": self.crashes, "sessions": sum(h.sessions for h in self.hosts)},
             observer=self.observer,
+            virtual_seconds=self._ended_at,
         )
         if self._experiment_report is not None:
-            grank = self._experiment_report
-            report["metrics"].update(grank["final"])
-            report["grank_series"] = grank["series"]
+            result = self._experiment_report
+            report["metrics"].update(result["final"])
+            report[f"{self.spec.fl and 'fl' or 'grank'}_series"] = result["series"]
         return report
 
 

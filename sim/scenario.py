@@ -85,6 +85,38 @@ class GRankWorkload(Section):
     attack_queries: Annotated[int, msgspec.Meta(ge=1)] = 100
 
 
+class FlWorkload(Section):
+    """Federated runs over the swarm: node 0 hosts, nodes 1..``clients`` are the clients.
+
+    Each strategy in ``strategies`` is one Flower run of ``rounds`` rounds on the same
+    client subgraphs (``graph_source``: ``builtin`` or ``planetoid:<root>``, split into
+    ``clients`` METIS parts, ``partition_mode`` disjoint or overlapping). Reported per run:
+    mean client accuracy per round (each client's own evaluation of what it received), and
+    the test accuracy at the round of best mean validation accuracy.
+
+    ``malicious``: that many clients send ``malicious_scale`` x N(0, 1) instead of their
+    update. ``dropout``: that many clients crash ``dropout_after`` virtual seconds into round
+    ``dropout_round`` of every run and stay down; the round must complete without them.
+    """
+
+    task: Literal["subgraph"] = "subgraph"
+    strategies: list[str] = msgspec.field(default_factory=lambda: ["fedpub", "fedavg", "local"])
+    rounds: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    clients: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    min_clients: Annotated[int, msgspec.Meta(ge=1)] | None = None  # default: every client
+    graph_source: str = "builtin"
+    partition_mode: Literal["disjoint", "overlapping"] = "disjoint"
+    seed: int = 1234
+    reply_timeout: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    join_window: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    train_config: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+    malicious: Annotated[int, msgspec.Meta(ge=0)] = 0
+    malicious_scale: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    dropout: Annotated[int, msgspec.Meta(ge=0)] = 0
+    dropout_round: Annotated[int, msgspec.Meta(ge=1)] = 2
+    dropout_after: Annotated[float, msgspec.Meta(ge=0)] = 0.01
+
+
 class Scenario(Section):
     """One simulation run.
 
@@ -110,6 +142,8 @@ class Scenario(Section):
         Device mix; profiles come from ``devices_dir`` (relative to the scenario file).
     grank : GRankWorkload or None (default: None)
         Run the G-Rank search workload; the run ends when its queries are done.
+    fl : FlWorkload or None (default: None)
+        Run federated rounds; the run ends when every strategy's run is done.
     """
 
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -128,6 +162,7 @@ class Scenario(Section):
     partitions: list[PartitionSpec] = msgspec.field(default_factory=list)
     node: NodeConfig = msgspec.field(default_factory=NodeConfig)
     grank: GRankWorkload | None = None
+    fl: FlWorkload | None = None
 
 
 class LoadedScenario(msgspec.Struct, frozen=True):
@@ -153,6 +188,10 @@ def load_scenario(path: Path, *, seed: int | None = None, nodes: int | None = No
                 f"{path}: key 'nodes': at most {MAX_LIBP2P_NODES} daemon processes with transport = 'libp2p' "
                 "(use the virtual network for more)"
             )
+    if scenario.fl is not None and scenario.nodes < scenario.fl.clients + 1:
+        raise ConfigError(f"{path}: key 'nodes': the fl workload needs {scenario.fl.clients + 1} (a host and the clients)")
+    if scenario.fl is not None and scenario.grank is not None:
+        raise ConfigError(f"{path}: run one workload per scenario (grank or fl)")
     devices_dir = (path.parent / scenario.devices_dir).resolve()
     devices = {name: load_device(devices_dir / f"{name}.toml") for name in scenario.devices}
     return LoadedScenario(scenario, devices)

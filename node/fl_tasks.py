@@ -1,0 +1,69 @@
+"""What a node can train, and with which strategies: names on the wire -> learning code.
+
+Imported only when federation is enabled, so the light core never loads torch or Flower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord
+from flwr.clientapp import ClientApp
+from flwr.serverapp.strategy import FedAvg, FedMedian, FedProx, FedTrimmedAvg, Krum, Strategy
+
+from edgeswarm.learning import graph_client
+from edgeswarm.learning.strategies import FedPub
+
+
+@dataclass(frozen=True)
+class FlTask:
+    """A trainable task: its ClientApp, the starting model, and its cost per local round."""
+
+    client_app: ClientApp
+    initial_model: Callable[[dict[str, Any], str], ArrayRecord]
+    reference_seconds: float  # one local round on a reference laptop core (modelled in sim)
+
+
+TASKS: dict[str, FlTask] = {
+    # subgraph node classification (FED-PUB's setting); 0.1 s = one epoch + evaluation of a
+    # 2-layer GCN on a Cora client here
+    "subgraph": FlTask(graph_client.app, graph_client.initial_model, 0.1),
+}
+
+
+def _every_joined(cls: type[Strategy], **extra: Any) -> Callable[[int], Strategy]:
+    """Train every joined node each round; a round needs replies from at least the minimum."""
+    return lambda minimum: cls(min_train_nodes=minimum, min_evaluate_nodes=minimum, min_available_nodes=minimum, **extra)
+
+
+STRATEGIES: dict[str, Callable[[int], Strategy]] = {
+    "fedavg": _every_joined(FedAvg),
+    "local": _every_joined(FedAvg),  # clients ignore what they receive (method "local")
+    "fedprox": _every_joined(FedProx, proximal_mu=0.01),
+    "fedmedian": _every_joined(FedMedian),
+    "fedtrimmedavg": _every_joined(FedTrimmedAvg, beta=0.2),
+    "krum": _every_joined(Krum, num_malicious_nodes=2),
+    "fedpub": _every_joined(FedPub, tau=3.0),
+}
+
+
+def method_for(strategy: str) -> str:
+    """The client-side method a strategy needs (FED-PUB masks, local-only, or plain)."""
+    return {"fedpub": "fedpub", "local": "local"}.get(strategy, "fedavg")
+
+
+def round_config(strategy: str, extra: dict[str, Any] | None = None) -> ConfigRecord:
+    return ConfigRecord({"method": method_for(strategy), **(extra or {})})
+
+
+def make_strategy(name: str, min_clients: int, options: dict[str, Any] | None = None) -> Strategy:
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r} (one of {', '.join(sorted(STRATEGIES))})")
+    strategy = STRATEGIES[name](min_clients)
+    for key, value in (options or {}).items():
+        if not hasattr(strategy, key):
+            raise ValueError(f"strategy {name!r} has no option {key!r}")
+        setattr(strategy, key, value)
+    return strategy

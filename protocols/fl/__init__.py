@@ -1,0 +1,1 @@
+"""Flower rounds over the swarm: round announcements, task/result transfer, the Grid."""

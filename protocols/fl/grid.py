@@ -1,0 +1,144 @@
+"""A ``flwr.serverapp.Grid`` whose messages travel over the swarm's ``Network``.
+
+Any Message-API strategy runs on it unchanged. The host's trio code awaits
+``send_and_receive_async``; Flower's own blocking ``Strategy.start`` can drive it from a
+worker thread through ``send_and_receive`` (which hops into trio). A reply that does not
+arrive by the timeout, or a send that fails, comes back as an error reply, so strategies
+count it as a failure and a round never hangs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Awaitable, Callable, Iterable
+
+import trio
+from flwr.app import Error, Message, RecordDict
+from flwr.supercore.run import Run
+from flwr.serverapp import Grid
+
+from edgeswarm.protocols.peer_id import PeerId
+
+from . import flower_wire
+
+SEND_FAILED = 1  # Error codes of the replies this grid makes up
+DEADLINE_MISSED = 2
+
+
+def flower_node_id(peer: PeerId) -> int:
+    """A stable 63-bit Flower node id for a peer (Flower's ids are sint64 on the wire)."""
+    return int.from_bytes(hashlib.sha256(str(peer).encode()).digest()[:8], "big") >> 1
+
+
+class SwarmGrid(Grid):
+    """Grid over a set of joined peers.
+
+    Parameters
+    ----------
+    run_id : int
+    host_node_id : int
+        The Flower node id of the hosting node (source of instructions).
+    send : async (peer, encoded message) -> None
+        Delivers one instruction; raises on failure.
+    """
+
+    def __init__(self, run_id: int, host_node_id: int, send: Callable[[PeerId, bytes], Awaitable[None]]) -> None:
+        flower_wire.ensure_task_identity()
+        self._run = Run.create_empty(run_id)
+        self._host = host_node_id
+        self._send = send
+        self._peers: dict[int, PeerId] = {}
+        self._waiting: dict[str, trio.MemorySendChannel[Message]] = {}
+        self._ids = itertools.count(1)
+        self._trio_token: trio.lowlevel.TrioToken | None = None
+
+    # participants
+    def add_peer(self, peer: PeerId) -> int:
+        node_id = flower_node_id(peer)
+        self._peers[node_id] = peer
+        return node_id
+
+    def remove_peer(self, peer: PeerId) -> None:
+        self._peers.pop(flower_node_id(peer), None)
+
+    def peer_of(self, node_id: int) -> PeerId | None:
+        return self._peers.get(node_id)
+
+    # flwr.serverapp.Grid
+    def set_run(self, run: Run) -> None:
+        self._run = run
+
+    @property
+    def run(self) -> Run:
+        return self._run
+
+    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str,
+                       ttl: float | None = None) -> Message:
+        return Message(content=content, message_type=message_type, dst_node_id=dst_node_id, group_id=group_id, ttl=ttl)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return sorted(self._peers)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        raise NotImplementedError("SwarmGrid sends and collects in one step: use send_and_receive")
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        raise NotImplementedError("SwarmGrid sends and collects in one step: use send_and_receive")
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        """Blocking form for ``Strategy.start`` in a worker thread started by trio."""
+        return trio.from_thread.run(self.send_and_receive_async, list(messages), timeout)
+
+    # the swarm side
+    async def send_and_receive_async(self, messages: list[Message], timeout: float | None) -> list[Message]:
+        """Send every instruction and collect replies (or error replies) in message order."""
+        replies: dict[str, Message] = {}
+        outgoing = []
+        for message in messages:
+            message_id = f"{self._run.run_id}-{next(self._ids)}"
+            flower_wire.stamp(message, run_id=self._run.run_id, message_id=message_id, src_node_id=self._host)
+            outgoing.append(message)
+
+        async def one(message: Message) -> None:
+            message_id = message.metadata.message_id
+            peer = self._peers.get(message.metadata.dst_node_id)
+            if peer is None:
+                replies[message_id] = _error(message, SEND_FAILED, "not a participant of this run")
+                return
+            send_reply, receive_reply = trio.open_memory_channel[Message](1)
+            self._waiting[message_id] = send_reply
+            try:
+                await self._send(peer, flower_wire.encode(message))
+                replies[message_id] = await receive_reply.receive()
+            except Exception as exc:  # the peer is unreachable or refused: a failure, not a crash
+                replies[message_id] = _error(message, SEND_FAILED, f"{type(exc).__name__}: {exc}")
+            finally:
+                self._waiting.pop(message_id, None)
+
+        with trio.move_on_after(timeout if timeout is not None else float("inf")):
+            async with trio.open_nursery() as nursery:
+                for message in outgoing:
+                    nursery.start_soon(one, message)
+        return [replies.get(m.metadata.message_id) or _error(m, DEADLINE_MISSED, "no reply before the deadline")
+                for m in outgoing]
+
+    def deliver(self, peer: PeerId, reply: Message) -> str:
+        """Hand a participant's reply to the waiting round; returns why it was refused, or ''."""
+        meta = reply.metadata
+        waiting = self._waiting.get(meta.reply_to_message_id)
+        if waiting is None:
+            return "not awaiting a reply to that message"
+        if self._peers.get(meta.src_node_id) != peer:
+            return "reply claims another node id"
+        if meta.run_id != self._run.run_id:
+            return "reply for another run"
+        try:
+            waiting.send_nowait(reply)
+        except trio.WouldBlock:
+            return "already answered"
+        return ""
+
+
+def _error(message: Message, code: int, reason: str) -> Message:
+    return Message(Error(code=code, reason=reason), reply_to=message)

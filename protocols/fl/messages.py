@@ -1,0 +1,106 @@
+"""Wire types for federated rounds over the swarm.
+
+A host gossips a small signed ``RoundAnnounce``; nodes that offer the task ``Join`` by
+request. Flower messages then travel as ``Task`` (host -> client) and ``Result``
+(client -> host) requests, each acknowledged at once, so no stream stays open while a
+client trains. A payload over ``INLINE_BYTES`` is not inlined: the request names a blob
+(SHA-256 and size) that the receiver pulls in ``CHUNK_BYTES`` pieces with ``ChunkRequest``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from edgeswarm.protocols.envelope import Body
+
+INLINE_BYTES = 256 * 1024
+CHUNK_BYTES = 512 * 1024
+ROUND_ID_CHARS = 64
+NAME_CHARS = 64
+
+RoundId = Annotated[str, msgspec.Meta(min_length=1, max_length=ROUND_ID_CHARS, pattern=r"^[A-Za-z0-9_.-]+$")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_CHARS)]
+Digest = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+
+
+class BlobRef(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """A payload too big to inline: its SHA-256 and exact size."""
+
+    digest: Digest
+    size: Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]
+
+
+class RoundAnnounce(Body, array_like=True, frozen=True):
+    """A host offers a federated run; signed by the host (the envelope sender)."""
+
+    KIND = "fl.round"
+    MAX_BYTES = 4096
+    round_id: RoundId
+    task: Name
+    model: Name
+    strategy: Name
+    rounds: Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+    min_clients: Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+    reply_timeout: Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+    join_until: float  # host clock, seconds since the epoch
+    requirements: Annotated[dict[Name, Name], msgspec.Meta(max_length=16)] = {}
+
+
+class Join(Body, array_like=True, frozen=True):
+    KIND = "fl.join"
+    MAX_BYTES = 256
+    round_id: RoundId
+    task: Name
+
+
+class JoinReply(Body, array_like=True, frozen=True):
+    KIND = "fl.join_reply"
+    MAX_BYTES = 512
+    accepted: bool
+    node_id: Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]  # the joiner's Flower node id in this run
+    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class Task(Body, array_like=True, frozen=True):
+    """A Flower instruction message for a participant (inline bytes or a blob to pull)."""
+
+    KIND = "fl.task"
+    MAX_BYTES = INLINE_BYTES + 1024
+    round_id: RoundId
+    inline: Annotated[bytes, msgspec.Meta(max_length=INLINE_BYTES)] | None = None
+    blob: BlobRef | None = None
+
+
+class Result(Body, array_like=True, frozen=True):
+    """A participant's Flower reply message for the host."""
+
+    KIND = "fl.result"
+    MAX_BYTES = INLINE_BYTES + 1024
+    round_id: RoundId
+    inline: Annotated[bytes, msgspec.Meta(max_length=INLINE_BYTES)] | None = None
+    blob: BlobRef | None = None
+
+
+class Ack(Body, array_like=True, frozen=True):
+    KIND = "fl.ack"
+    MAX_BYTES = 512
+    accepted: bool
+    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class ChunkRequest(Body, array_like=True, frozen=True):
+    KIND = "fl.chunk"
+    MAX_BYTES = 128
+    digest: Digest
+    index: Annotated[int, msgspec.Meta(ge=0, le=1 << 30)]
+
+
+class Chunk(Body, array_like=True, frozen=True):
+    KIND = "fl.chunk_reply"
+    MAX_BYTES = CHUNK_BYTES + 128
+    data: Annotated[bytes, msgspec.Meta(max_length=CHUNK_BYTES)]
+
+
+MESSAGES = (RoundAnnounce, Join, JoinReply, Task, Result, Ack, ChunkRequest, Chunk)

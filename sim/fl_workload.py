@@ -1,0 +1,133 @@
+"""Federated runs as a simulator workload: one host, ``clients`` clients, one run per strategy.
+
+The host node runs ``Federation.host`` exactly as ``edgeswarm fl host`` does; clients
+auto-join from their config. Accuracy comes from the clients' own evaluate replies (what a
+user of ``fl status`` sees). Attackers are client nodes whose ClientApp is swapped for one
+that sends scaled noise: the node code around it is unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+import numpy as np
+import trio
+
+from edgeswarm.node.config import NodeConfig
+
+from .host import SimHost
+from .scenario import FlWorkload
+
+HOST = 0
+
+
+def node_config(base: NodeConfig, spec: FlWorkload, index: int) -> NodeConfig:
+    """Node ``index``'s config: federation on, offering client partition ``index - 1``."""
+    task = {
+        "graph-source": spec.graph_source,
+        "num-partitions": spec.clients,
+        "partition-id": max(0, index - 1),
+        "partition-mode": spec.partition_mode,
+        "seed": spec.seed,
+    }
+    federation = msgspec.structs.replace(
+        base.federation, enabled=True, auto_join=index != HOST, tasks={spec.task: task},
+        reply_timeout=spec.reply_timeout, join_window=spec.join_window,
+    )
+    return msgspec.structs.replace(base, federation=federation)
+
+
+def noisy_app(honest, scale: float, seed: int):
+    """A ClientApp that trains honestly, then replies ``scale`` x N(0, 1) in place of its weights."""
+    import torch
+    from flwr.app import ArrayRecord, Message, RecordDict
+
+    rng = np.random.default_rng(seed)
+
+    def app(message: Message, context) -> Message:
+        reply = honest(message, context)
+        if message.metadata.message_type != "train" or reply.has_error():
+            return reply
+        content = RecordDict(dict(reply.content.items()))
+        noisy = {}
+        for key, array in reply.content["arrays"].items():
+            honest_values = array.numpy()
+            noisy[key] = torch.from_numpy((scale * rng.standard_normal(honest_values.shape)).astype(honest_values.dtype))
+        content["arrays"] = ArrayRecord(noisy)
+        return Message(content=content, reply_to=message)
+
+    return app
+
+
+class FlExperiment:
+    """Drives one run per strategy from the host and keeps what the host recorded."""
+
+    def __init__(self, spec: FlWorkload, seed: int, hosts: list[SimHost]) -> None:
+        self.spec = spec
+        self.hosts = hosts
+        self.clients = hosts[1 : spec.clients + 1]
+        self.attackers = self.clients[len(self.clients) - spec.malicious :] if spec.malicious else []
+        for host in self.attackers:
+            host.on_start = self._corrupt
+        self.runs: dict[str, Any] = {}
+        self.done = trio.Event()
+        logging.getLogger("flwr").setLevel(logging.WARNING)  # per-round INFO lines drown the progress bar
+
+    def starts_late(self, host: SimHost) -> bool:
+        return False
+
+    def _corrupt(self, node) -> None:
+        apps = node.federation.client_apps
+        apps[self.spec.task] = noisy_app(apps[self.spec.task], self.spec.malicious_scale, seed=hash(str(node.peer_id)) % 2**32)
+
+    async def run(self, nursery: trio.Nursery) -> None:
+        from edgeswarm.node.federation import RoundSpec
+
+        spec = self.spec
+        host = self.hosts[HOST]
+        dropped: list[SimHost] = []
+        for strategy in spec.strategies:
+            for h in dropped:  # a new run starts with every client back
+                await h.start(nursery)
+            dropped = []
+            await trio.sleep(1.0)
+
+            def on_round(metrics, _dropped=dropped) -> None:
+                if spec.dropout and metrics.round == spec.dropout_round - 1:
+                    nursery.start_soon(self._drop, _dropped)
+
+            record = await host.node.federation.host(RoundSpec(
+                task=spec.task, strategy=strategy, rounds=spec.rounds,
+                min_clients=spec.min_clients or spec.clients, reply_timeout=spec.reply_timeout,
+                join_window=spec.join_window, train_config=dict(spec.train_config)), on_round=on_round)
+            self.runs[strategy] = record
+        self.done.set()
+
+    async def _drop(self, dropped: list[SimHost]) -> None:
+        await trio.sleep(self.spec.dropout_after)
+        honest = [h for h in self.clients if h not in self.attackers]
+        for h in honest[: self.spec.dropout]:
+            h.crash()
+            dropped.append(h)
+
+    def report(self) -> dict[str, Any]:
+        final: dict[str, Any] = {"accuracy": {}, "best_round": {}, "rounds_ok": {}, "state": {}}
+        series: dict[str, Any] = {}
+        for strategy, record in self.runs.items():
+            val, test, status = [], [], []
+            for metrics in record.history:
+                clients = list(metrics.clients.values())
+                val.append(float(np.mean([c["val-acc"] for c in clients])) if clients else None)
+                test.append(float(np.mean([c["test-acc"] for c in clients])) if clients else None)
+                status.append({"round": metrics.round, "status": metrics.status, "replies": metrics.replies,
+                               "failures": metrics.failures})
+            scored = [i for i, v in enumerate(val) if v is not None]
+            best = max(scored, key=lambda i: (val[i], -i)) if scored else None
+            final["accuracy"][strategy] = round(test[best], 6) if best is not None else None
+            final["best_round"][strategy] = best + 1 if best is not None else None
+            final["rounds_ok"][strategy] = sum(s["status"] == "ok" for s in status)
+            final["state"][strategy] = record.state
+            series[strategy] = {"val_acc": val, "test_acc": test, "rounds": status}
+        return {"final": final, "series": series}
