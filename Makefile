@@ -12,7 +12,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(INSTALLED): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[sim,dev]'
+	$(PY) -m pip install --quiet -e '.[sim,dev,learn]'
 	touch $@
 
 install: $(INSTALLED)

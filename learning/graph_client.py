@@ -112,6 +112,8 @@ def build_client_app() -> ClientApp:
     def train(message: Message, context: Context) -> Message:
         method, settings = _settings(message.content["config"])
         graph, classes = client_data(context.node_config)
+        server_round = int(message.content["config"].get("server-round", 0))
+        torch.manual_seed(hash((context.run_id, context.node_id, server_round)) % 2**63)  # reproducible dropout
         received = message.content["arrays"]
         model = _model(method, graph, classes, received, context.state)
         optimizer = _optimizer(model, settings, context.state)

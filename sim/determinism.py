@@ -41,3 +41,5 @@ def seed_trio_scheduler(seed: int) -> None:
     if not isinstance(rng, random.Random):
         raise RuntimeError("this trio release has no seedable scheduler RNG (trio._core._run._r)")
     rng.seed(derive_seed(seed, "trio-scheduler"))
+    # libraries that draw from the global RNG (Flower samples clients with random.sample)
+    random.seed(derive_seed(seed, "global-random"))

@@ -73,6 +73,8 @@ class FlExperiment:
             host.on_start = self._corrupt
         self.runs: dict[str, Any] = {}
         self.done = trio.Event()
+        import flwr.common.logger  # noqa: F401  (configures the "flwr" logger on import)
+
         logging.getLogger("flwr").setLevel(logging.WARNING)  # per-round INFO lines drown the progress bar
 
     def starts_late(self, host: SimHost) -> bool:

@@ -1,0 +1,183 @@
+"""Flower over the swarm: blobs, the Grid, the federation service and the fl simulation."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+
+pytest.importorskip("flwr")
+pytest.importorskip("torch_geometric")
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict  # noqa: E402
+from flwr.serverapp.strategy import FedAvg  # noqa: E402
+
+from edgeswarm.node.config import FederationConfig  # noqa: E402
+from edgeswarm.node.federation import Federation  # noqa: E402
+from edgeswarm.node.compute import ModelledCompute  # noqa: E402
+from edgeswarm.protocols.counters import Counters  # noqa: E402
+from edgeswarm.protocols.envelope import Codec  # noqa: E402
+from edgeswarm.protocols.fl import flower_wire  # noqa: E402
+from edgeswarm.protocols.fl.blobs import BlobError, BlobShelf, fetch  # noqa: E402
+from edgeswarm.protocols.fl.grid import DEADLINE_MISSED, SEND_FAILED, SwarmGrid  # noqa: E402
+from edgeswarm.protocols.fl.messages import CHUNK_BYTES, MESSAGES, Ack, BlobRef, Chunk, ChunkRequest, Result, Task  # noqa: E402
+from edgeswarm.protocols.messenger import Messenger  # noqa: E402
+from edgeswarm.sim.runner import run_scenario  # noqa: E402
+from edgeswarm.sim.scenario import load_scenario  # noqa: E402
+from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork  # noqa: E402
+
+from conftest import identity, run_virtual  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def messenger(n, endpoint):
+    counter = iter(range(1, 1 << 30))
+    codec = Codec(identity(n), next_seq=lambda: next(counter), now=lambda: 1.8e9 + trio.current_time())
+    return Messenger(endpoint, codec, Counters())
+
+
+def test_blobs_move_in_chunks_verified_and_only_to_the_named_peer():
+    async def main():
+        net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.run)
+            async with net.attach(identity(1).peer_id) as ea, net.attach(identity(2).peer_id) as eb, \
+                    net.attach(identity(3).peer_id) as ec:
+                a, b, c = messenger(1, ea), messenger(2, eb), messenger(3, ec)
+                for m in (a, b, c):
+                    m.register(ChunkRequest, Chunk)
+                shelf = BlobShelf(trio.current_time)
+
+                evil = BlobRef(b"\x07" * 32, 100)  # a digest whose chunks the server fakes
+
+                async def serve(peer, request):
+                    if request.digest == evil.digest:
+                        return Chunk(b"\0" * 100)
+                    data = shelf.chunk(peer, request)
+                    if data is None:
+                        from edgeswarm.protocols.network import RequestRefused
+                        raise RequestRefused("no such blob")
+                    return Chunk(data)
+
+                a.on_request(ChunkRequest, serve)
+                data = random.Random(1).randbytes(2 * CHUNK_BYTES + 123)
+                ref = shelf.offer(data, b.local_peer)
+                assert await fetch(b, a.local_peer, ref, max_bytes=10 * CHUNK_BYTES, timeout=5) == data
+                with pytest.raises(BlobError):  # offered to b, not to c
+                    await fetch(c, a.local_peer, ref, max_bytes=10 * CHUNK_BYTES, timeout=5)
+                with pytest.raises(BlobError, match="over this node's limit"):
+                    await fetch(b, a.local_peer, ref, max_bytes=CHUNK_BYTES, timeout=5)
+                lying = BlobRef(ref.digest, ref.size - 1)  # promised size disagrees with the chunks
+                with pytest.raises(BlobError):
+                    await fetch(b, a.local_peer, lying, max_bytes=10 * CHUNK_BYTES, timeout=5)
+                with pytest.raises(BlobError, match="SHA-256"):
+                    await fetch(b, a.local_peer, evil, max_bytes=10 * CHUNK_BYTES, timeout=5)
+            nursery.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def test_grid_turns_missed_deadlines_and_failed_sends_into_error_replies():
+    async def main():
+        async def send(peer, data):
+            if peer == identity(2).peer_id:
+                raise ConnectionError("unreachable")
+            # identity(1) accepts and never answers
+
+        grid = SwarmGrid(5, 1, send)
+        ok, down = grid.add_peer(identity(1).peer_id), grid.add_peer(identity(2).peer_id)
+        strategy = FedAvg(min_available_nodes=2)
+        messages = list(strategy.configure_train(1, ArrayRecord({"w": __import__("torch").zeros(1)}), ConfigRecord(), grid))
+        start = trio.current_time()
+        replies = await grid.send_and_receive_async(messages, timeout=30.0)
+        assert trio.current_time() - start == pytest.approx(30.0)  # waited the deadline, no longer
+        codes = {m.metadata.dst_node_id: r.error.code for m, r in zip(messages, replies)}
+        assert codes == {ok: DEADLINE_MISSED, down: SEND_FAILED}
+        assert strategy.aggregate_train(1, replies) == (None, None)  # all failures: nothing aggregated
+
+    run_virtual(main)
+
+
+def test_flower_strategy_start_runs_unchanged_over_the_grid_from_a_worker_thread():
+    from edgeswarm.learning.graph_client import app, initial_model
+
+    node_config = {"graph-source": "builtin", "num-partitions": 3}
+    contexts = {}
+
+    async def main():
+        grid = None
+
+        async def send(peer, data):  # an in-process stand-in for the network: decode, run, reply
+            message = flower_wire.decode(data)
+            context = contexts[message.metadata.dst_node_id]
+            reply = app(message, context)
+            flower_wire.stamp(reply, run_id=grid.run.run_id, message_id="r" + message.metadata.message_id,
+                              src_node_id=message.metadata.dst_node_id)
+            assert grid.deliver(peer, flower_wire.decode(flower_wire.encode(reply))) == ""
+
+        grid = SwarmGrid(7, 1, send)
+        for i in range(3):
+            node_id = grid.add_peer(identity(10 + i).peer_id)
+            contexts[node_id] = Context(run_id=7, node_id=node_id, node_config={**node_config, "partition-id": i},
+                                        state=RecordDict(), run_config={})
+        strategy = FedAvg(min_available_nodes=3)
+        initial = initial_model({**node_config, "partition-id": 0}, "fedavg")
+        result = await trio.to_thread.run_sync(lambda: strategy.start(
+            grid=grid, initial_arrays=initial, num_rounds=2, timeout=60,
+            train_config=ConfigRecord({"method": "fedavg"}), evaluate_config=ConfigRecord({"method": "fedavg"})))
+        return result
+
+    result = trio.run(main)
+    assert set(result.train_metrics_clientapp) == {1, 2} and set(result.evaluate_metrics_clientapp) == {1, 2}
+    assert 0.0 < result.evaluate_metrics_clientapp[2]["test-acc"] <= 1.0
+
+
+def test_federation_refuses_tasks_and_results_from_strangers_and_bad_payloads():
+    async def main():
+        net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.run)
+            async with net.attach(identity(1).peer_id) as ea, net.attach(identity(2).peer_id) as eb:
+                node = messenger(1, ea)
+                fed = Federation(node, FederationConfig(enabled=True), random.Random(0),
+                                 lambda: 1.8e9 + trio.current_time(), ModelledCompute(1.0))
+                await nursery.start(fed.run)
+                stranger = messenger(2, eb)
+                stranger.register(*MESSAGES)
+                ack = await stranger.request(node.local_peer, Task("nope", inline=b"x"), Ack, timeout=5)
+                assert not ack.accepted and "not a participant" in ack.reason
+                ack = await stranger.request(node.local_peer, Result("nope", inline=b"x"), Ack, timeout=5)
+                assert not ack.accepted
+                with pytest.raises(flower_wire.WireError):
+                    flower_wire.decode(b"\xff\x00garbage")
+            nursery.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def small_fl(**fl):
+    loaded = load_scenario(REPO / "configs/sim/fedpub.toml")
+    workload = msgspec.structs.replace(loaded.scenario.fl, clients=4, rounds=3, **fl)
+    scenario = msgspec.structs.replace(loaded.scenario, nodes=5, fl=workload)
+    return run_scenario(msgspec.structs.replace(loaded, scenario=scenario), out_dir=None)
+
+
+def test_fl_simulation_runs_fedpub_fedavg_and_local_over_the_swarm_deterministically():
+    first = small_fl(strategies=["fedpub", "fedavg", "local"])
+    metrics = first["metrics"]
+    assert metrics["rounds_ok"] == {"fedpub": 3, "fedavg": 3, "local": 3}
+    assert all(0.3 < metrics["accuracy"][m] <= 1.0 for m in ("fedpub", "fedavg", "local"))
+    sent = first["metrics"]["counters"]["bytes_out"]
+    assert sent["fl.task"] > 0 and sent["fl.result"] > 0 and sent["fl.round"] > 0
+    again = small_fl(strategies=["fedpub", "fedavg", "local"])
+    assert again["fl_series"] == first["fl_series"]
+
+
+def test_a_round_completes_when_clients_vanish_mid_round():
+    report = small_fl(strategies=["fedavg"], dropout=1, dropout_round=2, min_clients=2)
+    rounds = report["fl_series"]["fedavg"]["rounds"]
+    assert [(r["status"], r["replies"], r["failures"]) for r in rounds] == [("ok", 4, 0), ("ok", 3, 1), ("ok", 3, 1)]
