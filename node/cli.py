@@ -32,9 +32,11 @@ app = typer.Typer(
 id_app = typer.Typer(help="This node's identity.", no_args_is_help=True)
 node_app = typer.Typer(help="Run the node daemon.", no_args_is_help=True)
 catalog_app = typer.Typer(help="Items this node offers in search.", no_args_is_help=True)
+fl_app = typer.Typer(help="Federated learning rounds over the swarm (Flower).", no_args_is_help=True)
 app.add_typer(id_app, name="id")
 app.add_typer(node_app, name="node")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(fl_app, name="fl")
 app.add_typer(sim_app, name="sim")
 
 DataDir = Annotated[
@@ -176,6 +178,69 @@ def catalog_add(
         items = read_catalog(file)
         result = call(data_dir.expanduser(), {"cmd": "catalog_add", "items": items})
     typer.echo(f"added {result['added']} items from {file}")
+
+
+@fl_app.command("host")
+def fl_host(
+    task: Annotated[str, typer.Option("--task", help="Task to train (this node must offer it too).")],
+    strategy: Annotated[str, typer.Option("--strategy", help="fedavg, fedprox, fedmedian, fedtrimmedavg, krum, fedpub, local.")] = "fedavg",
+    rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
+    min_clients: Annotated[int, typer.Option("--min-clients", min=1, help="Joins needed to start, replies per round.")] = 2,
+    join_window: Annotated[Optional[float], typer.Option("--join-window", min=0.1, help="Seconds to wait for joins.")] = None,
+    reply_timeout: Annotated[Optional[float], typer.Option("--reply-timeout", min=0.1, help="Seconds per round.")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Announce a federated run on the running daemon; it runs in the background."""
+    request = {"cmd": "fl_host", "task": task, "strategy": strategy, "rounds": rounds, "min_clients": min_clients}
+    if join_window is not None:
+        request["join_window"] = join_window
+    if reply_timeout is not None:
+        request["reply_timeout"] = reply_timeout
+    with user_errors():
+        result = call(data_dir.expanduser(), request)
+    typer.echo(f"announced run {result['round_id']} ({strategy}, {rounds} rounds); follow it with `edgeswarm fl status`")
+
+
+@fl_app.command("join")
+def fl_join(
+    round_id: Annotated[str, typer.Argument(help="Run id from `edgeswarm fl status` (announced runs).")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Join an announced run whose task this node offers."""
+    with user_errors():
+        record = call(data_dir.expanduser(), {"cmd": "fl_join", "round_id": round_id})
+    typer.echo(f"joined {record['round_id']} ({record['task']}, {record['strategy']}) hosted by {record['host']}")
+
+
+@fl_app.command("status")
+def fl_status(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Runs this node hosts or joined, their participants and metrics per round."""
+    with user_errors():
+        result = call(data_dir.expanduser(), {"cmd": "fl_status"})
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    console = Console()
+    console.print(f"offers: {', '.join(result['offers']) or '-'}")
+    for run in result["runs"]:
+        table = Table(title=f"{run['role']} {run['round_id']}: {run['task']} / {run['strategy']}, {run['state']} "
+                            f"{run['detail']}".strip())
+        for column in ("round", "status", "replies", "failed", "mean client test acc"):
+            table.add_column(column)
+        for r in run["history"]:
+            accs = [c.get("test-acc") for c in r["clients"].values() if "test-acc" in c]
+            mean = f"{sum(accs) / len(accs):.4f}" if accs else "-"
+            table.add_row(str(r["round"]), r["status"], str(r["replies"]), str(r["failures"]), mean)
+        console.print(table)
+        if run["participants"]:
+            console.print(f"participants: {len(run['participants'])}")
+    joined = {run["round_id"] for run in result["runs"]}
+    for a in result["announced"]:
+        if a["round_id"] not in joined:
+            console.print(f"announced: {a['round_id']} task {a['task']} ({a['strategy']}, {a['rounds']} rounds) by {a['host']}")
 
 
 def main() -> None:

@@ -86,6 +86,41 @@ async def _catalog_add(node: Node, request: dict[str, Any]) -> Any:
     return {"added": _ranking(node).add_items(parsed)}
 
 
+def _federation(node: Node):
+    if node.federation is None:
+        raise ValueError("federated learning is disabled in this node's config ([node.federation] enabled = true)")
+    return node.federation
+
+
+async def _fl_host(node: Node, request: dict[str, Any]) -> Any:
+    from .federation import RoundSpec
+
+    fields = {k: request[k] for k in ("task", "strategy", "rounds", "min_clients", "join_window", "reply_timeout",
+                                      "train_config") if k in request}
+    try:
+        spec = msgspec.convert(fields, RoundSpec)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"fl_host: {exc}") from None
+    return {"round_id": await _federation(node).start_host(spec)}
+
+
+async def _fl_join(node: Node, request: dict[str, Any]) -> Any:
+    round_id = request.get("round_id")
+    if not isinstance(round_id, str):
+        raise ValueError("fl_join needs 'round_id' (string)")
+    return msgspec.to_builtins(await _federation(node).join(round_id))
+
+
+async def _fl_status(node: Node, request: dict[str, Any]) -> Any:
+    federation = _federation(node)
+    announced = [
+        {"round_id": a.round_id, "host": str(host), "task": a.task, "strategy": a.strategy, "rounds": a.rounds}
+        for host, a in federation.announced.values()
+    ]
+    return {"runs": msgspec.to_builtins(list(federation.runs.values())), "announced": announced,
+            "offers": sorted(federation.config.tasks)}
+
+
 COMMANDS: dict[str, Callable[[Node, dict[str, Any]], Awaitable[Any]]] = {
     "status": _status,
     "ping": _ping,
@@ -93,6 +128,9 @@ COMMANDS: dict[str, Callable[[Node, dict[str, Any]], Awaitable[Any]]] = {
     "search": _search,
     "click": _click,
     "catalog_add": _catalog_add,
+    "fl_host": _fl_host,
+    "fl_join": _fl_join,
+    "fl_status": _fl_status,
 }
 
 

@@ -49,8 +49,8 @@ class RoundSpec(msgspec.Struct, frozen=True):
     min_clients: int = 2
     reply_timeout: float | None = None  # default: the node's config
     join_window: float | None = None
-    train_config: dict[str, Any] = {}
-    strategy_options: dict[str, Any] = {}
+    train_config: dict[str, str | int | float | bool] = {}
+    strategy_options: dict[str, str | int | float | bool] = {}
 
 
 class RoundMetrics(msgspec.Struct):
@@ -85,6 +85,9 @@ class _Hosted:
         self.join_until = join_until
         self.task = task
         self.open = True
+        self.strategy: Any = None
+        self.timeout = 0.0
+        self.join_window = 0.0
 
 
 class _Joined:
@@ -204,40 +207,56 @@ class Federation:
     # ---- hosting ---------------------------------------------------------------------
     async def host(self, spec: RoundSpec, *, on_round: Callable[[RoundMetrics], None] | None = None) -> RunRecord:
         """Announce, gather joins, run ``spec.rounds`` rounds; returns the run's record."""
+        hosted = await self._announce(spec)
+        await self._drive(hosted, spec, on_round)
+        return hosted.record
+
+    async def start_host(self, spec: RoundSpec) -> str:
+        """Announce a run and drive it in the background (``fl host``); returns its round id."""
+        if self._nursery is None:
+            raise ValueError("the federation service is not running")
+        hosted = await self._announce(spec)
+        self._nursery.start_soon(self._drive, hosted, spec, None)
+        return hosted.record.round_id
+
+    async def _announce(self, spec: RoundSpec) -> _Hosted:
         if spec.task not in TASKS:
             raise ValueError(f"unknown task {spec.task!r} (known: {', '.join(TASKS)})")
         if spec.task not in self.config.tasks:
             raise ValueError(f"the host must offer task {spec.task!r} too (it builds the initial model from it)")
+        if spec.rounds < 1 or spec.min_clients < 1:
+            raise ValueError("rounds and min_clients must be at least 1")
         strategy = make_strategy(spec.strategy, spec.min_clients, spec.strategy_options)
         self._counter += 1
         round_id = f"{str(self.me)[-8:]}-{self._counter}-{self.rng.getrandbits(32):08x}"
-        run_id = _run_id(round_id)
-        host_node = flower_node_id(self.me)
-        grid = SwarmGrid(run_id, host_node, lambda peer, data: self._send(peer, Task, round_id, data))
+        grid = SwarmGrid(_run_id(round_id), flower_node_id(self.me), lambda peer, data: self._send(peer, Task, round_id, data))
         join_window = spec.join_window or self.config.join_window
         timeout = spec.reply_timeout or self.config.reply_timeout
         record = RunRecord(round_id, "host", spec.task, spec.strategy, spec.rounds, str(self.me), "announced")
         hosted = _Hosted(record, grid, self.clock() + join_window, spec.task)
+        hosted.strategy, hosted.timeout, hosted.join_window = strategy, timeout, join_window
         self._hosted[round_id] = hosted
         self.runs[round_id] = record
         await self.messenger.publish(RoundAnnounce(
-            round_id, spec.task, spec.task, spec.strategy, spec.rounds, spec.min_clients, timeout,
-            hosted.join_until))
-        await trio.sleep(join_window)
+            round_id, spec.task, spec.task, spec.strategy, spec.rounds, spec.min_clients, timeout, hosted.join_until))
+        return hosted
+
+    async def _drive(self, hosted: _Hosted, spec: RoundSpec, on_round: Callable[[RoundMetrics], None] | None) -> None:
+        record, grid = hosted.record, hosted.grid
+        await trio.sleep(hosted.join_window)
         hosted.open = False
         joined = list(grid.get_node_ids())
         if len(joined) < spec.min_clients:
             record.state, record.detail = "failed", f"{len(joined)} joined, {spec.min_clients} needed"
-            return record
+            return
         record.state = "running"
         arrays = TASKS[spec.task].initial_model(dict(self.config.tasks[spec.task]), round_config(spec.strategy)["method"])
         for number in range(1, spec.rounds + 1):
-            arrays, metrics = await self._one_round(strategy, grid, number, arrays, spec, timeout)
+            arrays, metrics = await self._one_round(hosted.strategy, grid, number, arrays, spec, hosted.timeout)
             record.history.append(metrics)
             if on_round is not None:
                 on_round(metrics)
         record.state = "done"
-        return record
 
     async def _one_round(self, strategy, grid: SwarmGrid, number: int, arrays, spec: RoundSpec, timeout: float):
         """One train + evaluate round, as ``Strategy.start`` does it."""

@@ -112,8 +112,9 @@ class DaemonGroup:
         for daemon in self.daemons:
             daemon.stop()
 
-    def spawn(self, name: str, *, bootstrap: Sequence[str] = (), ready: bool = True) -> Daemon:
-        args = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", *self.extra_args]
+    def spawn(self, name: str, *, bootstrap: Sequence[str] = (), ready: bool = True, args: Sequence[str] = ()) -> Daemon:
+        """Start daemon ``name``; ``args`` replace the group's extra arguments for this one."""
+        args = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", *(args or self.extra_args)]
         for addr in bootstrap:
             args += ["--bootstrap", addr]
         daemon = Daemon(self.root / name, args, self.root / f"{name}.log")
