@@ -14,6 +14,7 @@ The official code computes its L1 mask sparsity and proximal terms on detached t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -93,6 +94,7 @@ class ProxyGraph:
     edge_index: torch.Tensor
 
 
+@lru_cache(maxsize=8)
 def proxy_graph(features: int, seed: int = 1234, blocks: int = 5, block_nodes: int = 100, p_in: float = 0.1) -> ProxyGraph:
     """The random graph every client embeds: ``blocks`` x ``block_nodes`` nodes, edges only
     inside a block with probability ``p_in``, N(0, 1) features; a fixed seed makes it shared."""
@@ -182,12 +184,13 @@ def _regularisers(model: GCN, settings: LocalTraining, reference: dict[str, torc
 
 
 @torch.no_grad()
-def accuracy(model: GCN, graph, split: str) -> tuple[float, int]:
-    """Accuracy on the ``train``/``val``/``test`` nodes, and how many there are."""
+def accuracy(model: GCN, graph, *splits: str) -> dict[str, tuple[float, int]]:
+    """Accuracy on each of the ``train``/``val``/``test`` node sets, and their sizes (one forward pass)."""
     model.eval()
-    mask = getattr(graph, split)
-    count = int(mask.sum())
-    if count == 0:
-        return 0.0, 0
-    predicted = model(graph.x, graph.edge_index)[mask].argmax(dim=1)
-    return float((predicted == graph.y[mask]).float().mean()), count
+    predicted = model(graph.x, graph.edge_index).argmax(dim=1)
+    scores = {}
+    for split in splits:
+        mask = getattr(graph, split)
+        count = int(mask.sum())
+        scores[split] = (float((predicted[mask] == graph.y[mask]).float().mean()) if count else 0.0, count)
+    return scores

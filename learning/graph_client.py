@@ -124,10 +124,9 @@ def build_client_app() -> ClientApp:
             context.state["masks"] = ArrayRecord(mask_state(model))
         if method == "local":
             context.state["own-weights"] = ArrayRecord(shared_state(model))
-        val, _ = accuracy(model, graph, "val")
-        test, _ = accuracy(model, graph, "test")
+        scores = accuracy(model, graph, "val", "test")
         metrics = MetricRecord({"num-examples": int(graph.train.sum()), "train-loss": loss,
-                                "val-acc": val, "test-acc": test})
+                                "val-acc": scores["val"][0], "test-acc": scores["test"][0]})
         content = RecordDict({"arrays": ArrayRecord(shared_state(model)), "metrics": metrics})
         if method == "fedpub":
             h = functional_embedding(model, proxy_graph(graph.num_features))
@@ -139,9 +138,9 @@ def build_client_app() -> ClientApp:
         method, _ = _settings(message.content["config"])
         graph, classes = client_data(context.node_config)
         model = _model(method, graph, classes, message.content["arrays"], context.state)
-        val, n_val = accuracy(model, graph, "val")
-        test, n_test = accuracy(model, graph, "test")
-        metrics = MetricRecord({"num-examples": n_test, "val-acc": val, "test-acc": test})
+        scores = accuracy(model, graph, "val", "test")
+        metrics = MetricRecord({"num-examples": scores["test"][1], "val-acc": scores["val"][0],
+                                "test-acc": scores["test"][0]})
         return Message(content=RecordDict({"metrics": metrics}), reply_to=message)
 
     return app

@@ -61,6 +61,7 @@ class RoundMetrics(msgspec.Struct):
     train: dict[str, float]
     evaluate: dict[str, float]
     clients: dict[str, dict[str, float]]  # peer -> its own evaluate metrics (personal accuracy)
+    seconds: float = 0.0  # train + evaluate, on the host's clock
 
 
 class RunRecord(msgspec.Struct):
@@ -252,7 +253,9 @@ class Federation:
         record.state = "running"
         arrays = TASKS[spec.task].initial_model(dict(self.config.tasks[spec.task]), round_config(spec.strategy)["method"])
         for number in range(1, spec.rounds + 1):
+            started = self.clock()
             arrays, metrics = await self._one_round(hosted.strategy, grid, number, arrays, spec, hosted.timeout)
+            metrics.seconds = round(self.clock() - started, 3)
             record.history.append(metrics)
             if on_round is not None:
                 on_round(metrics)

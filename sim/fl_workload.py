@@ -17,6 +17,7 @@ import trio
 
 from edgeswarm.node.config import NodeConfig
 
+from .determinism import derive_seed
 from .host import SimHost
 from .scenario import FlWorkload
 
@@ -66,6 +67,7 @@ class FlExperiment:
 
     def __init__(self, spec: FlWorkload, seed: int, hosts: list[SimHost]) -> None:
         self.spec = spec
+        self.seed = seed
         self.hosts = hosts
         self.clients = hosts[1 : spec.clients + 1]
         self.attackers = self.clients[len(self.clients) - spec.malicious :] if spec.malicious else []
@@ -82,7 +84,8 @@ class FlExperiment:
 
     def _corrupt(self, node) -> None:
         apps = node.federation.client_apps
-        apps[self.spec.task] = noisy_app(apps[self.spec.task], self.spec.malicious_scale, seed=hash(str(node.peer_id)) % 2**32)
+        seed = derive_seed(self.seed, "fl-attacker", str(node.peer_id))
+        apps[self.spec.task] = noisy_app(apps[self.spec.task], self.spec.malicious_scale, seed=seed)
 
     async def run(self, nursery: trio.Nursery) -> None:
         from edgeswarm.node.federation import RoundSpec
@@ -117,10 +120,11 @@ class FlExperiment:
     def report(self) -> dict[str, Any]:
         final: dict[str, Any] = {"accuracy": {}, "best_round": {}, "rounds_ok": {}, "state": {}}
         series: dict[str, Any] = {}
+        attackers = {str(h.identity.peer_id) for h in self.attackers}
         for strategy, record in self.runs.items():
             val, test, status = [], [], []
-            for metrics in record.history:
-                clients = list(metrics.clients.values())
+            for metrics in record.history:  # honest clients' own evaluations
+                clients = [c for peer, c in metrics.clients.items() if peer not in attackers]
                 val.append(float(np.mean([c["val-acc"] for c in clients])) if clients else None)
                 test.append(float(np.mean([c["test-acc"] for c in clients])) if clients else None)
                 status.append({"round": metrics.round, "status": metrics.status, "replies": metrics.replies,

@@ -9,23 +9,13 @@ pytest.importorskip("torch_geometric")
 
 from edgeswarm.sim.processes import DaemonGroup  # noqa: E402
 
-from test_daemons import FAST, wait_until  # noqa: E402
+from edgeswarm.sim.fl_daemons import daemon_config  # noqa: E402
+
+from test_daemons import wait_until  # noqa: E402
 
 
 def config(tmp_path, name: str, partition: int, auto_join: bool = True):
-    path = tmp_path / f"{name}.toml"
-    path.write_text(FAST + f"""
-[federation]
-enabled = true
-auto_join = {str(auto_join).lower()}
-join_window = 6.0
-reply_timeout = 60.0
-[federation.tasks.subgraph]
-graph-source = "builtin"
-num-partitions = 3
-partition-id = {partition}
-""")
-    return ["--config", str(path)]
+    return daemon_config(tmp_path, name, partition=partition, clients=3, auto_join=auto_join)
 
 
 def test_daemons_host_and_join_a_fedavg_run_over_libp2p(tmp_path):

@@ -12,7 +12,7 @@ import trio
 pytest.importorskip("flwr")
 pytest.importorskip("torch_geometric")
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict  # noqa: E402
+from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict  # noqa: E402
 from flwr.serverapp.strategy import FedAvg  # noqa: E402
 
 from edgeswarm.node.config import FederationConfig  # noqa: E402
