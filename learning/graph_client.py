@@ -53,6 +53,19 @@ def client_data(node_config: dict) -> tuple[Graph, int]:
     return graphs[part], classes
 
 
+def data_identity(node_config: dict) -> dict[str, str]:
+    """What every client of one federation must share: dataset, partitioning and seed.
+
+    A Planetoid root directory differs between machines, so only the dataset name counts.
+    """
+    source = str(node_config.get("graph-source", "builtin"))
+    if source.startswith("planetoid:"):
+        source = "planetoid:" + (source.removeprefix("planetoid:").partition(":")[2] or "Cora")
+    return {"dataset": source, "num-partitions": str(node_config.get("num-partitions")),
+            "partition-mode": str(node_config.get("partition-mode", "disjoint")),
+            "seed": str(node_config.get("seed", 1234))}
+
+
 def initial_model(node_config: dict, method: str, seed: int = 0) -> ArrayRecord:
     """The starting global weights a round's host sends (same seed, same model everywhere)."""
     graph, classes = client_data(node_config)

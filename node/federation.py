@@ -34,7 +34,7 @@ from edgeswarm.protocols.peer_id import PeerId
 
 from .compute import Compute
 from .config import FederationConfig
-from .fl_tasks import TASKS, make_strategy, round_config
+from .fl_tasks import TASKS, make_strategy, meets, requirements, round_config
 
 
 CLIENT_APP_FAILED = 3  # Error code of a reply whose ClientApp raised
@@ -146,7 +146,9 @@ class Federation:
         if host == self.me or announce.round_id in self.announced:
             return
         self.announced[announce.round_id] = (host, announce)
-        if self.config.auto_join and announce.task in self.config.tasks and self._nursery is not None:
+        offered = self.config.tasks.get(announce.task)
+        if self.config.auto_join and offered is not None and meets(announce.requirements, announce.task, offered) \
+                and self._nursery is not None:
             self._nursery.start_soon(self._join_quietly, announce.round_id)
 
     async def _join_quietly(self, round_id: str) -> None:
@@ -164,6 +166,8 @@ class Federation:
         host, announce = self.announced[round_id]
         if announce.task not in self.config.tasks:
             raise ValueError(f"this node does not offer task {announce.task!r}")
+        if not meets(announce.requirements, announce.task, self.config.tasks[announce.task]):
+            raise ValueError(f"this node's {announce.task!r} config does not match the run's {announce.requirements}")
         reply = await self.messenger.request(host, Join(round_id, announce.task), JoinReply,
                                              timeout=self.config.chunk_timeout)
         if not reply.accepted:
@@ -238,8 +242,10 @@ class Federation:
         hosted.strategy, hosted.timeout, hosted.join_window = strategy, timeout, join_window
         self._hosted[round_id] = hosted
         self.runs[round_id] = record
+        required = requirements(spec.task, dict(self.config.tasks[spec.task]))
         await self.messenger.publish(RoundAnnounce(
-            round_id, spec.task, spec.task, spec.strategy, spec.rounds, spec.min_clients, timeout, hosted.join_until))
+            round_id, spec.task, spec.task, spec.strategy, spec.rounds, spec.min_clients, timeout, hosted.join_until,
+            required))
         return hosted
 
     async def _drive(self, hosted: _Hosted, spec: RoundSpec, on_round: Callable[[RoundMetrics], None] | None) -> None:

@@ -11,7 +11,9 @@ from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.clientapp import ClientApp
-from flwr.serverapp.strategy import FedAvg, FedMedian, FedProx, FedTrimmedAvg, Krum, Strategy
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyServerSideFixedClipping, FedAvg, FedMedian, FedProx, FedTrimmedAvg, Krum, Strategy,
+)
 
 from edgeswarm.learning import graph_client
 from edgeswarm.learning.strategies import FedPub
@@ -19,17 +21,19 @@ from edgeswarm.learning.strategies import FedPub
 
 @dataclass(frozen=True)
 class FlTask:
-    """A trainable task: its ClientApp, the starting model, and its cost per local round."""
+    """A trainable task: its ClientApp, the starting model, its cost per local round, and the
+    node-config keys every participant must share with the host (same data and partitioning)."""
 
     client_app: ClientApp
     initial_model: Callable[[dict[str, Any], str], ArrayRecord]
     reference_seconds: float  # one local round on a reference laptop core (modelled in sim)
+    data_identity: Callable[[dict[str, Any]], dict[str, str]] = lambda config: {}
 
 
 TASKS: dict[str, FlTask] = {
     # subgraph node classification (FED-PUB's setting); 0.1 s = one epoch + evaluation of a
     # 2-layer GCN on a Cora client here
-    "subgraph": FlTask(graph_client.app, graph_client.initial_model, 0.1),
+    "subgraph": FlTask(graph_client.app, graph_client.initial_model, 0.1, graph_client.data_identity),
 }
 
 
@@ -46,6 +50,9 @@ STRATEGIES: dict[str, Callable[[int], Strategy]] = {
     "fedtrimmedavg": _every_joined(FedTrimmedAvg, beta=0.2),
     "krum": _every_joined(Krum, num_malicious_nodes=2),
     "fedpub": _every_joined(FedPub, tau=3.0),
+    # central DP (Flower's server-side fixed clipping around FedAvg); noise is relative to the norm
+    "dp-fedavg": lambda minimum: DifferentialPrivacyServerSideFixedClipping(
+        _every_joined(FedAvg)(minimum), noise_multiplier=0.1, clipping_norm=10.0, num_sampled_clients=minimum),
 }
 
 
@@ -56,6 +63,16 @@ def method_for(strategy: str) -> str:
 
 def round_config(strategy: str, extra: dict[str, Any] | None = None) -> ConfigRecord:
     return ConfigRecord({"method": method_for(strategy), **(extra or {})})
+
+
+def requirements(task: str, node_config: dict[str, Any]) -> dict[str, str]:
+    """What a joiner's config must match: the host's data identity for the task."""
+    return TASKS[task].data_identity(node_config)
+
+
+def meets(required: dict[str, str], task: str, node_config: dict[str, Any]) -> bool:
+    mine = requirements(task, node_config)
+    return all(mine.get(key) == value for key, value in required.items())
 
 
 def make_strategy(name: str, min_clients: int, options: dict[str, Any] | None = None) -> Strategy:

@@ -106,7 +106,10 @@ class FlExperiment:
             record = await host.node.federation.host(RoundSpec(
                 task=spec.task, strategy=strategy, rounds=spec.rounds,
                 min_clients=spec.min_clients or spec.clients, reply_timeout=spec.reply_timeout,
-                join_window=spec.join_window, train_config=dict(spec.train_config)), on_round=on_round)
+                join_window=spec.join_window, train_config=dict(spec.train_config),
+                # FED-PUB's tau: 3 for disjoint, 5 for overlapping partitions (the paper's values)
+                strategy_options={"tau": 5.0 if spec.partition_mode == "overlapping" else 3.0}
+                if strategy == "fedpub" else {}), on_round=on_round)
             self.runs[strategy] = record
         self.done.set()
 

@@ -181,3 +181,24 @@ def test_a_round_completes_when_clients_vanish_mid_round():
     report = small_fl(strategies=["fedavg"], dropout=1, dropout_round=2, min_clients=2)
     rounds = report["fl_series"]["fedavg"]["rounds"]
     assert [(r["status"], r["replies"], r["failures"]) for r in rounds] == [("ok", 4, 0), ("ok", 3, 1), ("ok", 3, 1)]
+
+
+def test_joiners_must_share_the_hosts_dataset_and_partitioning_but_not_its_paths():
+    from edgeswarm.node.fl_tasks import make_strategy, meets, requirements
+
+    host = {"graph-source": "planetoid:/data/a:Cora", "num-partitions": 10, "partition-id": 0}
+    required = requirements("subgraph", host)
+    assert required == {"dataset": "planetoid:Cora", "num-partitions": "10", "partition-mode": "disjoint",
+                        "seed": "1234"}
+    assert meets(required, "subgraph", {**host, "graph-source": "planetoid:/elsewhere:Cora", "partition-id": 7})
+    assert not meets(required, "subgraph", {**host, "num-partitions": 5})
+    assert not meets(required, "subgraph", {**host, "graph-source": "builtin"})
+    with pytest.raises(ValueError, match="unknown strategy"):
+        make_strategy("nope", 2)
+    with pytest.raises(ValueError, match="no option"):
+        make_strategy("fedavg", 2, {"nonsense": 1})
+
+
+def test_central_dp_and_robust_strategies_run_unchanged_over_the_swarm():
+    report = small_fl(strategies=["dp-fedavg", "fedmedian", "krum", "fedprox"])
+    assert report["metrics"]["rounds_ok"] == {"dp-fedavg": 3, "fedmedian": 3, "krum": 3, "fedprox": 3}

@@ -22,6 +22,7 @@ NAME_CHARS = 64
 
 RoundId = Annotated[str, msgspec.Meta(min_length=1, max_length=ROUND_ID_CHARS, pattern=r"^[A-Za-z0-9_.-]+$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_CHARS)]
+Value = Annotated[str, msgspec.Meta(max_length=256)]
 Digest = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 
 
@@ -45,7 +46,7 @@ class RoundAnnounce(Body, array_like=True, frozen=True):
     min_clients: Annotated[int, msgspec.Meta(ge=1, le=100_000)]
     reply_timeout: Annotated[float, msgspec.Meta(gt=0, le=86_400)]
     join_until: float  # host clock, seconds since the epoch
-    requirements: Annotated[dict[Name, Name], msgspec.Meta(max_length=16)] = {}
+    requirements: Annotated[dict[Name, Value], msgspec.Meta(max_length=16)] = {}  # joiners must match
 
 
 class Join(Body, array_like=True, frozen=True):
