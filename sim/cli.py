@@ -77,6 +77,11 @@ def summary_table(report: dict[str, Any]) -> Table:
         ("live share of views", overlay.get("live_entry_fraction")),
         ("strongly connected", overlay.get("strongly_connected")),
     ]
+    for method, value in metrics.get("mrr", {}).items():  # G-Rank runs
+        rows.append((f"MRR {method}", f"{value:.3f}" if value is not None else "-"))
+    for strategy, value in metrics.get("accuracy", {}).items():  # federated runs
+        rows.append((f"accuracy {strategy} (round {metrics['best_round'][strategy]})",
+                     f"{value:.4f}" if value is not None else "-"))
     for name, value in rows:
         table.add_row(name, str(value))
     return table

@@ -25,7 +25,29 @@ def write_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     written.append(_plot_membership(report, out_dir / "membership.png"))
     if "grank_series" in report:
         written.append(_plot_grank(report, out_dir / "grank.png"))
+    if "fl_series" in report:
+        written.append(_plot_fl(report, out_dir / "fl.png"))
     return written
+
+
+def _plot_fl(report: dict[str, Any], path: Path) -> Path:
+    """Mean client validation and test accuracy per round, one line per strategy."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, key, title in zip(axes, ("val_acc", "test_acc"), ("validation", "test")):
+        for strategy, series in report["fl_series"].items():
+            values = [float("nan") if v is None else v for v in series[key]]
+            ax.plot(range(1, len(values) + 1), values, label=strategy)
+        ax.set_title(f"mean client {title} accuracy", fontsize=10)
+        ax.set_xlabel("round")
+        ax.set_ylim(0, 1.0)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{report['scenario']}: {report['nodes']} nodes, seed {report['seed']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _plot_grank(report: dict[str, Any], path: Path) -> Path:
