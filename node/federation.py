@@ -22,11 +22,9 @@ import trio
 from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 
 from edgeswarm.protocols.fl import flower_wire
-from edgeswarm.protocols.fl.blobs import BlobError, BlobShelf, fetch
+from edgeswarm.protocols.blobs import BlobError, BlobRef, BlobShelf, fetch
 from edgeswarm.protocols.fl.grid import SwarmGrid, flower_node_id
-from edgeswarm.protocols.fl.messages import (
-    INLINE_BYTES, MESSAGES, Ack, BlobRef, Chunk, ChunkRequest, Join, JoinReply, Result, RoundAnnounce, Task,
-)
+from edgeswarm.protocols.fl.messages import INLINE_BYTES, MESSAGES, Ack, Join, JoinReply, Result, RoundAnnounce, Task
 from edgeswarm.protocols.envelope import Rejected
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import NetworkError, RequestRefused
@@ -103,13 +101,13 @@ class Federation:
     """The federation service of one node (see the module docstring)."""
 
     def __init__(self, messenger: Messenger, config: FederationConfig, rng: random.Random,
-                 clock: Callable[[], float], compute: Compute) -> None:
+                 clock: Callable[[], float], compute: Compute, shelf: BlobShelf) -> None:
         self.messenger = messenger
         self.config = config
         self.rng = rng
         self.clock = clock
         self.compute = compute
-        self.shelf = BlobShelf(clock)
+        self.shelf = shelf
         self.client_apps = {name: task.client_app for name, task in TASKS.items()}
         """The ClientApp run for each task (the simulator swaps in attackers' apps here)."""
         self.runs: dict[str, RunRecord] = {}
@@ -127,7 +125,6 @@ class Federation:
         messenger.on_request(Join, self._on_join)
         messenger.on_request(Task, self._on_task)
         messenger.on_request(Result, self._on_result)
-        messenger.on_request(ChunkRequest, self._on_chunk)
 
     @property
     def me(self) -> PeerId:
@@ -328,13 +325,6 @@ class Federation:
 
     async def _fetch(self, peer: PeerId, ref: BlobRef) -> bytes:
         return await fetch(self.messenger, peer, ref, max_bytes=self._max_payload, timeout=self.config.chunk_timeout)
-
-    async def _on_chunk(self, peer: PeerId, request: ChunkRequest) -> Chunk:
-        data = self.shelf.chunk(peer, request)
-        if data is None:
-            raise RequestRefused("no such blob for this peer")
-        return Chunk(data)
-
 
 def _call(app, message: Message, context: Context) -> Message:
     """Run the ClientApp; a crash in it becomes an error reply, as Flower's runtime does."""

@@ -14,11 +14,13 @@ from collections.abc import Callable, Sequence
 import msgspec
 import trio
 
+from edgeswarm.protocols import blobs
+from edgeswarm.protocols.blobs import BlobShelf
 from edgeswarm.protocols.counters import Counters
 from edgeswarm.protocols.envelope import Codec, Freshness, ReplayWindow
 from edgeswarm.protocols.membership.messages import Descriptor
 from edgeswarm.protocols.messenger import Messenger
-from edgeswarm.protocols.network import Network
+from edgeswarm.protocols.network import Network, RequestRefused
 from edgeswarm.protocols.peer_id import PeerId
 
 from .compute import Compute, ThreadCompute
@@ -105,11 +107,16 @@ class Node:
             Ranking(self.messenger, store, config.ranking, rng, identity, self._pull_candidates)
             if config.ranking.enabled else None
         )
+        # payloads too big to inline (models, adapters), served in chunks by hash
+        self.shelf = BlobShelf(clock)
+        self.messenger.register(*blobs.MESSAGES)
+        self.messenger.on_request(blobs.ChunkRequest, self._serve_chunk)
+        self.compute = compute or ThreadCompute()
         self.federation = None
         if config.federation.enabled:  # torch and Flower load only when asked for
             from .federation import Federation
 
-            self.federation = Federation(self.messenger, config.federation, rng, clock, compute or ThreadCompute())
+            self.federation = Federation(self.messenger, config.federation, rng, clock, self.compute, self.shelf)
         self._stop = trio.Event()
         self.stopped = trio.Event()
         """Set once a graceful stop has saved state and every service has ended."""
@@ -132,6 +139,12 @@ class Node:
             nursery.cancel_scope.cancel()
         self.persist()
         self.stopped.set()
+
+    async def _serve_chunk(self, peer: PeerId, request: blobs.ChunkRequest) -> blobs.Chunk:
+        data = self.shelf.chunk(peer, request)
+        if data is None:
+            raise RequestRefused("no such blob for this peer")
+        return blobs.Chunk(data)
 
     def stop(self) -> None:
         """Ask ``run`` to save state and return."""

@@ -21,9 +21,9 @@ from edgeswarm.node.compute import ModelledCompute  # noqa: E402
 from edgeswarm.protocols.counters import Counters  # noqa: E402
 from edgeswarm.protocols.envelope import Codec  # noqa: E402
 from edgeswarm.protocols.fl import flower_wire  # noqa: E402
-from edgeswarm.protocols.fl.blobs import BlobError, BlobShelf, fetch  # noqa: E402
+from edgeswarm.protocols.blobs import CHUNK_BYTES, BlobError, BlobRef, BlobShelf, Chunk, ChunkRequest, fetch  # noqa: E402
 from edgeswarm.protocols.fl.grid import DEADLINE_MISSED, SEND_FAILED, SwarmGrid  # noqa: E402
-from edgeswarm.protocols.fl.messages import CHUNK_BYTES, MESSAGES, Ack, BlobRef, Chunk, ChunkRequest, Result, Task  # noqa: E402
+from edgeswarm.protocols.fl.messages import MESSAGES, Ack, Result, Task  # noqa: E402
 from edgeswarm.protocols.messenger import Messenger  # noqa: E402
 from edgeswarm.sim.runner import run_scenario  # noqa: E402
 from edgeswarm.sim.scenario import load_scenario  # noqa: E402
@@ -69,6 +69,8 @@ def test_blobs_move_in_chunks_verified_and_only_to_the_named_peer():
                 assert await fetch(b, a.local_peer, ref, max_bytes=10 * CHUNK_BYTES, timeout=5) == data
                 with pytest.raises(BlobError):  # offered to b, not to c
                     await fetch(c, a.local_peer, ref, max_bytes=10 * CHUNK_BYTES, timeout=5)
+                public = shelf.offer(b"for anyone", None)
+                assert await fetch(c, a.local_peer, public, max_bytes=100, timeout=5) == b"for anyone"
                 with pytest.raises(BlobError, match="over this node's limit"):
                     await fetch(b, a.local_peer, ref, max_bytes=CHUNK_BYTES, timeout=5)
                 lying = BlobRef(ref.digest, ref.size - 1)  # promised size disagrees with the chunks
@@ -144,7 +146,7 @@ def test_federation_refuses_tasks_and_results_from_strangers_and_bad_payloads():
             async with net.attach(identity(1).peer_id) as ea, net.attach(identity(2).peer_id) as eb:
                 node = messenger(1, ea)
                 fed = Federation(node, FederationConfig(enabled=True), random.Random(0),
-                                 lambda: 1.8e9 + trio.current_time(), ModelledCompute(1.0))
+                                 lambda: 1.8e9 + trio.current_time(), ModelledCompute(1.0), BlobShelf(trio.current_time))
                 await nursery.start(fed.run)
                 stranger = messenger(2, eb)
                 stranger.register(*MESSAGES)

@@ -4,7 +4,7 @@ A host gossips a small signed ``RoundAnnounce``; nodes that offer the task ``Joi
 request. Flower messages then travel as ``Task`` (host -> client) and ``Result``
 (client -> host) requests, each acknowledged at once, so no stream stays open while a
 client trains. A payload over ``INLINE_BYTES`` is not inlined: the request names a blob
-(SHA-256 and size) that the receiver pulls in ``CHUNK_BYTES`` pieces with ``ChunkRequest``.
+(``protocols.blobs``: SHA-256 and size) that the receiver pulls in chunks.
 """
 
 from __future__ import annotations
@@ -13,24 +13,16 @@ from typing import Annotated
 
 import msgspec
 
+from edgeswarm.protocols.blobs import BlobRef
 from edgeswarm.protocols.envelope import Body
 
 INLINE_BYTES = 256 * 1024
-CHUNK_BYTES = 512 * 1024
 ROUND_ID_CHARS = 64
 NAME_CHARS = 64
 
 RoundId = Annotated[str, msgspec.Meta(min_length=1, max_length=ROUND_ID_CHARS, pattern=r"^[A-Za-z0-9_.-]+$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_CHARS)]
 Value = Annotated[str, msgspec.Meta(max_length=256)]
-Digest = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
-
-
-class BlobRef(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
-    """A payload too big to inline: its SHA-256 and exact size."""
-
-    digest: Digest
-    size: Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]
 
 
 class RoundAnnounce(Body, array_like=True, frozen=True):
@@ -91,17 +83,4 @@ class Ack(Body, array_like=True, frozen=True):
     reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
-class ChunkRequest(Body, array_like=True, frozen=True):
-    KIND = "fl.chunk"
-    MAX_BYTES = 128
-    digest: Digest
-    index: Annotated[int, msgspec.Meta(ge=0, le=1 << 30)]
-
-
-class Chunk(Body, array_like=True, frozen=True):
-    KIND = "fl.chunk_reply"
-    MAX_BYTES = CHUNK_BYTES + 128
-    data: Annotated[bytes, msgspec.Meta(max_length=CHUNK_BYTES)]
-
-
-MESSAGES = (RoundAnnounce, Join, JoinReply, Task, Result, Ack, ChunkRequest, Chunk)
+MESSAGES = (RoundAnnounce, Join, JoinReply, Task, Result, Ack)

@@ -1,8 +1,10 @@
-"""Large payloads moved in bounded chunks: offered to named peers, pulled and verified.
+"""Large payloads moved in bounded chunks: offered, pulled and verified by SHA-256.
 
-The sender keeps the bytes on a ``BlobShelf`` for the peers it named; the receiver pulls
-``CHUNK_BYTES`` pieces and accepts the whole only if size and SHA-256 match what the
-signed request promised. Nobody else can read a shelf, and it holds a bounded total.
+A signed message names a blob (``BlobRef``: SHA-256 and size); the holder keeps the bytes on
+a ``BlobShelf``, for named peers only (a model sent to one participant) or for anyone (a
+published adapter). The receiver pulls ``CHUNK_BYTES`` pieces with ``ChunkRequest`` and
+accepts the whole only if size and hash match what the signed message promised. A shelf
+holds a bounded total; the oldest offers go first.
 """
 
 from __future__ import annotations
@@ -14,7 +16,37 @@ from collections.abc import Callable
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.peer_id import PeerId
 
-from .messages import CHUNK_BYTES, BlobRef, Chunk, ChunkRequest
+from typing import Annotated
+
+import msgspec
+
+from edgeswarm.protocols.envelope import Body
+
+CHUNK_BYTES = 512 * 1024
+Digest = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+
+
+class BlobRef(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """A payload too big to inline: its SHA-256 and exact size."""
+
+    digest: Digest
+    size: Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]
+
+
+class ChunkRequest(Body, array_like=True, frozen=True):
+    KIND = "blob.chunk"
+    MAX_BYTES = 128
+    digest: Digest
+    index: Annotated[int, msgspec.Meta(ge=0, le=1 << 30)]
+
+
+class Chunk(Body, array_like=True, frozen=True):
+    KIND = "blob.chunk_reply"
+    MAX_BYTES = CHUNK_BYTES + 128
+    data: Annotated[bytes, msgspec.Meta(max_length=CHUNK_BYTES)]
+
+
+MESSAGES = (ChunkRequest, Chunk)
 
 
 class BlobError(Exception):
@@ -28,20 +60,26 @@ class BlobShelf:
         self._clock = clock
         self._max_bytes = max_bytes
         self._ttl = ttl
-        self._blobs: OrderedDict[bytes, tuple[bytes, set[PeerId], float]] = OrderedDict()
+        self._blobs: OrderedDict[bytes, tuple[bytes, set[PeerId] | None, float]] = OrderedDict()
         self._bytes = 0
 
-    def offer(self, data: bytes, to: PeerId) -> BlobRef:
+    def withdraw(self, digest: bytes) -> None:
+        entry = self._blobs.pop(digest, None)
+        if entry is not None:
+            self._bytes -= len(entry[0])
+
+    def offer(self, data: bytes, to: PeerId | None, *, ttl: float | None = None) -> BlobRef:
+        """Keep ``data`` for peer ``to`` (or for anyone if None) for ``ttl`` seconds."""
         digest = hashlib.sha256(data).digest()
         if len(data) > self._max_bytes:
             raise BlobError(f"blob of {len(data)} bytes exceeds the shelf's {self._max_bytes}")
+        peers: set[PeerId] | None = set()
         if digest in self._blobs:
             _, peers, _ = self._blobs.pop(digest)
             self._bytes -= len(data)
-        else:
-            peers = set()
-        peers.add(to)
-        self._blobs[digest] = (data, peers, self._clock() + self._ttl)
+        if peers is not None:
+            peers = None if to is None else {*peers, to}
+        self._blobs[digest] = (data, peers, self._clock() + (self._ttl if ttl is None else ttl))
         self._bytes += len(data)
         while self._bytes > self._max_bytes:  # oldest offers go first
             _, (old, _, _) = self._blobs.popitem(last=False)
@@ -59,7 +97,7 @@ class BlobShelf:
             self._bytes -= len(data)
             return None
         start = request.index * CHUNK_BYTES
-        if peer not in peers or start >= max(len(data), 1):
+        if (peers is not None and peer not in peers) or start >= max(len(data), 1):
             return None
         return data[start : start + CHUNK_BYTES]
 
