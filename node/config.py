@@ -165,6 +165,51 @@ class FederationConfig(Section):
     max_payload_mb: Positive = 256.0
 
 
+class AdaptersConfig(Section):
+    """LoRA deltas: train, announce, fetch, verify, merge (see ``node.adapters``).
+
+    Parameters
+    ----------
+    enabled : bool (default: False)
+        Needs the ``learn`` extra (torch, peft, safetensors, scikit-learn).
+    task : str (default: "digits")
+        The bundled base model and its local data (``learning.digits``).
+    node_index, nodes, clusters, samples : int
+        Which share of the bundled data this node holds (its group names digits its own way).
+    rank, alpha, targets : LoRA shape (default: 8, 16, ["out"]: the classifier, whose merges
+        act as logit ensembles; hidden-layer targets merge worse, see README)
+    epochs, lr : local training (default: 100 full-batch Adam steps, 0.01)
+    dtype : "float32" or "float16" (default: "float32")
+        Precision of published deltas.
+    auto_fetch : bool (default: False)
+        Fetch every compatible announced delta (else only ``lora pull`` fetches).
+    top_k, min_gain : the merge policy: peers' deltas whose merge with ours gains at least
+        ``min_gain`` validation accuracy, best ``top_k`` (default: 10, 0.0).
+    max_delta_kb : float (default: 1024)
+    max_known : int (default: 1000)
+        Announced deltas remembered.
+    """
+
+    enabled: bool = False
+    task: Literal["digits"] = "digits"
+    node_index: Annotated[int, msgspec.Meta(ge=0)] = 0
+    nodes: Annotated[int, msgspec.Meta(ge=1)] = 50
+    clusters: Annotated[int, msgspec.Meta(ge=1, le=10)] = 5
+    samples: Annotated[int, msgspec.Meta(ge=4, le=1000)] = 120
+    rank: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
+    alpha: Positive = 16.0
+    targets: list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]] = msgspec.field(
+        default_factory=lambda: ["out"])
+    epochs: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
+    lr: Positive = 0.01
+    dtype: Literal["float32", "float16"] = "float32"
+    auto_fetch: bool = False
+    top_k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    min_gain: float = 0.0
+    max_delta_kb: Positive = 1024.0
+    max_known: Annotated[int, msgspec.Meta(ge=1)] = 1000
+
+
 Multiaddr = Annotated[str, msgspec.Meta(pattern=r"^/", max_length=512)]
 
 
@@ -204,6 +249,7 @@ class NodeConfig(Section):
     presence: PresenceConfig = msgspec.field(default_factory=PresenceConfig)
     ranking: RankingConfig = msgspec.field(default_factory=RankingConfig)
     federation: FederationConfig = msgspec.field(default_factory=FederationConfig)
+    adapters: AdaptersConfig = msgspec.field(default_factory=AdaptersConfig)
     network: NetworkConfig = msgspec.field(default_factory=NetworkConfig)
 
 

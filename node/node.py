@@ -117,6 +117,11 @@ class Node:
             from .federation import Federation
 
             self.federation = Federation(self.messenger, config.federation, rng, clock, self.compute, self.shelf)
+        self.adapters = None
+        if config.adapters.enabled:  # torch and peft load only when asked for
+            from .adapters import Adapters
+
+            self.adapters = Adapters(self.messenger, store, config.adapters, rng, clock, self.compute, self.shelf)
         self._stop = trio.Event()
         self.stopped = trio.Event()
         """Set once a graceful stop has saved state and every service has ended."""
@@ -133,6 +138,8 @@ class Node:
                 await nursery.start(self.presence.run)
             if self.federation is not None:
                 await nursery.start(self.federation.run)
+            if self.adapters is not None:
+                await nursery.start(self.adapters.run)
             nursery.start_soon(self._persist_loop)
             task_status.started()
             await self._stop.wait()
@@ -168,7 +175,8 @@ class Node:
 
     def services(self) -> list[str]:
         """The services this node runs (announced to peers)."""
-        optional = {"presence": self.config.presence.enabled, "ranking": self.config.ranking.enabled}
+        optional = {"presence": self.config.presence.enabled, "ranking": self.config.ranking.enabled,
+                    "federation": self.config.federation.enabled, "adapters": self.config.adapters.enabled}
         return ["membership", "ping", *(name for name, on in optional.items() if on)]
 
     def status(self) -> NodeStatus:

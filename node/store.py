@@ -59,9 +59,42 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE pull_progress (requester TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
     """,
+    # 4: LoRA deltas by content hash: our own, fetched from peers, merged; announced ones without data
+    """
+    CREATE TABLE adapters (
+        digest TEXT PRIMARY KEY,
+        origin TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        task TEXT NOT NULL,
+        rank INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        metric REAL NOT NULL,
+        samples INTEGER NOT NULL,
+        data BLOB,
+        note TEXT NOT NULL DEFAULT '',
+        added_at REAL NOT NULL
+    );
+    CREATE INDEX adapters_by_origin ON adapters (origin, added_at);
+    """,
 ]
 
 STORE_FILE = "node.sqlite"
+
+
+class AdapterRow(msgspec.Struct, frozen=True):
+    """One LoRA delta this node knows of (``origin``: own, peer, merged or announced)."""
+
+    digest: str
+    origin: str
+    signer: str
+    task: str
+    rank: int
+    size: int
+    metric: float
+    samples: int
+    note: str
+    added_at: float
+    stored: bool = False
 
 
 class StoreError(Exception):
@@ -220,6 +253,25 @@ class Store:
         self._conn.execute("INSERT OR REPLACE INTO pull_progress VALUES (?, ?)", (requester, last_seq))
 
     # -- metrics -------------------------------------------------------------------------
+    def put_adapter(self, row: AdapterRow, data: bytes | None) -> None:
+        """Insert or update an adapter record; data, once stored, is never dropped by an update."""
+        self._conn.execute(
+            "INSERT INTO adapters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET "
+            "origin = CASE WHEN adapters.origin = 'announced' THEN excluded.origin ELSE adapters.origin END, "
+            "data = COALESCE(adapters.data, excluded.data), note = excluded.note",
+            (row.digest, row.origin, row.signer, row.task, row.rank, row.size, row.metric, row.samples, data,
+             row.note, row.added_at),
+        )
+
+    def adapters(self, origin: str | None = None) -> list[AdapterRow]:
+        query = "SELECT digest, origin, signer, task, rank, size, metric, samples, note, added_at, data IS NOT NULL " \
+                "FROM adapters" + (" WHERE origin = ?" if origin else "") + " ORDER BY added_at, digest"
+        return [AdapterRow(*r[:10], stored=bool(r[10])) for r in self._conn.execute(query, (origin,) if origin else ())]
+
+    def adapter_data(self, digest: str) -> bytes | None:
+        row = self._conn.execute("SELECT data FROM adapters WHERE digest = ?", (digest,)).fetchone()
+        return None if row is None else row[0]
+
     def save_metrics(self, now: float, counters: dict[str, dict[str, int]], keep: int = 100) -> None:
         """Append a counters snapshot, keeping the newest ``keep``."""
         with self._conn:

@@ -80,12 +80,20 @@ class Simulation:
             from .fl_workload import FlExperiment
 
             self.experiment = FlExperiment(spec.fl, spec.seed, self.hosts)
+        if spec.lora is not None:
+            from .lora_workload import LoraExperiment
+
+            self.experiment = LoraExperiment(spec.lora, spec.seed, self.hosts)
         self.crashes = 0
         self._final_counters: dict[str, Tally[str]] = {}
 
     def _node_config(self, index: int):
-        """The scenario's node config; an fl workload gives node i client partition i - 1."""
-        fl = self.spec.fl
+        """The scenario's node config; workloads give node i its share of their data."""
+        fl, lora = self.spec.fl, self.spec.lora
+        if lora is not None:
+            from .lora_workload import node_config
+
+            return node_config(self.spec.node, lora, index, self.spec.nodes)
         if fl is None or index > fl.clients:
             return self.spec.node
         from .fl_workload import node_config
@@ -196,7 +204,8 @@ class Simulation:
         if self._experiment_report is not None:
             result = self._experiment_report
             report["metrics"].update(result["final"])
-            report[f"{self.spec.fl and 'fl' or 'grank'}_series"] = result["series"]
+            name = "fl" if self.spec.fl else "lora" if self.spec.lora else "grank"
+            report[f"{name}_series"] = result["series"]
         return report
 
 

@@ -117,6 +117,21 @@ class FlWorkload(Section):
     dropout_after: Annotated[float, msgspec.Meta(ge=0)] = 0.01
 
 
+class LoraWorkload(Section):
+    """LoRA delta exchange: every node trains an adapter on its own data, publishes it,
+    fetches every announced delta, then merges three ways; reported per node on its own
+    held-out data: local only, merge of all deltas, and the validation policy.
+
+    Nodes hold ``learning.digits`` data in ``clusters`` groups that name the digits
+    differently (``[node.adapters]`` sets rank, targets, epochs, policy).
+    """
+
+    clusters: Annotated[int, msgspec.Meta(ge=1, le=10)] = 5
+    samples: Annotated[int, msgspec.Meta(ge=4, le=1000)] = 120
+    gossip_wait: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    method: Literal["flora", "ffa", "fedavg"] = "flora"
+
+
 class Scenario(Section):
     """One simulation run.
 
@@ -144,6 +159,8 @@ class Scenario(Section):
         Run the G-Rank search workload; the run ends when its queries are done.
     fl : FlWorkload or None (default: None)
         Run federated rounds; the run ends when every strategy's run is done.
+    lora : LoraWorkload or None (default: None)
+        Exchange and merge LoRA deltas; the run ends when every node has merged.
     """
 
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -163,6 +180,7 @@ class Scenario(Section):
     node: NodeConfig = msgspec.field(default_factory=NodeConfig)
     grank: GRankWorkload | None = None
     fl: FlWorkload | None = None
+    lora: LoraWorkload | None = None
 
 
 class LoadedScenario(msgspec.Struct, frozen=True):
@@ -190,8 +208,8 @@ def load_scenario(path: Path, *, seed: int | None = None, nodes: int | None = No
             )
     if scenario.fl is not None and scenario.nodes < scenario.fl.clients + 1:
         raise ConfigError(f"{path}: key 'nodes': the fl workload needs {scenario.fl.clients + 1} (a host and the clients)")
-    if scenario.fl is not None and scenario.grank is not None:
-        raise ConfigError(f"{path}: run one workload per scenario (grank or fl)")
+    if sum(w is not None for w in (scenario.fl, scenario.grank, scenario.lora)) > 1:
+        raise ConfigError(f"{path}: run one workload per scenario (grank, fl or lora)")
     devices_dir = (path.parent / scenario.devices_dir).resolve()
     devices = {name: load_device(devices_dir / f"{name}.toml") for name in scenario.devices}
     return LoadedScenario(scenario, devices)

@@ -1,0 +1,1 @@
+"""LoRA delta announcements (the deltas themselves move as blobs)."""

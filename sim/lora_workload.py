@@ -1,0 +1,99 @@
+"""LoRA exchange as a simulator workload: train, publish, fetch, merge three ways.
+
+Every step goes through a node's public adapter API (what ``edgeswarm lora ...`` calls):
+``train``, ``publish``, ``pull``, ``merge``. Accuracy is each node's own held-out test data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import numpy as np
+import trio
+
+from edgeswarm.node.config import NodeConfig
+
+from .host import SimHost
+from .scenario import LoraWorkload
+
+
+def node_config(base: NodeConfig, spec: LoraWorkload, index: int, nodes: int) -> NodeConfig:
+    adapters = msgspec.structs.replace(base.adapters, enabled=True, node_index=index, nodes=nodes,
+                                       clusters=spec.clusters, samples=spec.samples)
+    return msgspec.structs.replace(base, adapters=adapters)
+
+
+class LoraExperiment:
+    def __init__(self, spec: LoraWorkload, seed: int, hosts: list[SimHost]) -> None:
+        self.spec = spec
+        self.hosts = hosts
+        self.results: dict[str, list[float]] = {"local": [], "merge_all": [], "policy": []}
+        self.chosen: list[int] = []
+        self.same_cluster_share: list[float] = []
+        self.failed_pulls = 0
+        self.done = trio.Event()
+
+    def starts_late(self, host: SimHost) -> bool:
+        return False
+
+    async def run(self, nursery: trio.Nursery) -> None:
+        online = [h for h in self.hosts if h.node is not None]
+        async with trio.open_nursery() as steps:
+            for host in online:
+                steps.start_soon(self._train_and_publish, host)
+        await trio.sleep(self.spec.gossip_wait)  # announcements spread
+        async with trio.open_nursery() as steps:
+            for host in online:
+                steps.start_soon(self._pull_all, host)
+        async with trio.open_nursery() as steps:
+            for host in online:
+                steps.start_soon(self._merge, host)
+        self.done.set()
+
+    async def _train_and_publish(self, host: SimHost) -> None:
+        adapters = host.node.adapters
+        await adapters.train()
+        await adapters.publish()
+
+    async def _pull_all(self, host: SimHost) -> None:
+        from edgeswarm.node.adapters import AdapterError
+
+        adapters = host.node.adapters
+        for row in adapters.list():
+            if row.origin == "announced":
+                try:
+                    await adapters.pull(row.digest)
+                except AdapterError:
+                    self.failed_pulls += 1
+
+    async def _merge(self, host: SimHost) -> None:
+        adapters = host.node.adapters
+        everything = await adapters.merge(policy="all", method=self.spec.method)
+        policy = await adapters.merge(policy="validation", method=self.spec.method)
+        self.results["local"].append(policy["own_test_acc"])
+        self.results["merge_all"].append(everything["test_acc"])
+        self.results["policy"].append(policy["test_acc"])
+        self.chosen.append(len(policy["peers"]))
+        clusters = adapters.config.clusters
+        mine = adapters.config.node_index % clusters
+        by_digest = {r.digest: r for r in adapters.list()}
+        index = {str(h.identity.peer_id): h.index for h in self.hosts}
+        same = [index[by_digest[d].signer] % clusters == mine for d in policy["peers"]]
+        self.same_cluster_share.append(float(np.mean(same)) if same else 1.0)
+
+    def report(self) -> dict[str, Any]:
+        from edgeswarm.learning import lora_merge  # noqa: F401  (the merge the run used)
+
+        counters = [h.counters() for h in self.hosts]
+        wire = [sum(v for kind, v in c.get(direction, {}).items() if kind.startswith(("lora.", "blob.")))
+                for c in counters for direction in ("bytes_in", "bytes_out")]
+        final = {
+            "personal_accuracy": {k: round(float(np.mean(v)), 6) for k, v in self.results.items() if v},
+            "bytes_per_node": int(sum(wire) / max(len(self.hosts), 1)),
+            "peers_merged_by_policy": round(float(np.mean(self.chosen)), 3) if self.chosen else 0.0,
+            "policy_same_cluster_share": round(float(np.mean(self.same_cluster_share)), 6)
+            if self.same_cluster_share else None,
+            "failed_pulls": self.failed_pulls,
+        }
+        return {"final": final, "series": {k: [round(x, 6) for x in v] for k, v in self.results.items()}}
