@@ -123,7 +123,16 @@ def encode(delta: Delta, *, dtype: torch.dtype = torch.float32, meta: dict[str, 
     metadata = {"format": "pt", "edgeswarm.rank": str(delta.rank), "edgeswarm.alpha": repr(delta.alpha),
                 "edgeswarm.base_id": delta.base_id, "edgeswarm.base_version": delta.base_version,
                 **{f"edgeswarm.meta.{k}": v for k, v in (meta or delta.meta).items()}}
-    return save(tensors, metadata=metadata)
+    return _canonical(save(tensors, metadata=metadata))
+
+
+def _canonical(data: bytes) -> bytes:
+    """Re-emit a safetensors header with sorted keys (the library writes metadata in hash-map
+    order), so equal deltas give equal bytes and one content address."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the format pads the header to 8 bytes with spaces
+    return len(header).to_bytes(8, "little") + header + data[8 + size :]
 
 
 def digest(data: bytes) -> str:

@@ -122,12 +122,17 @@ class Adapters:
     # ---- commands ----------------------------------------------------------------------
     async def train(self) -> AdapterRow:
         """Train an adapter on local data and store it as this node's own."""
+        import torch
+
         from edgeswarm.learning import lora
 
         digits, base, train, val, _ = self._lab
         spec = lora.AdapterSpec(rank=self.config.rank, alpha=self.config.alpha, targets=tuple(self.config.targets))
 
+        seed = self.rng.getrandbits(63)
+
         def work():
+            torch.manual_seed(seed)  # the adapter's initial A, reproducible from the node's seeded RNG
             model = lora.adapt(base, spec)
             lora.train(model, train.x, train.y, epochs=self.config.epochs, lr=self.config.lr)
             return lora.delta_of(model, base_id=self.base_id, base_version=self.base_version)

@@ -33,10 +33,12 @@ id_app = typer.Typer(help="This node's identity.", no_args_is_help=True)
 node_app = typer.Typer(help="Run the node daemon.", no_args_is_help=True)
 catalog_app = typer.Typer(help="Items this node offers in search.", no_args_is_help=True)
 fl_app = typer.Typer(help="Federated learning rounds over the swarm (Flower).", no_args_is_help=True)
+lora_app = typer.Typer(help="LoRA deltas: train, publish, list, pull and merge adapters.", no_args_is_help=True)
 app.add_typer(id_app, name="id")
 app.add_typer(node_app, name="node")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(fl_app, name="fl")
+app.add_typer(lora_app, name="lora")
 app.add_typer(sim_app, name="sim")
 
 DataDir = Annotated[
@@ -241,6 +243,72 @@ def fl_status(
     for a in result["announced"]:
         if a["round_id"] not in joined:
             console.print(f"announced: {a['round_id']} task {a['task']} ({a['strategy']}, {a['rounds']} rounds) by {a['host']}")
+
+
+@lora_app.command("train")
+def lora_train(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Train an adapter on this node's data and keep it (content-addressed)."""
+    with user_errors():
+        row = call(data_dir.expanduser(), {"cmd": "lora_train"}, timeout=600)
+    typer.echo(f"trained {row['digest'][:16]} (rank {row['rank']}, {row['size']} bytes, "
+               f"validation accuracy {row['metric']:.3f})")
+
+
+@lora_app.command("publish")
+def lora_publish(
+    digest: Annotated[Optional[str], typer.Argument(help="Hash prefix (default: our newest own or merged).")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Announce an adapter of ours to the swarm and serve its bytes."""
+    request = {"cmd": "lora_publish"} | ({"digest": digest} if digest else {})
+    with user_errors():
+        row = call(data_dir.expanduser(), request)
+    typer.echo(f"published {row['digest'][:16]} ({row['size']} bytes)")
+
+
+@lora_app.command("list")
+def lora_list(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Adapters this node holds or has heard of."""
+    with user_errors():
+        result = call(data_dir.expanduser(), {"cmd": "lora_list"})
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    table = Table(title="adapters")
+    for column in ("hash", "origin", "rank", "bytes", "val acc", "signer", "note"):
+        table.add_column(column)
+    for a in result["adapters"]:
+        mark = " *" if a["digest"] == result["active"] else ""
+        table.add_row(a["digest"][:16] + mark, a["origin"], str(a["rank"]), str(a["size"]), f"{a['metric']:.3f}",
+                      a["signer"][-10:], a["note"])
+    Console().print(table)
+
+
+@lora_app.command("pull")
+def lora_pull(
+    digest: Annotated[str, typer.Argument(help="Hash prefix of an announced adapter (see `lora list`).")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Fetch an announced adapter, verify it and store it."""
+    with user_errors():
+        row = call(data_dir.expanduser(), {"cmd": "lora_pull", "digest": digest}, timeout=120)
+    typer.echo(f"fetched and verified {row['digest'][:16]} from {row['signer']}")
+
+
+@lora_app.command("merge")
+def lora_merge(
+    policy: Annotated[str, typer.Option("--policy", help="validation (peers that help locally) or all.")] = "validation",
+    method: Annotated[str, typer.Option("--method", help="flora (exact stacking), ffa or fedavg.")] = "flora",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Merge our adapter with peers' chosen by the policy; the result becomes active."""
+    with user_errors():
+        result = call(data_dir.expanduser(), {"cmd": "lora_merge", "policy": policy, "method": method}, timeout=600)
+    typer.echo(f"merged own + {len(result['peers'])} of {result['considered']} peers into {result['digest'][:16]}: "
+               f"test accuracy {result['test_acc']:.3f} (own alone {result['own_test_acc']:.3f})")
 
 
 def main() -> None:

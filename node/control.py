@@ -121,6 +121,42 @@ async def _fl_status(node: Node, request: dict[str, Any]) -> Any:
             "offers": sorted(federation.config.tasks)}
 
 
+def _adapters(node: Node):
+    if node.adapters is None:
+        raise ValueError("LoRA adapters are disabled in this node's config ([adapters] enabled = true)")
+    return node.adapters
+
+
+async def _lora_train(node: Node, request: dict[str, Any]) -> Any:
+    return msgspec.to_builtins(await _adapters(node).train())
+
+
+async def _lora_publish(node: Node, request: dict[str, Any]) -> Any:
+    digest = request.get("digest")
+    if digest is not None and not isinstance(digest, str):
+        raise ValueError("lora_publish 'digest' must be a string")
+    return msgspec.to_builtins(await _adapters(node).publish(digest))
+
+
+async def _lora_list(node: Node, request: dict[str, Any]) -> Any:
+    adapters = _adapters(node)
+    return {"active": adapters.active, "adapters": msgspec.to_builtins(adapters.list())}
+
+
+async def _lora_pull(node: Node, request: dict[str, Any]) -> Any:
+    digest = request.get("digest")
+    if not isinstance(digest, str):
+        raise ValueError("lora_pull needs 'digest' (string)")
+    return msgspec.to_builtins(await _adapters(node).pull(digest))
+
+
+async def _lora_merge(node: Node, request: dict[str, Any]) -> Any:
+    policy, method = request.get("policy", "validation"), request.get("method", "flora")
+    if not isinstance(policy, str) or not isinstance(method, str):
+        raise ValueError("lora_merge 'policy' and 'method' must be strings")
+    return await _adapters(node).merge(policy=policy, method=method)
+
+
 COMMANDS: dict[str, Callable[[Node, dict[str, Any]], Awaitable[Any]]] = {
     "status": _status,
     "ping": _ping,
@@ -131,6 +167,11 @@ COMMANDS: dict[str, Callable[[Node, dict[str, Any]], Awaitable[Any]]] = {
     "fl_host": _fl_host,
     "fl_join": _fl_join,
     "fl_status": _fl_status,
+    "lora_train": _lora_train,
+    "lora_publish": _lora_publish,
+    "lora_list": _lora_list,
+    "lora_pull": _lora_pull,
+    "lora_merge": _lora_merge,
 }
 
 

@@ -28,7 +28,7 @@ class LoraExperiment:
     def __init__(self, spec: LoraWorkload, seed: int, hosts: list[SimHost]) -> None:
         self.spec = spec
         self.hosts = hosts
-        self.results: dict[str, list[float]] = {"local": [], "merge_all": [], "policy": []}
+        self.results: dict[str, dict[int, float]] = {"local": {}, "merge_all": {}, "policy": {}}  # by node index
         self.chosen: list[int] = []
         self.same_cluster_share: list[float] = []
         self.failed_pulls = 0
@@ -71,9 +71,9 @@ class LoraExperiment:
         adapters = host.node.adapters
         everything = await adapters.merge(policy="all", method=self.spec.method)
         policy = await adapters.merge(policy="validation", method=self.spec.method)
-        self.results["local"].append(policy["own_test_acc"])
-        self.results["merge_all"].append(everything["test_acc"])
-        self.results["policy"].append(policy["test_acc"])
+        self.results["local"][host.index] = policy["own_test_acc"]
+        self.results["merge_all"][host.index] = everything["test_acc"]
+        self.results["policy"][host.index] = policy["test_acc"]
         self.chosen.append(len(policy["peers"]))
         clusters = adapters.config.clusters
         mine = adapters.config.node_index % clusters
@@ -89,11 +89,12 @@ class LoraExperiment:
         wire = [sum(v for kind, v in c.get(direction, {}).items() if kind.startswith(("lora.", "blob.")))
                 for c in counters for direction in ("bytes_in", "bytes_out")]
         final = {
-            "personal_accuracy": {k: round(float(np.mean(v)), 6) for k, v in self.results.items() if v},
+            "personal_accuracy": {k: round(float(np.mean(list(v.values()))), 6) for k, v in self.results.items() if v},
             "bytes_per_node": int(sum(wire) / max(len(self.hosts), 1)),
             "peers_merged_by_policy": round(float(np.mean(self.chosen)), 3) if self.chosen else 0.0,
             "policy_same_cluster_share": round(float(np.mean(self.same_cluster_share)), 6)
             if self.same_cluster_share else None,
             "failed_pulls": self.failed_pulls,
         }
-        return {"final": final, "series": {k: [round(x, 6) for x in v] for k, v in self.results.items()}}
+        series = {k: [round(v[i], 6) for i in sorted(v)] for k, v in self.results.items()}  # per node, by index
+        return {"final": final, "series": series}

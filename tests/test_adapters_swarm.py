@@ -1,0 +1,105 @@
+"""The adapter exchange between nodes: announce, fetch, verify, refuse, merge; the lora sim."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+
+pytest.importorskip("peft")
+
+from edgeswarm.node.adapters import AdapterError  # noqa: E402
+from edgeswarm.node.config import AdaptersConfig, MembershipConfig, NodeConfig, PresenceConfig, RankingConfig  # noqa: E402
+from edgeswarm.node.node import Node  # noqa: E402
+from edgeswarm.node.store import Store  # noqa: E402
+from edgeswarm.protocols.adapters.messages import AdapterAnnounce  # noqa: E402
+from edgeswarm.protocols.membership.messages import Descriptor  # noqa: E402
+from edgeswarm.sim.runner import run_scenario  # noqa: E402
+from edgeswarm.sim.scenario import load_scenario  # noqa: E402
+from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork  # noqa: E402
+
+from conftest import identity, run_virtual  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def config(index: int) -> NodeConfig:
+    return NodeConfig(
+        membership=MembershipConfig(view_size=4, shuffle_length=2),
+        presence=PresenceConfig(enabled=False),
+        ranking=RankingConfig(enabled=False),
+        adapters=AdaptersConfig(enabled=True, node_index=index, nodes=10, clusters=2, epochs=30),
+    )
+
+
+def node(n: int, endpoint, bootstrap=()) -> Node:
+    return Node(identity=identity(n), network=endpoint, store=Store.open(":memory:"), config=config(n),
+                rng=random.Random(n), clock=lambda: 1.8e9 + trio.current_time(),
+                bootstrap=[Descriptor(identity(b).peer_id) for b in bootstrap])
+
+
+def test_adapters_are_announced_fetched_verified_and_bad_ones_refused_with_a_reason():
+    async def main():
+        net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.run)
+            async with net.attach(identity(1).peer_id) as e1, net.attach(identity(2).peer_id) as e2, \
+                    net.attach(identity(3).peer_id) as e3:
+                a, b, evil = node(1, e1), node(2, e2, [1]), node(3, e3, [1])
+                for n in (a, b, evil):
+                    await nursery.start(n.run)
+                await trio.sleep(30)  # membership and gossip settle
+
+                own = await a.adapters.train()
+                await a.adapters.publish()
+                # the evil node announces bytes it does not have, and bytes for another base
+                ref = evil.shelf.offer(b"not a delta at all", None)
+                await evil.messenger.publish(AdapterAnnounce(ref, "digits-mlp", a.adapters.base_version, 8, "digits",
+                                                             0.9, 60))
+                other = evil.shelf.offer(b"x" * 100, None)
+                await evil.messenger.publish(AdapterAnnounce(other, "digits-mlp", "f" * 64, 8, "digits", 0.9, 60))
+                await trio.sleep(10)
+
+                announced = {r.digest: r for r in b.adapters.list()}
+                assert own.digest in announced and announced[own.digest].origin == "announced"
+                fetched = await b.adapters.pull(own.digest[:12])
+                assert fetched.stored and fetched.origin == "peer" and fetched.signer == str(a.peer_id)
+                assert b.store.adapter_data(own.digest) == a.store.adapter_data(own.digest)
+                with pytest.raises(AdapterError, match="header|safetensors"):
+                    await b.adapters.pull(ref.digest.hex())
+                with pytest.raises(AdapterError):
+                    await b.adapters.pull(other.digest.hex())
+                rows = {r.digest: r for r in b.adapters.list()}
+                assert rows[ref.digest.hex()].note.startswith("rejected") and not rows[ref.digest.hex()].stored
+                assert b.counters.snapshot()["adapters"] == {"fetched": 1, "rejected": 2}
+
+                await b.adapters.train()
+                merged = await b.adapters.merge(policy="all")
+                assert merged["peers"] == [own.digest] and b.adapters.active == merged["digest"]
+                with pytest.raises(AdapterError, match="not ours"):
+                    await b.adapters.publish(own.digest)
+            nursery.cancel_scope.cancel()
+
+    run_virtual(main)
+
+
+def small_lora(seed: int = 1):
+    loaded = load_scenario(REPO / "configs/sim/lora.toml")
+    workload = msgspec.structs.replace(loaded.scenario.lora, clusters=2)
+    node_config = msgspec.structs.replace(loaded.scenario.node,
+                                          adapters=msgspec.structs.replace(loaded.scenario.node.adapters, epochs=60))
+    scenario = msgspec.structs.replace(loaded.scenario, nodes=10, seed=seed, bootstrap=2, lora=workload,
+                                       node=node_config)
+    return run_scenario(msgspec.structs.replace(loaded, scenario=scenario), out_dir=None)
+
+
+def test_lora_simulation_policy_beats_blind_merging_and_repeats_by_seed():
+    report = small_lora()
+    accuracy = report["metrics"]["personal_accuracy"]
+    assert accuracy["policy"] > accuracy["merge_all"] + 0.2
+    assert report["metrics"]["policy_same_cluster_share"] > 0.9
+    assert report["metrics"]["failed_pulls"] == 0 and report["metrics"]["bytes_per_node"] > 0
+    assert small_lora()["lora_series"] == report["lora_series"]
