@@ -84,3 +84,40 @@ class FedPub(FedAvg):
 
 def _record(state: dict[str, np.ndarray]) -> ArrayRecord:
     return ArrayRecord({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()})
+
+
+class WeightSharing(FedAvg):
+    """Aggregate updates of different OFA subnets into one supernet (``learning.weight_sharing``).
+
+    Replies carry the whole supernet state, a ``mask`` ArrayRecord of the entries the client
+    trained, and ``num-examples``; entries nobody trained keep the current value.
+    """
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+        self._current = {k: v.numpy() for k, v in arrays.items()}
+        return super().configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        from .weight_sharing import aggregate
+
+        valid, _ = self._check_and_log_replies(replies, is_train=True, validate=False)
+        updates = []
+        for m in valid:
+            content = m.content
+            if not ({self.arrayrecord_key, "mask"} <= set(content.array_records) and "metrics" in content.metric_records):
+                continue
+            state = {k: v.numpy() for k, v in content[self.arrayrecord_key].items()}
+            mask = {k: v.numpy().astype(bool) for k, v in content["mask"].items()}
+            if set(state) != set(self._current) or set(mask) != set(self._current):
+                continue
+            updates.append((state, mask, float(content["metrics"][self.weighted_by_key])))
+        if not updates:
+            return None, None
+        try:
+            merged = aggregate(self._current, updates)
+        except ValueError as exc:
+            log(INFO, "weight sharing: dropping the round's updates: %s", exc)
+            return None, None
+        metrics = self.train_metrics_aggr_fn([RecordDict({"metrics": m.content["metrics"]}) for m in valid],
+                                             self.weighted_by_key)
+        return _record(merged), metrics

@@ -33,12 +33,14 @@ id_app = typer.Typer(help="This node's identity.", no_args_is_help=True)
 node_app = typer.Typer(help="Run the node daemon.", no_args_is_help=True)
 catalog_app = typer.Typer(help="Items this node offers in search.", no_args_is_help=True)
 fl_app = typer.Typer(help="Federated learning rounds over the swarm (Flower).", no_args_is_help=True)
+subnet_app = typer.Typer(help="The Once-for-All subnet that fits this device.", no_args_is_help=True)
 lora_app = typer.Typer(help="LoRA deltas: train, publish, list, pull and merge adapters.", no_args_is_help=True)
 app.add_typer(id_app, name="id")
 app.add_typer(node_app, name="node")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(fl_app, name="fl")
 app.add_typer(lora_app, name="lora")
+app.add_typer(subnet_app, name="subnet")
 app.add_typer(sim_app, name="sim")
 
 DataDir = Annotated[
@@ -309,6 +311,63 @@ def lora_merge(
         result = call(data_dir.expanduser(), {"cmd": "lora_merge", "policy": policy, "method": method}, timeout=600)
     typer.echo(f"merged own + {len(result['peers'])} of {result['considered']} peers into {result['digest'][:16]}: "
                f"test accuracy {result['test_acc']:.3f} (own alone {result['own_test_acc']:.3f})")
+
+
+@subnet_app.command("select")
+def subnet_select(
+    device: Annotated[Optional[Path], typer.Option("--device", help="Declared profile (configs/devices/*.toml); "
+                                                   "default: measure this machine.", dir_okay=False)] = None,
+    budget_ms: Annotated[Optional[float], typer.Option("--budget-ms", min=0.001, help="Latency budget when measuring "
+                                                       "this machine (default 1.0 ms).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Supernet weights to use instead of the "
+                                                       "shipped ones (safetensors or torch state dict).")] = None,
+    measurements: Annotated[int, typer.Option("--measurements", min=8, help="Subnets measured by the search.")] = 40,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Search the supernet for the most accurate subnet within the device's latency budget."""
+    from .config import ConfigError
+    from .device import load_device, measure_device
+    from .subnet import select
+
+    with user_errors():
+        if device is not None:
+            if budget_ms is not None:
+                raise UsageProblem("--budget-ms applies to a measured profile; a declared one has its own budget")
+            profile, here = load_device(device), False
+        else:
+            profile, here = measure_device(budget_ms or 1.0), True
+        try:
+            result = select(profile, data_dir, measured_here=here, checkpoint=checkpoint, budget=measurements)
+        except (FileNotFoundError, RuntimeError, KeyError) as exc:
+            raise ConfigError(f"cannot load the supernet: {exc}") from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"{profile.name}: subnet with accuracy {result['accuracy']:.3f}, measured "
+               f"{result['measured_latency_ms']:.3f} ms (predicted {result['predicted_latency_ms']:.3f}, budget "
+               f"{result['budget_ms']} ms) -> {result['onnx_path']}")
+
+
+@subnet_app.command("infer")
+def subnet_infer(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Run the selected subnet with onnxruntime on the bundled test images."""
+    import time
+
+    from edgeswarm.learning.supernet import image_data
+
+    from .subnet import classify
+
+    x, y = image_data()["test"]
+    with user_errors():
+        try:
+            started = time.perf_counter()
+            predicted = classify(data_dir, x.numpy())
+        except FileNotFoundError as exc:
+            raise UsageProblem(str(exc)) from None
+    elapsed = time.perf_counter() - started
+    typer.echo(f"{len(y)} images: accuracy {(predicted == y.numpy()).mean():.3f}, "
+               f"{1000 * elapsed / len(y):.3f} ms per image (batched)")
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ from flwr.serverapp.strategy import (
     DifferentialPrivacyServerSideFixedClipping, FedAvg, FedMedian, FedProx, FedTrimmedAvg, Krum, Strategy,
 )
 
-from edgeswarm.learning import graph_client
-from edgeswarm.learning.strategies import FedPub
+from edgeswarm.learning import graph_client, ofa_client
+from edgeswarm.learning.strategies import FedPub, WeightSharing
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ TASKS: dict[str, FlTask] = {
     # subgraph node classification (FED-PUB's setting); 0.1 s = one epoch + evaluation of a
     # 2-layer GCN on a Cora client here
     "subgraph": FlTask(graph_client.app, graph_client.initial_model, 0.1, graph_client.data_identity),
+    # each device trains its own OFA subnet inside the shared supernet (one local epoch)
+    "ofa": FlTask(ofa_client.app, ofa_client.initial_model, 2.0, ofa_client.data_identity),
 }
 
 
@@ -50,6 +52,7 @@ STRATEGIES: dict[str, Callable[[int], Strategy]] = {
     "fedtrimmedavg": _every_joined(FedTrimmedAvg, beta=0.2),
     "krum": _every_joined(Krum, num_malicious_nodes=2),
     "fedpub": _every_joined(FedPub, tau=3.0),
+    "weightsharing": _every_joined(WeightSharing),  # OFA subnets of different sizes into one supernet
     # central DP (Flower's server-side fixed clipping around FedAvg); noise is relative to the norm
     "dp-fedavg": lambda minimum: DifferentialPrivacyServerSideFixedClipping(
         _every_joined(FedAvg)(minimum), noise_multiplier=0.1, clipping_norm=10.0, num_sampled_clients=minimum),

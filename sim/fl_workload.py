@@ -9,6 +9,7 @@ that sends scaled noise: the node code around it is unchanged.
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -24,15 +25,40 @@ from .scenario import FlWorkload
 HOST = 0
 
 
-def node_config(base: NodeConfig, spec: FlWorkload, index: int) -> NodeConfig:
+SIM_MS_PER_MMAC = 0.55  # onnxruntime, 1 thread, reference laptop core (measured for these subnets)
+
+
+@lru_cache(maxsize=16)
+def device_genome(latency_budget_ms: float, compute_speed: float, candidates: int = 48, seed: int = 0) -> str:
+    """The subnet a device of this budget and speed picks in the simulator: the most accurate
+    of ``candidates`` seeded random subnets whose *modelled* latency (MACs x SIM_MS_PER_MMAC /
+    speed) fits. Modelled, not measured, so runs repeat exactly; ``edgeswarm subnet select``
+    measures for real."""
+    import random
+
+    from edgeswarm.learning import cost, supernet
+
+    net = supernet.load()
+    rng = random.Random(seed)
+    genomes = [supernet.EDGE.smallest()] + [supernet.EDGE.random(rng) for _ in range(candidates)]
+    best, best_accuracy = supernet.EDGE.smallest(), -1.0
+    for genome in genomes:
+        model = supernet.subnet(net, genome)
+        if cost.macs(model) / 1e6 * SIM_MS_PER_MMAC / compute_speed > latency_budget_ms:
+            continue
+        accuracy = supernet.evaluate(model, "val")
+        if accuracy > best_accuracy:
+            best, best_accuracy = genome, accuracy
+    return ",".join(str(int(v)) for v in best)
+
+
+def node_config(base: NodeConfig, spec: FlWorkload, index: int, device=None) -> NodeConfig:
     """Node ``index``'s config: federation on, offering client partition ``index - 1``."""
-    task = {
-        "graph-source": spec.graph_source,
-        "num-partitions": spec.clients,
-        "partition-id": max(0, index - 1),
-        "partition-mode": spec.partition_mode,
-        "seed": spec.seed,
-    }
+    task: dict = {"num-partitions": spec.clients, "partition-id": max(0, index - 1)}
+    if spec.task == "ofa":
+        task["genome"] = device_genome(device.latency_budget_ms, device.compute_speed)
+    else:
+        task |= {"graph-source": spec.graph_source, "partition-mode": spec.partition_mode, "seed": spec.seed}
     federation = msgspec.structs.replace(
         base.federation, enabled=True, auto_join=index != HOST, tasks={spec.task: task},
         reply_timeout=spec.reply_timeout, join_window=spec.join_window,
@@ -139,4 +165,15 @@ class FlExperiment:
             final["rounds_ok"][strategy] = sum(s["status"] == "ok" for s in status)
             final["state"][strategy] = record.state
             series[strategy] = {"val_acc": val, "test_acc": test, "rounds": status}
+            if self.spec.task == "ofa":  # accuracy of each device kind's own subnet, last round
+                by_device: dict[str, list[float]] = {}
+                kind = {str(h.identity.peer_id): h.device.name for h in self.clients}
+                if record.history:
+                    for peer, c in record.history[-1].clients.items():
+                        by_device.setdefault(kind.get(peer, "?"), []).append(c["test-acc"])
+                final.setdefault("accuracy_by_device", {})[strategy] = {
+                    d: round(float(np.mean(v)), 6) for d, v in sorted(by_device.items())}
+        if self.spec.task == "ofa":
+            final["subnets"] = {h.device.name: h.node.federation.config.tasks["ofa"]["genome"]
+                                for h in self.clients if h.node is not None}
         return {"final": final, "series": series}

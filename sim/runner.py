@@ -56,14 +56,15 @@ class Simulation:
         names = list(spec.devices)
         weights = [spec.devices[n] for n in names]
         device_rng = derive_rng(spec.seed, "devices")
+        chosen_devices = [loaded.devices[device_rng.choices(names, weights)[0]] for _ in identities]
         self.hosts = [
             SimHost(
                 index=i,
                 seed=spec.seed,
                 identity=identity,
                 store=self._open_store(out_dir, i),
-                device=loaded.devices[device_rng.choices(names, weights)[0]],
-                config=self._node_config(i),
+                device=chosen_devices[i],
+                config=self._node_config(i, chosen_devices[i]),
                 network=self.network,
                 clock=lambda: VIRTUAL_EPOCH + trio.current_time(),
                 bootstrap=bootstrap,
@@ -87,7 +88,7 @@ class Simulation:
         self.crashes = 0
         self._final_counters: dict[str, Tally[str]] = {}
 
-    def _node_config(self, index: int):
+    def _node_config(self, index: int, device):
         """The scenario's node config; workloads give node i its share of their data."""
         fl, lora = self.spec.fl, self.spec.lora
         if lora is not None:
@@ -98,7 +99,7 @@ class Simulation:
             return self.spec.node
         from .fl_workload import node_config
 
-        return node_config(self.spec.node, fl, index)
+        return node_config(self.spec.node, fl, index, device)
 
     def _open_store(self, out_dir: Path | None, index: int) -> Store:
         if self.spec.store == "files":

@@ -94,12 +94,15 @@ class FlWorkload(Section):
     mean client accuracy per round (each client's own evaluation of what it received), and
     the test accuracy at the round of best mean validation accuracy.
 
+    Task ``ofa``: each client trains the OFA subnet its device profile affords (chosen by
+    ``sim.fl_workload.device_genome``) inside the shared supernet; use strategy ``weightsharing``.
+
     ``malicious``: that many clients send ``malicious_scale`` x N(0, 1) instead of their
     update. ``dropout``: that many clients crash ``dropout_after`` virtual seconds into round
     ``dropout_round`` of every run and stay down; the round must complete without them.
     """
 
-    task: Literal["subgraph"] = "subgraph"
+    task: Literal["subgraph", "ofa"] = "subgraph"
     strategies: list[str] = msgspec.field(default_factory=lambda: ["fedpub", "fedavg", "local"])
     rounds: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
     clients: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10

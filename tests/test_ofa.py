@@ -1,0 +1,137 @@
+"""Once-for-All subnets: the ofa import shim, genomes, ONNX cost, predictors, search,
+weight-sharing aggregation, and subnet selection into a data dir."""
+
+from __future__ import annotations
+
+import random
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("pymoo")
+
+from edgeswarm.learning import cost, nas, supernet  # noqa: E402
+from edgeswarm.learning.supernet import EDGE  # noqa: E402
+from edgeswarm.learning.weight_sharing import aggregate, touched  # noqa: E402
+
+
+def test_the_ofa_import_shim_still_works():
+    """If this fails, a new `ofa` release changed what learning/ofa_shim.py works around."""
+    from edgeswarm.learning.ofa_shim import OFAMobileNetV3, set_running_statistics
+
+    assert "ofa.utils.my_dataloader" in sys.modules
+    net = supernet.build()
+    assert isinstance(net, OFAMobileNetV3) and callable(set_running_statistics)
+    assert 800_000 < sum(p.numel() for p in net.parameters()) < 1_000_000  # width 0.5 edge space
+
+
+def test_genomes_decode_within_bounds_and_have_one_canonical_form():
+    assert EDGE.genome_length == 35
+    assert EDGE.decode(EDGE.largest()) == {"ks": [5] * 15, "e": [4] * 15, "d": [3] * 5}
+    with pytest.raises(ValueError):
+        EDGE.decode(EDGE.upper_bounds + 1)
+    with pytest.raises(ValueError):
+        EDGE.decode([0] * 34)
+    shallow = EDGE.largest()
+    shallow[30:] = 0  # depth 1 everywhere: blocks 2 and 3 of each stage are skipped
+    canonical = EDGE.active_genes(shallow)
+    assert canonical[1] == 0 and canonical[0] == 1 and canonical[15 + 2] == 0
+    rng = random.Random(0)
+    assert all(np.array_equal(EDGE.active_genes(g), g) for g in (EDGE.random(rng) for _ in range(20)))
+
+
+def test_onnx_export_runs_the_same_subnet_in_onnxruntime(tmp_path):
+    net = supernet.build().eval()
+    supernet.activate(net, EDGE.random(random.Random(1)))
+    model = net.get_active_subnet(preserve_weight=True).eval()
+    path = cost.export_onnx(model, tmp_path / "m.onnx")
+    x = torch.randn(4, 3, supernet.IMAGE, supernet.IMAGE)
+    ours = cost.session(path).run(None, {"images": x.numpy()})[0]
+    with torch.no_grad():
+        assert np.allclose(ours, model(x).numpy(), atol=1e-4)
+    assert cost.measure_latency_ms(path, repeats=5) > 0
+    small, large = (supernet.build().eval() for _ in range(2))
+    supernet.activate(small, EDGE.smallest())
+    supernet.activate(large, EDGE.largest())
+    assert cost.macs(small.get_active_subnet()) < cost.macs(large.get_active_subnet())
+
+
+def synthetic(genome):
+    """A known landscape: accuracy and latency linear in the one-hot features."""
+    f = nas.features(EDGE, genome)[0]
+    w = np.random.default_rng(0).random(f.shape[0])
+    return float(0.5 + f @ w / (4 * w.sum())), float(0.2 + f @ w / 20)
+
+
+def test_ridge_predictor_recovers_a_linear_landscape():
+    rng = random.Random(2)
+    genomes = np.array([EDGE.random(rng) for _ in range(120)])
+    latency = np.array([synthetic(g)[1] for g in genomes])
+    predictor = nas.Predictor(EDGE, alpha=1e-3).fit(genomes[:80], latency[:80])
+    assert nas.mape(predictor.predict(genomes[80:]), latency[80:]) < 0.02
+
+
+def test_pareto_front_and_hypervolume_match_hand_computation():
+    points = np.array([[0.1, 2.0], [0.2, 1.0], [0.3, 3.0]])
+    assert nas.pareto(points).tolist() == [0, 1]
+    assert nas.hypervolume(points, (1.0, 4.0)) == pytest.approx(0.9 * 2.0 + 0.8 * 1.0)
+    assert nas.evals_to_reach([0.1, 0.5, 0.9], 0.5) == 2 and nas.evals_to_reach([0.1], 0.5) is None
+
+
+def test_searches_spend_exactly_their_measurement_budget():
+    linas, _ = nas.linas(nas.Archive(EDGE, synthetic), budget=24, initial=8, per_iteration=4, generations=10)
+    assert len(linas) == 24
+    plain = nas.nsga2_measured(nas.Archive(EDGE, synthetic), budget=24, population=8)
+    assert len(plain) >= 24  # NSGA-II measures whole generations
+    archive = nas.random_search(nas.Archive(EDGE, synthetic), budget=10)
+    archive(archive.genomes[0])  # measuring a known subnet again costs nothing
+    assert len(archive) == 10
+
+
+def test_weight_sharing_averages_each_entry_over_the_clients_that_trained_it():
+    current = {"w": np.zeros(4, np.float32), "steps": np.array(7)}
+    a = ({"w": np.array([1, 1, 9, 9], np.float32), "steps": np.array(8)},
+         {"w": np.array([1, 1, 0, 0], bool), "steps": np.array(True)}, 1.0)
+    b = ({"w": np.array([9, 5, 5, 9], np.float32), "steps": np.array(9)},
+         {"w": np.array([0, 1, 1, 0], bool), "steps": np.array(True)}, 3.0)
+    merged = aggregate(current, [a, b])
+    assert merged["w"].tolist() == [1.0, 4.0, 5.0, 0.0]  # (1*1 + 3*5) / 4 = 4; nobody trained entry 3
+    assert merged["steps"] == 7  # counters are not averaged
+    everywhere = {"w": np.ones(4, bool), "steps": np.array(True)}
+    fedavg = aggregate(current, [(a[0], everywhere, 1.0), (b[0], everywhere, 3.0)])
+    assert fedavg["w"] == pytest.approx((a[0]["w"] + 3 * b[0]["w"]) / 4)
+
+
+def test_a_small_subnet_trains_only_its_own_entries_of_the_supernet():
+    net = supernet.build()
+    before = {k: v.detach().clone().numpy() for k, v in net.state_dict().items()}
+    supernet.activate(net, EDGE.smallest())
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = supernet.image_data()["train"]
+    net.train()
+    torch.nn.functional.cross_entropy(net(x[:32]), y[:32]).backward()
+    optimizer.step()
+    mask = touched(before, {k: v.detach().numpy() for k, v in net.state_dict().items()})
+    trained = sum(m.sum() for m in mask.values())
+    assert 0 < trained < 0.6 * sum(m.size for m in mask.values())
+    name = next(k for k in mask if "blocks.2." in k)  # the second block of stage 1 is skipped at depth 1
+    assert not mask[name].any()
+
+
+def test_subnet_select_writes_a_verified_onnx_model_within_budget(tmp_path):
+    from edgeswarm.node.device import DeviceProfile
+    from edgeswarm.node.subnet import classify, select
+
+    checkpoint = tmp_path / "supernet.pt"
+    torch.save({"state_dict": supernet.load().state_dict()}, checkpoint)  # a checkpoint a user already has
+    profile = DeviceProfile(name="test", cores=2, memory_mb=1024, compute_speed=1.0, latency_budget_ms=50.0,
+                            energy_budget_j=1.0, uplink_mbps=1.0, downlink_mbps=1.0, threads=1)
+    result = select(profile, tmp_path / "node", checkpoint=checkpoint, budget=8)
+    assert set(result) >= {"onnx_path", "config", "predicted_latency_ms", "measured_latency_ms", "budget_ms", "accuracy"}
+    assert result["fits"] and result["measured_latency_ms"] <= 50.0 and result["accuracy"] > 0.5
+    assert (tmp_path / "node" / "subnet" / "config.json").exists()
+    x, y = supernet.image_data()["test"]
+    assert (classify(tmp_path / "node", x[:100].numpy()) == y[:100].numpy()).mean() > 0.5
