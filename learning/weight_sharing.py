@@ -19,7 +19,7 @@ def touched(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> dict
     """Boolean mask per tensor: the entries local training changed."""
     if set(before) != set(after):
         raise ValueError("states have different tensors")
-    return {k: np.asarray(after[k]) != np.asarray(before[k]) for k in before}
+    return {k: np.asarray(np.asarray(after[k]) != np.asarray(before[k])) for k in before}
 
 
 def aggregate(current: dict[str, np.ndarray], updates: Sequence[tuple[dict[str, np.ndarray], dict[str, np.ndarray], float]]

@@ -30,10 +30,11 @@ SIM_MS_PER_MMAC = 0.55  # onnxruntime, 1 thread, reference laptop core (measured
 
 @lru_cache(maxsize=16)
 def device_genome(latency_budget_ms: float, compute_speed: float, candidates: int = 48, seed: int = 0) -> str:
-    """The subnet a device of this budget and speed picks in the simulator: the most accurate
-    of ``candidates`` seeded random subnets whose *modelled* latency (MACs x SIM_MS_PER_MMAC /
-    speed) fits. Modelled, not measured, so runs repeat exactly; ``edgeswarm subnet select``
-    measures for real."""
+    """The subnet a device of this budget and speed picks in the simulator: among ``candidates``
+    seeded random subnets whose *modelled* latency (MACs x SIM_MS_PER_MMAC / speed) fits, the
+    largest of those within one point of the best validation accuracy (on the bundled digits
+    every subnet scores 97-99%, so size is what tells devices apart). Modelled, not measured,
+    so runs repeat exactly; ``edgeswarm subnet select`` measures for real."""
     import random
 
     from edgeswarm.learning import cost, supernet
@@ -41,14 +42,14 @@ def device_genome(latency_budget_ms: float, compute_speed: float, candidates: in
     net = supernet.load()
     rng = random.Random(seed)
     genomes = [supernet.EDGE.smallest()] + [supernet.EDGE.random(rng) for _ in range(candidates)]
-    best, best_accuracy = supernet.EDGE.smallest(), -1.0
+    fitting = []
     for genome in genomes:
         model = supernet.subnet(net, genome)
-        if cost.macs(model) / 1e6 * SIM_MS_PER_MMAC / compute_speed > latency_budget_ms:
-            continue
-        accuracy = supernet.evaluate(model, "val")
-        if accuracy > best_accuracy:
-            best, best_accuracy = genome, accuracy
+        macs = cost.macs(model)
+        if macs / 1e6 * SIM_MS_PER_MMAC / compute_speed <= latency_budget_ms:
+            fitting.append((supernet.evaluate(model, "val"), macs, genome))
+    top = max(accuracy for accuracy, _, _ in fitting)
+    _, _, best = max((f for f in fitting if f[0] >= top - 0.01), key=lambda f: f[1])
     return ",".join(str(int(v)) for v in best)
 
 

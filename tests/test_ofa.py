@@ -135,3 +135,22 @@ def test_subnet_select_writes_a_verified_onnx_model_within_budget(tmp_path):
     assert (tmp_path / "node" / "subnet" / "config.json").exists()
     x, y = supernet.image_data()["test"]
     assert (classify(tmp_path / "node", x[:100].numpy()) == y[:100].numpy()).mean() > 0.5
+
+
+def test_devices_pick_different_subnets_and_train_them_federatedly_in_the_simulator():
+    from pathlib import Path
+
+    import msgspec
+
+    from edgeswarm.sim.fl_workload import device_genome
+    from edgeswarm.sim.runner import run_scenario
+    from edgeswarm.sim.scenario import load_scenario
+
+    phone, gateway = device_genome(1.0, 0.35), device_genome(0.25, 2.5)
+    assert phone != gateway
+    loaded = load_scenario(Path(__file__).resolve().parent.parent / "configs/sim/ofa.toml")
+    fl = msgspec.structs.replace(loaded.scenario.fl, clients=2, rounds=1)
+    scenario = msgspec.structs.replace(loaded.scenario, nodes=3, fl=fl, devices={"phone": 0.5, "gateway": 0.5}, seed=3)
+    report = run_scenario(msgspec.structs.replace(loaded, scenario=scenario), out_dir=None)
+    assert report["metrics"]["rounds_ok"] == {"weightsharing": 1}
+    assert report["metrics"]["accuracy"]["weightsharing"] > 0.9
