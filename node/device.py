@@ -54,7 +54,7 @@ def load_device(path: Path) -> DeviceProfile:
     return load_toml(path, DeviceProfile)
 
 
-REFERENCE_MICROBENCHMARK_MS = 4.0  # learning.cost.microbenchmark_ms on the reference laptop core
+REFERENCE_MICROBENCHMARK_MS = 2.63  # learning.cost.microbenchmark_ms(1) on the development machine (the reference core)
 
 
 def measure_device(latency_budget_ms: float, threads: int = 1) -> DeviceProfile:
