@@ -154,3 +154,27 @@ def test_devices_pick_different_subnets_and_train_them_federatedly_in_the_simula
     report = run_scenario(msgspec.structs.replace(loaded, scenario=scenario), out_dir=None)
     assert report["metrics"]["rounds_ok"] == {"weightsharing": 1}
     assert report["metrics"]["accuracy"]["weightsharing"] > 0.9
+
+
+def test_subnet_select_and_infer_commands(tmp_path):
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from edgeswarm.node.cli import app
+
+    runner = CliRunner()
+    phone = Path(__file__).resolve().parent.parent / "configs/devices/phone.toml"
+    result = runner.invoke(app, ["subnet", "select", "--device", str(phone), "--data-dir", str(tmp_path),
+                                 "--measurements", "8", "--json"])
+    assert result.exit_code == 0, result.output
+    chosen = json.loads(result.stdout)
+    assert chosen["budget_ms"] == 1.0 and Path(chosen["onnx_path"]).exists()
+    assert len(chosen["config"]["d"]) == 5 and len(chosen["config"]["genome"]) == 35
+    inferred = runner.invoke(app, ["subnet", "infer", "--data-dir", str(tmp_path)])
+    assert inferred.exit_code == 0 and "accuracy" in inferred.stdout
+    empty = runner.invoke(app, ["subnet", "infer", "--data-dir", str(tmp_path / "none")])
+    assert empty.exit_code == 2 and "subnet select" in empty.output
+    both = runner.invoke(app, ["subnet", "select", "--device", str(phone), "--budget-ms", "1", "--data-dir", str(tmp_path)])
+    assert both.exit_code == 2
