@@ -68,3 +68,30 @@ def test_energy_grows_with_work_and_with_distance():
     assert energy.computation_j(200, 2) == pytest.approx(2 * energy.computation_j(200, 1))
     assert energy.rate_bps(600e3) > energy.rate_bps(2000e3) > 0
     assert energy.communication_j(8e6, 2000e3) > energy.communication_j(8e6, 600e3)
+
+
+def test_psnr_and_ssim_match_their_definitions():
+    import torch
+
+    from edgeswarm.learning.jscc import psnr, ssim
+
+    x = torch.rand(4, 1, 16, 16) * 0.8
+    assert psnr(x, x + 0.1) == pytest.approx(20.0, abs=1e-4)  # MSE 0.01 -> 10 log10(1 / 0.01)
+    assert ssim(x, x) == pytest.approx(1.0)
+    assert ssim(x, torch.rand(4, 1, 16, 16)) < 0.5
+
+
+def test_jscc_reconstructs_better_at_higher_snr_and_worse_under_fading():
+    import torch
+
+    from edgeswarm.learning.jscc import JSCC, images, quality, train_steps, transmit
+
+    data = images()
+    torch.manual_seed(0)
+    model = JSCC()
+    train_steps(model, data["train"], steps=200, snr_db=10.0)
+    low, high = quality(model, data["test"], 0.0), quality(model, data["test"], 20.0)
+    assert high[0] > low[0] + 3 and high[1] > low[1]
+    assert quality(model, data["test"], 0.0, "rayleigh")[0] < low[0]
+    with pytest.raises(ValueError, match="unknown channel"):
+        transmit(torch.zeros(1, 4), 10.0, "optical")
