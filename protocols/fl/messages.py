@@ -56,24 +56,25 @@ class JoinReply(Body, array_like=True, frozen=True):
     reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
-class Task(Body, array_like=True, frozen=True):
-    """A Flower instruction message for a participant (inline bytes or a blob to pull)."""
+class FlowerMessage(Body, array_like=True, frozen=True):
+    """A serialized Flower message for one run: inline bytes, or a blob to pull."""
+
+    MAX_BYTES = INLINE_BYTES + 1024
+    round_id: RoundId
+    inline: Annotated[bytes, msgspec.Meta(max_length=INLINE_BYTES)] | None = None
+    blob: BlobRef | None = None
+
+
+class Task(FlowerMessage, frozen=True):
+    """An instruction from the host to a participant."""
 
     KIND = "fl.task"
-    MAX_BYTES = INLINE_BYTES + 1024
-    round_id: RoundId
-    inline: Annotated[bytes, msgspec.Meta(max_length=INLINE_BYTES)] | None = None
-    blob: BlobRef | None = None
 
 
-class Result(Body, array_like=True, frozen=True):
-    """A participant's Flower reply message for the host."""
+class Result(FlowerMessage, frozen=True):
+    """A participant's reply to the host."""
 
     KIND = "fl.result"
-    MAX_BYTES = INLINE_BYTES + 1024
-    round_id: RoundId
-    inline: Annotated[bytes, msgspec.Meta(max_length=INLINE_BYTES)] | None = None
-    blob: BlobRef | None = None
 
 
 class Ack(Body, array_like=True, frozen=True):
