@@ -219,8 +219,10 @@ class Adapters:
                 chosen = [(r, d) for r, d in peers if id(d) in gains]
             else:
                 raise AdapterError(f"unknown policy {policy!r} (validation or all)")
-            rows = [own_row] + [r for r, _ in chosen]
-            weights = lora_merge.normalise([max(r.samples, 1) for r in rows])
+            # merge weights by sample count; a peer's claim counts up to 4x ours, so nobody
+            # dominates a merge by announcing a huge number
+            cap = 4 * max(own_row.samples, 1)
+            weights = lora_merge.normalise([max(own_row.samples, 1)] + [min(max(r.samples, 1), cap) for r, _ in chosen])
             merged = merge([own] + [d for _, d in chosen], weights)
             return merged, [r.digest for r, _ in chosen]
 

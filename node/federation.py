@@ -36,6 +36,7 @@ from .fl_tasks import TASKS, make_strategy, meets, requirements, round_config
 
 
 CLIENT_APP_FAILED = 3  # Error code of a reply whose ClientApp raised
+MAX_ANNOUNCED = 1000  # announced runs remembered
 
 
 class RoundSpec(msgspec.Struct, frozen=True):
@@ -142,6 +143,8 @@ class Federation:
     def _on_announce(self, host: PeerId, announce: RoundAnnounce) -> None:
         if host == self.me or announce.round_id in self.announced:
             return
+        if len(self.announced) >= MAX_ANNOUNCED:  # forget the oldest: a flood cannot grow memory
+            self.announced.pop(next(iter(self.announced)))
         self.announced[announce.round_id] = (host, announce)
         offered = self.config.tasks.get(announce.task)
         if self.config.auto_join and offered is not None and meets(announce.requirements, announce.task, offered) \
