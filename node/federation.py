@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -50,6 +50,7 @@ class RoundSpec(msgspec.Struct, frozen=True):
     join_window: float | None = None
     train_config: dict[str, str | int | float | bool] = {}
     strategy_options: dict[str, str | int | float | bool] = {}
+    requirements: dict[str, str] = {}  # announced beside the data identity, for joiners' policies
 
 
 class RoundMetrics(msgspec.Struct):
@@ -61,6 +62,8 @@ class RoundMetrics(msgspec.Struct):
     evaluate: dict[str, float]
     clients: dict[str, dict[str, float]]  # peer -> its own evaluate metrics (personal accuracy)
     seconds: float = 0.0  # train + evaluate, on the host's clock
+    clients_train: dict[str, dict[str, float]] = {}  # peer -> its train reply metrics
+    central: dict[str, float] = {}  # the host's own evaluation of the aggregated model
 
 
 class RunRecord(msgspec.Struct):
@@ -88,6 +91,8 @@ class _Hosted:
         self.strategy: Any = None
         self.timeout = 0.0
         self.join_window = 0.0
+        self.initial: Any = None
+        self.evaluate: Callable[[Any], dict[str, float]] | None = None
 
 
 class _Joined:
@@ -111,7 +116,14 @@ class Federation:
         self.shelf = shelf
         self.client_apps = {name: task.client_app for name, task in TASKS.items()}
         """The ClientApp run for each task (the simulator swaps in attackers' apps here)."""
+        self.async_apps: dict[str, Callable[[Message, Context], Awaitable[Message]]] = {}
+        """Tasks answered by async code on this node instead of a ClientApp (a gateway's
+        reply to the cloud is a regional run of its own)."""
+        self.join_policy: Callable[[RoundAnnounce], dict[str, Any] | None] | None = None
+        """Decides whether to join an offered run and adds per-run node config (a satellite's
+        association share and energy factor); None joins every matching run."""
         self.runs: dict[str, RunRecord] = {}
+        self.models: dict[str, Any] = {}  # the latest aggregated model of each run this node hosts
         self.announced: dict[str, tuple[PeerId, RoundAnnounce]] = {}
         self._hosted: dict[str, _Hosted] = {}
         self._joined: dict[str, _Joined] = {}
@@ -148,7 +160,7 @@ class Federation:
         self.announced[announce.round_id] = (host, announce)
         offered = self.config.tasks.get(announce.task)
         if self.config.auto_join and offered is not None and meets(announce.requirements, announce.task, offered) \
-                and self._nursery is not None:
+                and self._nursery is not None and (self.join_policy is None or self.join_policy(announce) is not None):
             self._nursery.start_soon(self._join_quietly, announce.round_id)
 
     async def _join_quietly(self, round_id: str) -> None:
@@ -173,6 +185,11 @@ class Federation:
         if not reply.accepted:
             raise ValueError(f"host refused: {reply.reason}")
         node_config = dict(self.config.tasks[announce.task])
+        if self.join_policy is not None:
+            extra = self.join_policy(announce)
+            if extra is None:
+                raise ValueError("this node's join policy declines the run")
+            node_config |= extra
         run_id = _run_id(round_id)
         context = Context(run_id=run_id, node_id=reply.node_id, node_config=node_config, state=RecordDict(),
                           run_config={})
@@ -198,10 +215,13 @@ class Federation:
             message = flower_wire.decode(data)
             if message.metadata.dst_node_id != joined.context.node_id:
                 return
-            app = self.client_apps[joined.task]
             joined.record.state = "training"
-            reply = await self.compute.run(lambda: _call(app, message, joined.context),
-                                           reference_seconds=TASKS[joined.task].reference_seconds)
+            if joined.task in self.async_apps:
+                reply = await self.async_apps[joined.task](message, joined.context)
+            else:
+                app = self.client_apps[joined.task]
+                reply = await self.compute.run(lambda: _call(app, message, joined.context),
+                                               reference_seconds=TASKS[joined.task].reference_seconds)
             flower_wire.stamp(reply, run_id=joined.context.run_id, message_id=f"r-{message.metadata.message_id}",
                               src_node_id=joined.context.node_id)
             await self._send(joined.host, Result, task.round_id, flower_wire.encode(reply))
@@ -210,9 +230,16 @@ class Federation:
             joined.record.state = "joined"
 
     # ---- hosting ---------------------------------------------------------------------
-    async def host(self, spec: RoundSpec, *, on_round: Callable[[RoundMetrics], None] | None = None) -> RunRecord:
-        """Announce, gather joins, run ``spec.rounds`` rounds; returns the run's record."""
+    async def host(self, spec: RoundSpec, *, on_round: Callable[[RoundMetrics], None] | None = None,
+                   initial: Any = None, evaluate: Callable[[Any], dict[str, float]] | None = None) -> RunRecord:
+        """Announce, gather joins, run ``spec.rounds`` rounds; returns the run's record.
+
+        ``initial`` (an ArrayRecord) replaces the task's starting model; ``evaluate`` scores
+        each round's aggregated model on the host (Flower's centralised evaluation). The
+        final model is ``self.models[round_id]``.
+        """
         hosted = await self._announce(spec)
+        hosted.initial, hosted.evaluate = initial, evaluate
         await self._drive(hosted, spec, on_round)
         return hosted.record
 
@@ -242,7 +269,7 @@ class Federation:
         hosted.strategy, hosted.timeout, hosted.join_window = strategy, timeout, join_window
         self._hosted[round_id] = hosted
         self.runs[round_id] = record
-        required = requirements(spec.task, dict(self.config.tasks[spec.task]))
+        required = requirements(spec.task, dict(self.config.tasks[spec.task])) | dict(spec.requirements)
         await self.messenger.publish(RoundAnnounce(
             round_id, spec.task, spec.task, spec.strategy, spec.rounds, spec.min_clients, timeout, hosted.join_until,
             required))
@@ -257,11 +284,15 @@ class Federation:
             record.state, record.detail = "failed", f"{len(joined)} joined, {spec.min_clients} needed"
             return
         record.state = "running"
-        arrays = TASKS[spec.task].initial_model(dict(self.config.tasks[spec.task]), round_config(spec.strategy)["method"])
+        arrays = hosted.initial if hosted.initial is not None else TASKS[spec.task].initial_model(
+            dict(self.config.tasks[spec.task]), round_config(spec.strategy)["method"])
         for number in range(1, spec.rounds + 1):
             started = self.clock()
             arrays, metrics = await self._one_round(hosted.strategy, grid, number, arrays, spec, hosted.timeout)
             metrics.seconds = round(self.clock() - started, 3)
+            if hosted.evaluate is not None:
+                metrics.central = hosted.evaluate(arrays)
+            self.models[record.round_id] = arrays
             record.history.append(metrics)
             if on_round is not None:
                 on_round(metrics)
@@ -277,6 +308,11 @@ class Federation:
         if len(valid) < minimum:
             return arrays, RoundMetrics(number, f"failed: {len(valid)} replies, {minimum} needed", len(valid),
                                         len(train_replies) - len(valid), {}, {}, {})
+        clients_train = {}
+        for reply in valid:
+            peer = grid.peer_of(reply.metadata.src_node_id)
+            if peer is not None and "metrics" in reply.content.metric_records:
+                clients_train[str(peer)] = _floats(reply.content["metrics"])
         new_arrays, train_metrics = strategy.aggregate_train(number, train_replies)
         if new_arrays is not None:
             arrays = new_arrays
@@ -289,7 +325,8 @@ class Federation:
             if not reply.has_error() and peer is not None and "metrics" in reply.content.metric_records:
                 clients[str(peer)] = _floats(reply.content["metrics"])
         return arrays, RoundMetrics(number, "ok", len(valid), len(train_replies) - len(valid),
-                                    _floats(train_metrics), _floats(evaluate_metrics), clients)
+                                    _floats(train_metrics), _floats(evaluate_metrics), clients,
+                                    clients_train=clients_train)
 
     async def _on_join(self, peer: PeerId, join: Join) -> JoinReply:
         hosted = self._hosted.get(join.round_id)

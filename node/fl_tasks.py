@@ -15,7 +15,7 @@ from flwr.serverapp.strategy import (
     DifferentialPrivacyServerSideFixedClipping, FedAvg, FedMedian, FedProx, FedTrimmedAvg, Krum, Strategy,
 )
 
-from edgeswarm.learning import graph_client, ofa_client
+from edgeswarm.learning import graph_client, jscc_client, ofa_client
 from edgeswarm.learning.strategies import FedPub, WeightSharing
 
 
@@ -36,6 +36,10 @@ TASKS: dict[str, FlTask] = {
     "subgraph": FlTask(graph_client.app, graph_client.initial_model, 0.1, graph_client.data_identity),
     # each device trains its own OFA subnet inside the shared supernet (one local epoch)
     "ofa": FlTask(ofa_client.app, ofa_client.initial_model, 2.0, ofa_client.data_identity),
+    # a satellite's local JSCC training (SemSpaceFL); "jscc-gateway" is a gateway's regional
+    # run, answered by async code on the gateway (sim.semspace_workload), not a ClientApp
+    "jscc": FlTask(jscc_client.app, jscc_client.initial_model, 1.0, jscc_client.data_identity),
+    "jscc-gateway": FlTask(jscc_client.app, jscc_client.initial_model, 0.0, jscc_client.data_identity),
 }
 
 
@@ -53,6 +57,10 @@ STRATEGIES: dict[str, Callable[[int], Strategy]] = {
     "krum": _every_joined(Krum, num_malicious_nodes=2),
     "fedpub": _every_joined(FedPub, tau=3.0),
     "weightsharing": _every_joined(WeightSharing),  # OFA subnets of different sizes into one supernet
+    # FedAvg weighted by each reply's "weight" metric, no client-side evaluation: SemSpaceFL's
+    # gateway (D x association x energy) and cloud (gateway totals) steps, and the baselines
+    "weighted": lambda minimum: FedAvg(min_train_nodes=minimum, min_available_nodes=minimum, fraction_evaluate=0.0,
+                                       weighted_by_key="weight"),
     # central DP (Flower's server-side fixed clipping around FedAvg); noise is relative to the norm
     "dp-fedavg": lambda minimum: DifferentialPrivacyServerSideFixedClipping(
         _every_joined(FedAvg)(minimum), noise_multiplier=0.1, clipping_norm=10.0, num_sampled_clients=minimum),
@@ -74,8 +82,8 @@ def requirements(task: str, node_config: dict[str, Any]) -> dict[str, str]:
 
 
 def meets(required: dict[str, str], task: str, node_config: dict[str, Any]) -> bool:
-    mine = requirements(task, node_config)
-    return all(mine.get(key) == value for key, value in required.items())
+    mine = requirements(task, node_config)  # keys outside the data identity are for join policies
+    return all(mine[key] == value for key, value in required.items() if key in mine)
 
 
 def make_strategy(name: str, min_clients: int, options: dict[str, Any] | None = None) -> Strategy:

@@ -27,7 +27,30 @@ def write_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
         written.append(_plot_grank(report, out_dir / "grank.png"))
     if "fl_series" in report:
         written.append(_plot_fl(report, out_dir / "fl.png"))
+    if "semspace_series" in report:
+        written.append(_plot_semspace(report, out_dir / "semspace.png"))
     return written
+
+
+def _plot_semspace(report: dict[str, Any], path: Path) -> Path:
+    """PSNR and SSIM of the cloud model per round, and satellites heard per round, per scheme."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for scheme, series in report["semspace_series"].items():
+        rounds = range(1, len(series["psnr"]) + 1)
+        axes[0].plot(rounds, [float("nan") if v is None else v for v in series["psnr"]], label=scheme)
+        axes[1].plot(rounds, [float("nan") if v is None else v for v in series["ssim"]], label=scheme)
+        axes[2].plot(rounds, series["clients"], label=scheme)
+    for ax, title in zip(axes, ("PSNR (dB)", "SSIM", "replies to the cloud per round")):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("round")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{report['scenario']}: {report['nodes']} nodes, seed {report['seed']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _plot_fl(report: dict[str, Any], path: Path) -> Path:

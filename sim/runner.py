@@ -85,12 +85,20 @@ class Simulation:
             from .lora_workload import LoraExperiment
 
             self.experiment = LoraExperiment(spec.lora, spec.seed, self.hosts)
+        if spec.semspace is not None:
+            from .semspace_workload import SemSpaceExperiment
+
+            self.experiment = SemSpaceExperiment(spec.semspace, spec.seed, self.hosts)
         self.crashes = 0
         self._final_counters: dict[str, Tally[str]] = {}
 
     def _node_config(self, index: int, device):
         """The scenario's node config; workloads give node i its share of their data."""
         fl, lora = self.spec.fl, self.spec.lora
+        if self.spec.semspace is not None:
+            from .semspace_workload import node_config as semspace_config
+
+            return semspace_config(self.spec.node, self.spec.semspace, index)
         if lora is not None:
             from .lora_workload import node_config
 
@@ -205,7 +213,8 @@ class Simulation:
         if self._experiment_report is not None:
             result = self._experiment_report
             report["metrics"].update(result["final"])
-            name = "fl" if self.spec.fl else "lora" if self.spec.lora else "grank"
+            name = ("fl" if self.spec.fl else "lora" if self.spec.lora else "semspace" if self.spec.semspace
+                    else "grank")
             report[f"{name}_series"] = result["series"]
         return report
 

@@ -135,6 +135,49 @@ class LoraWorkload(Section):
     method: Literal["flora", "ffa", "fedavg"] = "flora"
 
 
+class GatewaySpec(Section):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$")]
+    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)]
+    lon: Annotated[float, msgspec.Meta(ge=-180, le=180)]
+
+
+def _default_gateways() -> list[GatewaySpec]:
+    return [GatewaySpec("tokyo", 35.7, 139.7), GatewaySpec("delft", 52.0, 4.4), GatewaySpec("nairobi", -1.3, 36.8),
+            GatewaySpec("santiago", -33.4, -70.7), GatewaySpec("hawaii", 19.8, -155.5)]
+
+
+class SemSpaceWorkload(Section):
+    """SemSpaceFL: LEO satellites train a JSCC model under moving gateways, gateways under a cloud.
+
+    Node 0 is the cloud, nodes 1..len(gateways) the gateways, the rest the satellites of a
+    Walker-delta constellation (``planes`` x ``per_plane``). Cloud round r stands for orbital
+    time r x ``round_s``: a satellite joins gateway g's regional run when it is visible to
+    and served by g during that window (``learning.orbits.association``) and its battery
+    (``battery_j`` per round, x U(0.5, 1.5) per satellite) affords the round's computation
+    and transmission; its weight is D x a x e with e the battery share left. Baselines in the
+    same run: ``hier_fedavg`` (each satellite under the gateway that served it most, weight D)
+    and ``flat_fedavg`` (every satellite straight to the cloud every round, weight D).
+    """
+
+    planes: Annotated[int, msgspec.Meta(ge=1, le=100)] = 4
+    per_plane: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    altitude_km: Annotated[float, msgspec.Meta(ge=200, le=2000)] = 550.0
+    inclination_deg: Annotated[float, msgspec.Meta(ge=0, le=180)] = 53.0
+    phasing: Annotated[int, msgspec.Meta(ge=0)] = 1
+    gateways: list[GatewaySpec] = msgspec.field(default_factory=_default_gateways)
+    min_elevation_deg: Annotated[float, msgspec.Meta(ge=0, lt=90)] = 25.0
+    rounds: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
+    round_s: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    local_steps: Annotated[int, msgspec.Meta(ge=1)] = 10
+    snr_db: float = 10.0
+    channel: Literal["awgn", "rayleigh"] = "awgn"
+    battery_j: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    schemes: list[Literal["semspace", "hier_fedavg", "flat_fedavg"]] = msgspec.field(
+        default_factory=lambda: ["semspace", "hier_fedavg", "flat_fedavg"])
+    join_window: Annotated[float, msgspec.Meta(gt=0)] = 3.0
+    reply_timeout: Annotated[float, msgspec.Meta(gt=0)] = 120.0
+
+
 class Scenario(Section):
     """One simulation run.
 
@@ -164,6 +207,8 @@ class Scenario(Section):
         Run federated rounds; the run ends when every strategy's run is done.
     lora : LoraWorkload or None (default: None)
         Exchange and merge LoRA deltas; the run ends when every node has merged.
+    semspace : SemSpaceWorkload or None (default: None)
+        Hierarchical satellite FL; the run ends when every scheme's rounds are done.
     """
 
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -184,6 +229,7 @@ class Scenario(Section):
     grank: GRankWorkload | None = None
     fl: FlWorkload | None = None
     lora: LoraWorkload | None = None
+    semspace: SemSpaceWorkload | None = None
 
 
 class LoadedScenario(msgspec.Struct, frozen=True):
@@ -211,8 +257,12 @@ def load_scenario(path: Path, *, seed: int | None = None, nodes: int | None = No
             )
     if scenario.fl is not None and scenario.nodes < scenario.fl.clients + 1:
         raise ConfigError(f"{path}: key 'nodes': the fl workload needs {scenario.fl.clients + 1} (a host and the clients)")
-    if sum(w is not None for w in (scenario.fl, scenario.grank, scenario.lora)) > 1:
-        raise ConfigError(f"{path}: run one workload per scenario (grank, fl or lora)")
+    if sum(w is not None for w in (scenario.fl, scenario.grank, scenario.lora, scenario.semspace)) > 1:
+        raise ConfigError(f"{path}: run one workload per scenario (grank, fl, lora or semspace)")
+    if scenario.semspace is not None:
+        needed = 1 + len(scenario.semspace.gateways) + scenario.semspace.planes * scenario.semspace.per_plane
+        if scenario.nodes != needed:
+            raise ConfigError(f"{path}: key 'nodes': the semspace workload needs {needed} (cloud, gateways, satellites)")
     devices_dir = (path.parent / scenario.devices_dir).resolve()
     devices = {name: load_device(devices_dir / f"{name}.toml") for name in scenario.devices}
     return LoadedScenario(scenario, devices)

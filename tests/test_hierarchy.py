@@ -95,3 +95,26 @@ def test_jscc_reconstructs_better_at_higher_snr_and_worse_under_fading():
     assert quality(model, data["test"], 0.0, "rayleigh")[0] < low[0]
     with pytest.raises(ValueError, match="unknown channel"):
         transmit(torch.zeros(1, 4), 10.0, "optical")
+
+
+def test_semspace_runs_three_schemes_over_the_swarm_with_real_visibility():
+    from pathlib import Path
+
+    import msgspec
+
+    from edgeswarm.sim.runner import run_scenario
+    from edgeswarm.sim.scenario import load_scenario
+
+    loaded = load_scenario(Path(__file__).resolve().parent.parent / "configs/sim/semspace.toml")
+    workload = msgspec.structs.replace(loaded.scenario.semspace, planes=2, per_plane=4, rounds=2, local_steps=3)
+    scenario = msgspec.structs.replace(loaded.scenario, nodes=1 + 5 + 8, semspace=workload)
+    report = run_scenario(msgspec.structs.replace(loaded, scenario=scenario), out_dir=None)
+    metrics = report["metrics"]
+    assert set(metrics["psnr_final"]) == {"semspace", "hier_fedavg", "flat_fedavg"}
+    flat = report["semspace_series"]["flat_fedavg"]
+    assert flat["clients"] == [8, 8]  # ideal connectivity: every satellite, every round
+    assert all(v is not None and v > 5 for v in flat["psnr"])
+    served = metrics["satellites_per_gateway_round"]["semspace"]
+    assert set(served) <= {"tokyo", "delft", "nairobi", "santiago", "hawaii"}
+    assert all(n <= 8 for n in served.values())
+    assert metrics["bytes_per_round"]["flat_fedavg"] > metrics["bytes_per_round"]["semspace"]

@@ -1,0 +1,216 @@
+"""SemSpaceFL as a simulator workload: satellites -> moving gateways -> cloud, over the swarm.
+
+Every tier is a Flower run of the same federation service. The cloud hosts a run of task
+``jscc-gateway`` whose clients are the gateways; a gateway answers each of its cloud tasks
+by hosting a one-round regional run of task ``jscc`` for the satellites it serves in that
+round's orbital window, and replies with the regional model and its total weight. Both
+tiers aggregate with Flower's FedAvg weighted by the replies' ``weight`` metric:
+D x a x e at the gateway (SemSpaceFL) or D (hierarchical FedAvg), gateway totals at the
+cloud. Satellites decide themselves whether to join (``join_policy``): visibility and
+service from ``learning.orbits``, the round's energy from ``learning.hierarchy.EnergyModel``
+against their battery. The cloud scores every round's model (PSNR, SSIM) on the test images.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+import numpy as np
+import trio
+
+from edgeswarm.node.config import NodeConfig
+
+from .determinism import derive_rng
+from .host import SimHost
+from .scenario import SemSpaceWorkload
+
+CLOUD = 0
+
+
+def node_config(base: NodeConfig, spec: SemSpaceWorkload, index: int) -> NodeConfig:
+    satellites = spec.planes * spec.per_plane
+    shared = {"num-partitions": satellites}
+    if index == CLOUD:
+        tasks, auto = {"jscc-gateway": shared, "jscc": shared}, False
+    elif index <= len(spec.gateways):
+        tasks, auto = {"jscc-gateway": shared, "jscc": shared}, True
+    else:
+        tasks, auto = {"jscc": shared | {"partition-id": index - 1 - len(spec.gateways)}}, True
+    federation = msgspec.structs.replace(base.federation, enabled=True, auto_join=auto, tasks=tasks,
+                                         join_window=spec.join_window, reply_timeout=spec.reply_timeout)
+    return msgspec.structs.replace(base, federation=federation)
+
+
+class SemSpaceExperiment:
+    def __init__(self, spec: SemSpaceWorkload, seed: int, hosts: list[SimHost]) -> None:
+        from edgeswarm.learning.hierarchy import EnergyModel
+        from edgeswarm.learning.orbits import Gateway, Walker
+
+        self.spec = spec
+        self.hosts = hosts
+        self.walker = Walker(spec.planes, spec.per_plane, spec.altitude_km * 1000, spec.inclination_deg, spec.phasing)
+        self.stations = [Gateway(g.name, g.lat, g.lon) for g in spec.gateways]
+        self.gateway_hosts = hosts[1 : 1 + len(self.stations)]
+        self.satellite_hosts = hosts[1 + len(self.stations) :]
+        rng = derive_rng(seed, "semspace-battery")
+        self.battery = [spec.battery_j * rng.uniform(0.5, 1.5) for _ in self.satellite_hosts]
+        self.energy_model = EnergyModel()
+        self._shares: dict[float, np.ndarray] = {}
+        self._booked: set[tuple[str, float, int, int]] = set()
+        self.energy: dict[str, dict[int, float]] = {}  # scheme -> round -> joules spent by satellites
+        self.participation: dict[str, dict[str, list[int]]] = {}  # scheme -> gateway -> satellites per round
+        self.series: dict[str, dict[str, list[float]]] = {}
+        self.bytes_per_round: dict[str, float] = {}
+        self.done = trio.Event()
+        for index, host in enumerate(self.gateway_hosts):
+            host.on_start = lambda node, index=index: self._as_gateway(node, index)
+        for number, host in enumerate(self.satellite_hosts):
+            host.on_start = lambda node, number=number: self._as_satellite(node, number)
+        import flwr.common.logger  # noqa: F401  (configures the "flwr" logger on import)
+
+        logging.getLogger("flwr").setLevel(logging.ERROR)  # per-round lines and expected warnings
+
+    def starts_late(self, host: SimHost) -> bool:
+        return False
+
+    # ---- satellites ------------------------------------------------------------------
+    def shares(self, epoch: float) -> np.ndarray:
+        from edgeswarm.learning.orbits import association
+
+        if epoch not in self._shares:
+            self._shares[epoch] = association(self.walker, self.stations, epoch, self.spec.round_s,
+                                              min_elevation_deg=self.spec.min_elevation_deg)
+        return self._shares[epoch]
+
+    def _as_satellite(self, node, number: int) -> None:
+        def policy(announce) -> dict[str, Any] | None:
+            scheme = announce.requirements.get("scheme")
+            if scheme == "flat_fedavg":
+                return {"association": 1.0, "energy": 1.0}  # ideal connectivity
+            if "gateway" not in announce.requirements:
+                return None
+            epoch = float(announce.requirements["epoch"])
+            shares = self.shares(epoch)[number]
+            g = [s.name for s in self.stations].index(announce.requirements["gateway"])
+            if shares[g] <= 0 or (scheme == "hier_fedavg" and g != int(np.argmax(shares))):
+                return None
+            if scheme == "hier_fedavg":
+                self._spend(scheme, epoch, number, g)
+                return {"association": 1.0, "energy": 1.0}
+            cost = self._cost(epoch, number, g)
+            if cost > self.battery[number]:
+                return None  # cannot afford the round: skip it
+            self._spend(scheme, epoch, number, g)
+            return {"association": float(shares[g]), "energy": 1.0 - cost / self.battery[number]}
+
+        node.federation.join_policy = policy
+
+    def _cost(self, epoch: float, number: int, g: int) -> float:
+        from edgeswarm.learning.orbits import slant_range_m
+
+        times = epoch + np.arange(0.0, self.spec.round_s, 30.0)
+        distance = slant_range_m(self.walker.positions(times)[:, number : number + 1], self.stations[g].position(times))
+        bits = 8 * 4 * 82_000  # the JSCC model's float32 weights, one upload
+        work = self.spec.local_steps * 32
+        return self.energy_model.computation_j(work, 1) + self.energy_model.communication_j(bits, float(distance.min()))
+
+    def _spend(self, scheme: str, epoch: float, number: int, g: int) -> None:
+        """Book a satellite's energy for a regional round once (the policy is asked twice)."""
+        if (scheme, epoch, number, g) in self._booked:
+            return
+        self._booked.add((scheme, epoch, number, g))
+        round_number = int(epoch // self.spec.round_s)
+        ledger = self.energy.setdefault(scheme, {})
+        ledger[round_number] = ledger.get(round_number, 0.0) + self._cost(epoch, number, g)
+
+    # ---- gateways --------------------------------------------------------------------
+    def _as_gateway(self, node, index: int) -> None:
+        from flwr.app import ArrayRecord, Error, Message, MetricRecord, RecordDict
+
+        from edgeswarm.node.federation import RoundSpec
+
+        name = self.stations[index].name
+        spec = self.spec
+        # a gateway is a client of the cloud's runs only, never a satellite of a regional run
+        node.federation.join_policy = lambda announce: {} if announce.task == "jscc-gateway" else None
+
+        async def regional(message: Message, context) -> Message:
+            config = message.content["config"]
+            scheme = str(config["scheme"])
+            epoch = (int(config["server-round"]) - 1) * spec.round_s
+            record = await node.federation.host(RoundSpec(
+                task="jscc", strategy="weighted", rounds=1, min_clients=1, join_window=spec.join_window,
+                reply_timeout=spec.reply_timeout, requirements={"scheme": scheme, "gateway": name, "epoch": repr(epoch)},
+                train_config={"local-steps": spec.local_steps, "snr-db": spec.snr_db, "channel": spec.channel,
+                              "weighting": "semspace" if scheme == "semspace" else "data"},
+            ), initial=message.content["arrays"])
+            served = record.history[-1].clients_train if record.history else {}
+            self.participation.setdefault(scheme, {}).setdefault(name, []).append(len(served))
+            arrays = node.federation.models.pop(record.round_id, None)
+            if record.state != "done" or record.history[-1].status != "ok" or arrays is None:
+                return Message(Error(code=4, reason=f"{name}: no satellite served this round"), reply_to=message)
+            weight = sum(c["weight"] for c in served.values())
+            samples = sum(c["num-examples"] for c in served.values())
+            metrics = MetricRecord({"num-examples": int(samples), "weight": float(weight), "satellites": len(served)})
+            return Message(content=RecordDict({"arrays": ArrayRecord(arrays.to_torch_state_dict()), "metrics": metrics}),
+                           reply_to=message)
+
+        node.federation.async_apps["jscc-gateway"] = regional
+
+    # ---- the cloud -------------------------------------------------------------------
+    async def run(self, nursery: trio.Nursery) -> None:
+        from edgeswarm.learning.jscc import JSCC, images, quality
+        from edgeswarm.node.federation import RoundSpec
+
+        spec = self.spec
+        test = images()["test"]
+
+        def evaluate(arrays) -> dict[str, float]:
+            model = JSCC()
+            model.load_state_dict(arrays.to_torch_state_dict())
+            value, structure = quality(model, test, spec.snr_db, spec.channel)
+            return {"psnr": value, "ssim": structure}
+
+        cloud = self.hosts[CLOUD].node.federation
+        for scheme in spec.schemes:
+            await trio.sleep(2.0)
+            sent_before = sum(sum(h.counters().get("bytes_out", {}).values()) for h in self.hosts)
+            flat = scheme == "flat_fedavg"
+            record = await cloud.host(RoundSpec(
+                task="jscc" if flat else "jscc-gateway", strategy="weighted", rounds=spec.rounds, min_clients=1,
+                join_window=spec.join_window, reply_timeout=4 * spec.reply_timeout if not flat else spec.reply_timeout,
+                requirements={"scheme": scheme},
+                train_config={"scheme": scheme, "local-steps": spec.local_steps, "snr-db": spec.snr_db,
+                              "channel": spec.channel, "weighting": "data"}), evaluate=evaluate)
+            sent = sum(sum(h.counters().get("bytes_out", {}).values()) for h in self.hosts) - sent_before
+            self.bytes_per_round[scheme] = sent / max(len(record.history), 1)
+            if flat:
+                self.energy[scheme] = {r.round - 1: sum(self._flat_cost(p) for p in r.clients_train) for r in record.history}
+            self.series[scheme] = {
+                "psnr": [r.central.get("psnr") for r in record.history],
+                "ssim": [r.central.get("ssim") for r in record.history],
+                "clients": [r.replies for r in record.history],
+            }
+        self.done.set()
+
+    def _flat_cost(self, peer: str) -> float:
+        """Flat FedAvg's links are ideal: only its computation costs energy."""
+        return self.energy_model.computation_j(self.spec.local_steps * 32, 1)
+
+    def report(self) -> dict[str, Any]:
+        final = {
+            "psnr_final": {s: round(v["psnr"][-1], 4) if v["psnr"] and v["psnr"][-1] is not None else None
+                           for s, v in self.series.items()},
+            "ssim_final": {s: round(v["ssim"][-1], 4) if v["ssim"] and v["ssim"][-1] is not None else None
+                           for s, v in self.series.items()},
+            "energy_j_per_round": {s: round(float(sum(v.values())) / self.spec.rounds, 2) for s, v in self.energy.items()},
+            "bytes_per_round": {s: int(v) for s, v in self.bytes_per_round.items()},
+            "satellites_per_gateway_round": {
+                s: {g: round(float(np.mean(v)), 2) for g, v in sorted(per.items())}
+                for s, per in self.participation.items()},
+        }
+        series = {s: {k: [round(x, 4) if x is not None else None for x in v] for k, v in d.items()}
+                  for s, d in self.series.items()}
+        return {"final": final, "series": series}
