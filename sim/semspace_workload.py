@@ -27,6 +27,7 @@ from .host import SimHost
 from .scenario import SemSpaceWorkload
 
 CLOUD = 0
+SNR_SWEEP = (0.0, 5.0, 10.0, 15.0, 20.0)  # dB: the final models' PSNR and SSIM across channel qualities
 
 
 def node_config(base: NodeConfig, spec: SemSpaceWorkload, index: int) -> NodeConfig:
@@ -63,6 +64,7 @@ class SemSpaceExperiment:
         self.participation: dict[str, dict[str, list[int]]] = {}  # scheme -> gateway -> satellites per round
         self.series: dict[str, dict[str, list[float]]] = {}
         self.bytes_per_round: dict[str, float] = {}
+        self.versus_snr: dict[str, dict[float, tuple[float, float]]] = {}
         self.done = trio.Event()
         for index, host in enumerate(self.gateway_hosts):
             host.on_start = lambda node, index=index: self._as_gateway(node, index)
@@ -188,6 +190,11 @@ class SemSpaceExperiment:
             self.bytes_per_round[scheme] = sent / max(len(record.history), 1)
             if flat:
                 self.energy[scheme] = {r.round - 1: sum(self._flat_cost(p) for p in r.clients_train) for r in record.history}
+            final_model = cloud.models.get(record.round_id)
+            if final_model is not None:  # the final model across channel qualities
+                model = JSCC()
+                model.load_state_dict(final_model.to_torch_state_dict())
+                self.versus_snr[scheme] = {snr: quality(model, test, snr, spec.channel) for snr in SNR_SWEEP}
             self.series[scheme] = {
                 "psnr": [r.central.get("psnr") for r in record.history],
                 "ssim": [r.central.get("ssim") for r in record.history],
@@ -207,6 +214,8 @@ class SemSpaceExperiment:
                            for s, v in self.series.items()},
             "energy_j_per_round": {s: round(float(sum(v.values())) / self.spec.rounds, 2) for s, v in self.energy.items()},
             "bytes_per_round": {s: int(v) for s, v in self.bytes_per_round.items()},
+            "psnr_vs_snr": {s: {f"{snr:g}": round(v[0], 3) for snr, v in d.items()} for s, d in self.versus_snr.items()},
+            "ssim_vs_snr": {s: {f"{snr:g}": round(v[1], 4) for snr, v in d.items()} for s, d in self.versus_snr.items()},
             "satellites_per_gateway_round": {
                 s: {g: round(float(np.mean(v)), 2) for g, v in sorted(per.items())}
                 for s, per in self.participation.items()},
