@@ -154,9 +154,10 @@ class SemSpaceWorkload(Section):
     time r x ``round_s``: a satellite joins gateway g's regional run when it is visible to
     and served by g during that window (``learning.orbits.association``) and its battery
     (``battery_j`` per round, x U(0.5, 1.5) per satellite) affords the round's computation
-    and transmission; its weight is D x a x e with e the battery share left. Baselines in the
-    same run: ``hier_fedavg`` (each satellite under the gateway that served it most, weight D)
-    and ``flat_fedavg`` (every satellite straight to the cloud every round, weight D).
+    and transmission (in both hierarchical schemes); its weight is D x a x e with e the battery
+    share left. Baselines in the same run: ``hier_fedavg`` (each satellite under the gateway
+    that served it most, weight D) and ``flat_fedavg`` (every satellite straight to the cloud
+    every round, weight D, ideal links and no battery limit).
     """
 
     planes: Annotated[int, msgspec.Meta(ge=1, le=100)] = 4

@@ -98,13 +98,12 @@ class SemSpaceExperiment:
             g = [s.name for s in self.stations].index(announce.requirements["gateway"])
             if shares[g] <= 0 or (scheme == "hier_fedavg" and g != int(np.argmax(shares))):
                 return None
-            if scheme == "hier_fedavg":
-                self._spend(scheme, epoch, number, g)
-                return {"association": 1.0, "energy": 1.0}
             cost = self._cost(epoch, number, g)
             if cost > self.battery[number]:
-                return None  # cannot afford the round: skip it
+                return None  # cannot afford the round: skip it, whatever the weighting
             self._spend(scheme, epoch, number, g)
+            if scheme == "hier_fedavg":
+                return {"association": 1.0, "energy": 1.0}  # weight D only
             return {"association": float(shares[g]), "energy": 1.0 - cost / self.battery[number]}
 
         node.federation.join_policy = policy
