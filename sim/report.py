@@ -33,7 +33,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
 
 
 def _plot_semspace(report: dict[str, Any], path: Path) -> Path:
-    """PSNR and SSIM of the cloud model per round, and satellites heard per round, per scheme."""
+    """PSNR and SSIM of the cloud model per round, and satellites trained per round, per scheme."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
@@ -41,8 +41,8 @@ def _plot_semspace(report: dict[str, Any], path: Path) -> Path:
         rounds = range(1, len(series["psnr"]) + 1)
         axes[0].plot(rounds, [float("nan") if v is None else v for v in series["psnr"]], label=scheme)
         axes[1].plot(rounds, [float("nan") if v is None else v for v in series["ssim"]], label=scheme)
-        axes[2].plot(rounds, series["clients"], label=scheme)
-    for ax, title in zip(axes, ("PSNR (dB)", "SSIM", "replies to the cloud per round")):
+        axes[2].plot(rounds, series["satellites"], label=scheme)
+    for ax, title in zip(axes, ("PSNR (dB)", "SSIM", "satellites trained per round")):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("round")
     axes[0].legend(fontsize=8)

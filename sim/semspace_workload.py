@@ -197,7 +197,8 @@ class SemSpaceExperiment:
             self.series[scheme] = {
                 "psnr": [r.central.get("psnr") for r in record.history],
                 "ssim": [r.central.get("ssim") for r in record.history],
-                "clients": [r.replies for r in record.history],
+                # satellites whose update reached the cloud (through gateways, or directly)
+                "satellites": [int(sum(c.get("satellites", 1) for c in r.clients_train.values())) for r in record.history],
             }
         self.done.set()
 
