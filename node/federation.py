@@ -37,6 +37,7 @@ from .fl_tasks import TASKS, make_strategy, meets, requirements, round_config
 
 CLIENT_APP_FAILED = 3  # Error code of a reply whose ClientApp raised
 MAX_ANNOUNCED = 1000  # announced runs remembered
+MAX_MODELS = 8  # latest aggregated models kept, one per hosted run
 
 
 class RoundSpec(msgspec.Struct, frozen=True):
@@ -293,6 +294,8 @@ class Federation:
             if hosted.evaluate is not None:
                 metrics.central = hosted.evaluate(arrays)
             self.models[record.round_id] = arrays
+            while len(self.models) > MAX_MODELS:  # keep the newest runs' models only
+                self.models.pop(next(iter(self.models)))
             record.history.append(metrics)
             if on_round is not None:
                 on_round(metrics)
