@@ -28,6 +28,10 @@ IMAGE = 16
 CLASSES = 10
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that is not a supernet of the expected space."""
+
+
 @dataclass(frozen=True)
 class Space:
     width: float = 0.5
@@ -81,6 +85,9 @@ class Space:
 
 
 EDGE = Space()
+# The space of Once-for-All's published ImageNet MobileNetV3 supernets (ofa_mbv3_d234_e346_k357_w1.0
+# and w1.2), so a checkpoint a user already has loads: load(path, IMAGENET_MBV3, classes=1000).
+IMAGENET_MBV3 = Space(width=1.0, kernels=(3, 5, 7), expands=(3, 4, 6), depths=(2, 3, 4), blocks_per_stage=4)
 
 
 def build(space: Space = EDGE, classes: int = CLASSES) -> OFAMobileNetV3:
@@ -168,10 +175,11 @@ def accuracy(net: OFAMobileNetV3, genome, split: str = "val", space: Space = EDG
     return evaluate(subnet(net, genome, space), split)
 
 
-def load(path: Path | None = None, space: Space = EDGE) -> OFAMobileNetV3:
+def load(path: Path | None = None, space: Space = EDGE, classes: int = CLASSES) -> OFAMobileNetV3:
     """The trained supernet: the shipped weights, or a checkpoint from ``path`` (safetensors,
-    or a torch checkpoint with a ``state_dict``, read with ``weights_only=True``)."""
-    net = build(space)
+    or a torch checkpoint with a ``state_dict``, read with ``weights_only=True``). Nothing is
+    downloaded; a checkpoint of another space raises with the mismatching tensors."""
+    net = build(space, classes)
     source = Path(path) if path is not None else ASSET
     if source.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -180,7 +188,10 @@ def load(path: Path | None = None, space: Space = EDGE) -> OFAMobileNetV3:
     else:
         checkpoint = torch.load(str(source), map_location="cpu", weights_only=True)
         state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
-    net.load_state_dict(state)
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as exc:  # ofa raises ValueError on unknown keys
+        raise CheckpointError(f"{source} does not fit this supernet space ({space}): {exc}"[:500]) from None
     return net.eval()
 
 

@@ -326,6 +326,8 @@ def subnet_select(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Search the supernet for the most accurate subnet within the device's latency budget."""
+    from edgeswarm.learning.supernet import CheckpointError
+
     from .config import ConfigError
     from .device import load_device, measure_device
     from .subnet import select
@@ -339,7 +341,7 @@ def subnet_select(
             profile, here = measure_device(budget_ms or 1.0), True
         try:
             result = select(profile, data_dir, measured_here=here, checkpoint=checkpoint, budget=measurements)
-        except (FileNotFoundError, RuntimeError, KeyError) as exc:
+        except (FileNotFoundError, CheckpointError) as exc:
             raise ConfigError(f"cannot load the supernet: {exc}") from None
     if as_json:
         typer.echo(json.dumps(result, indent=2))

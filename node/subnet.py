@@ -66,6 +66,9 @@ def select(profile: DeviceProfile, data_dir: Path, *, measured_here: bool = Fals
         "accuracy": round(supernet.evaluate(model, "test"), 4),
         "fits": measured <= profile.latency_budget_ms,
         "measurements": len(archive),
+        "pareto": [{"genome": [int(v) for v in archive.genomes[i]], "accuracy": round(archive.results[i][0], 4),
+                    "latency_ms": round(archive.results[i][1], 4)}
+                   for i in sorted(nas.pareto(archive.points()), key=lambda i: archive.results[i][1])],
     }
     (out / "config.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -178,3 +178,17 @@ def test_subnet_select_and_infer_commands(tmp_path):
     assert empty.exit_code == 2 and "subnet select" in empty.output
     both = runner.invoke(app, ["subnet", "select", "--device", str(phone), "--budget-ms", "1", "--data-dir", str(tmp_path)])
     assert both.exit_code == 2
+
+
+def test_a_checkpoint_of_the_published_imagenet_space_loads_from_a_local_path(tmp_path):
+    from edgeswarm.learning.supernet import IMAGENET_MBV3
+
+    reference = supernet.build(IMAGENET_MBV3, classes=1000)
+    path = tmp_path / "ofa_mbv3_d234_e346_k357_w1.0.pt"
+    torch.save({"state_dict": reference.state_dict()}, path)
+    loaded = supernet.load(path, IMAGENET_MBV3, classes=1000)
+    name, value = next(iter(reference.state_dict().items()))
+    assert torch.equal(loaded.state_dict()[name], value)
+    assert IMAGENET_MBV3.genome_length == 2 * 20 + 5
+    with pytest.raises(supernet.CheckpointError, match="does not fit"):  # the edge space cannot take it
+        supernet.load(path)
