@@ -38,6 +38,8 @@ from .fl_tasks import TASKS, make_strategy, meets, requirements, round_config
 CLIENT_APP_FAILED = 3  # Error code of a reply whose ClientApp raised
 MAX_ANNOUNCED = 1000  # announced runs remembered
 MAX_MODELS = 8  # latest aggregated models kept, one per hosted run
+MAX_JOINED = 64  # joined runs whose client state is kept (oldest dropped first)
+MAX_RUNS = 256  # run records `fl status` shows
 
 
 class RoundSpec(msgspec.Struct, frozen=True):
@@ -156,9 +158,8 @@ class Federation:
     def _on_announce(self, host: PeerId, announce: RoundAnnounce) -> None:
         if host == self.me or announce.round_id in self.announced:
             return
-        if len(self.announced) >= MAX_ANNOUNCED:  # forget the oldest: a flood cannot grow memory
-            self.announced.pop(next(iter(self.announced)))
         self.announced[announce.round_id] = (host, announce)
+        _bound(self.announced, MAX_ANNOUNCED)  # forget the oldest: a flood cannot grow memory
         offered = self.config.tasks.get(announce.task)
         if self.config.auto_join and offered is not None and meets(announce.requirements, announce.task, offered) \
                 and self._nursery is not None and (self.join_policy is None or self.join_policy(announce) is not None):
@@ -197,6 +198,8 @@ class Federation:
         record = RunRecord(round_id, "client", announce.task, announce.strategy, announce.rounds, str(host), "joined")
         self._joined[round_id] = _Joined(record, host, context, announce.task)
         self.runs[round_id] = record
+        _bound(self._joined, MAX_JOINED)  # a client's state per run (masks, optimizer) is not kept forever
+        _bound(self.runs, MAX_RUNS)
         return record
 
     async def _on_task(self, peer: PeerId, task: Task) -> Ack:
@@ -270,6 +273,8 @@ class Federation:
         hosted.strategy, hosted.timeout, hosted.join_window = strategy, timeout, join_window
         self._hosted[round_id] = hosted
         self.runs[round_id] = record
+        _bound(self.runs, MAX_RUNS)
+        _bound(self._hosted, MAX_RUNS)
         required = requirements(spec.task, dict(self.config.tasks[spec.task])) | dict(spec.requirements)
         await self.messenger.publish(RoundAnnounce(
             round_id, spec.task, spec.task, spec.strategy, spec.rounds, spec.min_clients, timeout, hosted.join_until,
@@ -294,8 +299,7 @@ class Federation:
             if hosted.evaluate is not None:
                 metrics.central = hosted.evaluate(arrays)
             self.models[record.round_id] = arrays
-            while len(self.models) > MAX_MODELS:  # keep the newest runs' models only
-                self.models.pop(next(iter(self.models)))
+            _bound(self.models, MAX_MODELS)
             record.history.append(metrics)
             if on_round is not None:
                 on_round(metrics)
@@ -375,6 +379,12 @@ def _call(app, message: Message, context: Context) -> Message:
         return app(message, context)
     except Exception as exc:  # the app's failure is reported to the host, never kills the node
         return Message(Error(code=CLIENT_APP_FAILED, reason=f"{type(exc).__name__}: {exc}"[:500]), reply_to=message)
+
+
+def _bound(table: dict, size: int) -> None:
+    """Drop the oldest entries of an insertion-ordered dict beyond ``size``."""
+    while len(table) > size:
+        table.pop(next(iter(table)))
 
 
 def _run_id(round_id: str) -> int:
