@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,11 @@ from edgeswarm.learning.fedpub import (  # noqa: E402
 )
 from edgeswarm.learning.graphs import builtin_graph, largest_component, partition, split_nodes  # noqa: E402
 
-CORA = Path(__file__).resolve().parents[2] / "shared" / "data" / "Planetoid"
+# the shared, read-only datasets: beside the checkout, or where EDGESWARM_SHARED_DATA says
+_CANDIDATES = [Path(os.environ["EDGESWARM_SHARED_DATA"]) if "EDGESWARM_SHARED_DATA" in os.environ else None,
+               Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")]
+CORA = next((c / "Planetoid" for c in _CANDIDATES if c is not None and (c / "Planetoid" / "Cora" / "raw").is_dir()),
+            Path("/nonexistent"))
 
 
 def test_similarity_weights_match_a_hand_computed_softmax():
