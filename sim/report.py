@@ -32,6 +32,22 @@ def write_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     return written
 
 
+def _gaps(values: list) -> list[float]:
+    """Missing values (None) as NaN, which matplotlib leaves as gaps."""
+    return [float("nan") if v is None else v for v in values]
+
+
+def _finish(fig, report: dict[str, Any], path: Path) -> Path:
+    """Title a figure with the run, write it as PNG and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(f"{report['scenario']}: {report['nodes']} nodes, seed {report['seed']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _plot_semspace(report: dict[str, Any], path: Path) -> Path:
     """PSNR and SSIM of the cloud model per round, and satellites trained per round, per scheme."""
     import matplotlib.pyplot as plt
@@ -39,18 +55,14 @@ def _plot_semspace(report: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for scheme, series in report["semspace_series"].items():
         rounds = range(1, len(series["psnr"]) + 1)
-        axes[0].plot(rounds, [float("nan") if v is None else v for v in series["psnr"]], label=scheme)
-        axes[1].plot(rounds, [float("nan") if v is None else v for v in series["ssim"]], label=scheme)
+        axes[0].plot(rounds, _gaps(series["psnr"]), label=scheme)
+        axes[1].plot(rounds, _gaps(series["ssim"]), label=scheme)
         axes[2].plot(rounds, series["satellites"], label=scheme)
     for ax, title in zip(axes, ("PSNR (dB)", "SSIM", "satellites trained per round")):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("round")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{report['scenario']}: {report['nodes']} nodes, seed {report['seed']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(fig, report, path)
 
 
 def _plot_fl(report: dict[str, Any], path: Path) -> Path:
@@ -60,17 +72,13 @@ def _plot_fl(report: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, key, title in zip(axes, ("val_acc", "test_acc"), ("validation", "test")):
         for strategy, series in report["fl_series"].items():
-            values = [float("nan") if v is None else v for v in series[key]]
+            values = _gaps(series[key])
             ax.plot(range(1, len(values) + 1), values, label=strategy)
         ax.set_title(f"mean client {title} accuracy", fontsize=10)
         ax.set_xlabel("round")
         ax.set_ylim(0, 1.0)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{report['scenario']}: {report['nodes']} nodes, seed {report['seed']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(fig, report, path)
 
 
 def _plot_grank(report: dict[str, Any], path: Path) -> Path:
@@ -95,11 +103,7 @@ def _plot_grank(report: dict[str, Any], path: Path) -> Path:
     for ax in axes[-1]:
         ax.set_xlabel("queries")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"{report['scenario']}: {report['nodes']} nodes, seed {report['seed']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(fig, report, path)
 
 
 def _plot_membership(report: dict[str, Any], path: Path) -> Path:
@@ -110,7 +114,7 @@ def _plot_membership(report: dict[str, Any], path: Path) -> Path:
     top.plot(ts["t"], ts["coverage"], label="coverage (live nodes in some view)")
     top.plot(ts["t"], ts["live_entry_fraction"], label="live share of view entries")
     top.plot(ts["t"], ts["largest_component"], label="largest connected part", linestyle="--")
-    top.plot(ts["t"], [float("nan") if v is None else v for v in ts["shuffle_success"]],
+    top.plot(ts["t"], _gaps(ts["shuffle_success"]),
              label="shuffles answered (per interval)", linestyle=":")
     for window, colour, label in _windows(report):
         for ax in (top, bottom):
