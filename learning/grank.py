@@ -25,6 +25,7 @@ pairs clicked for that query. ``full_scores`` recomputes from scratch (for tests
 
 from __future__ import annotations
 
+import functools
 import heapq
 import re
 from collections import Counter, defaultdict
@@ -38,7 +39,14 @@ _WORD = re.compile(r"[\w']+")
 
 def normalise(query: str | Iterable[str]) -> tuple[str, ...]:
     """A query's identity: its lower-cased words, sorted and without repeats."""
-    text = query if isinstance(query, str) else " ".join(query)
+    if isinstance(query, str):
+        return _normalise(query)
+    return _normalise(" ".join(query))
+
+
+@functools.lru_cache(maxsize=65536)
+def _normalise(text: str) -> tuple[str, ...]:
+    """Memoised: the same few queries come back in every row."""
     return tuple(sorted(set(_WORD.findall(text.lower()))))
 
 
@@ -160,8 +168,13 @@ class GRank:
                 self._km[node.index] += 1
             self._clickers[click.item].add(click.node)
         node.terms.update(click.terms)
-        if all(t in node.top for t in click.terms):
+        outside = [t for t in click.terms if t not in node.top]
+        if not outside:
             return  # only a term outside the TopK set can change which terms are in it
+        if len(node.top) >= self.params.top_k_terms:
+            floor = min(_term_key((t, node.terms[t])) for t in node.top)
+            if all(_term_key((t, node.terms[t])) < floor for t in outside):
+                return  # and only by overtaking the weakest term in it
         top = frozenset(t for t, _ in heapq.nlargest(self.params.top_k_terms, node.terms.items(), key=_term_key))
         if top != node.top:
             node.top = top
@@ -204,6 +217,15 @@ class GRank:
             weight = self.similarities()[clicks.nodes[:n]] + self.params.isolation
         totals = np.bincount(clicks.items[:n], weights=clicks.counts[:n] * weight, minlength=len(self._item_names))
         return {self._item_names[i]: float(totals[i]) for i in np.unique(clicks.items[:n])}
+
+    def counts(self, query: str | Iterable[str]) -> Counter[str]:
+        """Clicks per item for ``query`` over every row seen, whoever clicked."""
+        clicks = self._queries.get(normalise(query))
+        if clicks is None:
+            return Counter()
+        n = clicks.size
+        totals = np.bincount(clicks.items[:n], weights=clicks.counts[:n], minlength=len(self._item_names))
+        return Counter({self._item_names[i]: int(totals[i]) for i in np.unique(clicks.items[:n])})
 
     def popularity(self) -> Counter[str]:
         """Clicks per item over every row seen (the popular-items fallback)."""

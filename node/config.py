@@ -116,9 +116,13 @@ class RankingConfig(Section):
     pull_timeout : float (default: 5.0)
     pull_rounds : int (default: 1)
         Replies taken from one peer per pull while they come back full.
-    gossip : "pull" or "push" (default: "pull")
-        After each click, ask a random peer for rows (pull, the paper's choice), or send
-        one the rows it has not had from us (push: unsolicited, so easier to flood).
+    gossip : "digest", "pull" or "push" (default: "digest")
+        After each click, ask a random peer for rows. ``pull`` is the paper's: the peer
+        sends the rows it has not sent us yet (its progress pointer for us), many of which
+        we may have had from others. ``digest`` sends what we hold per issuer with the
+        request, so the peer sends only rows we lack (Scuttlebutt-style anti-entropy).
+        ``push`` sends a random peer the rows it has not had from us (unsolicited, so
+        easier to flood).
     """
 
     enabled: bool = True
@@ -129,7 +133,7 @@ class RankingConfig(Section):
     pull_rows: Annotated[int, msgspec.Meta(ge=1, le=500)] = 500
     pull_timeout: Positive = 5.0
     pull_rounds: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
-    gossip: Literal["pull", "push"] = "pull"
+    gossip: Literal["digest", "pull", "push"] = "digest"
 
 
 TaskValue = str | int | float | bool

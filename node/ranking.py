@@ -8,9 +8,10 @@ stored, and folded into G-Rank incrementally.
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections.abc import Callable, Iterable
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import msgspec
@@ -20,7 +21,9 @@ from edgeswarm.protocols.envelope import Rejected, Signer
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import NetworkError
 from edgeswarm.protocols.peer_id import PeerId
-from edgeswarm.protocols.ranking.messages import ClickRow, PullReply, PullRequest, PushAck, PushRows, SignedRow
+from edgeswarm.protocols.ranking.messages import (
+    MAX_HOLDINGS, ClickRow, Holding, PullReply, PullRequest, PushAck, PushRows, SignedRow,
+)
 from edgeswarm.protocols.ranking.rows import decode_row, sign_row, verify_row
 
 from .config import RankingConfig
@@ -36,18 +39,21 @@ class _SeenNumbers:
     """Which of one issuer's row numbers we hold: all below ``below``, plus ``extra``.
 
     Rows from one issuer mostly arrive in order, so this stays a couple of integers.
+    ``top`` is one past the highest number held.
     """
 
-    __slots__ = ("below", "extra")
+    __slots__ = ("below", "extra", "top")
 
     def __init__(self) -> None:
         self.below = 0
+        self.top = 0
         self.extra: set[int] = set()
 
     def __contains__(self, number: int) -> bool:
         return number < self.below or number in self.extra
 
     def add(self, number: int) -> None:
+        self.top = max(self.top, number + 1)
         self.extra.add(number)
         while self.below in self.extra:
             self.extra.discard(self.below)
@@ -135,6 +141,10 @@ class Ranking:
             return rank(self.grank, self.index, query, rng=self._rng, p_explore=0.0, limit=self._config.results)
         return rank_baseline(method, self.grank, self.index, query, rng=self._rng, limit=self._config.results)
 
+    def click_counts(self, query: str) -> Counter[str]:
+        """Clicks per item for ``query`` in the rows this node holds (its view of the log)."""
+        return self.grank.counts(query)
+
     async def click(self, item: str) -> ClickRow:
         """Record a click on ``item`` for the last search, then pull rows from one peer."""
         if self._last is None:
@@ -159,21 +169,23 @@ class Ranking:
         candidates = [p for p in dict.fromkeys([*self._peers(), *self._issuers]) if p != self.me]
         return self._rng.choice(candidates) if candidates else None
 
-    async def pull_once(self) -> int:
-        """Ask one random known peer for the rows it has not sent us yet; return rows taken.
+    async def pull_once(self, peer: PeerId | None = None) -> int:
+        """Ask ``peer`` (default: a random known one) for rows we lack; return rows taken.
 
-        While a reply comes back full, ask the same peer again (up to ``pull_rounds``
-        replies), so one pull catches up with that peer's whole log, not its oldest rows.
+        With ``gossip = "digest"`` the request says what we hold; with ``"pull"`` the peer
+        sends what it has not sent us yet. While a reply comes back full, ask the same peer
+        again (up to ``pull_rounds`` replies), so one pull catches up with that peer.
         """
-        peer = self._random_peer()
+        peer = peer or self._random_peer()
         if peer is None:
             return 0
         counters = self._messenger.counters
         taken = 0
         for _ in range(self._config.pull_rounds):
+            have = self._digest() if self._config.gossip == "digest" else ()
             try:
                 reply = await self._messenger.request(
-                    peer, PullRequest(self._config.pull_rows), PullReply, timeout=self._config.pull_timeout
+                    peer, PullRequest(self._config.pull_rows, have), PullReply, timeout=self._config.pull_timeout
                 )
             except (NetworkError, Rejected):
                 counters.add("ranking", "pull_failed")
@@ -208,34 +220,61 @@ class Ranking:
 
     def _receive(self, peer: PeerId, rows: Iterable[SignedRow]) -> int:
         counters = self._messenger.counters
-        taken = 0
-        with self._store.transaction():
-            for signed in rows:
-                try:
-                    row = decode_row(signed)
-                    if row.number in self._held[row.node]:  # have it: no need to verify again
-                        counters.add("ranking", "rows_duplicate")
-                        continue
-                    verify_row(signed, row)
-                except Rejected as exc:
-                    counters.add("ranking", "rows_rejected")
-                    self._messenger.network.penalize(peer, f"click row: {exc}")
+        fresh: dict[tuple[str, int], tuple[ClickRow, SignedRow]] = {}
+        for signed in rows:
+            try:
+                row = decode_row(signed)
+                if row.number in self._held[row.node] or (row.node, row.number) in fresh:
+                    counters.add("ranking", "rows_duplicate")  # have it: no need to verify again
                     continue
-                if self._store.add_click_row(row.node, row.number, signed.row, signed.sig) is None:
-                    counters.add("ranking", "rows_duplicate")
-                else:
-                    self._take(row)
-                    taken += 1
-        counters.add("ranking", "rows_received", taken)
-        return taken
+                verify_row(signed, row)
+            except Rejected as exc:
+                counters.add("ranking", "rows_rejected")
+                self._messenger.network.penalize(peer, f"click row: {exc}")
+                continue
+            fresh[(row.node, row.number)] = (row, signed)
+        # ``_held`` mirrors the store, so every fresh row is new there too; one transaction
+        self._store.add_click_rows([(r.node, r.number, s.row, s.sig) for r, s in fresh.values()])
+        for row, _ in fresh.values():
+            self._take(row)
+        counters.add("ranking", "rows_received", len(fresh))
+        return len(fresh)
+
+    def _digest(self) -> tuple[Holding, ...]:
+        """What we hold, issuer by issuer (the longest runs first if there are too many)."""
+        runs = [(seen.below, node) for node, seen in self._held.items() if seen.below > 0]
+        if len(runs) > MAX_HOLDINGS:
+            runs = heapq.nlargest(MAX_HOLDINGS, runs)
+        return tuple(Holding(node, below) for below, node in runs)
 
     async def _on_pull(self, peer: PeerId, request: PullRequest) -> PullReply:
-        after = self._store.pull_progress(peer)
-        rows = self._store.click_rows_after(after, limit=request.max_rows, max_bytes=_REPLY_ROOM)
-        if rows:
-            self._store.set_pull_progress(peer, rows[-1][0])
+        if request.have:
+            rows = self._rows_not_in(request)
+        else:
+            after = self._store.pull_progress(peer)
+            rows = self._store.click_rows_after(after, limit=request.max_rows, max_bytes=_REPLY_ROOM)
+            if rows:
+                self._store.set_pull_progress(peer, rows[-1][0])
         self._messenger.counters.add("ranking", "rows_served", len(rows))
         return PullReply(tuple(SignedRow(row, sig) for _, row, sig in rows))
+
+    def _rows_not_in(self, request: PullRequest) -> list[tuple[int, bytes, bytes]]:
+        """Our rows that the requester's digest does not cover, within the reply's bounds."""
+        have = {h.node: h.below for h in request.have}
+        out: list[tuple[int, bytes, bytes]] = []
+        size = 0
+        for node, seen in self._held.items():
+            start = have.get(node, 0)
+            if seen.top <= start:
+                continue
+            for entry in self._store.click_rows_of(node, start, request.max_rows - len(out)):
+                size += len(entry[1]) + len(entry[2]) + 16
+                if size > _REPLY_ROOM:
+                    return out
+                out.append(entry)
+            if len(out) >= request.max_rows:
+                break
+        return out
 
     # -- internals -------------------------------------------------------------------------
     def _take(self, row: ClickRow) -> None:

@@ -230,6 +230,12 @@ class Store:
         )
         return cursor.lastrowid if cursor.rowcount else None
 
+    def add_click_rows(self, rows: list[tuple[str, int, bytes, bytes]]) -> None:
+        """Append ``(node, number, row, sig)`` rows in one transaction; ones already here are skipped."""
+        if rows:
+            with self.transaction():
+                self._conn.executemany("INSERT OR IGNORE INTO click_log (node, number, row, sig) VALUES (?, ?, ?, ?)", rows)
+
     def click_rows_after(self, seq: int, limit: int, max_bytes: int) -> list[tuple[int, bytes, bytes]]:
         """Rows with a sequence number above ``seq``, oldest first, within both bounds."""
         out, size = [], 0
@@ -241,6 +247,13 @@ class Store:
                 break
             out.append((row_seq, row, sig))
         return out
+
+    def click_rows_of(self, node: str, number: int, limit: int) -> list[tuple[int, bytes, bytes]]:
+        """``node``'s rows numbered ``number`` and up, in number order, at most ``limit``."""
+        return self._conn.execute(
+            "SELECT seq, row, sig FROM click_log WHERE node = ? AND number >= ? ORDER BY number LIMIT ?",
+            (node, number, limit),
+        ).fetchall()
 
     def click_row_count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM click_log").fetchone()[0]

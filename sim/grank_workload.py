@@ -16,6 +16,13 @@ local-only baselines), over ``eval_nodes`` random nodes x every tag:
   2 for the next two, 1 for the other items with the tag);
 - ``attack_success``: share of the honest nodes' rankings for the attacked tag whose first
   result is the item the attackers push (and not the honest users' favourite).
+And, once per evaluation (they describe the gossiped log, not a ranking method):
+- ``log_distance``: the paper's positional distance. Per node and tag, the items the node's
+  log shows clicked for the tag by click count, then the tag's other items in catalog
+  order, against the same list from every honest click; the sum over the items in both of
+  |position difference| (items tied on clicks: 0 anywhere in their tie group's span),
+  averaged over the evaluated nodes and tags;
+- ``log_coverage``: share of all click rows issued so far that the evaluated nodes hold.
 Only honest nodes query and are evaluated; the global click ranking counts honest clicks.
 """
 
@@ -33,6 +40,7 @@ from .scenario import GRankWorkload
 
 METHODS = ("grank", "popularity", "random", "local")
 SERIES = ("mrr", "ndcg10", "top_item_rate", "positional_distance", "attack_success")
+LOG_SERIES = ("log_distance", "log_coverage")
 
 
 class Catalog:
@@ -80,6 +88,7 @@ class GRankExperiment:
         self.catalog = Catalog(spec, derive_rng(seed, "grank-catalog"))
         self.global_clicks: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.series: dict[str, Any] = {"queries": [], **{m: defaultdict(list) for m in SERIES}}
+        self.log_series: dict[str, list[float]] = {m: [] for m in LOG_SERIES}
         count = min(spec.attackers, len(hosts) - 1) if spec.attack != "none" else 0
         self.attackers = hosts[len(hosts) - count :] if count else []
         self.honest = hosts[: len(hosts) - count]
@@ -88,6 +97,7 @@ class GRankExperiment:
         # coordinated Sybils push one item: the least popular one carrying the most queried tag
         self.pushed = self.catalog.by_tag[self.target][-1]
         self.clicks = 0
+        self.rows_issued = 0
         self.issued = 0
         self.done = trio.Event()
 
@@ -143,6 +153,7 @@ class GRankExperiment:
                 ranking.search(self.target, explore=False)
                 ranking.add_items([self.catalog.entry(self.pushed)], local=False)
                 item = self.pushed
+            self.rows_issued += 1
             await ranking.click(item)
             await trio.sleep(spec.query_interval)
 
@@ -160,6 +171,7 @@ class GRankExperiment:
             return
         self.global_clicks[tag][choice] += 1
         self.clicks += 1
+        self.rows_issued += 1
         await ranking.click(choice)
 
     def _choose(self, tag: str, results: list[str]) -> str | None:
@@ -205,6 +217,10 @@ class GRankExperiment:
             self.series["top_item_rate"][method].append(round(sum(hits) / len(hits), 6))
             self.series["positional_distance"][method].append(round(sum(distances) / len(distances), 6))
             self.series["attack_success"][method].append(round(sum(hijacked) / len(hijacked), 6) if hijacked else 0.0)
+        log_distances = [self._log_distance(tag, h.node.ranking.click_counts(tag)) for h in hosts for tag in self.catalog.tags]
+        coverage = [h.store.click_row_count() / max(1, self.rows_issued) for h in hosts]
+        self.log_series["log_distance"].append(round(sum(log_distances) / len(log_distances), 6))
+        self.log_series["log_coverage"].append(round(sum(coverage) / len(coverage), 6))
 
     def _most_clicked(self, tag: str) -> str | None:
         """The honest users' most clicked item for ``tag``."""
@@ -217,22 +233,16 @@ class GRankExperiment:
         Items with equal click counts have no true order between them, so an item placed
         anywhere inside its tie group's span of positions is at distance 0.
         """
-        clicks = self.global_clicks[tag]
-        order = sorted(clicks.items(), key=lambda e: (-e[1], e[0]))
+        order = sorted(self.global_clicks[tag].items(), key=lambda e: (-e[1], e[0]))
         if not order:
             return 0.0
-        span: dict[int, tuple[int, int]] = {}
-        for r, (_, count) in enumerate(order):
-            lo, _ = span.get(count, (r, r))
-            span[count] = (lo, r)
+        span = _tie_spans(order)
         position = {k: r for r, k in enumerate(ranked[:10])}
-        total = 0
         truth = order[:10]
-        for k, count in truth:
-            lo, hi = span[count]
-            p = position.get(k, 10)
-            total += 0 if lo <= p <= hi else min(abs(p - lo), abs(p - hi))
-        return total / len(truth) / 10
+        return sum(_off(position.get(k, 10), span[count]) for k, count in truth) / len(truth) / 10
+
+    def _log_distance(self, tag: str, counts: Counter[str]) -> int:
+        return log_distance(self.global_clicks[tag], counts, self.catalog.by_tag[tag])
 
     def report(self) -> dict[str, Any]:
         """Final values per metric and method, and the series, for ``report.json``."""
@@ -246,10 +256,46 @@ class GRankExperiment:
         final["gossip_bytes_per_node"] = round(
             sum(v for b in gossip for kind, v in b.items() if kind.startswith("ranking.")) / len(gossip)
         )
+        for metric, values in self.log_series.items():
+            final[metric] = values[-1] if values else None
         final["clicks"] = self.clicks
         final["queries"] = self.issued
         series = {"queries": self.series["queries"]}
         for metric, values in self.series.items():
             if metric != "queries":
                 series[metric] = {m: values[m] for m in METHODS}
+        series.update(self.log_series)
         return {"final": final, "series": series}
+
+
+def log_distance(truth: Counter[str], view: Counter[str], tagged: list[str]) -> int:
+    """The paper's positional distance of one node's view of a tag's clicks from the truth.
+
+    Each side lists the items clicked for the tag by click count, then the tag's other items
+    in catalog order; the distance sums |position difference| over the items on both lists.
+    Items tied on clicks in the truth have no order between them: anywhere in their tie
+    group's span is distance 0.
+    """
+
+    def listing(clicks: Counter[str]) -> list[tuple[str, int]]:
+        clicked = sorted(clicks.items(), key=lambda e: (-e[1], e[0]))
+        return clicked + [(k, 0) for k in sorted(tagged) if k not in clicks]
+
+    ordered = listing(truth)
+    span = _tie_spans(ordered)
+    count = dict(ordered)
+    return sum(_off(p, span[count[k]]) for p, (k, _) in enumerate(listing(view)) if k in count)
+
+
+def _tie_spans(order: list[tuple[str, int]]) -> dict[int, tuple[int, int]]:
+    """First and last position of each click count in a list sorted by count."""
+    span: dict[int, tuple[int, int]] = {}
+    for r, (_, count) in enumerate(order):
+        span[count] = (span.get(count, (r, r))[0], r)
+    return span
+
+
+def _off(position: int, span: tuple[int, int]) -> int:
+    """How far ``position`` lies outside ``span`` (0 inside it)."""
+    lo, hi = span
+    return 0 if lo <= position <= hi else min(abs(position - lo), abs(position - hi))

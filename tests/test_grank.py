@@ -52,6 +52,11 @@ def test_scores_by_hand_with_and_without_isolation_constant():
     assert grank(LOG).scores("metal") == {}
 
 
+def test_counts_are_every_node_s_clicks_per_query():
+    assert grank(LOG).counts("rock") == {"a": 2, "c": 1}
+    assert grank(LOG).counts("metal") == {}
+
+
 def test_top_k_limits_the_terms_compared():
     log = [Click("i", ("x",), "a"), Click("i", ("x",), "a"), Click("i", ("y",), "b"),
            Click("j", ("y",), "c")]

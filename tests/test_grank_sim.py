@@ -1,11 +1,14 @@
 """The G-Rank workload in the simulator: the report's interface, learning, determinism."""
 
+from collections import Counter
+
 import msgspec
 import pytest
 
-from edgeswarm.node.config import NodeConfig, PresenceConfig
+from edgeswarm.node.config import NodeConfig, PresenceConfig, RankingConfig
 from edgeswarm.node.device import DeviceProfile
 from edgeswarm.sim.runner import run_scenario
+from edgeswarm.sim.grank_workload import log_distance
 from edgeswarm.sim.scenario import GRankWorkload, LoadedScenario, Scenario, load_scenario
 
 LAPTOP = DeviceProfile(
@@ -15,11 +18,12 @@ LAPTOP = DeviceProfile(
 METHODS = {"grank", "popularity", "random", "local"}
 
 
-def simulate(click_model="top", seed=4):
+def simulate(click_model="top", seed=4, gossip="digest"):
     workload = GRankWorkload(items=64, tags=8, queries=1500, eval_every=500, eval_nodes=4, click_model=click_model)
+    node = NodeConfig(presence=PresenceConfig(enabled=False), ranking=RankingConfig(gossip=gossip))
     scenario = Scenario(
         name="grank-small", nodes=20, duration=600.0, seed=seed, bootstrap=2, join_window=10.0,
-        sample_interval=60.0, node=NodeConfig(presence=PresenceConfig(enabled=False)), grank=workload,
+        sample_interval=60.0, node=node, grank=workload,
     )
     return run_scenario(LoadedScenario(scenario, {"laptop": LAPTOP}), out_dir=None)
 
@@ -38,6 +42,21 @@ def test_report_has_every_metric_for_every_method_and_grank_learns():
     assert metrics["click_log_rows_per_node"] > 50 and metrics["gossip_bytes_per_node"] > 0
     assert metrics["counters"]["ranking"]["rows_received"] > 0
     assert "rows_rejected" not in metrics["counters"]["ranking"]
+
+
+def test_log_distance_by_hand():
+    truth, tagged = Counter(a=3, b=1, c=1), ["a", "b", "c", "d"]  # a | b c (tied) | d
+    assert log_distance(truth, truth, tagged) == 0
+    assert log_distance(truth, Counter(a=3, c=2, b=1), tagged) == 0  # c before b: a tie in the truth
+    # the view lists c d a b: c is 1 before its span, d 2, a 2 after, b 1 after
+    assert log_distance(truth, Counter(c=2, d=1), tagged) == 6
+
+
+def test_digest_gossip_holds_more_of_the_log_for_fewer_bytes_than_the_papers_pull():
+    digest, pull = simulate(gossip="digest")["metrics"], simulate(gossip="pull")["metrics"]
+    assert digest["log_coverage"] > pull["log_coverage"]
+    assert digest["gossip_bytes_per_node"] < pull["gossip_bytes_per_node"]
+    assert digest["log_distance"] <= pull["log_distance"]
 
 
 def test_relevance_driven_clicks_make_grank_beat_random():
@@ -80,4 +99,5 @@ def test_the_papers_100_node_run_converges(repo):
     assert metrics["queries"] == 10_000
     assert metrics["top_item_rate"]["grank"] == 1.0
     distance = metrics["positional_distance"]
-    assert distance["grank"] < 0.2 and distance["grank"] < distance["popularity"] < distance["random"]
+    assert distance["grank"] < 0.05 and distance["grank"] < distance["popularity"] < distance["random"]
+    assert metrics["log_coverage"] > 0.9 and metrics["log_distance"] < 2  # the paper's distance

@@ -1,7 +1,7 @@
 """The ranking service on the virtual network: signed rows, pull gossip, restart from the store."""
 
 import random
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import msgspec
 import pytest
@@ -125,22 +125,22 @@ def test_a_relay_of_forged_rows_is_refused_and_penalized():
 
 
 @asynccontextmanager
-async def two_nodes(config):
-    """Nodes 1 and 2 with the test catalog, bootstrapped through each other and settled."""
+async def swarm(config, size=2):
+    """Nodes 1..size with the test catalog, each bootstrapped through the next, settled."""
     net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
-    async with trio.open_nursery() as n:
+    async with trio.open_nursery() as n, AsyncExitStack() as stack:
         await n.start(net.run)
-        async with net.attach(identity(1).peer_id) as ea, net.attach(identity(2).peer_id) as eb:
-            nodes = []
-            for i, ep, boot in ((1, ea, 2), (2, eb, 1)):
-                node = Node(identity=identity(i), network=ep, store=Store.open(":memory:"), config=config,
-                            rng=random.Random(i), clock=lambda: 1.8e9 + trio.current_time(),
-                            bootstrap=[Descriptor(identity(boot).peer_id)])
-                node.ranking.add_items(ITEMS)
-                await n.start(node.run)
-                nodes.append(node)
-            await trio.sleep(15)
-            yield nodes
+        nodes = []
+        for i in range(1, size + 1):
+            endpoint = await stack.enter_async_context(net.attach(identity(i).peer_id))
+            node = Node(identity=identity(i), network=endpoint, store=Store.open(":memory:"), config=config,
+                        rng=random.Random(i), clock=lambda: 1.8e9 + trio.current_time(),
+                        bootstrap=[Descriptor(identity(i % size + 1).peer_id)])
+            node.ranking.add_items(ITEMS)
+            await n.start(node.run)
+            nodes.append(node)
+        await trio.sleep(15)
+        yield nodes
         n.cancel_scope.cancel()
 
 
@@ -148,7 +148,7 @@ def test_push_gossip_sends_each_row_once_per_peer():
     push = msgspec.structs.replace(CONFIG, ranking=RankingConfig(p_explore=0.0, gossip="push"))
 
     async def main():
-        async with two_nodes(push) as (a, b):
+        async with swarm(push) as (a, b):
             a.ranking.search("jazz")
             await a.ranking.click("b")  # pushes row 0 to b
             a.ranking.search("jazz")
@@ -165,12 +165,54 @@ def test_pull_rounds_drain_a_peer_while_replies_are_full():
     small = msgspec.structs.replace(CONFIG, ranking=RankingConfig(p_explore=0.0, pull_rows=2, pull_rounds=3))
 
     async def main():
-        async with two_nodes(small) as (a, b):
+        async with swarm(small) as (a, b):
             for _ in range(7):
                 a.ranking.search("jazz")
                 await a.ranking.click("a")
             assert await b.ranking.pull_once() == 6  # three full replies of 2
             assert await b.ranking.pull_once() == 1  # the rest; a short reply ends the pull
             assert b.ranking.grank.rows == 7
+
+    run_virtual(main)
+
+
+@pytest.mark.parametrize("gossip, duplicates", [("digest", 0), ("pull", 3)])
+def test_a_digest_pull_sends_only_the_rows_the_requester_lacks(gossip, duplicates):
+    """b already has c's rows when it pulls from a: the digest says so; a's pointer does not."""
+    config = msgspec.structs.replace(CONFIG, ranking=RankingConfig(p_explore=0.0, gossip=gossip))
+
+    async def main():
+        async with swarm(config, 3) as (a, b, c):
+            for _ in range(3):
+                c.ranking.search("jazz")
+                await c.ranking.click("a")
+            assert await a.ranking.pull_once(c.ranking.me) == 3
+            assert await b.ranking.pull_once(c.ranking.me) == 3
+            assert await b.ranking.pull_once(a.ranking.me) == 0
+            c.ranking.search("jazz")
+            await c.ranking.click("b")
+            assert await a.ranking.pull_once(c.ranking.me) == 1
+            assert await b.ranking.pull_once(a.ranking.me) == 1
+            counters = b.status().counters["ranking"]
+            assert b.ranking.grank.rows == 4 and counters["rows_received"] == 4
+            assert counters.get("rows_duplicate", 0) == duplicates
+
+    run_virtual(main)
+
+
+def test_a_digest_reply_keeps_to_the_row_limit():
+    small = msgspec.structs.replace(CONFIG, ranking=RankingConfig(p_explore=0.0, pull_rows=3))
+
+    async def main():
+        async with swarm(small, 3) as (a, b, c):
+            for node in (a, c):
+                for _ in range(2):
+                    node.ranking.search("jazz")
+                    await node.ranking.click("a")
+            assert await b.ranking.pull_once(a.ranking.me) == 2  # a holds only its own two
+            assert await a.ranking.pull_once(c.ranking.me) == 2
+            assert await b.ranking.pull_once(a.ranking.me) == 2  # c's two, not a's again
+            assert b.ranking.grank.rows == 4
+            assert "rows_duplicate" not in b.status().counters["ranking"]
 
     run_virtual(main)

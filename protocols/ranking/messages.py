@@ -11,6 +11,7 @@ from ..membership.messages import PeerIdText
 
 MAX_ROW_BYTES = 4 * 1024
 MAX_ROWS_PER_REPLY = 500
+MAX_HOLDINGS = 4096
 
 Term = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ItemId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -40,12 +41,25 @@ class SignedRow(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fie
     sig: Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
 
 
+class Holding(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """The requester holds every row of ``node`` numbered below ``below``."""
+
+    node: PeerIdText
+    below: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
 class PullRequest(Body, array_like=True, frozen=True):
-    """Send me the rows you have not sent me yet (at most ``max_rows``)."""
+    """Send me rows I lack (at most ``max_rows``).
+
+    With ``have`` empty: the rows you have not sent me yet, by your progress pointer for me
+    (the paper's pull). With ``have`` (a digest of what I hold, as in Scuttlebutt
+    anti-entropy): the rows it does not cover, whoever sent them to me.
+    """
 
     KIND = "ranking.pull"
-    MAX_BYTES = 64
+    MAX_BYTES = 384 * 1024
     max_rows: Annotated[int, msgspec.Meta(ge=1, le=MAX_ROWS_PER_REPLY)]
+    have: Annotated[tuple[Holding, ...], msgspec.Meta(max_length=MAX_HOLDINGS)] = ()
 
 
 class PullReply(Body, array_like=True, frozen=True):
