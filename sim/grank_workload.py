@@ -15,7 +15,9 @@ local-only baselines), over ``eval_nodes`` random nodes x every tag:
 - ``ndcg10``: nDCG@10 against graded relevance (3 for the most popular item of the tag,
   2 for the next two, 1 for the other items with the tag);
 - ``attack_success``: share of the honest nodes' rankings for the attacked tag whose first
-  result is the item the attackers push (and not the honest users' favourite).
+  result is the item the attackers push (and was not the honest users' favourite when the
+  attack started: honest users who click the top result may adopt the pushed item, and
+  that is the attack succeeding, not ending).
 And, once per evaluation (they describe the gossiped log, not a ranking method):
 - ``log_distance``: the paper's positional distance. Per node and tag, the items the node's
   log shows clicked for the tag by click count, then the tag's other items in catalog
@@ -96,6 +98,7 @@ class GRankExperiment:
         self.target = self.catalog.tags[max(range(len(weights)), key=weights.__getitem__)]  # most queried
         # coordinated Sybils push one item: the least popular one carrying the most queried tag
         self.pushed = self.catalog.by_tag[self.target][-1]
+        self.favourite_before_attack: str | None = None
         self.clicks = 0
         self.rows_issued = 0
         self.issued = 0
@@ -119,6 +122,7 @@ class GRankExperiment:
                         await host.start(nursery)
                         self._stock(host)
                 if number == spec.attack_start:
+                    self.favourite_before_attack = self._most_clicked(self.target)
                     for host in self.attackers:
                         users.start_soon(self._attack, host)
                 tag = rng.choices(self.catalog.tags, self.catalog.tag_weight)[0]
@@ -191,7 +195,7 @@ class GRankExperiment:
         from ir_measures import RR, nDCG
 
         hosts = self.rng.sample(self._online(), min(self.spec.eval_nodes, len(self._online())))
-        honest_top = self._most_clicked(self.target)
+        honest_top = self.favourite_before_attack or self._most_clicked(self.target)
         qrels = [  # one query per (evaluated node, tag), judged by the same ground truth
             ir_measures.Qrel(f"{h}:{tag}", item, grade)
             for h in range(len(hosts))

@@ -92,14 +92,21 @@ def _plot_grank(report: dict[str, Any], path: Path) -> Path:
     attacked = any(any(v) for v in series.get("attack_success", {}).values())
     if attacked:
         panels.insert(2, ("attack_success", "honest results topped by the attackers' item"))
-    fig, axes = plt.subplots(2, 3 if attacked else 2, figsize=(15 if attacked else 10, 7), sharex=True)
-    for ax in axes.flat[len(panels):]:
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7), sharex=True)
+    for ax in axes.flat[len(panels) + 1:]:
         ax.set_visible(False)
     for ax, (metric, title) in zip(axes.flat, panels):
         for method, values in series[metric].items():
             ax.plot(series["queries"], values, label=method, linewidth=2 if method == "grank" else 1)
         ax.set_title(title, fontsize=10)
         ax.set_ylim(0, 1.05)
+    log = axes.flat[len(panels)]  # the gossiped log itself, as the paper plots it
+    log.plot(series["queries"], series["log_distance"], color="black", label="the paper's distance (left)")
+    log.set_title("node's log vs all clicks: paper's distance, share held", fontsize=10)
+    held = log.twinx()
+    held.plot(series["queries"], series["log_coverage"], color="tab:green", linestyle="--", label="rows held (right)")
+    held.set_ylim(0, 1.05)
+    log.legend(handles=log.get_lines() + held.get_lines(), fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("queries")
     axes[0][0].legend(fontsize=8)
