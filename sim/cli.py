@@ -79,6 +79,11 @@ def summary_table(report: dict[str, Any]) -> Table:
     ]
     for method, value in metrics.get("mrr", {}).items():  # G-Rank runs
         rows.append((f"MRR {method}", f"{value:.3f}" if value is not None else "-"))
+    for method, value in metrics.get("positional_distance", {}).items():
+        rows.append((f"positional distance {method}", f"{value:.3f}" if value is not None else "-"))
+    for name in ("log_distance", "log_coverage"):
+        if metrics.get(name) is not None:
+            rows.append((name.replace("_", " "), f"{metrics[name]:.3f}"))
     for strategy, value in metrics.get("accuracy", {}).items():  # federated runs
         rows.append((f"accuracy {strategy} (round {metrics['best_round'][strategy]})",
                      f"{value:.4f}" if value is not None else "-"))

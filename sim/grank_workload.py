@@ -14,7 +14,7 @@ local-only baselines), over ``eval_nodes`` random nodes x every tag:
   (ir_measures RR, relevance 3);
 - ``ndcg10``: nDCG@10 against graded relevance (3 for the most popular item of the tag,
   2 for the next two, 1 for the other items with the tag);
-- ``attack_success``: share of the honest nodes' rankings for the attacked tag whose first
+- ``attack_success`` (under attack only): share of the honest nodes' rankings for the attacked tag whose first
   result is the item the attackers push (and was not the honest users' favourite when the
   attack started: honest users who click the top result may adopt the pushed item, and
   that is the attack succeeding, not ending).
@@ -89,7 +89,8 @@ class GRankExperiment:
         self.rng = derive_rng(seed, "grank")
         self.catalog = Catalog(spec, derive_rng(seed, "grank-catalog"))
         self.global_clicks: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        self.series: dict[str, Any] = {"queries": [], **{m: defaultdict(list) for m in SERIES}}
+        metrics = SERIES if spec.attack != "none" else SERIES[:-1]  # attack_success only under attack
+        self.series: dict[str, Any] = {"queries": [], **{m: defaultdict(list) for m in metrics}}
         self.log_series: dict[str, list[float]] = {m: [] for m in LOG_SERIES}
         count = min(spec.attackers, len(hosts) - 1) if spec.attack != "none" else 0
         self.attackers = hosts[len(hosts) - count :] if count else []
@@ -220,7 +221,8 @@ class GRankExperiment:
             self.series["ndcg10"][method].append(round(scores[nDCG @ 10], 6))
             self.series["top_item_rate"][method].append(round(sum(hits) / len(hits), 6))
             self.series["positional_distance"][method].append(round(sum(distances) / len(distances), 6))
-            self.series["attack_success"][method].append(round(sum(hijacked) / len(hijacked), 6) if hijacked else 0.0)
+            if "attack_success" in self.series:
+                self.series["attack_success"][method].append(round(sum(hijacked) / len(hijacked), 6) if hijacked else 0.0)
         log_distances = [self._log_distance(tag, h.node.ranking.click_counts(tag)) for h in hosts for tag in self.catalog.tags]
         coverage = [h.store.click_row_count() / max(1, self.rows_issued) for h in hosts]
         self.log_series["log_distance"].append(round(sum(log_distances) / len(log_distances), 6))

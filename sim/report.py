@@ -89,7 +89,7 @@ def _plot_grank(report: dict[str, Any], path: Path) -> Path:
     panels = [("positional_distance", "positional distance (0 = global click ranking)"),
               ("top_item_rate", "results holding the most clicked item"),
               ("mrr", "MRR of the most popular item"), ("ndcg10", "nDCG@10")]
-    attacked = any(any(v) for v in series.get("attack_success", {}).values())
+    attacked = "attack_success" in series
     if attacked:
         panels.insert(2, ("attack_success", "honest results topped by the attackers' item"))
     fig, axes = plt.subplots(2, 3, figsize=(15, 7), sharex=True)

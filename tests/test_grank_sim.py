@@ -34,6 +34,8 @@ def test_report_has_every_metric_for_every_method_and_grank_learns():
     for name in ("mrr", "ndcg10", "top_item_rate", "positional_distance"):
         assert set(metrics[name]) == METHODS and all(0 <= v <= 1 for v in metrics[name].values())
     assert report["grank_series"]["queries"] == [500, 1000, 1500]
+    assert "attack_success" not in metrics  # no attack, nothing to report
+    assert 0 < metrics["log_coverage"] <= 1 and metrics["log_distance"] >= 0
     # G-Rank follows the swarm's clicks: closer to the global click ranking than random
     # order or a node's own clicks, and it shows the most clicked item
     distance = metrics["positional_distance"]
