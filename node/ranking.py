@@ -182,7 +182,7 @@ class Ranking:
         counters = self._messenger.counters
         taken = 0
         for _ in range(self._config.pull_rounds):
-            have = self._digest() if self._config.gossip == "digest" else ()
+            have = self._digest() if self._config.gossip == "digest" else None
             try:
                 reply = await self._messenger.request(
                     peer, PullRequest(self._config.pull_rows, have), PullReply, timeout=self._config.pull_timeout
@@ -224,7 +224,8 @@ class Ranking:
         for signed in rows:
             try:
                 row = decode_row(signed)
-                if row.number in self._held[row.node] or (row.node, row.number) in fresh:
+                held = self._held.get(row.node)  # no entry for an issuer until a row of it is kept
+                if (held is not None and row.number in held) or (row.node, row.number) in fresh:
                     counters.add("ranking", "rows_duplicate")  # have it: no need to verify again
                     continue
                 verify_row(signed, row)
@@ -248,8 +249,8 @@ class Ranking:
         return tuple(Holding(node, below) for below, node in runs)
 
     async def _on_pull(self, peer: PeerId, request: PullRequest) -> PullReply:
-        if request.have:
-            rows = self._rows_not_in(request)
+        if request.have is not None:
+            rows = self._rows_not_in(request.have, request.max_rows)
         else:
             after = self._store.pull_progress(peer)
             rows = self._store.click_rows_after(after, limit=request.max_rows, max_bytes=_REPLY_ROOM)
@@ -258,21 +259,21 @@ class Ranking:
         self._messenger.counters.add("ranking", "rows_served", len(rows))
         return PullReply(tuple(SignedRow(row, sig) for _, row, sig in rows))
 
-    def _rows_not_in(self, request: PullRequest) -> list[tuple[int, bytes, bytes]]:
+    def _rows_not_in(self, digest: tuple[Holding, ...], max_rows: int) -> list[tuple[int, bytes, bytes]]:
         """Our rows that the requester's digest does not cover, within the reply's bounds."""
-        have = {h.node: h.below for h in request.have}
+        have = {h.node: h.below for h in digest}
         out: list[tuple[int, bytes, bytes]] = []
         size = 0
         for node, seen in self._held.items():
             start = have.get(node, 0)
             if seen.top <= start:
                 continue
-            for entry in self._store.click_rows_of(node, start, request.max_rows - len(out)):
+            for entry in self._store.click_rows_of(node, start, max_rows - len(out)):
                 size += len(entry[1]) + len(entry[2]) + 16
                 if size > _REPLY_ROOM:
                     return out
                 out.append(entry)
-            if len(out) >= request.max_rows:
+            if len(out) >= max_rows:
                 break
         return out
 

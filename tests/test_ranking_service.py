@@ -216,3 +216,15 @@ def test_a_digest_reply_keeps_to_the_row_limit():
             assert "rows_duplicate" not in b.status().counters["ranking"]
 
     run_virtual(main)
+
+
+def test_a_digest_longer_than_the_bound_is_refused():
+    from edgeswarm.protocols.ranking.messages import MAX_HOLDINGS, Holding
+
+    codec = Codec(identity(1), next_seq=iter(range(10)).__next__, now=lambda: 1.8e9)
+    codec.register(PullRequest)
+    holding = Holding(identity(2).peer_id, 5)
+    assert codec.open(codec.seal(PullRequest(10, (holding,) * MAX_HOLDINGS)), PullRequest).body.have[0] == holding
+    with pytest.raises(Rejected) as info:
+        codec.open(codec.seal(PullRequest(10, (holding,) * (MAX_HOLDINGS + 1))), PullRequest)
+    assert info.value.reason is RejectReason.MALFORMED

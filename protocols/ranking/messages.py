@@ -51,7 +51,7 @@ class Holding(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_field
 class PullRequest(Body, array_like=True, frozen=True):
     """Send me rows I lack (at most ``max_rows``).
 
-    With ``have`` empty: the rows you have not sent me yet, by your progress pointer for me
+    Without ``have``: the rows you have not sent me yet, by your progress pointer for me
     (the paper's pull). With ``have`` (a digest of what I hold, as in Scuttlebutt
     anti-entropy): the rows it does not cover, whoever sent them to me.
     """
@@ -59,7 +59,7 @@ class PullRequest(Body, array_like=True, frozen=True):
     KIND = "ranking.pull"
     MAX_BYTES = 384 * 1024
     max_rows: Annotated[int, msgspec.Meta(ge=1, le=MAX_ROWS_PER_REPLY)]
-    have: Annotated[tuple[Holding, ...], msgspec.Meta(max_length=MAX_HOLDINGS)] = ()
+    have: Annotated[tuple[Holding, ...], msgspec.Meta(max_length=MAX_HOLDINGS)] | None = None
 
 
 class PullReply(Body, array_like=True, frozen=True):
