@@ -63,6 +63,7 @@ _MAX_REASON_BYTES = 1024
 _ADDR_TTL = 3600.0
 _DISCONNECT_GRACE = 0.25  # lets a refusal with its reason reach the peer before we hang up
 # what a failing dial, stream or peer can raise inside py-libp2p and trio
+_HANG_UP_SECONDS = 2.0
 _TRANSPORT_ERRORS = (BaseLibp2pError, OSError, EOFError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
@@ -173,6 +174,11 @@ class Libp2pNetwork:
                         yield network
                     finally:
                         nursery.cancel_scope.cancel()
+                        # hang up while pub/sub still runs: a message that arrives while its
+                        # services stop makes py-libp2p fail the connection's task (notes/libp2p.md)
+                        with trio.move_on_after(_HANG_UP_SECONDS) as scope:
+                            scope.shield = True
+                            await network._hang_up()
 
     # -- identity and peers ------------------------------------------------------------
     @property
@@ -215,6 +221,14 @@ class Libp2pNetwork:
         else:
             log.info("disconnecting %s: %s", peer, reason)
         self._nursery.start_soon(self._disconnect, peer)
+
+    async def _hang_up(self) -> None:
+        """Close every connection (before shutting down)."""
+        for peer in self._host.get_connected_peers():
+            try:
+                await self._host.disconnect(peer)
+            except _TRANSPORT_ERRORS:
+                pass
 
     async def _disconnect(self, peer: PeerId, grace: float = _DISCONNECT_GRACE) -> None:
         await trio.sleep(grace)
