@@ -124,6 +124,10 @@ def test_misbehaving_peer_is_dropped_counted_and_refused_others_unaffected(group
                 await trio.to_thread.run_sync(
                     partial(wait_until, lambda: evil.peer_id not in a.status()["peers"], timeout=60)
                 )
+                # and for our side to see the hang-up, or the next try may ride the dead connection
+                with trio.move_on_after(15):
+                    while a_id in net.peers():
+                        await trio.sleep(0.1)
         return outcomes
 
     outcomes = trio.run(attack)
