@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Annotated, Optional
 
+from click import Choice
 import msgspec
 import trio
 import typer
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from edgeswarm.sim.cli import app as sim_app
 
-from . import logs
+from . import fl_catalog, logs
 from .config import load_node_config
 from .control import call
 from .identity import load_or_create
@@ -187,7 +188,9 @@ def catalog_add(
 @fl_app.command("host")
 def fl_host(
     task: Annotated[str, typer.Option("--task", help="Task to train (this node must offer it too).")],
-    strategy: Annotated[str, typer.Option("--strategy", help="fedavg, fedprox, fedmedian, fedtrimmedavg, krum, fedpub, local.")] = "fedavg",
+    strategy: Annotated[str, typer.Option("--strategy", click_type=Choice(list(fl_catalog.STRATEGIES)),
+                                          help="Aggregation: " + "; ".join(f"{k}: {v}" for k, v in
+                                                                            fl_catalog.STRATEGIES.items()) + ".")] = "fedavg",
     rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
     min_clients: Annotated[int, typer.Option("--min-clients", min=1, help="Joins needed to start, replies per round.")] = 2,
     join_window: Annotated[Optional[float], typer.Option("--join-window", min=0.1, help="Seconds to wait for joins.")] = None,
@@ -195,6 +198,10 @@ def fl_host(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Announce a federated run on the running daemon; it runs in the background."""
+    with user_errors():
+        problem = fl_catalog.check_run(task, strategy, min_clients)
+        if problem:
+            raise UsageProblem(problem)
     request = {"cmd": "fl_host", "task": task, "strategy": strategy, "rounds": rounds, "min_clients": min_clients}
     if join_window is not None:
         request["join_window"] = join_window
@@ -232,13 +239,17 @@ def fl_status(
     for run in result["runs"]:
         table = Table(title=f"{run['role']} {run['round_id']}: {run['task']} / {run['strategy']}, {run['state']} "
                             f"{run['detail']}".strip())
-        for column in ("round", "status", "replies", "failed", "mean client test acc"):
+        for column in ("round", "status", "replies", "failed", "rejected", "mean client test acc"):
             table.add_column(column)
         for r in run["history"]:
             accs = [c.get("test-acc") for c in r["clients"].values() if "test-acc" in c]
             mean = f"{sum(accs) / len(accs):.4f}" if accs else "-"
-            table.add_row(str(r["round"]), r["status"], str(r["replies"]), str(r["failures"]), mean)
+            table.add_row(str(r["round"]), r["status"], str(r["replies"]), str(r["failures"]),
+                          str(len(r.get("rejected", {}))), mean)
         console.print(table)
+        for r in run["history"]:
+            for peer, why in r.get("rejected", {}).items():
+                console.print(f"round {r['round']}: rejected {peer}: {why}", markup=False)
         if run["participants"]:
             console.print(f"participants: {len(run['participants'])}")
     joined = {run["round_id"] for run in result["runs"]}

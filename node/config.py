@@ -158,6 +158,11 @@ class FederationConfig(Section):
     chunk_timeout : float (default: 30.0)
     max_payload_mb : float (default: 256)
         Largest Flower message this node accepts.
+    max_examples : float (default: 1e6)
+        Largest weight (``num-examples``, or the strategy's weight metric) a reply may
+        claim; a reply above it is rejected for the round.
+    weight_cap : float (default: 10.0)
+        A reply's weight is cut to this many times the median of the other replies'.
     """
 
     enabled: bool = False
@@ -167,6 +172,8 @@ class FederationConfig(Section):
     reply_timeout: Positive = 120.0
     chunk_timeout: Positive = 30.0
     max_payload_mb: Positive = 256.0
+    max_examples: Positive = 1e6
+    weight_cap: Annotated[float, msgspec.Meta(ge=1.0)] = 10.0
 
 
 class AdaptersConfig(Section):

@@ -3,14 +3,16 @@
 The socket is ``<data_dir>/control.sock`` with mode 0600 inside the 0700 data dir, so only
 the user who runs the daemon can use it (Linux checks write permission on connect). Requests
 are single lines such as ``{"cmd": "status"}``, ``{"cmd": "ping", "peer": ID, "bytes": N}``,
-``{"cmd": "search", "query": Q}`` or ``{"cmd": "click", "item": K}`` (see ``COMMANDS``); the
-reply is one line ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
-Later services add commands to ``COMMANDS``.
+``{"cmd": "search", "query": Q}`` or ``{"cmd": "click", "item": K}``, decoded once into the
+typed structs of ``control_requests``; the reply is one line ``{"ok": true, "result": ...}``
+or ``{"ok": false, "error": "..."}``. No request, however malformed, ends the daemon: bad
+ones are counted (``control.bad_requests``) and answered with what is wrong.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -23,7 +25,10 @@ import trio
 from edgeswarm.protocols.envelope import Rejected
 from edgeswarm.protocols.network import NetworkError
 
+from . import control_requests as req
 from .node import Node
+
+log = logging.getLogger(__name__)
 
 SOCKET_FILE = "control.sock"
 MAX_REQUEST_BYTES = 64 * 1024
@@ -34,22 +39,16 @@ class ControlError(Exception):
     """The control API could not be reached or refused the request."""
 
 
-async def _status(node: Node, request: dict[str, Any]) -> Any:
+async def _status(node: Node, request: req.Status) -> Any:
     return msgspec.to_builtins(node.status())
 
 
-async def _ping(node: Node, request: dict[str, Any]) -> Any:
-    peer, size = request.get("peer"), request.get("bytes", 0)
-    if not isinstance(peer, str) or not isinstance(size, int):
-        raise ValueError("ping needs 'peer' (string) and 'bytes' (integer)")
-    return await node.ping.ping(peer, size, timeout=float(request.get("timeout", 30.0)))
+async def _ping(node: Node, request: req.Ping) -> Any:
+    return await node.ping.ping(request.peer, request.bytes, timeout=request.timeout)
 
 
-async def _presence(node: Node, request: dict[str, Any]) -> Any:
-    since = request.get("since", float("-inf"))
-    if not isinstance(since, (int, float)):
-        raise ValueError("presence 'since' must be a number (seconds since the epoch)")
-    return {"seen": node.presence.seen(), "delays": node.presence.delays(since)}
+async def _presence(node: Node, request: req.Presence) -> Any:
+    return {"seen": node.presence.seen(), "delays": node.presence.delays(request.since)}
 
 
 def _ranking(node: Node):
@@ -58,32 +57,17 @@ def _ranking(node: Node):
     return node.ranking
 
 
-async def _search(node: Node, request: dict[str, Any]) -> Any:
-    query = request.get("query")
-    if not isinstance(query, str):
-        raise ValueError("search needs 'query' (string)")
-    return [{"item": r.item, "title": r.title, "tags": list(r.tags)} for r in _ranking(node).search(query)]
+async def _search(node: Node, request: req.Search) -> Any:
+    return [{"item": r.item, "title": r.title, "tags": list(r.tags)} for r in _ranking(node).search(request.query)]
 
 
-async def _click(node: Node, request: dict[str, Any]) -> Any:
-    item = request.get("item")
-    if not isinstance(item, str):
-        raise ValueError("click needs 'item' (string)")
-    row = await _ranking(node).click(item)
+async def _click(node: Node, request: req.Click) -> Any:
+    row = await _ranking(node).click(request.item)
     return {"number": row.number, "terms": list(row.terms), "item": row.item}
 
 
-async def _catalog_add(node: Node, request: dict[str, Any]) -> Any:
-    items = request.get("items")
-    if not isinstance(items, list):
-        raise ValueError("catalog_add needs 'items' (list)")
-    parsed = []
-    for entry in items:
-        if not (isinstance(entry, dict) and isinstance(entry.get("item"), str) and isinstance(entry.get("title"), str)
-                and isinstance(entry.get("tags", []), list)):
-            raise ValueError("each item needs 'item' and 'title' (strings) and 'tags' (list of strings)")
-        parsed.append((entry["item"], entry["title"], [str(t) for t in entry.get("tags", [])]))
-    return {"added": _ranking(node).add_items(parsed)}
+async def _catalog_add(node: Node, request: req.CatalogAdd) -> Any:
+    return {"added": _ranking(node).add_items((i.item, i.title, i.tags) for i in request.items)}
 
 
 def _federation(node: Node):
@@ -92,26 +76,18 @@ def _federation(node: Node):
     return node.federation
 
 
-async def _fl_host(node: Node, request: dict[str, Any]) -> Any:
+async def _fl_host(node: Node, request: req.FlHost) -> Any:
     from .federation import RoundSpec
 
-    fields = {k: request[k] for k in ("task", "strategy", "rounds", "min_clients", "join_window", "reply_timeout",
-                                      "train_config") if k in request}
-    try:
-        spec = msgspec.convert(fields, RoundSpec)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"fl_host: {exc}") from None
-    return {"round_id": await _federation(node).start_host(spec)}
+    fields = msgspec.structs.asdict(request)
+    return {"round_id": await _federation(node).start_host(RoundSpec(**fields))}
 
 
-async def _fl_join(node: Node, request: dict[str, Any]) -> Any:
-    round_id = request.get("round_id")
-    if not isinstance(round_id, str):
-        raise ValueError("fl_join needs 'round_id' (string)")
-    return msgspec.to_builtins(await _federation(node).join(round_id))
+async def _fl_join(node: Node, request: req.FlJoin) -> Any:
+    return msgspec.to_builtins(await _federation(node).join(request.round_id))
 
 
-async def _fl_status(node: Node, request: dict[str, Any]) -> Any:
+async def _fl_status(node: Node, request: req.FlStatus) -> Any:
     federation = _federation(node)
     announced = [
         {"round_id": a.round_id, "host": str(host), "task": a.task, "strategy": a.strategy, "rounds": a.rounds}
@@ -127,52 +103,44 @@ def _adapters(node: Node):
     return node.adapters
 
 
-async def _lora_train(node: Node, request: dict[str, Any]) -> Any:
+async def _lora_train(node: Node, request: req.LoraTrain) -> Any:
     return msgspec.to_builtins(await _adapters(node).train())
 
 
-async def _lora_publish(node: Node, request: dict[str, Any]) -> Any:
-    digest = request.get("digest")
-    if digest is not None and not isinstance(digest, str):
-        raise ValueError("lora_publish 'digest' must be a string")
-    return msgspec.to_builtins(await _adapters(node).publish(digest))
+async def _lora_publish(node: Node, request: req.LoraPublish) -> Any:
+    return msgspec.to_builtins(await _adapters(node).publish(request.digest))
 
 
-async def _lora_list(node: Node, request: dict[str, Any]) -> Any:
+async def _lora_list(node: Node, request: req.LoraList) -> Any:
     adapters = _adapters(node)
     return {"active": adapters.active, "adapters": msgspec.to_builtins(adapters.list())}
 
 
-async def _lora_pull(node: Node, request: dict[str, Any]) -> Any:
-    digest = request.get("digest")
-    if not isinstance(digest, str):
-        raise ValueError("lora_pull needs 'digest' (string)")
-    return msgspec.to_builtins(await _adapters(node).pull(digest))
+async def _lora_pull(node: Node, request: req.LoraPull) -> Any:
+    return msgspec.to_builtins(await _adapters(node).pull(request.digest))
 
 
-async def _lora_merge(node: Node, request: dict[str, Any]) -> Any:
-    policy, method = request.get("policy", "validation"), request.get("method", "flora")
-    if not isinstance(policy, str) or not isinstance(method, str):
-        raise ValueError("lora_merge 'policy' and 'method' must be strings")
-    return await _adapters(node).merge(policy=policy, method=method)
+async def _lora_merge(node: Node, request: req.LoraMerge) -> Any:
+    return await _adapters(node).merge(policy=request.policy, method=request.method)
 
 
-COMMANDS: dict[str, Callable[[Node, dict[str, Any]], Awaitable[Any]]] = {
-    "status": _status,
-    "ping": _ping,
-    "presence": _presence,
-    "search": _search,
-    "click": _click,
-    "catalog_add": _catalog_add,
-    "fl_host": _fl_host,
-    "fl_join": _fl_join,
-    "fl_status": _fl_status,
-    "lora_train": _lora_train,
-    "lora_publish": _lora_publish,
-    "lora_list": _lora_list,
-    "lora_pull": _lora_pull,
-    "lora_merge": _lora_merge,
+HANDLERS: dict[type, Callable[[Node, Any], Awaitable[Any]]] = {
+    req.Status: _status,
+    req.Ping: _ping,
+    req.Presence: _presence,
+    req.Search: _search,
+    req.Click: _click,
+    req.CatalogAdd: _catalog_add,
+    req.FlHost: _fl_host,
+    req.FlJoin: _fl_join,
+    req.FlStatus: _fl_status,
+    req.LoraTrain: _lora_train,
+    req.LoraPublish: _lora_publish,
+    req.LoraList: _lora_list,
+    req.LoraPull: _lora_pull,
+    req.LoraMerge: _lora_merge,
 }
+assert set(HANDLERS) == set(req.Request.__args__), "every request type has one handler"
 
 
 async def serve_control(node: Node, data_dir: Path, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:
@@ -203,18 +171,24 @@ async def serve_control(node: Node, data_dir: Path, *, task_status: trio.TaskSta
 
 
 async def _handle(node: Node, stream: trio.SocketStream) -> None:
+    """Answer one request; whatever it holds, the reply is an answer and the daemon lives on."""
     async with stream:
         try:
             with trio.fail_after(10):
                 line = await _read_line(stream)
-            request = json.loads(line)
-            if not isinstance(request, dict) or request.get("cmd") not in COMMANDS:
-                raise ValueError(f"unknown command; known: {', '.join(sorted(COMMANDS))}")
-            reply = {"ok": True, "result": await COMMANDS[request["cmd"]](node, request)}
+            request = req.decode_request(line)
+            reply = {"ok": True, "result": await HANDLERS[type(request)](node, request)}
+        except req.BadRequest as exc:
+            node.counters.add("control", "bad_requests")
+            reply = {"ok": False, "error": str(exc)}
         except (ValueError, NetworkError, Rejected, trio.TooSlowError) as exc:
             reply = {"ok": False, "error": str(exc) or type(exc).__name__}
+        except Exception as exc:  # noqa: BLE001 - a bug behind one command must not end the daemon
+            node.counters.add("control", "internal_errors")
+            log.exception("control command failed")
+            reply = {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"[:1000]}
         try:
-            await stream.send_all(json.dumps(reply).encode() + b"\n")
+            await stream.send_all(msgspec.json.encode(reply) + b"\n")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
@@ -227,7 +201,7 @@ async def _read_line(stream: trio.SocketStream) -> bytes:
             break
         data += chunk
         if len(data) > MAX_REQUEST_BYTES:
-            raise ValueError("request too large")
+            raise req.BadRequest(f"request over {MAX_REQUEST_BYTES} bytes")
     return data
 
 

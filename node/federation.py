@@ -2,8 +2,11 @@
 
 Hosting: gossip a signed ``RoundAnnounce``, accept ``Join`` requests for the join window,
 then drive a Flower strategy round by round over a ``SwarmGrid`` (the loop mirrors
-``Strategy.start``, awaiting the network instead of blocking on it). A round with fewer
-valid replies than the minimum keeps the previous model and is marked failed.
+``Strategy.start``, awaiting the network instead of blocking on it). Every reply is checked
+against the round's model before the strategy sees it (``learning.reply_check``: names,
+shapes, dtypes, finite values, a bounded weight); failures are dropped and recorded per
+round. A round with fewer valid replies than the minimum keeps the previous model and is
+marked failed; a run whose strategy raises ends as failed, the node carries on.
 
 Joining: offered tasks (``[node.federation.tasks]``) are joined on announcement (or by
 ``join``); each ``Task`` is acknowledged at once, run through the task's ``ClientApp`` on
@@ -13,14 +16,17 @@ Joining: offered tasks (``[node.federation.tasks]``) are joined on announcement 
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
+import numpy as np
 import trio
 from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 
+from edgeswarm.learning.reply_check import check_metrics, check_train_reply
 from edgeswarm.protocols.fl import flower_wire
 from edgeswarm.protocols.blobs import BlobError, BlobRef, BlobShelf, fetch
 from edgeswarm.protocols.fl.grid import SwarmGrid, flower_node_id
@@ -32,8 +38,11 @@ from edgeswarm.protocols.peer_id import PeerId
 
 from .compute import Compute
 from .config import FederationConfig
+from .fl_catalog import check_run
 from .fl_tasks import TASKS, make_strategy, meets, requirements, round_config
 
+
+log = logging.getLogger(__name__)
 
 CLIENT_APP_FAILED = 3  # Error code of a reply whose ClientApp raised
 MAX_ANNOUNCED = 1000  # announced runs remembered
@@ -67,6 +76,8 @@ class RoundMetrics(msgspec.Struct):
     seconds: float = 0.0  # train + evaluate, on the host's clock
     clients_train: dict[str, dict[str, float]] = {}  # peer -> its train reply metrics
     central: dict[str, float] = {}  # the host's own evaluation of the aggregated model
+    rejected: dict[str, str] = {}  # peer -> why its reply was dropped before aggregation
+    capped: dict[str, float] = {}  # peer -> the weight it claimed, where it was cut to the cap
 
 
 class RunRecord(msgspec.Struct):
@@ -262,6 +273,9 @@ class Federation:
             raise ValueError(f"the host must offer task {spec.task!r} too (it builds the initial model from it)")
         if spec.rounds < 1 or spec.min_clients < 1:
             raise ValueError("rounds and min_clients must be at least 1")
+        problem = check_run(spec.task, spec.strategy, spec.min_clients)
+        if problem:
+            raise ValueError(problem)
         strategy = make_strategy(spec.strategy, spec.min_clients, spec.strategy_options)
         self._counter += 1
         round_id = f"{str(self.me)[-8:]}-{self._counter}-{self.rng.getrandbits(32):08x}"
@@ -282,6 +296,14 @@ class Federation:
         return hosted
 
     async def _drive(self, hosted: _Hosted, spec: RoundSpec, on_round: Callable[[RoundMetrics], None] | None) -> None:
+        try:
+            await self._rounds(hosted, spec, on_round)
+        except Exception as exc:  # noqa: BLE001 - Flower's strategy code may raise anything; the run ends, not the node
+            self.messenger.counters.add("fl", "runs_crashed")
+            hosted.record.state, hosted.record.detail = "failed", f"{type(exc).__name__}: {exc}"[:300]
+            log.exception("hosted run %s failed", hosted.record.round_id)
+
+    async def _rounds(self, hosted: _Hosted, spec: RoundSpec, on_round: Callable[[RoundMetrics], None] | None) -> None:
         record, grid = hosted.record, hosted.grid
         await trio.sleep(hosted.join_window)
         hosted.open = False
@@ -311,29 +333,68 @@ class Federation:
         minimum = getattr(strategy, "min_train_nodes", 1)
         train_replies = await grid.send_and_receive_async(
             list(strategy.configure_train(number, arrays, ConfigRecord(dict(config)), grid)), timeout)
-        valid = [m for m in train_replies if not m.has_error()]
+        weight_key = getattr(strategy, "weighted_by_key", "num-examples")
+        rejected: dict[str, str] = {}
+        valid = []
+        for reply in (m for m in train_replies if not m.has_error()):
+            reason = check_train_reply(reply, arrays, arrays_key=getattr(strategy, "arrayrecord_key", "arrays"),
+                                       weight_key=weight_key, max_weight=self.config.max_examples)
+            if reason is None:
+                valid.append(reply)
+            else:
+                rejected[str(grid.peer_of(reply.metadata.src_node_id))] = reason
+        self.messenger.counters.add("fl", "replies_rejected", len(rejected))
+        failures = len(train_replies) - len(valid) - len(rejected)
         if len(valid) < minimum:
-            return arrays, RoundMetrics(number, f"failed: {len(valid)} replies, {minimum} needed", len(valid),
-                                        len(train_replies) - len(valid), {}, {}, {})
+            return arrays, RoundMetrics(number, f"failed: {len(valid)} valid replies, {minimum} needed", len(valid),
+                                        failures, {}, {}, {}, rejected=rejected)
+        capped = self._cap_weights(grid, valid, weight_key)
         clients_train = {}
         for reply in valid:
             peer = grid.peer_of(reply.metadata.src_node_id)
             if peer is not None and "metrics" in reply.content.metric_records:
                 clients_train[str(peer)] = _floats(reply.content["metrics"])
-        new_arrays, train_metrics = strategy.aggregate_train(number, train_replies)
+        new_arrays, train_metrics = strategy.aggregate_train(number, valid)
         if new_arrays is not None:
             arrays = new_arrays
-        evaluate_replies = await grid.send_and_receive_async(
-            list(strategy.configure_evaluate(number, arrays, ConfigRecord(dict(config)), grid)), timeout)
+        evaluate_replies = []
+        for reply in await grid.send_and_receive_async(
+                list(strategy.configure_evaluate(number, arrays, ConfigRecord(dict(config)), grid)), timeout):
+            reason = None if reply.has_error() else check_metrics(reply, max_weight=self.config.max_examples)
+            if reason is None:
+                evaluate_replies.append(reply)
+            else:
+                rejected.setdefault(str(grid.peer_of(reply.metadata.src_node_id)), f"evaluate: {reason}")
+                self.messenger.counters.add("fl", "replies_rejected")
         evaluate_metrics = strategy.aggregate_evaluate(number, evaluate_replies)
         clients = {}
         for reply in evaluate_replies:
             peer = grid.peer_of(reply.metadata.src_node_id)
             if not reply.has_error() and peer is not None and "metrics" in reply.content.metric_records:
                 clients[str(peer)] = _floats(reply.content["metrics"])
-        return arrays, RoundMetrics(number, "ok", len(valid), len(train_replies) - len(valid),
+        return arrays, RoundMetrics(number, "ok", len(valid), failures,
                                     _floats(train_metrics), _floats(evaluate_metrics), clients,
-                                    clients_train=clients_train)
+                                    clients_train=clients_train, rejected=rejected, capped=capped)
+
+    def _cap_weights(self, grid: SwarmGrid, replies: list[Message], key: str) -> dict[str, float]:
+        """Cut each reply's weight to ``weight_cap`` times the median of the others' (in place).
+
+        The absolute bound alone lets one client claim 1e6 examples beside honest hundreds;
+        against its peers' median it can claim at most ``weight_cap`` times a typical share.
+        """
+        weights = [float(m.content["metrics"][key]) for m in replies]
+        capped = {}
+        for i, reply in enumerate(replies):
+            others = weights[:i] + weights[i + 1:]
+            if not others:
+                break
+            cap = self.config.weight_cap * float(np.median(others))
+            if weights[i] > cap:
+                metrics = reply.content["metrics"]
+                metrics[key] = type(metrics[key])(cap)
+                capped[str(grid.peer_of(reply.metadata.src_node_id))] = weights[i]
+        self.messenger.counters.add("fl", "weights_capped", len(capped))
+        return capped
 
     async def _on_join(self, peer: PeerId, join: Join) -> JoinReply:
         hosted = self._hosted.get(join.round_id)

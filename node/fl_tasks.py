@@ -18,6 +18,8 @@ from flwr.serverapp.strategy import (
 from edgeswarm.learning import graph_client, jscc_client, ofa_client
 from edgeswarm.learning.strategies import FedPub, WeightSharing
 
+from . import fl_catalog
+
 
 @dataclass(frozen=True)
 class FlTask:
@@ -53,8 +55,8 @@ STRATEGIES: dict[str, Callable[[int], Strategy]] = {
     "local": _every_joined(FedAvg),  # clients ignore what they receive (method "local")
     "fedprox": _every_joined(FedProx, proximal_mu=0.01),
     "fedmedian": _every_joined(FedMedian),
-    "fedtrimmedavg": _every_joined(FedTrimmedAvg, beta=0.2),
-    "krum": _every_joined(Krum, num_malicious_nodes=2),
+    "fedtrimmedavg": _every_joined(FedTrimmedAvg, beta=fl_catalog.TRIM_BETA),
+    "krum": _every_joined(Krum, num_malicious_nodes=fl_catalog.KRUM_MALICIOUS),
     "fedpub": _every_joined(FedPub, tau=3.0),
     "weightsharing": _every_joined(WeightSharing),  # OFA subnets of different sizes into one supernet
     # FedAvg weighted by each reply's "weight" metric, no client-side evaluation: SemSpaceFL's
@@ -65,6 +67,9 @@ STRATEGIES: dict[str, Callable[[int], Strategy]] = {
     "dp-fedavg": lambda minimum: DifferentialPrivacyServerSideFixedClipping(
         _every_joined(FedAvg)(minimum), noise_multiplier=0.1, clipping_norm=10.0, num_sampled_clients=minimum),
 }
+
+
+assert STRATEGIES.keys() == fl_catalog.STRATEGIES.keys() and TASKS.keys() == fl_catalog.TASK_STRATEGIES.keys()
 
 
 def method_for(strategy: str) -> str:

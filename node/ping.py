@@ -27,12 +27,14 @@ class PingService:
         Raises
         ------
         ValueError
-            ``size`` is negative or above 2 MiB.
+            ``size`` is negative or above 2 MiB, or ``peer`` is this node.
         NetworkError, Rejected
             The peer could not be reached or answered badly.
         """
         if not 0 <= size <= MAX_PING_PAYLOAD:
             raise ValueError(f"ping size must be in [0, {MAX_PING_PAYLOAD}], got {size}")
+        if peer == self._messenger.local_peer:
+            raise ValueError("that is this node's own PeerID: ping another peer")
         payload = self._rng.randbytes(size)
         start = trio.current_time()
         pong = await self._messenger.request(peer, Ping(payload), Pong, timeout=timeout)

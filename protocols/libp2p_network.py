@@ -10,6 +10,13 @@
   before the body is read; a peer that sends an oversize or broken frame is penalized.
 - Misbehaviour: every penalty disconnects the peer; repeated ones (``PeerPolicy``) get it
   refused, inbound and outbound, for a while. Other peers are unaffected.
+- Hostile input never ends the node: every inbound stream, ours or py-libp2p's (pub/sub,
+  identify), runs inside one guard that counts, resets and penalizes on any exception, and
+  so does pub/sub's per-message task.
+- Global bounds (``TransportLimits``), as go-libp2p's resource manager keeps them: inbound
+  connections in total and per IP (checked before the handshake, which must finish within
+  ``handshake_timeout``), inbound requests at once in total and per peer, request bytes
+  being read at once, and validly signed gossip per origin.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.exceptions import BaseLibp2pError
+from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import PeerStoreError
@@ -52,6 +60,7 @@ from .network import (
     RequestTimeout,
     TopicMessage,
 )
+from .limits import ByteBudget, Rate, RateLimiter, SlotLimiter
 from .peer_id import PeerId
 from .peer_policy import PeerPolicy, PolicyParams
 
@@ -83,12 +92,34 @@ class TransportLimits:
         GossipSub keeps mesh peers from at least 3 distinct IPs. Right on the internet;
         on loopback (every peer at 127.0.0.1) it starves the mesh and gossip falls back
         to 1 s heartbeats, so local swarms turn it off.
+    inbound_connections : int (default: 256)
+        Inbound connections held at once, handshaking or established; more are closed
+        before the handshake.
+    connections_per_ip : int (default: 32)
+        Inbound connections held at once from one IP address (a fair share: one host
+        cannot take every slot).
+    handshake_timeout : float (default: 5.0)
+        Seconds an inbound connection may take to finish Noise and yamux.
+    inbound_streams : int (default: 256)
+        Inbound requests served at once over all peers.
+    inflight_request_bytes : int (default: 64 MiB)
+        Request bytes being read at once over all peers; a request that does not fit is
+        reset before its body is read.
+    gossip_per_origin : Rate (default: 10/s, burst 50)
+        Validly signed gossip messages accepted per origin; the rest are neither delivered
+        nor forwarded.
     """
 
     streams_per_peer: int = 16
     read_timeout: float = 30.0
     gossip_degree: int = 6
     eclipse_protection: bool = True
+    inbound_connections: int = 256
+    connections_per_ip: int = 32
+    handshake_timeout: float = 5.0
+    inbound_streams: int = 256
+    inflight_request_bytes: int = 64 * 1024 * 1024
+    gossip_per_origin: Rate = Rate(10.0, 50.0)
 
 
 class FrameError(Exception):
@@ -116,19 +147,21 @@ async def _read_frame(stream: INetStream, limit: int) -> bytes:
 class Libp2pNetwork:
     """A node's libp2p host behind the ``Network`` interface. Create with ``Libp2pNetwork.open``."""
 
-    def __init__(
-        self, host: IHost, pubsub: Pubsub, nursery: trio.Nursery, limits: TransportLimits, policy: PeerPolicy
-    ) -> None:
+    def __init__(self, host: IHost, pubsub: Pubsub, limits: TransportLimits, policy: PeerPolicy) -> None:
         self._host = host
         self._pubsub = pubsub
-        self._nursery = nursery
+        self._nursery: trio.Nursery | None = None  # set once the host runs
         self._limits = limits
         self._policy = policy
         self._peer = host.get_id().to_base58()
         self._handlers: dict[str, tuple[RequestHandler, int]] = {}
         self._topics: set[str] = set()
-        self._inbound: defaultdict[PeerId, int] = defaultdict(int)
+        self._inbound = SlotLimiter(limits.inbound_streams, limits.streams_per_peer)
+        self._connections = SlotLimiter(limits.inbound_connections, limits.connections_per_ip)
+        self._request_bytes = ByteBudget(limits.inflight_request_bytes)
+        self._gossip_rate = RateLimiter(limits.gossip_per_origin)
         self._stats: defaultdict[str, int] = defaultdict(int)
+        self._guard_py_libp2p()
 
     @classmethod
     @asynccontextmanager
@@ -152,6 +185,7 @@ class Libp2pNetwork:
             muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
             listen_addrs=listen_addrs,
             enable_mDNS=mdns,
+            connection_config=ConnectionConfig(inbound_upgrade_timeout=limits.handshake_timeout),
         )
         d = limits.gossip_degree
         gossipsub = GossipSub(
@@ -164,12 +198,13 @@ class Libp2pNetwork:
             eclipse_protection_enabled=limits.eclipse_protection,
         )
         pubsub = Pubsub(host, gossipsub)
+        network = cls(host, pubsub, limits, PeerPolicy(policy))  # guards in place before we listen
         async with host.run(listen_addrs=listen_addrs):
             # pub/sub must run before the first connection, or it never meets that peer
             async with background_trio_service(pubsub), background_trio_service(gossipsub):
                 await pubsub.wait_until_ready()
                 async with trio.open_nursery() as nursery:
-                    network = cls(host, pubsub, nursery, limits, PeerPolicy(policy))
+                    network._nursery = nursery
                     try:
                         yield network
                     finally:
@@ -179,6 +214,77 @@ class Libp2pNetwork:
                         with trio.move_on_after(_HANG_UP_SECONDS) as scope:
                             scope.shield = True
                             await network._hang_up()
+
+    # -- guards around py-libp2p ----------------------------------------------------------
+    def _guard_py_libp2p(self) -> None:
+        """Wrap py-libp2p's entry points for remote input, so nothing a peer sends ends the node.
+
+        py-libp2p 0.8.1 lets exceptions from stream handlers (e.g. pub/sub's protobuf
+        DecodeError on garbage) and from pub/sub's per-message tasks escape into the
+        connection's or the service's nursery, which ends the host. These wrappers are the
+        process boundary for third-party code: they catch everything, count it, reset the
+        stream and penalize the peer.
+        """
+        swarm = self._host.get_network()
+        handle_stream = swarm.common_stream_handler
+        handle_connection = swarm._handle_inbound_connection
+        push_msg = self._pubsub.push_msg
+
+        async def guarded_stream(stream: INetStream) -> None:
+            peer = stream.muxed_conn.peer_id.to_base58()
+            if self._policy.banned(peer, trio.current_time()):  # refused peers get no stream at all
+                self._stats["streams_refused_banned"] += 1
+                await _reset(stream)
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._disconnect, peer, 0.0)
+                return
+            try:
+                await handle_stream(stream)
+            except Exception as exc:  # noqa: BLE001 - the boundary around py-libp2p's handlers
+                self._contain(peer, "stream_handler_errors", exc)
+                await _reset(stream)
+
+        async def guarded_connection(conn, maddr) -> None:
+            ip = _remote_ip(conn)
+            refused = self._connections.acquire(ip)
+            if refused is not None:
+                self._stats[f"connections_refused_{refused}"] += 1
+                await _aclose(conn)
+                return
+            try:
+                await handle_connection(conn, maddr)
+            except Exception as exc:  # noqa: BLE001 - the boundary around py-libp2p's upgrade
+                self._contain(None, "connection_handler_errors", exc)
+                await _aclose(conn)
+            finally:
+                self._connections.release(ip)
+
+        async def guarded_push(forwarder: ID, message) -> None:
+            try:
+                await push_msg(forwarder, message)
+            except Exception as exc:  # noqa: BLE001 - pub/sub's task must not end the service
+                self._contain(forwarder.to_base58(), "pubsub_task_errors", exc)
+
+        swarm.common_stream_handler = guarded_stream
+        swarm._handle_inbound_connection = guarded_connection
+        self._pubsub.push_msg = guarded_push
+
+    def _contain(self, peer: PeerId | None, counter: str, exc: Exception) -> None:
+        self._stats[counter] += 1
+        log.warning("contained %s from %s: %s", type(exc).__name__, peer or "an inbound connection", exc)
+        log.debug("contained exception", exc_info=exc)
+        if peer is not None:
+            self.penalize(peer, f"{counter}: {type(exc).__name__}")
+
+    def _check_gossip(self, forwarder: ID, message) -> bool:
+        """Pub/sub validator: at most ``gossip_per_origin`` messages per origin (None: all origins)."""
+        origin = ID(message.from_id).to_base58()
+        if origin == self._peer or self._gossip_rate.take(origin, trio.current_time()):
+            return True
+        self._stats["gossip_dropped_rate"] += 1
+        if origin == forwarder.to_base58():  # the flooder is on the line: hang up on it
+            self.penalize(origin, "gossip over the per-origin rate")
+        return False
 
     # -- identity and peers ------------------------------------------------------------
     @property
@@ -220,7 +326,8 @@ class Libp2pNetwork:
             log.warning("refusing %s for a while: repeated offences (last: %s)", peer, reason)
         else:
             log.info("disconnecting %s: %s", peer, reason)
-        self._nursery.start_soon(self._disconnect, peer)
+        if self._nursery is not None:
+            self._nursery.start_soon(self._disconnect, peer)
 
     async def _hang_up(self) -> None:
         """Close every connection (before shutting down)."""
@@ -282,7 +389,10 @@ class Libp2pNetwork:
     def subscribe(self, topic: str) -> trio.MemoryReceiveChannel[TopicMessage]:
         if topic in self._topics:
             raise LocalProtocolError(f"already subscribed to {topic}")
+        if self._nursery is None:
+            raise LocalProtocolError("subscribe once the network runs")
         self._topics.add(topic)
+        self._pubsub.set_topic_validator(topic, self._check_gossip, False)
         send, receive = trio.open_memory_channel[TopicMessage](SUBSCRIPTION_BUFFER)
         self._nursery.start_soon(self._pump, topic, send)
         return receive
@@ -330,20 +440,24 @@ class Libp2pNetwork:
     async def _serve_stream(self, protocol: str, stream: INetStream) -> None:
         handler, limit = self._handlers[protocol]
         peer = stream.muxed_conn.peer_id.to_base58()
-        if self._policy.banned(peer, trio.current_time()):
-            self._stats["streams_refused_banned"] += 1
-            await _reset(stream)
-            self._nursery.start_soon(self._disconnect, peer, 0.0)
-            return
-        if self._inbound[peer] >= self._limits.streams_per_peer:
-            self._stats["streams_refused_busy"] += 1
+        refused = self._inbound.acquire(peer)
+        if refused is not None:
+            self._stats["streams_refused_busy" if refused == "per_key" else "streams_refused_total"] += 1
             await _reset(stream)
             return
-        self._inbound[peer] += 1
+        reserved = 0
         try:
             with trio.move_on_after(self._limits.read_timeout) as scope:
                 try:
-                    request = await _read_frame(stream, limit)
+                    (size,) = _LENGTH.unpack(await _read_exactly(stream, _LENGTH.size))
+                    if size > limit:
+                        raise FrameError(f"frame of {size} bytes > {limit}")
+                    if not self._request_bytes.reserve(size):
+                        self._stats["requests_refused_memory"] += 1
+                        await _reset(stream)
+                        return
+                    reserved = size
+                    request = await _read_exactly(stream, size)
                 except FrameError as exc:
                     self.penalize(peer, f"bad frame on {protocol}: {exc}")
                     await _reset(stream)
@@ -365,9 +479,8 @@ class Libp2pNetwork:
             log.debug("stream from %s on %s failed: %s", peer, protocol, exc)
             await _reset(stream)
         finally:
-            self._inbound[peer] -= 1
-            if not self._inbound[peer]:
-                del self._inbound[peer]
+            self._request_bytes.release(reserved)
+            self._inbound.release(peer)
 
     async def request(
         self, peer: PeerId, protocol: str, data: bytes, *, timeout: float, max_response_bytes: int = MAX_FRAME_BYTES
@@ -408,6 +521,22 @@ def _without_p2p(addr: multiaddr.Multiaddr) -> multiaddr.Multiaddr:
     """Strip a trailing ``/p2p/<id>``: the peerstore keys addresses by peer already."""
     peer = addr.get_peer_id()
     return addr.decapsulate(multiaddr.Multiaddr(f"/p2p/{peer}")) if peer else addr
+
+
+def _remote_ip(conn) -> str:
+    """The remote IP of a raw inbound connection ("?" if the transport does not say)."""
+    try:
+        address = conn.get_remote_address()
+    except (AttributeError, OSError):
+        address = None
+    return str(address[0]) if address else "?"
+
+
+async def _aclose(conn) -> None:
+    try:
+        await conn.close()
+    except _TRANSPORT_ERRORS:
+        pass
 
 
 async def _reset(stream: INetStream) -> None:

@@ -67,10 +67,15 @@ def node_config(base: NodeConfig, spec: FlWorkload, index: int, device=None) -> 
     return msgspec.structs.replace(base, federation=federation)
 
 
-def noisy_app(honest, scale: float, seed: int):
-    """A ClientApp that trains honestly, then replies ``scale`` x N(0, 1) in place of its weights."""
+def attacker_app(honest, kind: str, scale: float, seed: int):
+    """A ClientApp that trains honestly, then poisons its train reply.
+
+    ``noise``: ``scale`` x N(0, 1) in place of its weights; ``nan``: NaN weights; ``shape``:
+    the first tensor one row larger; ``extra-key``: one array more than the model has;
+    ``inflate``: a claimed ``num-examples`` of 1e12.
+    """
     import torch
-    from flwr.app import ArrayRecord, Message, RecordDict
+    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
     rng = np.random.default_rng(seed)
 
@@ -79,11 +84,20 @@ def noisy_app(honest, scale: float, seed: int):
         if message.metadata.message_type != "train" or reply.has_error():
             return reply
         content = RecordDict(dict(reply.content.items()))
-        noisy = {}
-        for key, array in reply.content["arrays"].items():
-            honest_values = array.numpy()
-            noisy[key] = torch.from_numpy((scale * rng.standard_normal(honest_values.shape)).astype(honest_values.dtype))
-        content["arrays"] = ArrayRecord(noisy)
+        arrays = {key: array.numpy() for key, array in reply.content["arrays"].items()}
+        if kind == "noise":
+            arrays = {k: (scale * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in arrays.items()}
+        elif kind == "nan":
+            arrays = {k: np.full_like(v, np.nan) for k, v in arrays.items()}
+        elif kind == "shape":
+            first = next(iter(arrays))
+            arrays[first] = np.concatenate([arrays[first], arrays[first][:1]])
+        elif kind == "extra-key":
+            arrays["backdoor"] = np.ones(4, dtype=np.float32)
+        elif kind == "inflate":
+            content["metrics"] = MetricRecord({**reply.content["metrics"], "num-examples": 10**12})
+            arrays = {k: (scale * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in arrays.items()}
+        content["arrays"] = ArrayRecord({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
         return Message(content=content, reply_to=message)
 
     return app
@@ -112,7 +126,8 @@ class FlExperiment:
     def _corrupt(self, node) -> None:
         apps = node.federation.client_apps
         seed = derive_seed(self.seed, "fl-attacker", str(node.peer_id))
-        apps[self.spec.task] = noisy_app(apps[self.spec.task], self.spec.malicious_scale, seed=seed)
+        apps[self.spec.task] = attacker_app(apps[self.spec.task], self.spec.malicious_kind, self.spec.malicious_scale,
+                                            seed=seed)
 
     async def run(self, nursery: trio.Nursery) -> None:
         from edgeswarm.node.federation import RoundSpec
@@ -158,7 +173,7 @@ class FlExperiment:
                 val.append(float(np.mean([c["val-acc"] for c in clients])) if clients else None)
                 test.append(float(np.mean([c["test-acc"] for c in clients])) if clients else None)
                 status.append({"round": metrics.round, "status": metrics.status, "replies": metrics.replies,
-                               "failures": metrics.failures})
+                               "failures": metrics.failures, "rejected": len(metrics.rejected)})
             scored = [i for i, v in enumerate(val) if v is not None]
             best = max(scored, key=lambda i: (val[i], -i)) if scored else None
             final["accuracy"][strategy] = round(test[best], 6) if best is not None else None

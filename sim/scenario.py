@@ -98,7 +98,8 @@ class FlWorkload(Section):
     ``sim.fl_workload.device_genome``) inside the shared supernet; use strategy ``weightsharing``.
 
     ``malicious``: that many clients send ``malicious_scale`` x N(0, 1) instead of their
-    update. ``dropout``: that many clients crash ``dropout_after`` virtual seconds into round
+    update (``malicious_kind`` "noise"), or NaN weights ("nan"), a tensor of another shape
+    ("shape"), an extra array ("extra-key"), or noise claiming 1e12 examples ("inflate"). ``dropout``: that many clients crash ``dropout_after`` virtual seconds into round
     ``dropout_round`` of every run and stay down; the round must complete without them.
     """
 
@@ -115,6 +116,7 @@ class FlWorkload(Section):
     train_config: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
     malicious: Annotated[int, msgspec.Meta(ge=0)] = 0
     malicious_scale: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    malicious_kind: Literal["noise", "nan", "shape", "extra-key", "inflate"] = "noise"
     dropout: Annotated[int, msgspec.Meta(ge=0)] = 0
     dropout_round: Annotated[int, msgspec.Meta(ge=1)] = 2
     dropout_after: Annotated[float, msgspec.Meta(ge=0)] = 0.01

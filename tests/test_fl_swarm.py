@@ -163,8 +163,9 @@ def test_federation_refuses_tasks_and_results_from_strangers_and_bad_payloads():
 
 def small_fl(**fl):
     loaded = load_scenario(REPO / "configs/sim/fedpub.toml")
-    workload = msgspec.structs.replace(loaded.scenario.fl, clients=4, rounds=3, **fl)
-    scenario = msgspec.structs.replace(loaded.scenario, nodes=5, fl=workload)
+    fl = {"clients": 4, **fl}
+    workload = msgspec.structs.replace(loaded.scenario.fl, rounds=3, **fl)
+    scenario = msgspec.structs.replace(loaded.scenario, nodes=workload.clients + 1, fl=workload)
     return run_scenario(msgspec.structs.replace(loaded, scenario=scenario), out_dir=None)
 
 
@@ -202,5 +203,5 @@ def test_joiners_must_share_the_hosts_dataset_and_partitioning_but_not_its_paths
 
 
 def test_central_dp_and_robust_strategies_run_unchanged_over_the_swarm():
-    report = small_fl(strategies=["dp-fedavg", "fedmedian", "krum", "fedprox"])
+    report = small_fl(strategies=["dp-fedavg", "fedmedian", "krum", "fedprox"], clients=5)  # krum needs n > f + 2
     assert report["metrics"]["rounds_ok"] == {"dp-fedavg": 3, "fedmedian": 3, "krum": 3, "fedprox": 3}

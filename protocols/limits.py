@@ -1,0 +1,125 @@
+"""Sans-IO bounds on what peers can make a node hold, in the spirit of go-libp2p's resource manager.
+
+Three small accountants, each with time passed in and nothing but counting inside:
+
+- ``RateLimiter``: token buckets per key (peer, origin, issuer), with a bounded number of
+  keys, so that a flood of fresh identities cannot grow memory either.
+- ``SlotLimiter``: slots held at once, in total and per key (connections per IP, inbound
+  streams); the caller releases what it took.
+- ``ByteBudget``: bytes held at once across every peer (request frames being read).
+
+Transports and services ask them and act (refuse, reset, drop); what they refuse the
+callers count, so every rejection is visible in ``status``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, defaultdict
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """``per_second`` tokens a second, up to ``burst`` saved."""
+
+    per_second: float
+    burst: float
+
+
+class RateLimiter:
+    """Token buckets by key; the ``max_keys`` least recently used are kept.
+
+    A key that was dropped for room comes back with a full bucket. That favours a flood of
+    fresh identities only if more than ``max_keys`` of them are active at once, and the
+    callers add a global bucket (key ``None``) for that case.
+    """
+
+    def __init__(self, rate: Rate, *, max_keys: int = 4096) -> None:
+        if rate.per_second < 0 or rate.burst < 1:
+            raise ValueError(f"a rate needs per_second >= 0 and burst >= 1, not {rate}")
+        self.rate = rate
+        self._max_keys = max_keys
+        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
+
+    def available(self, key: Hashable, now: float) -> float:
+        """Tokens ``key`` could spend now."""
+        tokens, then = self._buckets.get(key, (self.rate.burst, now))
+        return min(self.rate.burst, tokens + max(0.0, now - then) * self.rate.per_second)
+
+    def take(self, key: Hashable, now: float, amount: float = 1.0) -> bool:
+        """Spend ``amount`` tokens of ``key``; False (and nothing spent) if it has fewer."""
+        tokens = self.available(key, now)
+        ok = tokens >= amount
+        self._buckets[key] = (tokens - amount if ok else tokens, now)
+        self._buckets.move_to_end(key)
+        if len(self._buckets) > self._max_keys:
+            self._buckets.popitem(last=False)
+        return ok
+
+    def take_up_to(self, key: Hashable, now: float, wanted: int) -> int:
+        """Spend as many whole tokens as ``key`` has, at most ``wanted``; return how many."""
+        granted = min(wanted, int(self.available(key, now)))
+        if granted:
+            self.take(key, now, granted)
+        return granted
+
+
+class SlotLimiter:
+    """At most ``total`` slots held at once, and at most ``per_key`` by any one key."""
+
+    def __init__(self, total: int, per_key: int) -> None:
+        self.total = total
+        self.per_key = per_key
+        self._held: defaultdict[Hashable, int] = defaultdict(int)
+        self._count = 0
+
+    @property
+    def held(self) -> int:
+        return self._count
+
+    def held_by(self, key: Hashable) -> int:
+        return self._held.get(key, 0)
+
+    def acquire(self, key: Hashable) -> str | None:
+        """Take a slot for ``key``; None on success, else which bound said no ("total", "per_key")."""
+        if self._count >= self.total:
+            return "total"
+        if self._held[key] >= self.per_key:
+            if not self._held[key]:
+                del self._held[key]
+            return "per_key"
+        self._held[key] += 1
+        self._count += 1
+        return None
+
+    def release(self, key: Hashable) -> None:
+        held = self._held.get(key, 0)
+        if held <= 0:
+            raise RuntimeError(f"release of a slot {key!r} does not hold")
+        self._count -= 1
+        if held == 1:
+            del self._held[key]
+        else:
+            self._held[key] = held - 1
+
+
+class ByteBudget:
+    """At most ``limit`` bytes reserved at once, summed over every holder."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.reserved = 0
+
+    def reserve(self, size: int) -> bool:
+        if size < 0:
+            raise ValueError("a reservation is never negative")
+        if self.reserved + size > self.limit:
+            return False
+        self.reserved += size
+        return True
+
+    def release(self, size: int) -> None:
+        if size > self.reserved:
+            raise RuntimeError(f"release of {size} bytes, {self.reserved} reserved")
+        self.reserved -= size

@@ -1,0 +1,108 @@
+"""Poisoned federated replies are rejected before aggregation, recorded per round, and runs that
+cannot work are refused before they start."""
+
+import msgspec
+import numpy as np
+import pytest
+import torch
+from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+from typer.testing import CliRunner
+
+from edgeswarm.learning.reply_check import check_train_reply
+from edgeswarm.node.fl_catalog import STRATEGIES, check_run
+from edgeswarm.protocols.fl import flower_wire
+
+from test_fl_swarm import small_fl
+
+flower_wire.ensure_task_identity()  # Messages built outside Flower's runtime
+
+SENT = ArrayRecord({"w": torch.zeros(3, 2), "b": torch.zeros(2)})
+
+
+def reply(arrays: dict, examples=10, **records) -> Message:
+    content = RecordDict({"arrays": ArrayRecord({k: torch.as_tensor(v) for k, v in arrays.items()}),
+                          "metrics": MetricRecord({"num-examples": examples, "train-loss": 0.5})})
+    for name, record in records.items():
+        content[name] = record
+    return Message(content=content, dst_node_id=1, message_type="train")
+
+
+def honest(**changes) -> dict:
+    return {"w": np.ones((3, 2), np.float32), "b": np.ones(2, np.float32)} | changes
+
+
+def test_a_reply_that_matches_the_model_passes():
+    assert check_train_reply(reply(honest()), SENT) is None
+
+
+@pytest.mark.parametrize(("poisoned", "reason"), [
+    (reply(honest(w=np.ones((4, 2), np.float32))), "'w' is float32[4, 2], the model's is float32[3, 2]"),
+    (reply(honest(w=np.ones((3, 2), np.float64))), "'w' is float64[3, 2]"),
+    (reply(honest(extra=np.ones(2, np.float32))), "array names differ from the model's (extra ['extra']"),
+    (reply({"w": np.ones((3, 2), np.float32)}), "missing ['b']"),
+    (reply(honest(b=np.array([1.0, np.nan], np.float32))), "non-finite values in arrays/b"),
+    (reply(honest(w=np.full((3, 2), np.inf, np.float32))), "non-finite values in arrays/w"),
+    (reply(honest(), examples=10**12), "num-examples = 1e+12 is outside (0, 1e+06]"),
+    (reply(honest(), examples=0), "num-examples = 0 is outside"),
+    (reply(honest(), examples=float("nan")), "metric 'num-examples' is not finite"),
+    (reply(honest(), embedding=ArrayRecord([np.ones(100, np.float32)])), "'embedding' is larger than the model"),
+    (reply(honest(), embedding=ArrayRecord([np.array([np.nan], np.float32)])), "non-finite values in embedding"),
+])
+def test_poisoned_replies_are_refused_with_the_reason(poisoned, reason):
+    assert reason in check_train_reply(poisoned, SENT)
+
+
+def test_an_array_whose_bytes_contradict_its_declared_shape_is_refused():
+    poisoned = reply(honest())
+    array = poisoned.content["arrays"]["w"]
+    array.data = np.ones((5, 5), np.float32).tobytes()  # not even an .npy any more
+    assert "does not decode" in check_train_reply(poisoned, SENT)
+
+
+@pytest.mark.parametrize("kind", ["nan", "shape", "extra-key", "inflate"])
+def test_one_poisoning_client_is_rejected_every_round_and_the_run_still_learns(kind):
+    report = small_fl(strategies=["fedavg"], clients=5, min_clients=4, malicious=1, malicious_kind=kind)
+    rounds = report["fl_series"]["fedavg"]["rounds"]
+    assert [(r["status"], r["replies"], r["rejected"]) for r in rounds] == [("ok", 4, 1)] * 3
+    assert report["metrics"]["accuracy"]["fedavg"] > 0.6
+    assert report["metrics"]["counters"]["fl"]["replies_rejected"] == 3
+
+
+def test_nan_updates_do_not_ruin_the_robust_strategies_either():
+    report = small_fl(strategies=["fedmedian", "fedtrimmedavg"], clients=6, min_clients=5, malicious=1,
+                      malicious_kind="nan")
+    assert all(report["metrics"]["accuracy"][s] > 0.6 for s in ("fedmedian", "fedtrimmedavg"))
+
+
+def test_runs_that_cannot_work_are_refused_up_front():
+    assert check_run("subgraph", "fedavg", 2) is None
+    assert "cannot train task 'subgraph'" in check_run("subgraph", "weightsharing", 3)
+    assert "cannot train task 'ofa'" in check_run("ofa", "fedpub", 3)
+    assert "needs --min-clients 5" in check_run("subgraph", "fedtrimmedavg", 3)
+    assert "needs --min-clients 5" in check_run("subgraph", "krum", 4)
+    assert check_run("subgraph", "krum", 5) is None
+    assert "unknown task" in check_run("images", "fedavg", 2)
+
+
+def test_fl_host_refuses_an_impossible_pair_with_exit_2_before_calling_the_daemon(tmp_path):
+    from edgeswarm.node.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["fl", "host", "--task", "subgraph", "--strategy", "weightsharing",
+                                 "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "cannot train task 'subgraph'" in result.stderr
+    trimmed = runner.invoke(app, ["fl", "host", "--task", "subgraph", "--strategy", "fedtrimmedavg",
+                                  "--min-clients", "3", "--data-dir", str(tmp_path)])
+    assert trimmed.exit_code == 2 and "plain averaging" in trimmed.stderr
+    unknown = runner.invoke(app, ["fl", "host", "--task", "subgraph", "--strategy", "fedbest"])
+    assert unknown.exit_code == 2
+    helped = runner.invoke(app, ["fl", "host", "--help"], terminal_width=200)
+    assert all(name in helped.stdout for name in STRATEGIES)
+
+
+def test_the_daemon_side_refuses_the_same_pairs():
+    from edgeswarm.node.fl_tasks import STRATEGIES as CODE
+
+    assert CODE.keys() == STRATEGIES.keys()
+    report_spec = msgspec.json.decode(b'{"task": "subgraph", "strategy": "weightsharing"}')
+    assert check_run(report_spec["task"], report_spec["strategy"], 2)
