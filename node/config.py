@@ -122,7 +122,17 @@ class RankingConfig(Section):
         we may have had from others. ``digest`` sends what we hold per issuer with the
         request, so the peer sends only rows we lack (Scuttlebutt-style anti-entropy).
         ``push`` sends a random peer the rows it has not had from us (unsolicited, so
-        easier to flood).
+        easier to flood: only a node in push mode accepts pushed rows).
+    rows_per_peer_minute : int (default: 3000)
+        Rows taken from one sending peer per minute (burst as large); the rest are left
+        for a later pull.
+    rows_per_issuer_minute : int (default: 600)
+        Rows of one issuer taken per minute, whoever relays them.
+    max_rows : int (default: 200000)
+        Rows the click log keeps; past it, whole issuers are evicted (never met ones
+        first, fewest rows first, oldest first; our own never) down to 90%.
+    max_issuers : int (default: 5000)
+        Issuers the click log keeps, with the same eviction.
     """
 
     enabled: bool = True
@@ -134,6 +144,10 @@ class RankingConfig(Section):
     pull_timeout: Positive = 5.0
     pull_rounds: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
     gossip: Literal["digest", "pull", "push"] = "digest"
+    rows_per_peer_minute: Annotated[int, msgspec.Meta(ge=1)] = 3000
+    rows_per_issuer_minute: Annotated[int, msgspec.Meta(ge=1)] = 600
+    max_rows: Annotated[int, msgspec.Meta(ge=100)] = 200_000
+    max_issuers: Annotated[int, msgspec.Meta(ge=10)] = 5000
 
 
 TaskValue = str | int | float | bool

@@ -45,10 +45,15 @@ class Membership:
         Time stamps for ``known``.
 
     A peer becomes *known* by direct contact (a shuffle it answered or sent us), not by
-    hearsay: that is the evidence worth keeping across a restart.
+    hearsay: that is the evidence worth keeping across a restart. A peer that fails to
+    answer is not taken back into the view (from discovery, the known peers or other
+    peers' shuffles) for ``shuffle_interval * 2**failures`` seconds (at most an hour); after
+    ``FORGET_AFTER`` failures in a row it is no longer known either, here or in the store.
     """
 
     MAX_KNOWN = 256
+    FORGET_AFTER = 3
+    MAX_BACKOFF = 3600.0
 
     def __init__(
         self,
@@ -67,6 +72,8 @@ class Membership:
         for d, seen in reversed(known[: self.MAX_KNOWN]):
             self._known[d.peer] = (d, seen)
         self._changed: set[PeerId] = set()
+        self._failures: OrderedDict[PeerId, tuple[int, float]] = OrderedDict()  # peer -> (in a row, retry after)
+        self._forgotten: set[PeerId] = set()
         self._tell_network(d for d, _ in known)
         self._config = config
         self._rng = rng
@@ -92,6 +99,30 @@ class Membership:
         changed = [self._known[p] for p in self._changed if p in self._known]
         self._changed.clear()
         return changed
+
+    def take_forgotten(self) -> list[PeerId]:
+        """Known peers dropped for failing since the last call (what a snapshot has to delete)."""
+        forgotten, self._forgotten = sorted(self._forgotten), set()
+        return forgotten
+
+    def backing_off(self, peer: PeerId) -> bool:
+        """Whether ``peer`` failed recently enough that we do not take it back yet."""
+        entry = self._failures.get(peer)
+        return entry is not None and self._clock() < entry[1]
+
+    def _failed(self, peer: PeerId) -> None:
+        count = self._failures.pop(peer, (0, 0.0))[0] + 1
+        wait = min(self._config.shuffle_interval * 2**count, self.MAX_BACKOFF)
+        self._failures[peer] = (count, self._clock() + wait)
+        if len(self._failures) > 4 * self.MAX_KNOWN:
+            self._failures.popitem(last=False)
+        if count >= self.FORGET_AFTER and self._known.pop(peer, None) is not None:
+            self._forgotten.add(peer)
+            self._changed.discard(peer)
+            self._messenger.counters.add("membership", "peers_forgotten")
+
+    def _alive(self, entries: Iterable[Descriptor]) -> list[Descriptor]:
+        return [d for d in entries if not self.backing_off(d.peer)]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Shuffle every ``shuffle_interval`` seconds, starting at a random offset."""
@@ -119,20 +150,23 @@ class Membership:
         except (NetworkError, Rejected) as exc:
             log.debug("shuffle with %s failed: %s", target.peer, exc)
             self.cyclon.on_failure(target.peer)
+            self._failed(target.peer)
             counters.add("membership", "shuffle_failed")
             return
         self._met(target)
         self._tell_network(reply.entries)
-        self.cyclon.on_reply(target.peer, reply.entries)
+        self.cyclon.on_reply(target.peer, self._alive(reply.entries))
         counters.add("membership", "shuffle_ok")
 
     async def _on_shuffle(self, peer: PeerId, request: ShuffleRequest) -> ShuffleReply:
         self._met(next((d for d in request.entries if d.peer == peer), Descriptor(peer)))
         self._tell_network(request.entries)
-        return ShuffleReply(self.cyclon.on_request(peer, request.entries))
+        return ShuffleReply(self.cyclon.on_request(peer, self._alive(request.entries)))
 
     def _met(self, peer: Descriptor) -> None:
         """Record direct contact with ``peer`` (keeping addresses we knew if it sent none)."""
+        self._failures.pop(peer.peer, None)
+        self._forgotten.discard(peer.peer)
         previous = self._known.pop(peer.peer, None)
         addrs = peer.addrs or (previous[0].addrs if previous else ())
         self._known[peer.peer] = (Descriptor(peer.peer, addrs, 0), self._clock())
@@ -149,10 +183,10 @@ class Membership:
     def _add_discovered(self) -> None:
         """Fill free view slots with peers the transport found itself (e.g. mDNS)."""
         found = [Descriptor(peer, tuple(addrs[:8]), 0) for peer, addrs in self._messenger.network.known_peers()]
-        self.cyclon.add(self._rng.sample(found, len(found)))
+        self.cyclon.add(self._alive(self._rng.sample(found, len(found))))
 
     def _rejoin(self) -> None:
         """Refill an empty view from the bootstrap peers, then the most recently known ones."""
         self._tell_network(self._bootstrap)
-        self.cyclon.add(self._bootstrap)
-        self.cyclon.add(d for d, _ in self.known())
+        self.cyclon.add(self._bootstrap)  # bootstrap peers are always retried: they are how we join
+        self.cyclon.add(self._alive(d for d, _ in self.known()))

@@ -104,7 +104,7 @@ class Node:
         self.ping = PingService(self.messenger, rng)
         self.presence = Presence(self.messenger, config.presence, rng, clock, self.services)
         self.ranking = (
-            Ranking(self.messenger, store, config.ranking, rng, identity, self._pull_candidates)
+            Ranking(self.messenger, store, config.ranking, rng, identity, self._pull_candidates, self._met)
             if config.ranking.enabled else None
         )
         # payloads too big to inline (models, adapters), served in chunks by hash
@@ -162,6 +162,7 @@ class Node:
         now = self.clock()
         self.store.save_peers(((d.peer, d.addrs, d.age) for d in self.membership.cyclon.view()), now)
         self.store.save_known_peers((d.peer, d.addrs, seen) for d, seen in self.membership.take_changed())
+        self.store.forget_known_peers(self.membership.take_forgotten())
         self.store.save_metrics(now, self.counters.snapshot(), keep=self.config.store.metrics_snapshots_kept)
 
     async def _persist_loop(self) -> None:
@@ -170,8 +171,13 @@ class Node:
             self.persist()
 
     def _pull_candidates(self) -> list[PeerId]:
-        """Peers to pull click rows from: the view, and the peers met most recently."""
+        """Peers to pull click rows from: the view, and the peers met most recently (never a
+        peer known only from rows it signed: those cost an attacker nothing to invent)."""
         return self.membership.view() + [d.peer for d, _ in self.membership.known()[:20]]
+
+    def _met(self) -> list[PeerId]:
+        """Every peer met directly (the view, and the known peers)."""
+        return self.membership.view() + [d.peer for d, _ in self.membership.known()]
 
     def services(self) -> list[str]:
         """The services this node runs (announced to peers)."""

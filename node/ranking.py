@@ -1,9 +1,13 @@
-"""Ranking service: the catalog, the click log and G-Rank, fed by pull gossip.
+"""Ranking service: the catalog, the click log and G-Rank, fed by gossip.
 
-After each of our clicks the node asks one random peer for the click-log rows that peer
-has not sent it yet (the serving side keeps a progress pointer per requester). Rows are
-signed by the node that clicked and verified on arrival, deduplicated by (node, number),
-stored, and folded into G-Rank incrementally.
+After each of our clicks the node asks one random peer it has met (view or known peers,
+never an issuer it only read of) for click-log rows: by default with a digest of what it
+holds, so the peer sends only rows it lacks (``gossip = "digest"``); or the paper's pull,
+where the serving side keeps a progress pointer per requester (``"pull"``); or it pushes
+(``"push"``, the only mode that accepts pushed rows). Rows are signed by the node that
+clicked and verified on arrival, deduplicated by (node, number), admitted within rates per
+sender and issuer, stored, and folded into G-Rank incrementally; past the log's caps whole
+issuers are evicted (``click_log_limits``).
 """
 
 from __future__ import annotations
@@ -15,22 +19,23 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import msgspec
+import trio
 
 from edgeswarm.learning.grank import Click, GRank, GRankParams, ItemIndex, normalise, rank, rank_baseline
 from edgeswarm.protocols.envelope import Rejected, Signer
 from edgeswarm.protocols.messenger import Messenger
-from edgeswarm.protocols.network import NetworkError
+from edgeswarm.protocols.network import NetworkError, RequestRefused
 from edgeswarm.protocols.peer_id import PeerId
 from edgeswarm.protocols.ranking.messages import (
     MAX_HOLDINGS, ClickRow, Holding, PullReply, PullRequest, PushAck, PushRows, SignedRow,
 )
 from edgeswarm.protocols.ranking.rows import decode_row, sign_row, verify_row
 
+from .click_log_limits import ClickLogLimits, RowAdmission
 from .config import RankingConfig
 from .store import Store
 
 _REPLY_ROOM = PullReply.MAX_BYTES - 1024
-_MAX_ISSUERS = 4096
 # rows in our own store were verified when they arrived: decode them without re-checking
 _stored_row = msgspec.msgpack.Decoder(ClickRow)
 
@@ -79,7 +84,11 @@ class Ranking:
     signer : Signer
         Signs this node's click rows.
     peers : callable
-        Candidate peers to pull from (the membership view); row issuers are added to them.
+        Candidate peers to pull from (the view and recently met peers).
+    met : callable (default: ``peers``)
+        Every peer met directly; their rows are evicted last.
+    clock : callable (default: trio's clock)
+        Time for the admission rates (the simulator's virtual time).
     """
 
     def __init__(
@@ -90,6 +99,8 @@ class Ranking:
         rng: random.Random,
         signer: Signer,
         peers: Callable[[], list[PeerId]],
+        met: Callable[[], Iterable[PeerId]] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._messenger = messenger
         self._store = store
@@ -97,20 +108,28 @@ class Ranking:
         self._rng = rng
         self._signer = signer
         self._peers = peers
+        self._met = met or peers
+        self._clock = clock or trio.current_time
         self.me = messenger.local_peer
-        self.grank = GRank(self.me, GRankParams(config.top_k_terms, config.isolation))
-        self.index = ItemIndex()
-        self._meta: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self._issuers: dict[PeerId, None] = {}
+        self._admission = RowAdmission(ClickLogLimits(
+            config.rows_per_peer_minute, config.rows_per_issuer_minute, config.max_rows, config.max_issuers))
         self._held: defaultdict[PeerId, _SeenNumbers] = defaultdict(_SeenNumbers)
         self._last: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self._next_number = 0
         messenger.register(PullRequest, PullReply, PushRows, PushAck)
         messenger.on_request(PullRequest, self._on_pull)
         messenger.on_request(PushRows, self._on_push)
-        for item, title, tags, _ in store.items():
+        self._load()
+
+    def _load(self) -> None:
+        """Build G-Rank and the item index from the store, one row at a time."""
+        self.grank = GRank(self.me, GRankParams(self._config.top_k_terms, self._config.isolation))
+        self.index = ItemIndex()
+        self._meta: dict[str, tuple[str, tuple[str, ...]]] = {}
+        for item, title, tags, _ in self._store.items():
             self._know(item, title, tags)
-        for _, row, _ in store.click_rows_after(0, limit=2**62, max_bytes=2**62):
+        self._rows = 0
+        for row in self._store.iter_click_rows():
             self._take(_stored_row.decode(row))
 
     # -- the user's side -------------------------------------------------------------------
@@ -166,7 +185,7 @@ class Ranking:
 
     # -- gossip ----------------------------------------------------------------------------
     def _random_peer(self) -> PeerId | None:
-        candidates = [p for p in dict.fromkeys([*self._peers(), *self._issuers]) if p != self.me]
+        candidates = [p for p in dict.fromkeys(self._peers()) if p != self.me]
         return self._rng.choice(candidates) if candidates else None
 
     async def pull_once(self, peer: PeerId | None = None) -> int:
@@ -216,10 +235,15 @@ class Ranking:
         return ack.taken
 
     async def _on_push(self, peer: PeerId, push: PushRows) -> PushAck:
+        if self._config.gossip != "push":  # unsolicited rows are the easiest flood: only on request
+            self._messenger.counters.add("ranking", "push_refused")
+            raise RequestRefused("this node does not take pushed rows (its gossip is not 'push')")
         return PushAck(self._receive(peer, push.rows))
 
     def _receive(self, peer: PeerId, rows: Iterable[SignedRow]) -> int:
         counters = self._messenger.counters
+        now = self._clock()
+        met: set[PeerId] | None = None
         fresh: dict[tuple[str, int], tuple[ClickRow, SignedRow]] = {}
         for signed in rows:
             try:
@@ -227,6 +251,15 @@ class Ranking:
                 held = self._held.get(row.node)  # no entry for an issuer until a row of it is kept
                 if (held is not None and row.number in held) or (row.node, row.number) in fresh:
                     counters.add("ranking", "rows_duplicate")  # have it: no need to verify again
+                    continue
+                if self._admission.evicted(row.node):
+                    met = met if met is not None else set(self._met())
+                    if row.node not in met:
+                        counters.add("ranking", "rows_refused_evicted")
+                        continue
+                refused = self._admission.admit(peer, row.node, now)
+                if refused is not None:  # not stored and not marked held: a later pull brings it again
+                    counters.add("ranking", f"rows_refused_{refused}")
                     continue
                 verify_row(signed, row)
             except Rejected as exc:
@@ -239,7 +272,19 @@ class Ranking:
         for row, _ in fresh.values():
             self._take(row)
         counters.add("ranking", "rows_received", len(fresh))
+        if self._admission.over(self._rows, len(self._held)):
+            self._evict()
         return len(fresh)
+
+    def _evict(self) -> None:
+        """Drop whole issuers until the log is back under its caps, then rebuild G-Rank."""
+        counts = {node: seen.below + len(seen.extra) for node, seen in self._held.items()}
+        chosen = self._admission.choose_evictions(counts, set(self._met()), self.me)
+        self._store.delete_click_rows_of(chosen)
+        for node in chosen:
+            del self._held[node]
+        self._messenger.counters.add("ranking", "issuers_evicted", len(chosen))
+        self._load()
 
     def _digest(self) -> tuple[Holding, ...]:
         """What we hold, issuer by issuer (the longest runs first if there are too many)."""
@@ -281,15 +326,11 @@ class Ranking:
     def _take(self, row: ClickRow) -> None:
         self.grank.add(Click(row.node, normalise(row.terms), row.item))
         self._held[row.node].add(row.number)
+        self._rows += 1
         if row.title or row.tags:
             self._know(row.item, row.title, row.tags)
         if row.node == self.me:
             self._next_number = max(self._next_number, row.number + 1)
-        else:
-            self._issuers.pop(row.node, None)
-            self._issuers[row.node] = None
-            if len(self._issuers) > _MAX_ISSUERS:
-                del self._issuers[next(iter(self._issuers))]
 
     def _know(self, item: str, title: str, tags: Iterable[str]) -> None:
         tags = tuple(tags)

@@ -200,6 +200,13 @@ class Store:
                 (keep,),
             )
 
+    def forget_known_peers(self, peers: Iterable[str]) -> None:
+        """Delete known peers (ones that stopped answering)."""
+        rows = [(p,) for p in peers]
+        if rows:
+            with self.transaction():
+                self._conn.executemany("DELETE FROM known_peers WHERE peer_id = ?", rows)
+
     def load_known_peers(self, limit: int = 1024) -> list[tuple[str, tuple[str, ...], float]]:
         """Known peers, most recently seen first."""
         rows = self._conn.execute(
@@ -247,6 +254,26 @@ class Store:
                 break
             out.append((row_seq, row, sig))
         return out
+
+    def iter_click_rows(self, batch: int = 4096) -> Iterator[bytes]:
+        """Every stored row's bytes, oldest first, read ``batch`` at a time (never all at once)."""
+        last = 0
+        while True:
+            rows = self._conn.execute(
+                "SELECT seq, row FROM click_log WHERE seq > ? ORDER BY seq LIMIT ?", (last, batch)
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            for _, row in rows:
+                yield row
+
+    def delete_click_rows_of(self, nodes: Iterable[str]) -> None:
+        """Delete every row of the issuers ``nodes`` in one transaction."""
+        rows = [(n,) for n in nodes]
+        if rows:
+            with self.transaction():
+                self._conn.executemany("DELETE FROM click_log WHERE node = ?", rows)
 
     def click_rows_of(self, node: str, number: int, limit: int) -> list[tuple[int, bytes, bytes]]:
         """``node``'s rows numbered ``number`` and up, in number order, at most ``limit``."""

@@ -73,6 +73,7 @@ _ADDR_TTL = 3600.0
 _DISCONNECT_GRACE = 0.25  # lets a refusal with its reason reach the peer before we hang up
 # what a failing dial, stream or peer can raise inside py-libp2p and trio
 _HANG_UP_SECONDS = 2.0
+_SMALL_REQUEST = 64 * 1024  # requests up to this size are not counted against the byte budget
 _TRANSPORT_ERRORS = (BaseLibp2pError, OSError, EOFError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
@@ -103,8 +104,12 @@ class TransportLimits:
     inbound_streams : int (default: 256)
         Inbound requests served at once over all peers.
     inflight_request_bytes : int (default: 64 MiB)
-        Request bytes being read at once over all peers; a request that does not fit is
-        reset before its body is read.
+        Bytes of large requests (over 64 KiB) being read or served at once over all peers;
+        a request that does not fit is reset before its body is read. Small requests
+        always fit (``inbound_streams`` bounds them), so a flood of large ones cannot
+        starve small ones such as pings and shuffles.
+    inflight_request_bytes_per_peer : int (default: 16 MiB)
+        The same, for one peer.
     gossip_per_origin : Rate (default: 10/s, burst 50)
         Validly signed gossip messages accepted per origin; the rest are neither delivered
         nor forwarded.
@@ -119,6 +124,7 @@ class TransportLimits:
     handshake_timeout: float = 5.0
     inbound_streams: int = 256
     inflight_request_bytes: int = 64 * 1024 * 1024
+    inflight_request_bytes_per_peer: int = 16 * 1024 * 1024
     gossip_per_origin: Rate = Rate(10.0, 50.0)
 
 
@@ -158,7 +164,7 @@ class Libp2pNetwork:
         self._topics: set[str] = set()
         self._inbound = SlotLimiter(limits.inbound_streams, limits.streams_per_peer)
         self._connections = SlotLimiter(limits.inbound_connections, limits.connections_per_ip)
-        self._request_bytes = ByteBudget(limits.inflight_request_bytes)
+        self._request_bytes = ByteBudget(limits.inflight_request_bytes, limits.inflight_request_bytes_per_peer)
         self._gossip_rate = RateLimiter(limits.gossip_per_origin)
         self._stats: defaultdict[str, int] = defaultdict(int)
         self._guard_py_libp2p()
@@ -219,6 +225,8 @@ class Libp2pNetwork:
     def _guard_py_libp2p(self) -> None:
         """Wrap py-libp2p's entry points for remote input, so nothing a peer sends ends the node.
 
+        Also turns off py-libp2p's auto-connector (``no_auto_dials``).
+
         py-libp2p 0.8.1 lets exceptions from stream handlers (e.g. pub/sub's protobuf
         DecodeError on garbage) and from pub/sub's per-message tasks escape into the
         connection's or the service's nursery, which ends the host. These wrappers are the
@@ -265,8 +273,13 @@ class Libp2pNetwork:
             except Exception as exc:  # noqa: BLE001 - pub/sub's task must not end the service
                 self._contain(forwarder.to_base58(), "pubsub_task_errors", exc)
 
+        async def no_auto_dials() -> None:
+            """Membership chooses whom we dial; py-libp2p's auto-connector would redial every
+            peerstore entry, dead ones included, every 30 s."""
+
         swarm.common_stream_handler = guarded_stream
         swarm._handle_inbound_connection = guarded_connection
+        swarm.auto_connector.maybe_connect = no_auto_dials
         self._pubsub.push_msg = guarded_push
 
     def _contain(self, peer: PeerId | None, counter: str, exc: Exception) -> None:
@@ -452,11 +465,13 @@ class Libp2pNetwork:
                     (size,) = _LENGTH.unpack(await _read_exactly(stream, _LENGTH.size))
                     if size > limit:
                         raise FrameError(f"frame of {size} bytes > {limit}")
-                    if not self._request_bytes.reserve(size):
-                        self._stats["requests_refused_memory"] += 1
-                        await _reset(stream)
-                        return
-                    reserved = size
+                    if size > _SMALL_REQUEST:
+                        refused = self._request_bytes.reserve(peer, size)
+                        if refused is not None:
+                            self._stats[f"requests_refused_memory_{refused}"] += 1
+                            await _reset(stream)
+                            return
+                        reserved = size
                     request = await _read_exactly(stream, size)
                 except FrameError as exc:
                     self.penalize(peer, f"bad frame on {protocol}: {exc}")
@@ -479,7 +494,8 @@ class Libp2pNetwork:
             log.debug("stream from %s on %s failed: %s", peer, protocol, exc)
             await _reset(stream)
         finally:
-            self._request_bytes.release(reserved)
+            if reserved:
+                self._request_bytes.release(peer, reserved)
             self._inbound.release(peer)
 
     async def request(

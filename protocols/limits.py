@@ -6,7 +6,7 @@ Three small accountants, each with time passed in and nothing but counting insid
   keys, so that a flood of fresh identities cannot grow memory either.
 - ``SlotLimiter``: slots held at once, in total and per key (connections per IP, inbound
   streams); the caller releases what it took.
-- ``ByteBudget``: bytes held at once across every peer (request frames being read).
+- ``ByteBudget``: bytes held at once, in total and per key (large request frames being read).
 
 Transports and services ask them and act (refuse, reset, drop); what they refuse the
 callers count, so every rejection is visible in ``status``.
@@ -105,21 +105,32 @@ class SlotLimiter:
 
 
 class ByteBudget:
-    """At most ``limit`` bytes reserved at once, summed over every holder."""
+    """At most ``total`` bytes reserved at once over every holder, and ``per_key`` by one."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    def __init__(self, total: int, per_key: int) -> None:
+        self.total = total
+        self.per_key = per_key
         self.reserved = 0
+        self._by_key: defaultdict[Hashable, int] = defaultdict(int)
 
-    def reserve(self, size: int) -> bool:
+    def reserve(self, key: Hashable, size: int) -> str | None:
+        """Reserve ``size`` bytes for ``key``; None on success, else which bound said no."""
         if size < 0:
             raise ValueError("a reservation is never negative")
-        if self.reserved + size > self.limit:
-            return False
+        if self.reserved + size > self.total:
+            return "total"
+        if self._by_key.get(key, 0) + size > self.per_key:
+            return "per_key"
         self.reserved += size
-        return True
+        self._by_key[key] += size
+        return None
 
-    def release(self, size: int) -> None:
-        if size > self.reserved:
-            raise RuntimeError(f"release of {size} bytes, {self.reserved} reserved")
+    def release(self, key: Hashable, size: int) -> None:
+        held = self._by_key.get(key, 0)
+        if size > held:
+            raise RuntimeError(f"release of {size} bytes, {held} reserved by {key!r}")
         self.reserved -= size
+        if held == size:
+            del self._by_key[key]
+        else:
+            self._by_key[key] = held - size

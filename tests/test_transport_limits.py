@@ -1,0 +1,135 @@
+"""Attacks on the libp2p transport, in one process on loopback: each bound holds, others are served.
+
+Real py-libp2p hosts on the real clock; every wait is bounded.
+"""
+
+import socket
+import struct
+
+import trio
+
+from edgeswarm.protocols.libp2p_network import Libp2pNetwork, TransportLimits
+from edgeswarm.protocols.limits import ByteBudget, Rate, RateLimiter, SlotLimiter
+from edgeswarm.protocols.network import NetworkError
+
+from conftest import identity
+
+ECHO = "/edgeswarm/test-echo/1"
+
+
+async def echo(peer, data: bytes) -> bytes:
+    return data[:16]
+
+
+async def served(limits: TransportLimits, nursery_fn):
+    async with Libp2pNetwork.open(identity(1).seed(), limits=limits) as server:
+        server.serve(ECHO, echo, max_request_bytes=2 * 1024 * 1024)
+        await nursery_fn(server)
+
+
+def test_rate_limiter_slots_and_budget_by_hand():
+    rate = RateLimiter(Rate(per_second=2.0, burst=3.0), max_keys=2)
+    assert [rate.take("a", 0.0) for _ in range(4)] == [True, True, True, False]
+    assert rate.take("a", 0.5)  # one token back after half a second
+    assert not rate.take("a", 0.5)
+    assert rate.take_up_to("b", 0.0, 10) == 3
+    rate.take("c", 0.0)  # "a" is the least recently used of three keys: forgotten, full again
+    assert rate.available("a", 0.6) == 3.0
+    slots = SlotLimiter(total=3, per_key=2)
+    assert [slots.acquire("x"), slots.acquire("x"), slots.acquire("x")] == [None, None, "per_key"]
+    assert slots.acquire("y") is None and slots.acquire("z") == "total"
+    slots.release("x")
+    assert slots.acquire("z") is None and slots.held == 3
+    budget = ByteBudget(total=100, per_key=70)
+    assert budget.reserve("a", 60) is None and budget.reserve("a", 11) == "per_key"
+    assert budget.reserve("b", 41) == "total" and budget.reserve("b", 40) is None
+    budget.release("a", 60)
+    budget.release("b", 40)
+    assert budget.reserved == 0
+
+
+def test_silent_sockets_from_one_ip_cannot_lock_out_new_peers():
+    """260 sockets that never handshake (py-libp2p alone admits 250 at once for 10 s)."""
+
+    async def attack(server: Libp2pNetwork) -> None:
+        host, port = server.addrs()[0].split("/")[2], int(server.addrs()[0].split("/")[4])
+        silent = []
+        for _ in range(260):
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))
+            s.setblocking(False)
+            try:
+                s.connect((host, port))
+            except BlockingIOError:
+                pass
+            silent.append(s)
+        await trio.sleep(0.5)
+        async with Libp2pNetwork.open(identity(2).seed()) as honest:
+            honest.add_addrs(server.local_peer, server.addrs())
+            with trio.fail_after(20):
+                assert await honest.request(server.local_peer, ECHO, b"hello", timeout=15) == b"hello"
+        assert server.stats()["connections_refused_per_key"] > 0
+        assert server._connections.held_by("127.0.0.2") <= 32
+        for s in silent:
+            s.close()
+
+    trio.run(served, TransportLimits(eclipse_protection=False), attack)
+
+
+def test_request_bytes_in_flight_are_bounded_across_peers():
+    """Slow senders declare 2 MiB requests and trickle them: the global budget says no."""
+    limits = TransportLimits(eclipse_protection=False, inflight_request_bytes=4 * 1024 * 1024)
+
+    async def attack(server: Libp2pNetwork) -> None:
+        from libp2p.custom_types import TProtocol
+        from libp2p.peer.id import ID
+
+        async with Libp2pNetwork.open(identity(3).seed()) as evil:
+            evil.add_addrs(server.local_peer, server.addrs())
+            await evil.connect(server.addrs()[0])
+            streams = []
+            for _ in range(6):  # 6 x 2 MiB declared, 4 MiB allowed at once
+                stream = await evil._host.new_stream(ID.from_base58(server.local_peer), [TProtocol(ECHO)])
+                await stream.write(struct.pack(">I", 2 * 1024 * 1024) + b"x" * 1024)
+                streams.append(stream)
+            with trio.fail_after(10):
+                while server.stats().get("requests_refused_memory_total", 0) < 4:
+                    await trio.sleep(0.05)
+            async with Libp2pNetwork.open(identity(4).seed()) as honest:  # others still get answers
+                honest.add_addrs(server.local_peer, server.addrs())
+                assert await honest.request(server.local_peer, ECHO, b"hi", timeout=10) == b"hi"
+
+    trio.run(served, limits, attack)
+
+
+def test_a_gossip_flood_is_cut_at_the_per_origin_rate_and_the_flooder_dropped():
+    limits = TransportLimits(eclipse_protection=False, gossip_per_origin=Rate(5.0, 10.0))
+
+    async def main() -> None:
+        async with Libp2pNetwork.open(identity(5).seed(), limits=limits) as server, \
+                Libp2pNetwork.open(identity(6).seed(), limits=TransportLimits(eclipse_protection=False)) as evil:
+            received = server.subscribe("flood")
+            evil.subscribe("flood")
+            await evil.connect(server.addrs()[0])
+            with trio.fail_after(10):
+                while evil.local_peer not in {p.to_base58() for p in server._pubsub.peer_topics.get("flood", ())}:
+                    await trio.sleep(0.05)
+            await trio.sleep(1.5)  # a heartbeat: the mesh holds both
+            for n in range(200):
+                try:
+                    await evil.publish("flood", b"spam %d" % n)
+                except NetworkError:
+                    break
+            await trio.sleep(1.0)
+            delivered = 0
+            while True:
+                try:
+                    received.receive_nowait()
+                    delivered += 1
+                except trio.WouldBlock:
+                    break
+            stats = server.stats()
+            assert delivered <= 12  # the burst of 10, and a token or two refilled meanwhile
+            assert stats["gossip_dropped_rate"] >= 1 and stats["offences"] >= 1
+
+    trio.run(main)
