@@ -83,10 +83,22 @@ def node_run(
     ] = None,
     mdns: Annotated[Optional[bool], typer.Option("--mdns/--no-mdns", help="Find peers on the LAN by mDNS.")] = None,
 ) -> None:
-    """Run this node on libp2p until SIGINT or SIGTERM."""
+    """Run this node on libp2p until SIGINT or SIGTERM.
+
+    Exit codes: 0 stopped cleanly, 2 bad option, 3 bad config, 4 identity key problem,
+    5 store problem, 7 cannot listen (port in use), 8 data dir in use by another daemon.
+    """
+    from .addresses import parse_bootstrap, parse_listen
     from .daemon import run_daemon
 
     with user_errors():
+        try:
+            for addr in listen or ():
+                parse_listen(addr)
+            for addr in bootstrap or ():
+                parse_bootstrap(addr)
+        except ValueError as exc:
+            raise UsageProblem(str(exc)) from None
         settings = load_node_config(config)
         network = settings.network
         network = msgspec.structs.replace(

@@ -250,12 +250,40 @@ class NetworkConfig(Section):
         Find peers on the local network by mDNS.
     eclipse_protection : bool (default: True)
         GossipSub mesh diversity by IP; turn off for swarms on one host (loopback).
+    inbound_connections : int (default: 256)
+        Inbound connections at once, handshaking or established.
+    connections_per_ip : int (default: 32)
+        Inbound connections at once from one IP address.
+    handshake_timeout : float (default: 5.0)
+        Seconds an inbound connection has to finish Noise and yamux.
+    inbound_streams : int (default: 256)
+        Requests served at once over all peers.
+    streams_per_peer : int (default: 16)
+        Requests served at once for one peer.
+    inflight_request_mb : float (default: 64)
+        MiB of large requests (over 64 KiB) read or served at once over all peers.
+    inflight_request_mb_per_peer : float (default: 16)
+        The same for one peer.
+    gossip_per_origin : float (default: 10.0)
+        Gossip messages a second accepted from one origin (the rest are neither delivered
+        nor forwarded, and an origin that floods us directly is penalized).
+    gossip_burst : float (default: 50.0)
+        Messages an origin may send at once before its rate applies.
     """
 
     listen: list[Multiaddr] = msgspec.field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"])
     bootstrap: list[Multiaddr] = msgspec.field(default_factory=list)
     mdns: bool = True
     eclipse_protection: bool = True
+    inbound_connections: Annotated[int, msgspec.Meta(ge=1)] = 256
+    connections_per_ip: Annotated[int, msgspec.Meta(ge=1)] = 32
+    handshake_timeout: Positive = 5.0
+    inbound_streams: Annotated[int, msgspec.Meta(ge=1)] = 256
+    streams_per_peer: Annotated[int, msgspec.Meta(ge=1)] = 16
+    inflight_request_mb: Positive = 64.0
+    inflight_request_mb_per_peer: Positive = 16.0
+    gossip_per_origin: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    gossip_burst: Annotated[float, msgspec.Meta(ge=1)] = 50.0
 
 
 class NodeConfig(Section):

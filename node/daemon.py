@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 from collections.abc import Sequence
 from pathlib import Path
 
-import multiaddr
 import trio
 
 from edgeswarm.protocols.membership.messages import Descriptor
 from edgeswarm.protocols.network import NetworkError
 
-from .config import ConfigError, NodeConfig
+from . import logs
+from .addresses import check_free, parse_bootstrap, parse_listen
+from .config import ConfigError, NetworkConfig, NodeConfig
 from .control import serve_control
-from .identity import load_or_create
+from .data_dir import claim
+from .identity import Identity, IdentityError, load_or_create
 from .node import Node
 from .store import STORE_FILE, Store
 
@@ -25,53 +28,91 @@ log = logging.getLogger(__name__)
 
 def bootstrap_descriptors(addrs: Sequence[str]) -> list[Descriptor]:
     """Descriptors for full bootstrap multiaddrs (``.../p2p/<id>``); bad ones are ConfigErrors."""
-    out = []
-    for addr in addrs:
-        try:
-            peer = multiaddr.Multiaddr(addr).get_peer_id()
-        except (ValueError, multiaddr.exceptions.Error) as exc:
-            raise ConfigError(f"bootstrap address {addr!r} is not a multiaddr: {exc}") from None
-        if not peer:
-            raise ConfigError(f"bootstrap address {addr!r} lacks /p2p/<peer id>")
-        out.append(Descriptor(peer, (addr,), 0))
-    return out
+    try:
+        return [Descriptor(parse_bootstrap(addr), (addr,), 0) for addr in addrs]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def transport_limits(net: NetworkConfig):
+    """The libp2p transport's bounds from ``[network]``."""
+    from edgeswarm.protocols.libp2p_network import TransportLimits
+    from edgeswarm.protocols.limits import Rate
+
+    mib = 1024 * 1024
+    return TransportLimits(
+        streams_per_peer=net.streams_per_peer, eclipse_protection=net.eclipse_protection,
+        inbound_connections=net.inbound_connections, connections_per_ip=net.connections_per_ip,
+        handshake_timeout=net.handshake_timeout, inbound_streams=net.inbound_streams,
+        inflight_request_bytes=int(net.inflight_request_mb * mib),
+        inflight_request_bytes_per_peer=int(net.inflight_request_mb_per_peer * mib),
+        gossip_per_origin=Rate(net.gossip_per_origin, net.gossip_burst),
+    )
+
+
+def _bind_store(store: Store, identity: Identity) -> None:
+    """The store belongs to one identity: record it on first use, refuse another one after."""
+    recorded = store.get_meta("peer_id")
+    if recorded is None:
+        store.set_meta("peer_id", identity.peer_id)
+    elif recorded != identity.peer_id:
+        raise IdentityError(f"the store in '{store.location}' belongs to {recorded}, but the key file names "
+                            f"{identity.peer_id}; restore the matching key file")
 
 
 async def run_daemon(config: NodeConfig, data_dir: Path) -> None:
-    """Run until a signal; the store is closed and the control socket removed on the way out."""
-    # heavy: only the daemon needs py-libp2p
-    from edgeswarm.protocols.libp2p_network import Libp2pNetwork, TransportLimits
+    """Run until a signal; the store is closed and the control socket removed on the way out.
 
+    Before anything in ``data_dir`` is opened: the addresses are checked (ConfigError),
+    the directory is claimed for this process (DataDirError if another daemon holds it)
+    and the listen ports are checked free (ListenError).
+    """
+    logs.adopt_libp2p()
+    os.umask(0o077)  # every file this daemon writes is its user's alone
     net_config = config.network
     bootstrap = bootstrap_descriptors(net_config.bootstrap)
-    identity = load_or_create(data_dir)
-    store = Store.open(data_dir / STORE_FILE)
     try:
-        limits = TransportLimits(eclipse_protection=net_config.eclipse_protection)
-        async with Libp2pNetwork.open(
-            identity.seed(), listen=net_config.listen, mdns=net_config.mdns, limits=limits
-        ) as network:
-            node = Node(
-                identity=identity, network=network, store=store, config=config,
-                rng=random.Random(), bootstrap=bootstrap,
-            )
-            async with trio.open_nursery() as nursery:
-                await nursery.start(node.run)
-                await nursery.start(serve_control, node, data_dir)
-                log.info("node %s started", identity.peer_id)
-                for addr in network.addrs():
-                    log.info("listening on %s", addr)
-                for d in bootstrap:
-                    if d.peer != identity.peer_id:
-                        nursery.start_soon(_dial, network, d.addrs[0])
-                await _wait_for_signal()
-                log.info("stopping")
-                node.stop()
-                await node.stopped.wait()
-                nursery.cancel_scope.cancel()
-    finally:
-        store.close()
+        for addr in net_config.listen:
+            parse_listen(addr)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    with claim(data_dir):
+        check_free(net_config.listen)
+        identity = load_or_create(data_dir)
+        store = Store.open(data_dir / STORE_FILE)
+        try:
+            _bind_store(store, identity)
+            await _serve(config, data_dir, identity, store, bootstrap)
+        finally:
+            store.close()
     log.info("stopped cleanly")
+
+
+async def _serve(config: NodeConfig, data_dir: Path, identity: Identity, store: Store,
+                 bootstrap: list[Descriptor]) -> None:
+    """The node on libp2p with its control socket, until SIGINT or SIGTERM."""
+    from edgeswarm.protocols.libp2p_network import Libp2pNetwork
+
+    net_config = config.network
+    async with Libp2pNetwork.open(
+        identity.seed(), listen=net_config.listen, mdns=net_config.mdns, limits=transport_limits(net_config)
+    ) as network:
+        node = Node(identity=identity, network=network, store=store, config=config, rng=random.Random(),
+                    bootstrap=bootstrap)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            await nursery.start(serve_control, node, data_dir)
+            log.info("node %s started", identity.peer_id)
+            for addr in network.addrs():
+                log.info("listening on %s", addr)
+            for d in bootstrap:
+                if d.peer != identity.peer_id:
+                    nursery.start_soon(_dial, network, d.addrs[0])
+            await _wait_for_signal()
+            log.info("stopping")
+            node.stop()
+            await node.stopped.wait()
+            nursery.cancel_scope.cancel()
 
 
 async def _dial(network, addr: str) -> None:

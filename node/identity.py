@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgeswarm.protocols.peer_id import PeerId, peer_id_from_public_key
 
+from .store import STORE_FILE, recorded_peer_id
+
 KEY_FILE = "identity.key"
 _PEER_ID_LINE = b"peer-id: "
 
@@ -67,11 +69,20 @@ def load_or_create(data_dir: Path) -> Identity:
     Raises
     ------
     IdentityError
-        The key file is readable by others, unreadable, or not an Ed25519 PKCS#8 key.
+        The key file is readable by others, unreadable, or not an Ed25519 PKCS#8 key; or
+        it is gone from a directory whose store belongs to a node (that node's identity
+        is not silently replaced by a new one).
     """
     path = data_dir / KEY_FILE
     if path.exists():
         return load(path)
+    store = data_dir / STORE_FILE
+    if store.exists():
+        owner = recorded_peer_id(store) or "an earlier identity"
+        raise IdentityError(
+            f"key file '{path}' is missing, but the store beside it belongs to {owner}. Restore the key "
+            f"file, or move '{store}' away to start as a new node"
+        )
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     identity = Identity.generate()
     pem = identity._private.private_bytes(

@@ -29,3 +29,22 @@ def configure(*, json_lines: bool = False, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def adopt_libp2p() -> None:
+    """Send py-libp2p's log records through our handlers (and format), at WARNING and up.
+
+    Importing py-libp2p detaches its "libp2p" logger from the root (``propagate = False``,
+    no handler), so its warnings reached stderr as bare lines through logging's last-resort
+    handler, not as JSON under ``--log-json``. With ``--verbose`` its INFO lines show too.
+    """
+    import libp2p  # noqa: F401  (its import configures the logger; undo that after it)
+
+    verbose = logging.getLogger().level <= logging.DEBUG
+    library = logging.getLogger("libp2p")
+    library.handlers.clear()
+    library.propagate = True
+    library.setLevel(logging.INFO if verbose else logging.WARNING)
+    # a dial that fails is routine in a P2P swarm (membership counts it and backs off), yet
+    # py-libp2p logs each attempt at ERROR: only with --verbose
+    logging.getLogger("libp2p.transport.tcp").setLevel(logging.INFO if verbose else logging.CRITICAL)

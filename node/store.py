@@ -9,7 +9,9 @@ Calls are short and synchronous: they never hold the event loop for long.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,6 +103,26 @@ class StoreError(Exception):
     """The store cannot be opened or is from an incompatible version."""
 
 
+def _private(path: Path) -> None:
+    """Make the store's files 0600 (stores made by older versions may be wider)."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and stat.S_IMODE(file.stat().st_mode) & 0o077:
+            os.chmod(file, 0o600)
+
+
+def recorded_peer_id(path: Path) -> str | None:
+    """The PeerID the store at ``path`` belongs to, read without changing it (None if none)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'peer_id'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return None if row is None else row[0]
+
+
 class Store:
     """A node's SQLite store. ``Store.open(":memory:")`` gives a throwaway one."""
 
@@ -114,8 +136,14 @@ class Store:
         try:
             if location != ":memory:":
                 Path(location).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(location, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            old_umask = os.umask(0o077)  # the store and its WAL files: readable by this user only
+            try:
+                conn = sqlite3.connect(location, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+            finally:
+                os.umask(old_umask)
+            if location != ":memory:":
+                _private(Path(location))
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             store = cls(conn, location)

@@ -1,7 +1,8 @@
 """Turn errors a user can fix into one line on stderr and a distinct exit code.
 
 Exit codes: 2 usage (bad option or argument), 3 configuration, 4 identity key, 5 store,
-6 daemon unreachable or request refused.
+6 daemon unreachable or request refused, 7 cannot listen (address in use or not local),
+8 data dir in use by another daemon or unsafe.
 Anything else is a bug and keeps its traceback.
 """
 
@@ -14,11 +15,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .addresses import ListenError
 from .config import ConfigError
 from .control import ControlError
+from .data_dir import DataDirError
 from .identity import IdentityError
 from .store import StoreError
-
 
 
 class UsageProblem(Exception):
@@ -31,6 +33,8 @@ EXIT_CODES: dict[type[Exception], int] = {
     IdentityError: 4,
     StoreError: 5,
     ControlError: 6,
+    ListenError: 7,
+    DataDirError: 8,
 }
 
 
@@ -40,4 +44,5 @@ def user_errors() -> Iterator[None]:
         yield
     except tuple(EXIT_CODES) as exc:
         Console(stderr=True).print(f"[red]edgeswarm: error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(EXIT_CODES[type(exc)]) from None
+        code = next(code for kind, code in EXIT_CODES.items() if isinstance(exc, kind))  # subclasses too
+        raise typer.Exit(code) from None

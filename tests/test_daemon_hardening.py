@@ -1,0 +1,159 @@
+"""A real daemon against hostile peers and clients, and against the mistakes users make.
+
+Each test starts a few daemon processes on loopback; every wait is bounded.
+"""
+
+import json
+import os
+import socket
+import stat
+import time
+
+import pytest
+import trio
+from typer.testing import CliRunner
+
+from edgeswarm.node.cli import app
+from edgeswarm.node.control import SOCKET_FILE
+from edgeswarm.sim.processes import DaemonGroup
+
+from conftest import identity
+from test_daemons import FAST, wait_until
+
+
+@pytest.fixture
+def group(tmp_path):
+    config = tmp_path / "fast.toml"
+    config.write_text(FAST)
+    with DaemonGroup(tmp_path / "swarm", extra_args=["--config", str(config)]) as g:
+        yield g
+
+
+def raw_control(data_dir, line: bytes) -> dict:
+    """Send one raw line to the control socket and read the one-line reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(20)
+        sock.connect(str(data_dir / SOCKET_FILE))
+        sock.sendall(line + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)
+
+
+def test_garbage_on_pubsub_and_hostile_control_requests_leave_the_daemon_serving(group):
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.id import ID
+
+    from edgeswarm.protocols.libp2p_network import Libp2pNetwork
+
+    a = group.spawn("a")
+    a_id = a.status()["peer_id"]
+
+    async def garbage_on_meshsub():
+        async with Libp2pNetwork.open(identity(66).seed()) as evil:
+            await evil.connect(a.status()["addresses"][0])
+            stream = await evil._host.new_stream(ID.from_base58(a_id), [TProtocol("/meshsub/1.1.0")])
+            await stream.write(bytes([64]) + b"\xff" * 64)  # a varint length, then 64 bytes of no protobuf
+            await trio.sleep(1.0)
+
+    trio.run(garbage_on_meshsub)
+    wait_until(lambda: a.status()["transport"].get("stream_handler_errors") == 1, timeout=10)
+    for line in (b'{"cmd":[]}', b'{"cmd":{}}', b'{"cmd":"status","x":' + b"[" * 30000 + b"]" * 30000 + b"}",
+                 b"\xff\xfe not json", b'{"cmd":"ping","peer":7}'):
+        reply = raw_control(a.data_dir, line)
+        assert reply["ok"] is False and reply["error"]
+    self_ping = raw_control(a.data_dir, json.dumps({"cmd": "ping", "peer": a_id}).encode())
+    assert self_ping == {"ok": False, "error": "that is this node's own PeerID: ping another peer"}
+    status = a.status()
+    assert a.running and status["counters"]["control"]["bad_requests"] == 5
+    assert "contained DecodeError" in a.log() and "Traceback" not in a.log()
+    assert a.stop() == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def exits(daemon, timeout: float = 30.0) -> int:
+    return daemon.process.wait(timeout)
+
+
+def test_a_second_daemon_on_a_busy_port_or_data_dir_refuses_and_touches_nothing(group):
+    port = free_port()
+    listen = ["--listen", f"/ip4/127.0.0.1/tcp/{port}"]
+    a = group.spawn("a", args=[*group.extra_args, *listen])
+    assert any(f"/tcp/{port}/" in addr for addr in a.status()["addresses"])
+    b = group.spawn("b", args=[*group.extra_args, *listen], ready=False)
+    assert exits(b) == 7
+    assert f"listen address /ip4/127.0.0.1/tcp/{port} is in use" in b.log()
+    assert not (b.data_dir / "node.sqlite").exists() and not (b.data_dir / "identity.key").exists()
+    key = (a.data_dir / "identity.key").read_bytes()
+    twin = group.spawn("a", args=group.extra_args, ready=False)  # same data dir as a
+    assert exits(twin) == 8
+    assert f"is in use by another daemon (pid {a.process.pid})" in twin.log() and "Traceback" not in twin.log()
+    assert (a.data_dir / "daemon.lock").read_text().strip() == str(a.process.pid)
+    assert (a.data_dir / "identity.key").read_bytes() == key
+    assert a.running and a.status()["peer_id"]  # its control socket is still its own
+
+
+def test_bad_addresses_are_usage_errors_before_anything_starts(tmp_path):
+    runner = CliRunner()
+    for args, says in ((["--listen", "127.0.0.1:4160"], "is not a multiaddr"),
+                       (["--listen", "/ip4/127.0.0.1/udp/4160"], "must be /ip4/<address>/tcp/<port>"),
+                       (["--bootstrap", "/ip4/127.0.0.1/tcp/4001"], "lacks /p2p/<peer id>"),
+                       (["--bootstrap", "nonsense"], "is not a multiaddr")):
+        result = runner.invoke(app, ["node", "run", "--data-dir", str(tmp_path / "d"), *args])
+        assert result.exit_code == 2 and says in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "d").exists()
+
+
+def test_data_dir_files_are_private_and_a_lost_key_is_never_silently_replaced(group):
+    loose = group.root / "loose"
+    loose.mkdir(mode=0o777)
+    os.chmod(loose, 0o777)
+    a = group.spawn("loose")
+    a_id = a.status()["peer_id"]
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o700
+    assert "set to 0700" in a.log()
+    for name in ("node.sqlite", "node.sqlite-wal", "identity.key", "daemon.lock"):
+        if (loose / name).exists():
+            assert stat.S_IMODE((loose / name).stat().st_mode) == 0o600, name
+    assert a.stop() == 0
+    (loose / "identity.key").rename(group.root / "identity.key.bak")
+    again = group.spawn("loose", ready=False)
+    assert exits(again) == 4
+    assert f"the store beside it belongs to {a_id}" in again.log()
+    assert not (loose / "identity.key").exists()
+    result = CliRunner().invoke(app, ["id", "show", "--data-dir", str(loose)])
+    assert result.exit_code == 4 and not (loose / "identity.key").exists()
+
+
+def test_dead_peers_age_out_of_the_view_and_py_libp2p_logs_through_ours(group):
+    import re
+
+    a = group.spawn("a")
+    peers = [group.spawn(name, bootstrap=[a.status()["addresses"][0]]) for name in ("b", "c")]
+    ids = {p.status()["peer_id"] for p in peers}
+    wait_until(lambda: ids <= set(a.status()["view"]) | set(a.status()["peers"]))
+    for p in peers:
+        p.kill()
+
+    def membership() -> dict:
+        return a.status()["counters"]["membership"]
+
+    # a shuffles every second: each dead peer fails, leaves the view, and after 3 failures is forgotten
+    wait_until(lambda: not ids & set(a.status()["view"]) and membership().get("peers_forgotten", 0) >= 1, timeout=60)
+    failed = membership()["shuffle_failed"]
+    time.sleep(10)
+    # backed off (2, 4, 8, 16 s ...): not redialled at every shuffle, as a dead peer was before
+    assert membership()["shuffle_failed"] - failed <= 4
+    assert not ids & set(a.status()["view"])
+    lines = [line for line in a.log().splitlines() if line.strip()]
+    assert all(re.match(r"\d\d:\d\d:\d\d (INFO|WARNING|ERROR|DEBUG) ", line) for line in lines), lines
