@@ -102,7 +102,9 @@ class TransportLimits:
     handshake_timeout : float (default: 5.0)
         Seconds an inbound connection may take to finish Noise and yamux.
     inbound_streams : int (default: 256)
-        Inbound requests served at once over all peers.
+        Inbound requests served at once over all peers; past it, a peer with none in
+        progress still gets one (up to ``inbound_connections`` more), so peers that each
+        hold many cannot shut out one that holds none.
     inflight_request_bytes : int (default: 64 MiB)
         Bytes of large requests (over 64 KiB) being read or served at once over all peers;
         a request that does not fit is reset before its body is read. Small requests
@@ -162,7 +164,8 @@ class Libp2pNetwork:
         self._peer = host.get_id().to_base58()
         self._handlers: dict[str, tuple[RequestHandler, int]] = {}
         self._topics: set[str] = set()
-        self._inbound = SlotLimiter(limits.inbound_streams, limits.streams_per_peer)
+        # a peer with no request in progress gets one even when others fill the total
+        self._inbound = SlotLimiter(limits.inbound_streams, limits.streams_per_peer, reserve=limits.inbound_connections)
         self._connections = SlotLimiter(limits.inbound_connections, limits.connections_per_ip)
         self._request_bytes = ByteBudget(limits.inflight_request_bytes, limits.inflight_request_bytes_per_peer)
         self._gossip_rate = RateLimiter(limits.gossip_per_origin)

@@ -66,11 +66,18 @@ class RateLimiter:
 
 
 class SlotLimiter:
-    """At most ``total`` slots held at once, and at most ``per_key`` by any one key."""
+    """At most ``total`` slots held at once, and at most ``per_key`` by any one key.
 
-    def __init__(self, total: int, per_key: int) -> None:
+    When ``total`` is reached, a key that holds no slot may still take one of ``reserve``
+    more: so many keys that each hold several cannot shut out one that holds none (the
+    fair share go-libp2p's resource manager keeps per peer). Keys are bounded elsewhere
+    (connections), which bounds what the reserve can give away.
+    """
+
+    def __init__(self, total: int, per_key: int, reserve: int = 0) -> None:
         self.total = total
         self.per_key = per_key
+        self.reserve = reserve
         self._held: defaultdict[Hashable, int] = defaultdict(int)
         self._count = 0
 
@@ -83,7 +90,7 @@ class SlotLimiter:
 
     def acquire(self, key: Hashable) -> str | None:
         """Take a slot for ``key``; None on success, else which bound said no ("total", "per_key")."""
-        if self._count >= self.total:
+        if self._count >= self.total and (self._held.get(key) or self._count >= self.total + self.reserve):
             return "total"
         if self._held[key] >= self.per_key:
             if not self._held[key]:

@@ -10,6 +10,18 @@ def test_shipped_node_toml_restates_the_defaults(repo):
     assert load_node_config(None) == NodeConfig()
 
 
+def test_shipped_node_toml_names_every_key(repo):
+    import tomllib
+
+    import msgspec
+
+    shipped = tomllib.loads((repo / "configs/node.toml").read_text())
+    for section, value in msgspec.structs.asdict(NodeConfig()).items():
+        if isinstance(value, msgspec.Struct):
+            missing = set(value.__struct_fields__) - set(shipped.get(section, {})) - {"tasks"}
+            assert not missing, f"[{section}] lacks {sorted(missing)}"
+
+
 @pytest.mark.parametrize("name", ["phone", "laptop", "gateway"])
 def test_device_profiles_load(repo, name):
     profile = load_device(repo / f"configs/devices/{name}.toml")

@@ -40,6 +40,10 @@ def test_rate_limiter_slots_and_budget_by_hand():
     assert slots.acquire("y") is None and slots.acquire("z") == "total"
     slots.release("x")
     assert slots.acquire("z") is None and slots.held == 3
+    fair = SlotLimiter(total=2, per_key=2, reserve=1)
+    assert [fair.acquire("x"), fair.acquire("x"), fair.acquire("x")] == [None, None, "total"]
+    assert fair.acquire("y") is None  # full, but "y" holds nothing: it takes the reserve
+    assert fair.acquire("y") == "total" and fair.acquire("z") == "total"  # the reserve is spent
     budget = ByteBudget(total=100, per_key=70)
     assert budget.reserve("a", 60) is None and budget.reserve("a", 11) == "per_key"
     assert budget.reserve("b", 41) == "total" and budget.reserve("b", 40) is None

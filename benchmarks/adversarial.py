@@ -1,0 +1,351 @@
+"""Attacks on a real daemon over loopback: is it alive, how much memory, how fast do honest pings stay.
+
+For each attack a fresh victim daemon ``a`` starts with an honest daemon ``b`` connected to
+it. While the attack runs (``--seconds``), ``b`` pings ``a`` through its control socket
+every 0.2 s (1 KiB, 10 s timeout; a failed ping counts as 10 s). After it, a new honest
+peer dials ``a`` and pings it once (can newcomers still get in?). One line per attack:
+
+    attack  alive  peak_rss_mb  ping_p50_ms  ping_p99_ms  failed_pings  newcomer_ms  [what a counted]
+
+``none`` is the baseline: the same measurement with no attack. The goal of issue 13:
+alive for all, peak RSS < 300 MB, honest ping p99 < 1 s.
+
+    python benchmarks/adversarial.py [--seconds 15] [--only gossip-flood,silent-sockets]
+
+Attacks: ``meshsub-garbage`` (invalid protobuf on /meshsub/1.1.0, from fresh identities),
+``control-junk`` (malformed, 30k-deep and self-ping control requests), ``push-flood``
+(ranking.push of rows signed by throwaway keys), ``stream-flood`` (25 identities x 16
+streams x 2 MiB declared requests, trickled), ``gossip-flood`` (validly signed
+announcements as fast as one process can publish), ``silent-sockets`` (300 TCP sockets
+from 127.0.0.2 that never handshake). Federated poisoning is measured in the simulator
+(``tests/test_fl_poisoning.py``), which runs the same node code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import socket
+import statistics
+import struct
+import sys
+import tempfile
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+REPO = Path(__file__).resolve().parent.parent
+
+from edgeswarm.node.control import ControlError, SOCKET_FILE  # noqa: E402
+from edgeswarm.node.identity import Identity  # noqa: E402
+from edgeswarm.protocols.envelope import Codec  # noqa: E402
+from edgeswarm.protocols.libp2p_network import Libp2pNetwork, TransportLimits  # noqa: E402
+from edgeswarm.protocols.messenger import protocol_id, topic_name  # noqa: E402
+from edgeswarm.protocols.ping.messages import Ping  # noqa: E402
+from edgeswarm.protocols.presence.messages import Announce  # noqa: E402
+from edgeswarm.protocols.ranking.messages import ClickRow, PushRows, SignedRow  # noqa: E402
+from edgeswarm.protocols.ranking.rows import sign_row  # noqa: E402
+from edgeswarm.sim.processes import DaemonGroup  # noqa: E402
+
+CONFIG = """
+[membership]
+shuffle_interval = 2.0
+[presence]
+interval = 2.0
+[network]
+eclipse_protection = false
+"""
+PING_TIMEOUT = 10.0
+LOOSE = TransportLimits(eclipse_protection=False)
+
+
+def ident(rng: random.Random) -> Identity:
+    return Identity.from_seed(rng.randbytes(32))
+
+
+@asynccontextmanager
+async def attacker(seed: int, victim: dict):
+    """A libp2p host of a fresh identity, connected to the victim."""
+    async with Libp2pNetwork.open(ident(random.Random(seed)).seed(), limits=LOOSE) as net:
+        await net.connect(victim["addresses"][0])
+        yield net
+
+
+async def meshsub_garbage(victim: dict, stop: trio.Event) -> None:
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.id import ID
+
+    seed = 1000
+    while not stop.is_set():
+        seed += 1
+        try:
+            async with attacker(seed, victim) as net:
+                stream = await net._host.new_stream(ID.from_base58(victim["peer_id"]), [TProtocol("/meshsub/1.1.0")])
+                await stream.write(bytes([64]) + b"\xff" * 64)
+                await trio.sleep(0.5)
+        except Exception:  # noqa: BLE001 - the victim hanging up on us is the expected outcome
+            await trio.sleep(0.1)
+
+
+async def control_junk(victim: dict, stop: trio.Event, data_dir: Path) -> None:
+    lines = [b'{"cmd":[]}', b'{"cmd":{}}', b'{"cmd":"status","x":' + b"[" * 30000 + b"]" * 30000 + b"}",
+             json.dumps({"cmd": "ping", "peer": victim["peer_id"]}).encode(), b"\xff not json"]
+    while not stop.is_set():
+        for line in lines:
+            await trio.to_thread.run_sync(_raw_control, data_dir, line)
+        await trio.sleep(0.05)
+
+
+def _raw_control(data_dir: Path, line: bytes) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        try:
+            sock.connect(str(data_dir / SOCKET_FILE))
+            sock.sendall(line + b"\n")
+            sock.recv(65536)
+        except OSError:
+            pass
+
+
+def junk_rows(rng: random.Random, count: int) -> tuple[SignedRow, ...]:
+    out = []
+    for _ in range(count):
+        key = ident(rng)
+        out.append(sign_row(key, ClickRow(key.peer_id, 0, ("spam",), False, ("x",), f"spam{rng.random()}", "S" * 256,
+                                          tuple(f"t{n}" for n in range(16)))))
+    return tuple(out)
+
+
+async def push_flood(victim: dict, stop: trio.Event) -> None:
+    rng = random.Random(7)
+    batch = await trio.to_thread.run_sync(junk_rows, rng, 500)  # one batch, resent under fresh envelopes
+    me = ident(random.Random(99))
+    codec = Codec(me, next_seq=iter(range(10**9)).__next__, now=time.time)
+    codec.register(PushRows)
+    async with attacker(99, victim) as net:
+        while not stop.is_set():
+            try:
+                await net.request(victim["peer_id"], protocol_id(PushRows), codec.seal(PushRows(batch)), timeout=10)
+            except Exception:  # noqa: BLE001 - refused, as it should be
+                await trio.sleep(0.05)
+
+
+async def stream_flood(victim: dict, stop: trio.Event) -> None:
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.id import ID
+
+    size = 2 * 1024 * 1024
+
+    async def one_identity(n: int) -> None:
+        try:
+            async with attacker(2000 + n, victim) as net:
+                async with trio.open_nursery() as nursery:
+                    for _ in range(16):
+                        nursery.start_soon(one_stream, net)
+        except Exception:  # noqa: BLE001 - refused or reset
+            pass
+
+    async def one_stream(net) -> None:
+        try:
+            stream = await net._host.new_stream(ID.from_base58(victim["peer_id"]), [TProtocol(protocol_id(Ping))])
+            await stream.write(struct.pack(">I", size))
+            sent = 0
+            while sent < size - 1 and not stop.is_set():  # all but the last byte, then hold it open
+                chunk = min(256 * 1024, size - 1 - sent)
+                await stream.write(b"\x00" * chunk)
+                sent += chunk
+            await stop.wait()
+        except Exception:  # noqa: BLE001 - reset by the victim's byte budget
+            pass
+
+    async with trio.open_nursery() as nursery:
+        for n in range(25):
+            nursery.start_soon(one_identity, n)
+
+
+async def gossip_flood(victim: dict, stop: trio.Event) -> None:
+    me = ident(random.Random(3))
+    codec = Codec(me, next_seq=iter(range(10**9)).__next__, now=time.time)
+    codec.register(Announce)
+    topic = topic_name(Announce)
+    async with attacker(3, victim) as net:
+        net.subscribe(topic)
+        await trio.sleep(2.0)  # a heartbeat or two: the victim is in our mesh
+        number = 0
+        while not stop.is_set():
+            if victim["peer_id"] not in net.peers():  # hung up on: dial again, as a persistent flooder would
+                with trio.move_on_after(2):
+                    try:
+                        await net.connect(victim["addresses"][0])
+                    except Exception:  # noqa: BLE001 - refused while banned
+                        await trio.sleep(0.5)
+                continue
+            number += 1
+            try:
+                await net.publish(topic, codec.seal(Announce(1, number, (), ("membership",))))
+            except Exception:  # noqa: BLE001 - disconnected by the victim
+                pass
+            await trio.sleep(0.001)  # up to ~1,000 messages a second, as the issue's flood
+
+
+async def silent_sockets(victim: dict, stop: trio.Event) -> None:
+    _, _, host, _, port = victim["addresses"][0].split("/")[:5]
+    held = []
+    for _ in range(300):
+        s = socket.socket()
+        s.bind(("127.0.0.2", 0))
+        s.setblocking(False)
+        try:
+            s.connect((host, int(port)))
+        except BlockingIOError:
+            pass
+        held.append(s)
+    while not stop.is_set():  # reopen what the victim closed, as a persistent attacker would
+        await trio.sleep(1.0)
+        for i, s in enumerate(held):
+            try:
+                if s.recv(1, socket.MSG_PEEK) == b"":
+                    raise OSError
+            except BlockingIOError:
+                continue
+            except OSError:
+                s.close()
+                fresh = socket.socket()
+                fresh.bind(("127.0.0.2", 0))
+                fresh.setblocking(False)
+                try:
+                    fresh.connect((host, int(port)))
+                except (BlockingIOError, OSError):
+                    pass
+                held[i] = fresh
+    for s in held:
+        s.close()
+
+
+ATTACKS = {
+    "none": None,
+    "meshsub-garbage": meshsub_garbage,
+    "control-junk": control_junk,
+    "push-flood": push_flood,
+    "stream-flood": stream_flood,
+    "gossip-flood": gossip_flood,
+    "silent-sockets": silent_sockets,
+}
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pinger(b, victim_id: str, stop: threading.Event, out: list[float]) -> None:
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            reply = b.request({"cmd": "ping", "peer": victim_id, "bytes": 1024, "timeout": PING_TIMEOUT},
+                              timeout=PING_TIMEOUT + 5)
+            out.append(reply["rtt_ms"])
+        except ControlError:
+            out.append(PING_TIMEOUT * 1000)
+        time.sleep(max(0.0, 0.2 - (time.monotonic() - started)))
+
+
+async def newcomer_ms(victim: dict) -> float:
+    started = trio.current_time()
+    codec = Codec(ident(random.Random(5)), next_seq=iter(range(10)).__next__, now=time.time)
+    codec.register(Ping)
+    with trio.move_on_after(20):
+        async with Libp2pNetwork.open(ident(random.Random(5)).seed(), limits=LOOSE) as net:
+            net.add_addrs(victim["peer_id"], victim["addresses"])
+            try:
+                await net.request(victim["peer_id"], protocol_id(Ping), codec.seal(Ping(b"x")), timeout=15)
+                return (trio.current_time() - started) * 1000
+            except Exception:
+                return float("inf")
+    return float("inf")
+
+
+def run_attack(name: str, seconds: float, root: Path) -> dict:
+    config = root / "bench.toml"
+    config.write_text(CONFIG)
+    with DaemonGroup(root / name, extra_args=["--config", str(config)]) as group:
+        a = group.spawn("a")
+        victim = a.status()
+        b = group.spawn("b", bootstrap=[victim["addresses"][0]])
+        deadline = time.monotonic() + 30
+        while victim["peer_id"] not in b.status()["peers"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        pings: list[float] = []
+        stop_pings = threading.Event()
+        thread = threading.Thread(target=pinger, args=(b, victim["peer_id"], stop_pings, pings))
+        thread.start()
+
+        async def attack() -> float:
+            stop = trio.Event()
+            async with trio.open_nursery() as nursery:
+                if ATTACKS[name] is not None:
+                    if name == "control-junk":
+                        nursery.start_soon(control_junk, victim, stop, a.data_dir)
+                    else:
+                        nursery.start_soon(ATTACKS[name], victim, stop)
+                await trio.sleep(seconds)
+                newcomer = await newcomer_ms(victim)
+                stop.set()
+                nursery.cancel_scope.deadline = trio.current_time() + 10
+            return newcomer
+
+        try:
+            newcomer = trio.run(attack)
+        finally:
+            stop_pings.set()
+            thread.join()
+        alive = a.running
+        rss = peak_rss_mb(a.process.pid) if alive else float("nan")
+        counted = {}
+        if alive:
+            status = a.status()
+            counted = {k: v for k, v in status["transport"].items() if "refused" in k or "errors" in k
+                       or "dropped" in k or k in ("offences", "peers_banned")}
+            for group_name in ("control", "ranking"):
+                counted |= {f"{group_name}.{k}": v for k, v in status["counters"].get(group_name, {}).items()
+                            if "refused" in k or "bad" in k or "errors" in k}
+        return {"attack": name, "alive": alive, "peak_rss_mb": rss, "pings": pings, "newcomer_ms": newcomer,
+                "counted": counted}
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=15.0, help="how long each attack runs")
+    parser.add_argument("--only", default="", help="comma-separated attacks (default: all)")
+    args = parser.parse_args()
+    names = [n for n in ATTACKS if not args.only or n in args.only.split(",") or n == "none"]
+    print(f"{'attack':16} {'alive':>5} {'peak_rss_mb':>11} {'ping_p50_ms':>11} {'ping_p99_ms':>11} "
+          f"{'failed':>6} {'newcomer_ms':>11}  counted")
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            r = run_attack(name, args.seconds, Path(tmp))
+            failed = sum(p >= PING_TIMEOUT * 1000 for p in r["pings"])
+            p50, p99 = quantile(r["pings"], 0.5), quantile(r["pings"], 0.99)
+            print(f"{name:16} {'yes' if r['alive'] else 'NO':>5} {r['peak_rss_mb']:11.0f} {p50:11.1f} {p99:11.1f} "
+                  f"{failed:6d} {r['newcomer_ms']:11.0f}  {json.dumps(r['counted'])}", flush=True)
+            ok &= r["alive"] and r["peak_rss_mb"] < 300 and p99 < 1000
+    print(f"goal (alive, RSS < 300 MB, ping p99 < 1 s) {'met' if ok else 'NOT met'} for every attack")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
