@@ -49,7 +49,9 @@ def run_flower_round(work: Path, *, clients: int = 2, rounds: int = 1, graph_sou
     ``evaluate`` metrics per round as the ServerApp recorded them.
     """
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_HOME": str(work / "home")}
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_HOME": str(work / "home"),
+           # the superlink starts `flower-superexec` by name: find it beside this Python, venv activated or not
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     port = _free_port()  # Flower 1.42 serves its Fleet, Control and runtime APIs on one HTTP port
     app = work / "app"
     shutil.copytree(APP_DIR, app, dirs_exist_ok=True)  # `flwr run` rewrites the app's pyproject
