@@ -37,6 +37,7 @@ from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.network.config import ConnectionConfig
+from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import PeerStoreError
@@ -170,6 +171,7 @@ class Libp2pNetwork:
         self._request_bytes = ByteBudget(limits.inflight_request_bytes, limits.inflight_request_bytes_per_peer)
         self._gossip_rate = RateLimiter(limits.gossip_per_origin)
         self._stats: defaultdict[str, int] = defaultdict(int)
+        self._blacklisted: set[PeerId] = set()  # refused peers on pub/sub's blacklist
         self._guard_py_libp2p()
 
     @classmethod
@@ -214,6 +216,7 @@ class Libp2pNetwork:
                 await pubsub.wait_until_ready()
                 async with trio.open_nursery() as nursery:
                     network._nursery = nursery
+                    nursery.start_soon(network._forgive)
                     try:
                         yield network
                     finally:
@@ -228,7 +231,8 @@ class Libp2pNetwork:
     def _guard_py_libp2p(self) -> None:
         """Wrap py-libp2p's entry points for remote input, so nothing a peer sends ends the node.
 
-        Also turns off py-libp2p's auto-connector (``no_auto_dials``).
+        Also admits inbound connections ourselves (``admitted_connection``) and turns off
+        py-libp2p's auto-connector (``no_auto_dials``).
 
         py-libp2p 0.8.1 lets exceptions from stream handlers (e.g. pub/sub's protobuf
         DecodeError on garbage) and from pub/sub's per-message tasks escape into the
@@ -238,7 +242,6 @@ class Libp2pNetwork:
         """
         swarm = self._host.get_network()
         handle_stream = swarm.common_stream_handler
-        handle_connection = swarm._handle_inbound_connection
         push_msg = self._pubsub.push_msg
 
         async def guarded_stream(stream: INetStream) -> None:
@@ -255,7 +258,11 @@ class Libp2pNetwork:
                 self._contain(peer, "stream_handler_errors", exc)
                 await _reset(stream)
 
-        async def guarded_connection(conn, maddr) -> None:
+        async def admitted_connection(conn, maddr) -> None:
+            """Replaces py-libp2p's inbound handler, which holds its slot (and this task) until
+            the host stops, even after the connection has closed: 250 connections over a
+            daemon's life would lock inbound peers out for good. Here the slot lasts as long
+            as the connection."""
             ip = _remote_ip(conn)
             refused = self._connections.acquire(ip)
             if refused is not None:
@@ -263,10 +270,18 @@ class Libp2pNetwork:
                 await _aclose(conn)
                 return
             try:
-                await handle_connection(conn, maddr)
-            except Exception as exc:  # noqa: BLE001 - the boundary around py-libp2p's upgrade
-                self._contain(None, "connection_handler_errors", exc)
-                await _aclose(conn)
+                try:
+                    muxed = await swarm.upgrade_inbound_raw_conn(RawConnection(conn, False), maddr)
+                except Exception as exc:  # noqa: BLE001 - any failed handshake (timeout, refusal, garbage)
+                    self._stats["handshakes_failed"] += 1
+                    log.debug("inbound handshake from %s failed: %s", ip, exc)
+                    await _aclose(conn)
+                    return
+                if self._policy.banned(muxed.peer_id.to_base58(), trio.current_time()):
+                    self._stats["connections_refused_banned"] += 1  # refused peers get no connection either
+                    await _aclose(muxed)
+                    return
+                await muxed.event_closed.wait()
             finally:
                 self._connections.release(ip)
 
@@ -281,7 +296,7 @@ class Libp2pNetwork:
             peerstore entry, dead ones included, every 30 s."""
 
         swarm.common_stream_handler = guarded_stream
-        swarm._handle_inbound_connection = guarded_connection
+        swarm._handle_inbound_connection = admitted_connection
         swarm.auto_connector.maybe_connect = no_auto_dials
         self._pubsub.push_msg = guarded_push
 
@@ -336,14 +351,31 @@ class Libp2pNetwork:
         return dict(sorted(self._stats.items()))
 
     def penalize(self, peer: PeerId, reason: str) -> None:
+        now = trio.current_time()
+        if self._policy.banned(peer, now):  # already cut off; what is still in flight adds nothing
+            self._stats["offences_while_refused"] += 1
+            return
         self._stats["offences"] += 1
-        if self._policy.offence(peer, trio.current_time()):
+        if self._policy.offence(peer, now):
             self._stats["peers_banned"] += 1
             log.warning("refusing %s for a while: repeated offences (last: %s)", peer, reason)
+            # pub/sub drops the peer's stream and every message it forwards or originates at once,
+            # before parsing them; hanging up can take py-libp2p seconds while the peer still writes
+            self._pubsub.add_to_blacklist(ID.from_base58(peer))
+            self._blacklisted.add(peer)
         else:
             log.info("disconnecting %s: %s", peer, reason)
         if self._nursery is not None:
             self._nursery.start_soon(self._disconnect, peer)
+
+    async def _forgive(self, every: float = 5.0) -> None:
+        """Take peers whose refusal has run out off pub/sub's blacklist."""
+        while True:
+            await trio.sleep(every)
+            now = trio.current_time()
+            for peer in [p for p in self._blacklisted if not self._policy.banned(p, now)]:
+                self._pubsub.remove_from_blacklist(ID.from_base58(peer))
+                self._blacklisted.discard(peer)
 
     async def _hang_up(self) -> None:
         """Close every connection (before shutting down)."""

@@ -137,3 +137,22 @@ def test_a_gossip_flood_is_cut_at_the_per_origin_rate_and_the_flooder_dropped():
             assert stats["gossip_dropped_rate"] >= 1 and stats["offences"] >= 1
 
     trio.run(main)
+
+
+def test_connections_that_come_and_go_give_their_slots_back():
+    """py-libp2p's own inbound handler held a slot until the host stopped: the 250th connection
+    in a daemon's life was its last. With 8 slots per IP, 24 peers connect and leave in turn."""
+    limits = TransportLimits(eclipse_protection=False, connections_per_ip=8)
+
+    async def churn(server: Libp2pNetwork) -> None:
+        for n in range(24):
+            async with Libp2pNetwork.open(identity(100 + n).seed(), limits=limits) as visitor:
+                visitor.add_addrs(server.local_peer, server.addrs())
+                with trio.fail_after(15):
+                    assert await visitor.request(server.local_peer, ECHO, b"hi", timeout=10) == b"hi"
+        with trio.fail_after(10):
+            while server._connections.held:
+                await trio.sleep(0.1)
+        assert "connections_refused_per_key" not in server.stats()
+
+    trio.run(served, limits, churn)
