@@ -14,7 +14,8 @@ alive for all, peak RSS < 300 MB, honest ping p99 < 1 s.
 
 Attacks: ``meshsub-garbage`` (invalid protobuf on /meshsub/1.1.0, from fresh identities),
 ``control-junk`` (malformed, 30k-deep and self-ping control requests), ``push-flood``
-(ranking.push of rows signed by throwaway keys), ``stream-flood`` (25 identities x 16
+(ranking.push of rows signed by throwaway keys; ``push-flood@push`` against a victim that
+takes pushed rows), ``stream-flood`` (25 identities x 16
 streams x 2 MiB declared requests, trickled), ``gossip-flood`` (validly signed
 announcements as fast as one process can publish), ``silent-sockets`` (300 TCP sockets
 from 127.0.0.2 that never handshake). Federated poisoning is measured in the simulator
@@ -122,12 +123,12 @@ def junk_rows(rng: random.Random, count: int) -> tuple[SignedRow, ...]:
 
 async def push_flood(victim: dict, stop: trio.Event) -> None:
     rng = random.Random(7)
-    batch = await trio.to_thread.run_sync(junk_rows, rng, 500)  # one batch, resent under fresh envelopes
     me = ident(random.Random(99))
     codec = Codec(me, next_seq=iter(range(10**9)).__next__, now=time.time)
     codec.register(PushRows)
     async with attacker(99, victim) as net:
         while not stop.is_set():
+            batch = await trio.to_thread.run_sync(junk_rows, rng, 500)  # 500 fresh throwaway issuers each time
             try:
                 await net.request(victim["peer_id"], protocol_id(PushRows), codec.seal(PushRows(batch)), timeout=10)
             except Exception:  # noqa: BLE001 - refused, as it should be
@@ -231,6 +232,8 @@ ATTACKS = {
     "meshsub-garbage": meshsub_garbage,
     "control-junk": control_junk,
     "push-flood": push_flood,
+    "push-flood@push": push_flood,  # the same against a victim whose gossip is "push": rates and caps hold
+
     "stream-flood": stream_flood,
     "gossip-flood": gossip_flood,
     "silent-sockets": silent_sockets,
@@ -273,7 +276,7 @@ async def newcomer_ms(victim: dict) -> float:
 
 def run_attack(name: str, seconds: float, root: Path) -> dict:
     config = root / "bench.toml"
-    config.write_text(CONFIG)
+    config.write_text(CONFIG + ('[ranking]\ngossip = "push"\n' if name.endswith("@push") else ""))
     with DaemonGroup(root / name, extra_args=["--config", str(config)]) as group:
         a = group.spawn("a")
         victim = a.status()
@@ -314,7 +317,9 @@ def run_attack(name: str, seconds: float, root: Path) -> dict:
                        or "dropped" in k or k in ("offences", "peers_banned")}
             for group_name in ("control", "ranking"):
                 counted |= {f"{group_name}.{k}": v for k, v in status["counters"].get(group_name, {}).items()
-                            if "refused" in k or "bad" in k or "errors" in k}
+                            if "refused" in k or "bad" in k or "errors" in k or k in ("rows_received", "issuers_evicted")}
+            if name.startswith("push-flood"):
+                counted["store_mb"] = round(sum(f.stat().st_size for f in a.data_dir.glob("node.sqlite*")) / 2**20, 1)
         return {"attack": name, "alive": alive, "peak_rss_mb": rss, "pings": pings, "newcomer_ms": newcomer,
                 "counted": counted}
 
