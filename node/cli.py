@@ -52,7 +52,8 @@ DataDir = Annotated[
 
 @app.callback()
 def main_options(
-    log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines (for machines).")] = False,
+    log_json: Annotated[bool, typer.Option("--log-json", envvar="EDGESWARM_LOG_JSON",
+                                           help="Log JSON lines (for machines).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")] = False,
 ) -> None:

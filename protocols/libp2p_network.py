@@ -212,7 +212,8 @@ class Libp2pNetwork:
         network = cls(host, pubsub, limits, PeerPolicy(policy))  # guards in place before we listen
         async with host.run(listen_addrs=listen_addrs):
             # pub/sub must run before the first connection, or it never meets that peer
-            async with background_trio_service(pubsub), background_trio_service(gossipsub):
+            async with background_trio_service(pubsub) as pubsub_manager, background_trio_service(gossipsub):
+                network._guard_tasks(pubsub_manager)
                 await pubsub.wait_until_ready()
                 async with trio.open_nursery() as nursery:
                     network._nursery = nursery
@@ -299,6 +300,27 @@ class Libp2pNetwork:
         swarm._handle_inbound_connection = admitted_connection
         swarm.auto_connector.maybe_connect = no_auto_dials
         self._pubsub.push_msg = guarded_push
+
+    def _guard_tasks(self, manager) -> None:
+        """Every non-daemon task pub/sub starts (one per peer or per message: new peers, send
+        queues, retries, pushes) runs inside a guard: its failure ends that task, never the
+        pub/sub service (and with it the node)."""
+        run_task = manager.run_task
+
+        def guarded_run_task(async_fn, *args, daemon: bool = False, **kwargs):
+            if daemon:  # the service's own loops: their failure is the service's
+                return run_task(async_fn, *args, daemon=True, **kwargs)
+
+            async def guarded(*task_args) -> None:
+                try:
+                    await async_fn(*task_args)
+                except Exception as exc:  # noqa: BLE001 - the boundary around py-libp2p's pub/sub tasks
+                    self._contain(None, "pubsub_task_errors", exc)
+
+            guarded.__name__ = guarded.__qualname__ = getattr(async_fn, "__name__", "pubsub_task")
+            return run_task(guarded, *args, **kwargs)
+
+        manager.run_task = guarded_run_task
 
     def _contain(self, peer: PeerId | None, counter: str, exc: Exception) -> None:
         self._stats[counter] += 1

@@ -135,9 +135,8 @@ def test_data_dir_files_are_private_and_a_lost_key_is_never_silently_replaced(gr
     assert result.exit_code == 4 and not (loose / "identity.key").exists()
 
 
-def test_dead_peers_age_out_of_the_view_and_py_libp2p_logs_through_ours(group):
-    import re
-
+def test_dead_peers_age_out_of_the_view_and_py_libp2p_logs_through_ours(group, monkeypatch):
+    monkeypatch.setenv("EDGESWARM_LOG_JSON", "1")  # the daemons inherit it: --log-json
     a = group.spawn("a")
     peers = [group.spawn(name, bootstrap=[a.status()["addresses"][0]]) for name in ("b", "c")]
     ids = {p.status()["peer_id"] for p in peers}
@@ -155,5 +154,7 @@ def test_dead_peers_age_out_of_the_view_and_py_libp2p_logs_through_ours(group):
     # backed off (2, 4, 8, 16 s ...): not redialled at every shuffle, as a dead peer was before
     assert membership()["shuffle_failed"] - failed <= 4
     assert not ids & set(a.status()["view"])
-    lines = [line for line in a.log().splitlines() if line.strip()]
-    assert all(re.match(r"\d\d:\d\d:\d\d (INFO|WARNING|ERROR|DEBUG) ", line) for line in lines), lines
+    records = [json.loads(line) for line in a.log().splitlines() if line.strip()]  # every line is JSON
+    assert {"ts", "level", "logger", "msg"} <= records[0].keys()
+    assert any(r["logger"].startswith("edgeswarm.node") for r in records)
+    assert any(r["logger"].startswith("libp2p") for r in records)  # its failed dials, as JSON too
