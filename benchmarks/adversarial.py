@@ -28,7 +28,6 @@ import argparse
 import json
 import random
 import socket
-import statistics
 import struct
 import sys
 import tempfile
@@ -44,7 +43,8 @@ REPO = Path(__file__).resolve().parent.parent
 from edgeswarm.node.control import ControlError, SOCKET_FILE  # noqa: E402
 from edgeswarm.node.identity import Identity  # noqa: E402
 from edgeswarm.protocols.envelope import Codec  # noqa: E402
-from edgeswarm.protocols.libp2p_network import Libp2pNetwork, TransportLimits  # noqa: E402
+from edgeswarm.protocols.libp2p_network import Libp2pNetwork  # noqa: E402
+from edgeswarm.protocols.limits import TransportLimits  # noqa: E402
 from edgeswarm.protocols.messenger import protocol_id, topic_name  # noqa: E402
 from edgeswarm.protocols.ping.messages import Ping  # noqa: E402
 from edgeswarm.protocols.presence.messages import Announce  # noqa: E402

@@ -36,8 +36,7 @@ def bootstrap_descriptors(addrs: Sequence[str]) -> list[Descriptor]:
 
 def transport_limits(net: NetworkConfig):
     """The libp2p transport's bounds from ``[network]``."""
-    from edgeswarm.protocols.libp2p_network import TransportLimits
-    from edgeswarm.protocols.limits import Rate
+    from edgeswarm.protocols.limits import Rate, TransportLimits
 
     mib = 1024 * 1024
     return TransportLimits(

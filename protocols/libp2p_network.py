@@ -10,10 +10,10 @@
   before the body is read; a peer that sends an oversize or broken frame is penalized.
 - Misbehaviour: every penalty disconnects the peer; repeated ones (``PeerPolicy``) get it
   refused, inbound and outbound, for a while. Other peers are unaffected.
-- Hostile input never ends the node: every inbound stream, ours or py-libp2p's (pub/sub,
-  identify), runs inside one guard that counts, resets and penalizes on any exception, and
-  so does pub/sub's per-message task.
-- Global bounds (``TransportLimits``), as go-libp2p's resource manager keeps them: inbound
+- Hostile input never ends the node (``libp2p_guards``): every inbound stream, ours or
+  py-libp2p's, and every per-peer pub/sub task runs inside a guard; inbound connections are
+  admitted by our own handler.
+- Global bounds (``limits.TransportLimits``), as go-libp2p's resource manager keeps them: inbound
   connections in total and per IP (checked before the handshake, which must finish within
   ``handshake_timeout``), inbound requests at once in total and per peer, request bytes
   being read at once, and validly signed gossip per origin.
@@ -26,7 +26,6 @@ import struct
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import multiaddr
 import trio
@@ -37,7 +36,6 @@ from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.network.config import ConnectionConfig
-from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import PeerStoreError
@@ -61,7 +59,8 @@ from .network import (
     RequestTimeout,
     TopicMessage,
 )
-from .limits import ByteBudget, Rate, RateLimiter, SlotLimiter
+from .libp2p_guards import TRANSPORT_ERRORS, Guards, reset
+from .limits import ByteBudget, RateLimiter, SlotLimiter, TransportLimits
 from .peer_id import PeerId
 from .peer_policy import PeerPolicy, PolicyParams
 
@@ -72,63 +71,8 @@ _STATUS_OK, _STATUS_REFUSED = 0, 1
 _MAX_REASON_BYTES = 1024
 _ADDR_TTL = 3600.0
 _DISCONNECT_GRACE = 0.25  # lets a refusal with its reason reach the peer before we hang up
-# what a failing dial, stream or peer can raise inside py-libp2p and trio
 _HANG_UP_SECONDS = 2.0
 _SMALL_REQUEST = 64 * 1024  # requests up to this size are not counted against the byte budget
-_TRANSPORT_ERRORS = (BaseLibp2pError, OSError, EOFError, trio.BrokenResourceError, trio.ClosedResourceError)
-
-
-@dataclass(frozen=True, slots=True)
-class TransportLimits:
-    """Bounds on what one peer can make us do.
-
-    Parameters
-    ----------
-    streams_per_peer : int (default: 16)
-        Inbound requests served at once per peer; more are reset (and counted).
-    read_timeout : float (default: 30.0)
-        Seconds an inbound request may take to arrive whole.
-    gossip_degree : int (default: 6)
-        GossipSub mesh degree D (D_low = 4, D_high = 12).
-    eclipse_protection : bool (default: True)
-        GossipSub keeps mesh peers from at least 3 distinct IPs. Right on the internet;
-        on loopback (every peer at 127.0.0.1) it starves the mesh and gossip falls back
-        to 1 s heartbeats, so local swarms turn it off.
-    inbound_connections : int (default: 256)
-        Inbound connections held at once, handshaking or established; more are closed
-        before the handshake.
-    connections_per_ip : int (default: 32)
-        Inbound connections held at once from one IP address (a fair share: one host
-        cannot take every slot).
-    handshake_timeout : float (default: 5.0)
-        Seconds an inbound connection may take to finish Noise and yamux.
-    inbound_streams : int (default: 256)
-        Inbound requests served at once over all peers; past it, a peer with none in
-        progress still gets one (up to ``inbound_connections`` more), so peers that each
-        hold many cannot shut out one that holds none.
-    inflight_request_bytes : int (default: 64 MiB)
-        Bytes of large requests (over 64 KiB) being read or served at once over all peers;
-        a request that does not fit is reset before its body is read. Small requests
-        always fit (``inbound_streams`` bounds them), so a flood of large ones cannot
-        starve small ones such as pings and shuffles.
-    inflight_request_bytes_per_peer : int (default: 16 MiB)
-        The same, for one peer.
-    gossip_per_origin : Rate (default: 10/s, burst 50)
-        Validly signed gossip messages accepted per origin; the rest are neither delivered
-        nor forwarded.
-    """
-
-    streams_per_peer: int = 16
-    read_timeout: float = 30.0
-    gossip_degree: int = 6
-    eclipse_protection: bool = True
-    inbound_connections: int = 256
-    connections_per_ip: int = 32
-    handshake_timeout: float = 5.0
-    inbound_streams: int = 256
-    inflight_request_bytes: int = 64 * 1024 * 1024
-    inflight_request_bytes_per_peer: int = 16 * 1024 * 1024
-    gossip_per_origin: Rate = Rate(10.0, 50.0)
 
 
 class FrameError(Exception):
@@ -172,7 +116,8 @@ class Libp2pNetwork:
         self._gossip_rate = RateLimiter(limits.gossip_per_origin)
         self._stats: defaultdict[str, int] = defaultdict(int)
         self._blacklisted: set[PeerId] = set()  # refused peers on pub/sub's blacklist
-        self._guard_py_libp2p()
+        self._guards = Guards(self._stats, self._policy, self._connections, self.penalize, self._hang_up_on)
+        self._guards.install(host, pubsub)
 
     @classmethod
     @asynccontextmanager
@@ -213,7 +158,7 @@ class Libp2pNetwork:
         async with host.run(listen_addrs=listen_addrs):
             # pub/sub must run before the first connection, or it never meets that peer
             async with background_trio_service(pubsub) as pubsub_manager, background_trio_service(gossipsub):
-                network._guard_tasks(pubsub_manager)
+                network._guards.guard_tasks(pubsub_manager)
                 await pubsub.wait_until_ready()
                 async with trio.open_nursery() as nursery:
                     network._nursery = nursery
@@ -227,107 +172,6 @@ class Libp2pNetwork:
                         with trio.move_on_after(_HANG_UP_SECONDS) as scope:
                             scope.shield = True
                             await network._hang_up()
-
-    # -- guards around py-libp2p ----------------------------------------------------------
-    def _guard_py_libp2p(self) -> None:
-        """Wrap py-libp2p's entry points for remote input, so nothing a peer sends ends the node.
-
-        Also admits inbound connections ourselves (``admitted_connection``) and turns off
-        py-libp2p's auto-connector (``no_auto_dials``).
-
-        py-libp2p 0.8.1 lets exceptions from stream handlers (e.g. pub/sub's protobuf
-        DecodeError on garbage) and from pub/sub's per-message tasks escape into the
-        connection's or the service's nursery, which ends the host. These wrappers are the
-        process boundary for third-party code: they catch everything, count it, reset the
-        stream and penalize the peer.
-        """
-        swarm = self._host.get_network()
-        handle_stream = swarm.common_stream_handler
-        push_msg = self._pubsub.push_msg
-
-        async def guarded_stream(stream: INetStream) -> None:
-            peer = stream.muxed_conn.peer_id.to_base58()
-            if self._policy.banned(peer, trio.current_time()):  # refused peers get no stream at all
-                self._stats["streams_refused_banned"] += 1
-                await _reset(stream)
-                if self._nursery is not None:
-                    self._nursery.start_soon(self._disconnect, peer, 0.0)
-                return
-            try:
-                await handle_stream(stream)
-            except Exception as exc:  # noqa: BLE001 - the boundary around py-libp2p's handlers
-                self._contain(peer, "stream_handler_errors", exc)
-                await _reset(stream)
-
-        async def admitted_connection(conn, maddr) -> None:
-            """Replaces py-libp2p's inbound handler, which holds its slot (and this task) until
-            the host stops, even after the connection has closed: 250 connections over a
-            daemon's life would lock inbound peers out for good. Here the slot lasts as long
-            as the connection."""
-            ip = _remote_ip(conn)
-            refused = self._connections.acquire(ip)
-            if refused is not None:
-                self._stats[f"connections_refused_{refused}"] += 1
-                await _aclose(conn)
-                return
-            try:
-                try:
-                    muxed = await swarm.upgrade_inbound_raw_conn(RawConnection(conn, False), maddr)
-                except Exception as exc:  # noqa: BLE001 - any failed handshake (timeout, refusal, garbage)
-                    self._stats["handshakes_failed"] += 1
-                    log.debug("inbound handshake from %s failed: %s", ip, exc)
-                    await _aclose(conn)
-                    return
-                if self._policy.banned(muxed.peer_id.to_base58(), trio.current_time()):
-                    self._stats["connections_refused_banned"] += 1  # refused peers get no connection either
-                    await _aclose(muxed)
-                    return
-                await muxed.event_closed.wait()
-            finally:
-                self._connections.release(ip)
-
-        async def guarded_push(forwarder: ID, message) -> None:
-            try:
-                await push_msg(forwarder, message)
-            except Exception as exc:  # noqa: BLE001 - pub/sub's task must not end the service
-                self._contain(forwarder.to_base58(), "pubsub_task_errors", exc)
-
-        async def no_auto_dials() -> None:
-            """Membership chooses whom we dial; py-libp2p's auto-connector would redial every
-            peerstore entry, dead ones included, every 30 s."""
-
-        swarm.common_stream_handler = guarded_stream
-        swarm._handle_inbound_connection = admitted_connection
-        swarm.auto_connector.maybe_connect = no_auto_dials
-        self._pubsub.push_msg = guarded_push
-
-    def _guard_tasks(self, manager) -> None:
-        """Every non-daemon task pub/sub starts (one per peer or per message: new peers, send
-        queues, retries, pushes) runs inside a guard: its failure ends that task, never the
-        pub/sub service (and with it the node)."""
-        run_task = manager.run_task
-
-        def guarded_run_task(async_fn, *args, daemon: bool = False, **kwargs):
-            if daemon:  # the service's own loops: their failure is the service's
-                return run_task(async_fn, *args, daemon=True, **kwargs)
-
-            async def guarded(*task_args) -> None:
-                try:
-                    await async_fn(*task_args)
-                except Exception as exc:  # noqa: BLE001 - the boundary around py-libp2p's pub/sub tasks
-                    self._contain(None, "pubsub_task_errors", exc)
-
-            guarded.__name__ = guarded.__qualname__ = getattr(async_fn, "__name__", "pubsub_task")
-            return run_task(guarded, *args, **kwargs)
-
-        manager.run_task = guarded_run_task
-
-    def _contain(self, peer: PeerId | None, counter: str, exc: Exception) -> None:
-        self._stats[counter] += 1
-        log.warning("contained %s from %s: %s", type(exc).__name__, peer or "an inbound connection", exc)
-        log.debug("contained exception", exc_info=exc)
-        if peer is not None:
-            self.penalize(peer, f"{counter}: {type(exc).__name__}")
 
     def _check_gossip(self, forwarder: ID, message) -> bool:
         """Pub/sub validator: at most ``gossip_per_origin`` messages per origin (None: all origins)."""
@@ -404,15 +248,20 @@ class Libp2pNetwork:
         for peer in self._host.get_connected_peers():
             try:
                 await self._host.disconnect(peer)
-            except _TRANSPORT_ERRORS:
+            except TRANSPORT_ERRORS:
                 pass
+
+    def _hang_up_on(self, peer: PeerId) -> None:
+        """Disconnect ``peer`` now, from a task of our own."""
+        if self._nursery is not None:
+            self._nursery.start_soon(self._disconnect, peer, 0.0)
 
     async def _disconnect(self, peer: PeerId, grace: float = _DISCONNECT_GRACE) -> None:
         await trio.sleep(grace)
         try:
             await self._host.disconnect(ID.from_base58(peer))
             self._stats["peers_disconnected"] += 1
-        except _TRANSPORT_ERRORS:
+        except TRANSPORT_ERRORS:
             pass
 
     async def connect(self, addr: str) -> PeerId:
@@ -432,7 +281,7 @@ class Libp2pNetwork:
                 return peer_id
             try:  # py-libp2p reuses a connection object the remote already closed: drop it
                 await self._host.disconnect(peer_id)
-            except _TRANSPORT_ERRORS:
+            except TRANSPORT_ERRORS:
                 pass
         try:
             addrs = self._host.get_peerstore().addrs(peer_id)
@@ -442,7 +291,7 @@ class Libp2pNetwork:
             raise PeerUnreachable(f"no address known for {peer}")
         try:
             await self._host.connect(PeerInfo(peer_id, addrs))
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             raise PeerUnreachable(f"cannot dial {peer}: {exc}") from None
         return peer_id
 
@@ -452,7 +301,7 @@ class Libp2pNetwork:
             raise LocalProtocolError(f"gossip of {len(data)} bytes exceeds {MAX_GOSSIP_BYTES}")
         try:
             await self._pubsub.publish(topic, data)
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             raise NetworkError(f"publish on {topic} failed: {exc}") from None
         self._stats["gossip_published"] += 1
 
@@ -489,12 +338,12 @@ class Libp2pNetwork:
         peer_id = await self._ensure_connected(peer)
         try:
             return await self._host.new_stream(peer_id, [TProtocol(protocol)])
-        except _TRANSPORT_ERRORS:
+        except TRANSPORT_ERRORS:
             self._stats["streams_redialled"] += 1
         peer_id = await self._ensure_connected(peer, redial=True)
         try:
             return await self._host.new_stream(peer_id, [TProtocol(protocol)])
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             raise PeerUnreachable(f"cannot open {protocol} to {peer}: {exc}") from None
 
     def serve(self, protocol: str, handler: RequestHandler, *, max_request_bytes: int = MAX_FRAME_BYTES) -> None:
@@ -513,7 +362,7 @@ class Libp2pNetwork:
         refused = self._inbound.acquire(peer)
         if refused is not None:
             self._stats["streams_refused_busy" if refused == "per_key" else "streams_refused_total"] += 1
-            await _reset(stream)
+            await reset(stream)
             return
         reserved = 0
         try:
@@ -526,17 +375,17 @@ class Libp2pNetwork:
                         refused = self._request_bytes.reserve(peer, size)
                         if refused is not None:
                             self._stats[f"requests_refused_memory_{refused}"] += 1
-                            await _reset(stream)
+                            await reset(stream)
                             return
                         reserved = size
                     request = await _read_exactly(stream, size)
                 except FrameError as exc:
                     self.penalize(peer, f"bad frame on {protocol}: {exc}")
-                    await _reset(stream)
+                    await reset(stream)
                     return
             if scope.cancelled_caught:
                 self._stats["requests_read_timeout"] += 1
-                await _reset(stream)
+                await reset(stream)
                 return
             try:
                 response, status = await handler(peer, request), _STATUS_OK
@@ -546,10 +395,10 @@ class Libp2pNetwork:
             await stream.write(bytes([status]) + _LENGTH.pack(len(response)) + response)
             await stream.close()
             self._stats["requests_served"] += 1
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             self._stats["streams_failed"] += 1
             log.debug("stream from %s on %s failed: %s", peer, protocol, exc)
-            await _reset(stream)
+            await reset(stream)
         finally:
             if reserved:
                 self._request_bytes.release(peer, reserved)
@@ -577,10 +426,10 @@ class Libp2pNetwork:
                 response = await _read_frame(stream, max_response_bytes)
             except FrameError as exc:
                 self.penalize(peer, f"bad response on {protocol}: {exc}")
-                await _reset(stream)
+                await reset(stream)
                 raise NetworkError(f"bad response from {peer}: {exc}") from None
-            except _TRANSPORT_ERRORS as exc:
-                await _reset(stream)
+            except TRANSPORT_ERRORS as exc:
+                await reset(stream)
                 raise NetworkError(f"request to {peer} on {protocol} failed: {exc}") from None
             await _close(stream)
             self._stats["requests_sent"] += 1
@@ -596,31 +445,8 @@ def _without_p2p(addr: multiaddr.Multiaddr) -> multiaddr.Multiaddr:
     return addr.decapsulate(multiaddr.Multiaddr(f"/p2p/{peer}")) if peer else addr
 
 
-def _remote_ip(conn) -> str:
-    """The remote IP of a raw inbound connection ("?" if the transport does not say)."""
-    try:
-        address = conn.get_remote_address()
-    except (AttributeError, OSError):
-        address = None
-    return str(address[0]) if address else "?"
-
-
-async def _aclose(conn) -> None:
-    try:
-        await conn.close()
-    except _TRANSPORT_ERRORS:
-        pass
-
-
-async def _reset(stream: INetStream) -> None:
-    try:
-        await stream.reset()
-    except _TRANSPORT_ERRORS:
-        pass
-
-
 async def _close(stream: INetStream) -> None:
     try:
         await stream.close()
-    except _TRANSPORT_ERRORS:
+    except TRANSPORT_ERRORS:
         pass

@@ -8,6 +8,7 @@ Three small accountants, each with time passed in and nothing but counting insid
   streams); the caller releases what it took.
 - ``ByteBudget``: bytes held at once, in total and per key (large request frames being read).
 
+``TransportLimits`` gathers the bounds the libp2p transport applies with them.
 Transports and services ask them and act (refuse, reset, drop); what they refuse the
 callers count, so every rejection is visible in ``status``.
 """
@@ -141,3 +142,56 @@ class ByteBudget:
             del self._by_key[key]
         else:
             self._by_key[key] = held - size
+
+
+@dataclass(frozen=True, slots=True)
+class TransportLimits:
+    """Bounds on what one peer can make us do.
+
+    Parameters
+    ----------
+    streams_per_peer : int (default: 16)
+        Inbound requests served at once per peer; more are reset (and counted).
+    read_timeout : float (default: 30.0)
+        Seconds an inbound request may take to arrive whole.
+    gossip_degree : int (default: 6)
+        GossipSub mesh degree D (D_low = 4, D_high = 12).
+    eclipse_protection : bool (default: True)
+        GossipSub keeps mesh peers from at least 3 distinct IPs. Right on the internet;
+        on loopback (every peer at 127.0.0.1) it starves the mesh and gossip falls back
+        to 1 s heartbeats, so local swarms turn it off.
+    inbound_connections : int (default: 256)
+        Inbound connections held at once, handshaking or established; more are closed
+        before the handshake.
+    connections_per_ip : int (default: 32)
+        Inbound connections held at once from one IP address (a fair share: one host
+        cannot take every slot).
+    handshake_timeout : float (default: 5.0)
+        Seconds an inbound connection may take to finish Noise and yamux.
+    inbound_streams : int (default: 256)
+        Inbound requests served at once over all peers; past it, a peer with none in
+        progress still gets one (up to ``inbound_connections`` more), so peers that each
+        hold many cannot shut out one that holds none.
+    inflight_request_bytes : int (default: 64 MiB)
+        Bytes of large requests (over 64 KiB) being read or served at once over all peers;
+        a request that does not fit is reset before its body is read. Small requests
+        always fit (``inbound_streams`` bounds them), so a flood of large ones cannot
+        starve small ones such as pings and shuffles.
+    inflight_request_bytes_per_peer : int (default: 16 MiB)
+        The same, for one peer.
+    gossip_per_origin : Rate (default: 10/s, burst 50)
+        Validly signed gossip messages accepted per origin; the rest are neither delivered
+        nor forwarded.
+    """
+
+    streams_per_peer: int = 16
+    read_timeout: float = 30.0
+    gossip_degree: int = 6
+    eclipse_protection: bool = True
+    inbound_connections: int = 256
+    connections_per_ip: int = 32
+    handshake_timeout: float = 5.0
+    inbound_streams: int = 256
+    inflight_request_bytes: int = 64 * 1024 * 1024
+    inflight_request_bytes_per_peer: int = 16 * 1024 * 1024
+    gossip_per_origin: Rate = Rate(10.0, 50.0)

@@ -157,4 +157,24 @@ def test_dead_peers_age_out_of_the_view_and_py_libp2p_logs_through_ours(group, m
     records = [json.loads(line) for line in a.log().splitlines() if line.strip()]  # every line is JSON
     assert {"ts", "level", "logger", "msg"} <= records[0].keys()
     assert any(r["logger"].startswith("edgeswarm.node") for r in records)
-    assert any(r["logger"].startswith("libp2p") for r in records)  # its failed dials, as JSON too
+
+
+def test_py_libp2p_records_go_through_our_handler_as_json(capsys):
+    import logging
+
+    from edgeswarm.node import logs
+
+    root, library = logging.getLogger(), logging.getLogger("libp2p")
+    saved = (root.handlers[:], root.level, library.handlers[:], library.level, library.propagate)
+    try:
+        logs.configure(json_lines=True, level=logging.INFO)
+        logs.adopt_libp2p()  # after py-libp2p's import detached its logger (propagate off, no handler)
+        logging.getLogger("libp2p.pubsub.pubsub").warning("GRAFT flood from %s", "someone")
+        logging.getLogger("libp2p.pubsub.pubsub").info("chatter")  # below WARNING without --verbose
+        logging.getLogger("libp2p.transport.tcp.tcp").error("Failed to open TCP stream")  # routine: -v only
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        library.handlers[:], library.level, library.propagate = saved[2], saved[3], saved[4]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [json.loads(line)["msg"] for line in lines] == ["GRAFT flood from someone"]
+    assert json.loads(lines[0])["logger"] == "libp2p.pubsub.pubsub"

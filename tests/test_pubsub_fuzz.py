@@ -12,7 +12,8 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.utils.varint import encode_varint_prefixed
 
-from edgeswarm.protocols.libp2p_network import Libp2pNetwork, TransportLimits
+from edgeswarm.protocols.libp2p_network import Libp2pNetwork
+from edgeswarm.protocols.limits import TransportLimits
 from edgeswarm.protocols.peer_policy import PolicyParams
 
 NO_BANS = PolicyParams(ban_after=10**9)  # keep taking the attacker back: every input gets its turn

@@ -8,8 +8,8 @@ import struct
 
 import trio
 
-from edgeswarm.protocols.libp2p_network import Libp2pNetwork, TransportLimits
-from edgeswarm.protocols.limits import ByteBudget, Rate, RateLimiter, SlotLimiter
+from edgeswarm.protocols.libp2p_network import Libp2pNetwork
+from edgeswarm.protocols.limits import ByteBudget, Rate, RateLimiter, SlotLimiter, TransportLimits
 from edgeswarm.protocols.network import NetworkError
 
 from conftest import identity
