@@ -55,9 +55,13 @@ class FedPub(FedAvg):
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         valid, _ = self._check_and_log_replies(replies, is_train=True, validate=False)
         valid = [m for m in valid if self._well_formed(m)]
-        if valid:  # every state must fit the first one's keys and shapes
-            shapes = {k: tuple(v.shape) for k, v in valid[0].content[self.arrayrecord_key].items()}
-            valid = [m for m in valid if {k: tuple(v.shape) for k, v in m.content[self.arrayrecord_key].items()} == shapes]
+        if valid:  # every state and embedding must fit the first one's keys and shapes
+            def layout(m: Message):
+                return ({k: tuple(v.shape) for k, v in m.content[self.arrayrecord_key].items()},
+                        [tuple(v.shape) for v in m.content[EMBEDDING_KEY].values()])
+
+            first = layout(valid[0])
+            valid = [m for m in valid if layout(m) == first]
         if not valid:
             return None, None
         nodes = [m.metadata.src_node_id for m in valid]

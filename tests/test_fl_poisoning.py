@@ -106,3 +106,17 @@ def test_the_daemon_side_refuses_the_same_pairs():
     assert CODE.keys() == STRATEGIES.keys()
     report_spec = msgspec.json.decode(b'{"task": "subgraph", "strategy": "weightsharing"}')
     assert check_run(report_spec["task"], report_spec["strategy"], 2)
+
+
+def test_fedpub_drops_a_reply_whose_embedding_has_another_shape():
+    from edgeswarm.learning.strategies import EMBEDDING_KEY, FedPub
+
+    def fedpub_reply(node: int, embedding_size: int) -> Message:
+        message = reply(honest(), **{EMBEDDING_KEY: ArrayRecord([np.ones(embedding_size, np.float32)])})
+        flower_wire.stamp(message, run_id=1, message_id=f"m{node}", src_node_id=node)  # as the grid does
+        return message
+
+    strategy = FedPub(tau=3.0)
+    arrays, _ = strategy.aggregate_train(1, [fedpub_reply(1, 4), fedpub_reply(2, 4), fedpub_reply(3, 5)])
+    assert arrays is not None and set(arrays.keys()) == {"w", "b"}
+    assert set(strategy.personal) == {1, 2}  # the third, whose embedding does not fit, is left out
