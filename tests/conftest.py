@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,40 @@ def run_virtual(async_fn, *args):
     import trio.testing
 
     return trio.run(async_fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+FAST = """
+[membership]
+shuffle_interval = 1.0
+request_timeout = 3.0
+[presence]
+interval = 1.0
+[store]
+persist_interval = 1.0
+[network]
+eclipse_protection = false
+"""
+
+
+def wait_until(predicate, timeout=30.0, every=0.3):
+    """Poll ``predicate`` on the wall clock (for real daemons) until true; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(every)
+
+
+@pytest.fixture
+def group(tmp_path):
+    """Real daemons with fast timers under ``tmp_path``; afterwards none runs and no log has a traceback."""
+    from edgeswarm.sim.processes import DaemonGroup
+
+    config = tmp_path / "fast.toml"
+    config.write_text(FAST)
+    with DaemonGroup(tmp_path / "swarm", extra_args=["--config", str(config)]) as g:
+        yield g
+    for daemon in g.daemons:
+        log = daemon.log()
+        assert "Traceback" not in log, log
+    assert all(not d.running for d in g.daemons)

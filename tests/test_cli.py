@@ -87,7 +87,8 @@ def test_fl_status_and_lora_list_render_what_the_daemon_returns(monkeypatch, tmp
                         "host": "12D3KooWme", "state": "done", "detail": "", "participants": ["a", "b"],
                         "history": [{"round": 1, "status": "ok", "replies": 2, "failures": 0, "train": {},
                                      "evaluate": {}, "clients": {"a": {"test-acc": 0.5}, "b": {"test-acc": 0.7}},
-                                     "seconds": 1.0, "clients_train": {}, "central": {}}]}]}
+                                     "seconds": 1.0, "clients_train": {}, "central": {},
+                                     "rejected": {"12D3KooWevil": "non-finite values in arrays/w"}}]}]}
     adapters = {"active": "ab" * 32, "adapters": [{"digest": "ab" * 32, "origin": "own", "signer": "12D3KooWme",
                                                    "task": "digits", "rank": 8, "size": 4816, "metric": 0.9,
                                                    "samples": 60, "note": "", "added_at": 1.0, "stored": True}]}
@@ -96,6 +97,7 @@ def test_fl_status_and_lora_list_render_what_the_daemon_returns(monkeypatch, tmp
     result = runner.invoke(cli.app, ["fl", "status", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "0.6000" in result.output and "r-2" in result.output and "participants: 2" in result.output
+    assert "round 1: rejected 12D3KooWevil: non-finite values in arrays/w" in result.output
     result = runner.invoke(cli.app, ["lora", "list", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "abababababababab *" in result.output and "4816" in result.output

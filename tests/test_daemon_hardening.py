@@ -9,24 +9,13 @@ import socket
 import stat
 import time
 
-import pytest
 import trio
 from typer.testing import CliRunner
 
 from edgeswarm.node.cli import app
 from edgeswarm.node.control import SOCKET_FILE
-from edgeswarm.sim.processes import DaemonGroup
 
-from conftest import identity
-from test_daemons import FAST, wait_until
-
-
-@pytest.fixture
-def group(tmp_path):
-    config = tmp_path / "fast.toml"
-    config.write_text(FAST)
-    with DaemonGroup(tmp_path / "swarm", extra_args=["--config", str(config)]) as g:
-        yield g
+from conftest import identity, wait_until
 
 
 def raw_control(data_dir, line: bytes) -> dict:

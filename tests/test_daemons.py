@@ -5,47 +5,12 @@ import stat
 import time
 from functools import partial
 
-import pytest
-
 from edgeswarm.protocols.envelope import Codec
 from edgeswarm.protocols.membership.messages import Descriptor, ShuffleReply, ShuffleRequest
 from edgeswarm.protocols.messenger import protocol_id
 from edgeswarm.sim.processes import Daemon, DaemonGroup
 
-from conftest import identity
-
-FAST = """
-[membership]
-shuffle_interval = 1.0
-request_timeout = 3.0
-[presence]
-interval = 1.0
-[store]
-persist_interval = 1.0
-[network]
-eclipse_protection = false
-"""
-
-
-def wait_until(predicate, timeout=30.0, every=0.3):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(every)
-
-
-@pytest.fixture
-def group(tmp_path):
-    config = tmp_path / "fast.toml"
-    config.write_text(FAST)
-    with DaemonGroup(tmp_path / "swarm", extra_args=["--config", str(config)]) as g:
-        yield g
-    for daemon in g.daemons:
-        log = daemon.log()
-        assert "Traceback" not in log, log
-    assert all(not d.running for d in g.daemons)
-
+from conftest import FAST, identity, wait_until
 
 def test_three_daemons_discover_gossip_transfer_and_stop_cleanly(group):
     a = group.spawn("a")

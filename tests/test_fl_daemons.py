@@ -11,7 +11,7 @@ from edgeswarm.sim.processes import DaemonGroup  # noqa: E402
 
 from edgeswarm.sim.fl_daemons import daemon_config  # noqa: E402
 
-from test_daemons import wait_until  # noqa: E402
+from conftest import wait_until  # noqa: E402
 
 
 def config(tmp_path, name: str, partition: int, auto_join: bool = True):

@@ -9,7 +9,7 @@ pytest.importorskip("peft")
 from edgeswarm.node.control import ControlError  # noqa: E402
 from edgeswarm.sim.processes import DaemonGroup  # noqa: E402
 
-from test_daemons import FAST, wait_until  # noqa: E402
+from conftest import FAST, wait_until  # noqa: E402
 
 
 def config(tmp_path, index: int):
