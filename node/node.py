@@ -171,9 +171,11 @@ class Node:
             self.persist()
 
     def _pull_candidates(self) -> list[PeerId]:
-        """Peers to pull click rows from: the view, and the peers met most recently (never a
-        peer known only from rows it signed: those cost an attacker nothing to invent)."""
-        return self.membership.view() + [d.peer for d, _ in self.membership.known()[:20]]
+        """Peers to pull click rows from: the view, the peers met most recently and the peers
+        connected now (a shuffle in flight takes its target out of the view for a moment).
+        Never a peer known only from rows it signed: those cost an attacker nothing to invent."""
+        recent = [d.peer for d, _ in self.membership.known()[:20]]
+        return list(dict.fromkeys([*self.membership.view(), *recent, *sorted(self.network.peers())]))
 
     def _met(self) -> list[PeerId]:
         """Every peer met directly (the view, and the known peers)."""

@@ -115,13 +115,14 @@ class Guards:
             except Exception as exc:  # noqa: BLE001 - a message pub/sub cannot handle is the forwarder's fault
                 self.contain(forwarder.to_base58(), "pubsub_task_errors", exc)
 
-        async def no_auto_dials() -> None:
-            """Membership chooses whom we dial."""
-
         swarm.common_stream_handler = guarded_stream
         swarm._handle_inbound_connection = admitted_connection
-        swarm.auto_connector.maybe_connect = no_auto_dials
         pubsub.push_msg = guarded_push
+
+    async def stop_auto_dials(self, host: IHost) -> None:
+        """Stop py-libp2p's auto-connector (once the host runs): it redials every peerstore
+        entry, dead ones included, every 10-30 s; membership chooses whom we dial."""
+        await host.get_network().auto_connector.stop()
 
     def guard_tasks(self, manager: Any) -> None:
         """Run pub/sub's non-daemon tasks (one per peer or message) inside a guard: a failure

@@ -156,6 +156,7 @@ class Libp2pNetwork:
         pubsub = Pubsub(host, gossipsub)
         network = cls(host, pubsub, limits, PeerPolicy(policy))  # guards in place before we listen
         async with host.run(listen_addrs=listen_addrs):
+            await network._guards.stop_auto_dials(host)
             # pub/sub must run before the first connection, or it never meets that peer
             async with background_trio_service(pubsub) as pubsub_manager, background_trio_service(gossipsub):
                 network._guards.guard_tasks(pubsub_manager)

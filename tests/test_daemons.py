@@ -84,10 +84,10 @@ def test_misbehaving_peer_is_dropped_counted_and_refused_others_unaffected(group
                 if attempt == 3:
                     break
                 # every offence makes `a` hang up on us: wait for that before the next try
-                # (py-libp2p sometimes needs ~12 s to close a connection whose peer is
-                # still writing, as after the oversize frame)
+                # (after the oversize frame this sometimes takes py-libp2p 35-60 s: seen
+                # 2 times in 10 here, not yet root-caused; see the closing note of issue 13)
                 await trio.to_thread.run_sync(
-                    partial(wait_until, lambda: evil.peer_id not in a.status()["peers"], timeout=60)
+                    partial(wait_until, lambda: evil.peer_id not in a.status()["peers"], timeout=120)
                 )
                 # and for our side to see the hang-up, or the next try may ride the dead connection
                 with trio.move_on_after(15):
@@ -162,6 +162,6 @@ def test_control_socket_is_private_and_cli_reads_it(group):
     wait_until(lambda: status["peer_id"] in b.status()["view"])  # b's only peer to pull from
     runner.invoke(app, ["search", "jazz", "--data-dir", str(b.data_dir)])
     assert runner.invoke(app, ["click", "bt", "--data-dir", str(b.data_dir)]).exit_code == 0
-    assert b.status()["counters"]["ranking"]["rows_received"] == 1
+    assert b.status()["counters"]["ranking"].get("rows_received") == 1
     nobody = runner.invoke(app, ["status", "--data-dir", str(group.root / "nobody")])
     assert nobody.exit_code == 6 and "no daemon is running" in nobody.stderr
