@@ -1,10 +1,10 @@
 """Poisoned federated replies are rejected before aggregation, recorded per round, and runs that
 cannot work are refused before they start."""
 
-import msgspec
 import numpy as np
 import pytest
 import torch
+import trio
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from typer.testing import CliRunner
 
@@ -101,11 +101,27 @@ def test_fl_host_refuses_an_impossible_pair_with_exit_2_before_calling_the_daemo
 
 
 def test_the_daemon_side_refuses_the_same_pairs():
-    from edgeswarm.node.fl_tasks import STRATEGIES as CODE
+    import random
 
-    assert CODE.keys() == STRATEGIES.keys()
-    report_spec = msgspec.json.decode(b'{"task": "subgraph", "strategy": "weightsharing"}')
-    assert check_run(report_spec["task"], report_spec["strategy"], 2)
+    from edgeswarm.node.config import FederationConfig
+    from edgeswarm.node.fl_tasks import STRATEGIES as CODE
+    from edgeswarm.node.federation import Federation, RoundSpec
+
+    assert CODE.keys() == STRATEGIES.keys()  # every name the CLI offers has code behind it
+
+    class Offline:  # enough of a Messenger for a host that never gets to send
+        local_peer = "12D3KooWhost"
+
+        def register(self, *types):
+            pass
+
+        def on_request(self, *args):
+            pass
+
+    federation = Federation(Offline(), FederationConfig(enabled=True, tasks={"subgraph": {}}), random.Random(0),
+                            lambda: 0.0, None, None)
+    with pytest.raises(ValueError, match="cannot train task 'subgraph'"):
+        trio.run(federation.host, RoundSpec(task="subgraph", strategy="weightsharing"))
 
 
 def test_fedpub_drops_a_reply_whose_embedding_has_another_shape():
