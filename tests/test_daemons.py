@@ -56,6 +56,8 @@ def test_kill_9_then_restart_keeps_identity_and_rejoins_from_stored_peers(group)
 def test_misbehaving_peer_is_dropped_counted_and_refused_others_unaffected(group):
     import trio
 
+    from libp2p.peer.id import ID
+
     from edgeswarm.protocols.libp2p_network import Libp2pNetwork
     from edgeswarm.protocols.network import NetworkError
 
@@ -89,10 +91,13 @@ def test_misbehaving_peer_is_dropped_counted_and_refused_others_unaffected(group
                 await trio.to_thread.run_sync(
                     partial(wait_until, lambda: evil.peer_id not in a.status()["peers"], timeout=120)
                 )
-                # and for our side to see the hang-up, or the next try may ride the dead connection
+                # and for our side to see the hang-up, or the next try may ride the dead connection;
+                # if py-libp2p has not noticed within 15 s, hang up from our side too
                 with trio.move_on_after(15):
                     while a_id in net.peers():
                         await trio.sleep(0.1)
+                if a_id in net.peers():
+                    await net._host.disconnect(ID.from_base58(a_id))
         return outcomes
 
     outcomes = trio.run(attack)
