@@ -21,7 +21,8 @@ from pathlib import Path
 import msgspec
 
 from edgeswarm.sim.runner import run_scenario
-from edgeswarm.sim.scenario import FlWorkload, load_scenario
+from edgeswarm.sim.fl_workload import FlSpec
+from edgeswarm.sim.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,7 +61,7 @@ def main() -> None:
     source = f"planetoid:{args.data.resolve()}:Cora"
     common = dict(graph_source=source, clients=10, partition_mode="disjoint", rounds=args.rounds,
                   train_config={"lr": 0.01, "local-epochs": 1})
-    assert isinstance(base.scenario.fl, FlWorkload)
+    assert isinstance(base.scenario.fl, FlSpec)
 
     started = time.perf_counter()
     main_run = simulate(base, strategies=["fedpub", "fedavg", "local"], **common)

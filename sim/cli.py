@@ -15,6 +15,7 @@ from edgeswarm.node.user_errors import UsageProblem, user_errors
 from .report import write_report
 from .runner import run_scenario
 from .scenario import load_scenario
+from .workloads import WORKLOADS
 
 app = typer.Typer(help="Simulate hundreds of peers on a virtual network in virtual time.", no_args_is_help=True)
 
@@ -77,16 +78,9 @@ def summary_table(report: dict[str, Any]) -> Table:
         ("live share of views", overlay.get("live_entry_fraction")),
         ("strongly connected", overlay.get("strongly_connected")),
     ]
-    for method, value in metrics.get("mrr", {}).items():  # G-Rank runs
-        rows.append((f"MRR {method}", f"{value:.3f}" if value is not None else "-"))
-    for method, value in metrics.get("positional_distance", {}).items():
-        rows.append((f"positional distance {method}", f"{value:.3f}" if value is not None else "-"))
-    for name in ("log_distance", "log_coverage"):
-        if metrics.get(name) is not None:
-            rows.append((name.replace("_", " "), f"{metrics[name]:.3f}"))
-    for strategy, value in metrics.get("accuracy", {}).items():  # federated runs
-        rows.append((f"accuracy {strategy} (round {metrics['best_round'][strategy]})",
-                     f"{value:.4f}" if value is not None else "-"))
+    for kind in WORKLOADS.values():
+        if f"{kind.name}_series" in report:
+            rows += kind.summary(metrics)
     for name, value in rows:
         table.add_row(name, str(value))
     return table

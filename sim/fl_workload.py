@@ -10,19 +10,59 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
 import trio
 
-from edgeswarm.node.config import NodeConfig
+from edgeswarm.node.config import NodeConfig, Section
+from edgeswarm.node.device import DeviceProfile
 
 from .determinism import derive_seed
 from .host import SimHost
-from .scenario import FlWorkload
+from .plots import finish, gaps
+from .workload import Workload
 
 HOST = 0
+
+
+class FlSpec(Section):
+    """Federated runs over the swarm: node 0 hosts, nodes 1..``clients`` are the clients.
+
+    Each strategy in ``strategies`` is one Flower run of ``rounds`` rounds on the same
+    client subgraphs (``graph_source``: ``builtin`` or ``planetoid:<root>``, split into
+    ``clients`` METIS parts, ``partition_mode`` disjoint or overlapping). Reported per run:
+    mean client accuracy per round (each client's own evaluation of what it received), and
+    the test accuracy at the round of best mean validation accuracy.
+
+    Task ``ofa``: each client trains the OFA subnet its device profile affords (chosen by
+    ``sim.fl_workload.device_genome``) inside the shared supernet; use strategy ``weightsharing``.
+
+    ``malicious``: that many clients send ``malicious_scale`` x N(0, 1) instead of their
+    update (``malicious_kind`` "noise"), or NaN weights ("nan"), a tensor of another shape
+    ("shape"), an extra array ("extra-key"), or noise claiming 1e12 examples ("inflate"). ``dropout``: that many clients crash ``dropout_after`` virtual seconds into round
+    ``dropout_round`` of every run and stay down; the round must complete without them.
+    """
+
+    task: Literal["subgraph", "ofa"] = "subgraph"
+    strategies: list[str] = msgspec.field(default_factory=lambda: ["fedpub", "fedavg", "local"])
+    rounds: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    clients: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    min_clients: Annotated[int, msgspec.Meta(ge=1)] | None = None  # default: every client
+    graph_source: str = "builtin"
+    partition_mode: Literal["disjoint", "overlapping"] = "disjoint"
+    seed: int = 1234
+    reply_timeout: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    join_window: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    train_config: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+    malicious: Annotated[int, msgspec.Meta(ge=0)] = 0
+    malicious_scale: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    malicious_kind: Literal["noise", "nan", "shape", "extra-key", "inflate"] = "noise"
+    dropout: Annotated[int, msgspec.Meta(ge=0)] = 0
+    dropout_round: Annotated[int, msgspec.Meta(ge=1)] = 2
+    dropout_after: Annotated[float, msgspec.Meta(ge=0)] = 0.01
 
 
 SIM_MS_PER_MMAC = 0.55  # onnxruntime, 1 thread, reference laptop core (measured for these subnets)
@@ -51,20 +91,6 @@ def device_genome(latency_budget_ms: float, compute_speed: float, candidates: in
     top = max(accuracy for accuracy, _, _ in fitting)
     _, _, best = max((f for f in fitting if f[0] >= top - 0.01), key=lambda f: f[1])
     return ",".join(str(int(v)) for v in best)
-
-
-def node_config(base: NodeConfig, spec: FlWorkload, index: int, device=None) -> NodeConfig:
-    """Node ``index``'s config: federation on, offering client partition ``index - 1``."""
-    task: dict = {"num-partitions": spec.clients, "partition-id": max(0, index - 1)}
-    if spec.task == "ofa":
-        task["genome"] = device_genome(device.latency_budget_ms, device.compute_speed)
-    else:
-        task |= {"graph-source": spec.graph_source, "partition-mode": spec.partition_mode, "seed": spec.seed}
-    federation = msgspec.structs.replace(
-        base.federation, enabled=True, auto_join=index != HOST, tasks={spec.task: task},
-        reply_timeout=spec.reply_timeout, join_window=spec.join_window,
-    )
-    return msgspec.structs.replace(base, federation=federation)
 
 
 def attacker_app(honest, kind: str, scale: float, seed: int):
@@ -103,25 +129,44 @@ def attacker_app(honest, kind: str, scale: float, seed: int):
     return app
 
 
-class FlExperiment:
+class FlExperiment(Workload):
     """Drives one run per strategy from the host and keeps what the host recorded."""
 
-    def __init__(self, spec: FlWorkload, seed: int, hosts: list[SimHost]) -> None:
-        self.spec = spec
-        self.seed = seed
-        self.hosts = hosts
-        self.clients = hosts[1 : spec.clients + 1]
+    name = "fl"
+    Spec = FlSpec
+
+    def __init__(self, spec: FlSpec, seed: int, hosts: list[SimHost]) -> None:
+        super().__init__(spec, seed, hosts)
+        self.clients = self.hosts[1 : spec.clients + 1]
         self.attackers = self.clients[len(self.clients) - spec.malicious :] if spec.malicious else []
         for host in self.attackers:
             host.on_start = self._corrupt
         self.runs: dict[str, Any] = {}
-        self.done = trio.Event()
         import flwr.common.logger  # noqa: F401  (configures the "flwr" logger on import)
 
         logging.getLogger("flwr").setLevel(logging.WARNING)  # per-round INFO lines drown the progress bar
 
-    def starts_late(self, host: SimHost) -> bool:
-        return False
+    @classmethod
+    def check(cls, spec: FlSpec, nodes: int) -> str | None:
+        if nodes < spec.clients + 1:
+            return f"key 'nodes': the fl workload needs {spec.clients + 1} (a host and the clients)"
+        return None
+
+    @classmethod
+    def node_config(cls, spec: FlSpec, base: NodeConfig, index: int, nodes: int, device: DeviceProfile) -> NodeConfig:
+        """Node ``index``'s config: federation on, offering client partition ``index - 1``."""
+        if index > spec.clients:
+            return base
+        task: dict = {"num-partitions": spec.clients, "partition-id": max(0, index - 1)}
+        if spec.task == "ofa":
+            task["genome"] = device_genome(device.latency_budget_ms, device.compute_speed)
+        else:
+            task |= {"graph-source": spec.graph_source, "partition-mode": spec.partition_mode, "seed": spec.seed}
+        federation = msgspec.structs.replace(
+            base.federation, enabled=True, auto_join=index != HOST, tasks={spec.task: task},
+            reply_timeout=spec.reply_timeout, join_window=spec.join_window,
+        )
+        return msgspec.structs.replace(base, federation=federation)
 
     def _corrupt(self, node) -> None:
         apps = node.federation.client_apps
@@ -193,3 +238,24 @@ class FlExperiment:
             final["subnets"] = {h.device.name: h.node.federation.config.tasks["ofa"]["genome"]
                                 for h in self.clients if h.node is not None}
         return {"final": final, "series": series}
+
+    @staticmethod
+    def plot(report: dict[str, Any], path: Path) -> Path:
+        """Mean client validation and test accuracy per round, one line per strategy."""
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+        for ax, key, title in zip(axes, ("val_acc", "test_acc"), ("validation", "test")):
+            for strategy, series in report["fl_series"].items():
+                values = gaps(series[key])
+                ax.plot(range(1, len(values) + 1), values, label=strategy)
+            ax.set_title(f"mean client {title} accuracy", fontsize=10)
+            ax.set_xlabel("round")
+            ax.set_ylim(0, 1.0)
+        axes[0].legend(fontsize=8)
+        return finish(fig, report, path)
+
+    @staticmethod
+    def summary(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+        return [(f"accuracy {strategy} (round {metrics['best_round'][strategy]})",
+                 f"{value:.4f}" if value is not None else "-") for strategy, value in metrics.get("accuracy", {}).items()]

@@ -32,23 +32,65 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
+import msgspec
 import trio
+
+from edgeswarm.node.config import Section
 
 from .determinism import derive_rng
 from .host import SimHost
-from .scenario import GRankWorkload
+from .plots import finish
+from .workload import Workload
 
 METHODS = ("grank", "popularity", "random", "local")
 SERIES = ("mrr", "ndcg10", "top_item_rate", "positional_distance", "attack_success")
 LOG_SERIES = ("log_distance", "log_coverage")
 
 
+class GRankSpec(Section):
+    """The G-Rank experiment of Gold and Pouwelse (2023), generated.
+
+    A catalog of ``items`` with 1 to ``max_tags`` of ``tags`` each and Zipf(``zipf``)
+    popularity; every node holds a random ``local_share`` of it. After a warm-up of one
+    random matching click per tag, ``queries`` single-tag queries come from random nodes,
+    ``query_interval`` virtual seconds apart; every ``eval_every`` queries ``eval_nodes``
+    random nodes rank every tag by each method. Click models: ``top`` clicks the first
+    result (the paper's); ``cascade`` scans down, examining position p with probability
+    ``cascade_decay``^p and clicking with probability 0.9 * relevance / 3.
+
+    Attacks (the paper's), by the last ``attackers`` nodes, which run the same node code:
+    ``targeted_sybil``: they come online at query ``attack_join`` and from query
+    ``attack_start`` each issue ``attack_queries`` queries for the most queried tag, all
+    clicking the same bottom result (the least popular item with that tag); ``inflation``: from ``attack_start`` each makes ``attack_queries``
+    random clicks (random tag, random item); ``epic_sybil``: as targeted, but the attackers
+    are there from the start (set ``attackers`` to 75% of the nodes for the paper's case).
+    """
+
+    items: Annotated[int, msgspec.Meta(ge=2, le=100_000)] = 256
+    tags: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 39
+    max_tags: Annotated[int, msgspec.Meta(ge=1, le=16)] = 3
+    zipf: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    local_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.1
+    queries: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    query_interval: Annotated[float, msgspec.Meta(gt=0)] = 0.1
+    eval_every: Annotated[int, msgspec.Meta(ge=1)] = 100
+    eval_nodes: Annotated[int, msgspec.Meta(ge=1)] = 5
+    click_model: Literal["top", "cascade"] = "top"
+    cascade_decay: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.7
+    attack: Literal["none", "targeted_sybil", "inflation", "epic_sybil"] = "none"
+    attackers: Annotated[int, msgspec.Meta(ge=0)] = 10
+    attack_join: Annotated[int, msgspec.Meta(ge=0)] = 2500
+    attack_start: Annotated[int, msgspec.Meta(ge=0)] = 5000
+    attack_queries: Annotated[int, msgspec.Meta(ge=1)] = 100
+
+
 class Catalog:
     """Generated items with tags and long-tailed popularity (the ground truth)."""
 
-    def __init__(self, spec: GRankWorkload, rng: random.Random) -> None:
+    def __init__(self, spec: GRankSpec, rng: random.Random) -> None:
         self.tags = [f"tag{t:03d}" for t in range(spec.tags)]
         self.items = [f"item{i:05d}" for i in range(spec.items)]
         # Zipf popularity over a random order of items
@@ -79,12 +121,15 @@ class Catalog:
         return item, f"Release {item[4:]}", self.item_tags[item]
 
 
-class GRankExperiment:
+class GRankExperiment(Workload):
     """Drives the workload over the simulation's hosts and keeps the metric series."""
 
-    def __init__(self, spec: GRankWorkload, seed: int, hosts: list[SimHost]) -> None:
-        self.spec = spec
-        self.hosts = hosts
+    name = "grank"
+    Spec = GRankSpec
+
+    def __init__(self, spec: GRankSpec, seed: int, hosts: list[SimHost]) -> None:
+        super().__init__(spec, seed, hosts)
+        hosts = self.hosts
         self._seed = seed
         self.rng = derive_rng(seed, "grank")
         self.catalog = Catalog(spec, derive_rng(seed, "grank-catalog"))
@@ -103,7 +148,6 @@ class GRankExperiment:
         self.clicks = 0
         self.rows_issued = 0
         self.issued = 0
-        self.done = trio.Event()
 
     def starts_late(self, host: SimHost) -> bool:
         """Targeted Sybils come online only at query ``attack_join``."""
@@ -272,6 +316,51 @@ class GRankExperiment:
                 series[metric] = {m: values[m] for m in METHODS}
         series.update(self.log_series)
         return {"final": final, "series": series}
+
+    @staticmethod
+    def plot(report: dict[str, Any], path: Path) -> Path:
+        """One panel per metric, one line per method, over the queries issued (as the paper's)."""
+        import matplotlib.pyplot as plt
+
+        series = report["grank_series"]
+        panels = [("positional_distance", "positional distance (0 = global click ranking)"),
+                  ("top_item_rate", "results holding the most clicked item"),
+                  ("mrr", "MRR of the most popular item"), ("ndcg10", "nDCG@10")]
+        attacked = "attack_success" in series
+        if attacked:
+            panels.insert(2, ("attack_success", "honest results topped by the attackers' item"))
+        fig, axes = plt.subplots(2, 3, figsize=(15, 7), sharex=True)
+        for ax in axes.flat[len(panels) + 1:]:
+            ax.set_visible(False)
+        for ax, (metric, title) in zip(axes.flat, panels):
+            for method, values in series[metric].items():
+                ax.plot(series["queries"], values, label=method, linewidth=2 if method == "grank" else 1)
+            ax.set_title(title, fontsize=10)
+            ax.set_ylim(0, 1.05)
+        log = axes.flat[len(panels)]  # the gossiped log itself, as the paper plots it
+        log.plot(series["queries"], series["log_distance"], color="black", label="the paper's distance (left)")
+        log.set_title("node's log vs all clicks: paper's distance, share held", fontsize=10)
+        held = log.twinx()
+        held.plot(series["queries"], series["log_coverage"], color="tab:green", linestyle="--",
+                  label="rows held (right)")
+        held.set_ylim(0, 1.05)
+        log.legend(handles=log.get_lines() + held.get_lines(), fontsize=8)
+        for ax in axes[-1]:
+            ax.set_xlabel("queries")
+        axes[0][0].legend(fontsize=8)
+        return finish(fig, report, path)
+
+    @staticmethod
+    def summary(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+        rows = [(f"MRR {method}", _fixed(value)) for method, value in metrics.get("mrr", {}).items()]
+        rows += [(f"positional distance {method}", _fixed(value))
+                 for method, value in metrics.get("positional_distance", {}).items()]
+        rows += [(name.replace("_", " "), _fixed(metrics[name])) for name in LOG_SERIES if metrics.get(name) is not None]
+        return rows
+
+
+def _fixed(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "-"
 
 
 def log_distance(truth: Counter[str], view: Counter[str], tagged: list[str]) -> int:

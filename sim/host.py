@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter as Tally
 from collections.abc import Callable, Sequence
 
 import trio
@@ -16,6 +15,7 @@ from edgeswarm.node.store import Store
 from edgeswarm.protocols.membership.messages import Descriptor
 
 from .determinism import derive_rng
+from .observe import Tallies
 from .virtual_network import VirtualNetwork
 
 
@@ -52,17 +52,13 @@ class SimHost:
         self._scope: trio.CancelScope | None = None
         self.node: Node | None = None
         self.sessions = 0
-        self._past: dict[str, Tally[str]] = {}
+        self.tallies = Tallies()
         self.on_start: Callable[[Node], None] | None = None
         """Called with each new node before it runs (workloads adapt attacker nodes here)."""
 
-    def counters(self) -> dict[str, Tally[str]]:
+    def counters(self) -> dict[str, dict[str, int]]:
         """Counters summed over every session so far, including the running one."""
-        totals = {name: Tally(labels) for name, labels in self._past.items()}
-        status = self.status()
-        if status is not None:
-            _merge(totals, status)
-        return totals
+        return self.tallies.total(self.status())
 
     @property
     def online(self) -> bool:
@@ -106,12 +102,7 @@ class SimHost:
                     await node.run(task_status=task_status)
             finally:
                 if self.node is not None:
-                    _merge(self._past, self.node.status())
+                    self.tallies.end_session(self.node.status())
                 self.node = None
                 self._scope = None
 
-
-def _merge(totals: dict[str, Tally[str]], status: NodeStatus) -> None:
-    for name, labels in status.counters.items():
-        totals.setdefault(name, Tally()).update(labels)
-    totals.setdefault("transport", Tally()).update(status.transport)

@@ -1,15 +1,16 @@
 """Run a scenario on real libp2p: one ``edgeswarm node run`` process per node on 127.0.0.1.
 
-The same workload and the same ``report.json`` as the virtual network, but in wall-clock
-time over real Noise/yamux/GossipSub connections. Churn is ``kill -9`` and a restart from
-the node's data dir. Every process started is stopped when the run ends, also on errors
-and Ctrl-C (``DaemonGroup``).
+The swarm itself (joins, membership, gossip, churn) and the same ``report.json`` as the
+virtual network, in wall-clock time over real Noise/yamux/GossipSub connections, with the
+same churn schedule (``sim.churn``), observation and counter totals (``sim.observe``).
+No workload runs here: ``load_scenario`` refuses a libp2p scenario that names one. Churn is
+``kill -9`` and a restart from the node's data dir. Every process started is stopped when
+the run ends, also on errors and Ctrl-C (``DaemonGroup``).
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter as Tally
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,10 @@ import msgspec
 import tomli_w
 
 from edgeswarm.node.control import ControlError
+from edgeswarm.node.node import NodeStatus
 
-from .determinism import derive_rng
-from .observe import SwarmObserver, add_counters, build_report
+from .churn import churn_schedule
+from .observe import SwarmObserver, Tallies, build_report, observe, total_counters
 from .processes import Daemon, DaemonGroup
 from .runner import Progress
 from .scenario import LoadedScenario, Scenario
@@ -27,6 +29,8 @@ from .scenario import LoadedScenario, Scenario
 
 def run_libp2p_scenario(loaded: LoadedScenario, *, out_dir: Path, progress: Progress | None = None) -> dict[str, Any]:
     spec = loaded.scenario
+    if spec.workload is not None:  # load_scenario refuses these; a caller that built one by hand is told too
+        raise ValueError(f"the {spec.workload[0].name} workload runs on the virtual network only")
     config_path = out_dir / "node.toml"
     node_config = msgspec.to_builtins(spec.node)
     # every daemon listens on 127.0.0.1: GossipSub's IP-diversity rule would starve the mesh
@@ -47,13 +51,28 @@ def run_libp2p_scenario(loaded: LoadedScenario, *, out_dir: Path, progress: Prog
     )
 
 
+class _Member:
+    """One daemon process across its restarts, as the observer sees it."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.tallies = Tallies()
+
+    def status(self) -> NodeStatus | None:
+        if not self.daemon.running:
+            return None
+        try:
+            return msgspec.convert(self.daemon.status(), NodeStatus)
+        except ControlError:
+            return None  # still starting, or between kill and restart
+
+
 class _Run:
     def __init__(self, spec: Scenario) -> None:
         self.spec = spec
         self.observer = SwarmObserver()
-        self.totals: dict[str, Tally[str]] = {}
+        self.totals: dict[str, Any] = {}
         self.crashes = 0
-        self._past: dict[int, dict[str, Tally[str]]] = {}
 
     def execute(self, group: DaemonGroup, progress: Progress | None) -> None:
         spec = self.spec
@@ -66,78 +85,32 @@ class _Run:
         daemons += [group.spawn(name, bootstrap=seeds, ready=False) for name in names[spec.bootstrap :]]
         for daemon in daemons:
             daemon.wait_ready()
-        events = self._churn_schedule()
+        members = [_Member(daemon) for daemon in daemons]
+        events = sorted((at, index, action) for index, timeline in churn_schedule(spec).items()
+                        for at, action in timeline)
         start = time.monotonic()
         next_sample = spec.sample_interval
         while True:
             now = time.monotonic() - start
             while events and events[0][0] <= now:
                 _, index, action = events.pop(0)
-                daemons[index] = self._apply(group, daemons[index], index, action)
+                self._apply(group, members[index], action)
             if now >= next_sample or now >= spec.duration:
-                self._sample(now, daemons)
+                observe(self.observer, now, members)
                 if progress is not None:
                     progress(min(now, spec.duration))
                 next_sample += spec.sample_interval
             if now >= spec.duration:
                 break
             time.sleep(min(0.1, max(0.0, next_sample - now)))
-        for index, daemon in enumerate(daemons):
-            add_counters(self.totals, self._counters_of(index, daemon))
+        self.totals = total_counters(members)
 
-    def _churn_schedule(self) -> list[tuple[float, int, str]]:
-        """(time, node index, "kill" or "start"), seeded, over the churn window."""
-        churn = self.spec.churn
-        candidates = list(range(self.spec.bootstrap, self.spec.nodes))
-        count = round(churn.fraction * len(candidates))
-        events = []
-        for index in derive_rng(self.spec.seed, "churn").sample(candidates, count) if count else []:
-            rng = derive_rng(self.spec.seed, "churn", index)
-            t = churn.start
-            while True:
-                t += rng.expovariate(1 / churn.mean_up)
-                if t >= churn.end:
-                    break
-                events.append((t, index, "kill"))
-                t = min(t + rng.expovariate(1 / churn.mean_down), churn.end)
-                events.append((t, index, "start"))
-        return sorted(events)
-
-    def _apply(self, group: DaemonGroup, daemon: Daemon, index: int, action: str) -> Daemon:
-        if action == "kill" and daemon.running:
-            add_counters(self._past.setdefault(index, {}), self._counters_of(None, daemon))
-            daemon.kill()
+    def _apply(self, group: DaemonGroup, member: _Member, action: str) -> None:
+        if action == "crash" and member.daemon.running:
+            last = member.status()
+            if last is not None:
+                member.tallies.end_session(last)
+            member.daemon.kill()
             self.crashes += 1
-            return daemon
-        if action == "start" and not daemon.running:
-            return group.restart(daemon)
-        return daemon
-
-    def _counters_of(self, index: int | None, daemon: Daemon) -> dict[str, Tally[str]]:
-        totals: dict[str, Tally[str]] = {}
-        if index is not None:
-            add_counters(totals, self._past.get(index, {}))
-        if daemon.running:
-            try:
-                status = daemon.status()
-            except ControlError:
-                return totals
-            add_counters(totals, status["counters"])
-            add_counters(totals, {"transport": status["transport"]})
-        return totals
-
-    def _sample(self, now: float, daemons: list[Daemon]) -> None:
-        statuses = []
-        membership: Tally[str] = Tally()
-        for index, daemon in enumerate(daemons):
-            if daemon.running:
-                try:
-                    statuses.append(daemon.status())
-                except ControlError:
-                    continue  # between kill and restart, or still starting
-            membership.update(self._past.get(index, {}).get("membership", {}))
-        for status in statuses:
-            membership.update(status["counters"].get("membership", {}))
-        self.observer.sample(
-            now, {s["peer_id"]: s["view"] for s in statuses}, (s["heard_from"] for s in statuses), membership
-        )
+        elif action == "start" and not member.daemon.running:
+            member.daemon = group.restart(member.daemon)

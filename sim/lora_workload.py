@@ -6,36 +6,51 @@ Every step goes through a node's public adapter API (what ``edgeswarm lora ...``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
 import trio
 
-from edgeswarm.node.config import NodeConfig
+from edgeswarm.node.config import NodeConfig, Section
+from edgeswarm.node.device import DeviceProfile
 
 from .host import SimHost
-from .scenario import LoraWorkload
+from .workload import Workload
 
 
-def node_config(base: NodeConfig, spec: LoraWorkload, index: int, nodes: int) -> NodeConfig:
-    adapters = msgspec.structs.replace(base.adapters, enabled=True, node_index=index, nodes=nodes,
-                                       clusters=spec.clusters, samples=spec.samples)
-    return msgspec.structs.replace(base, adapters=adapters)
+class LoraSpec(Section):
+    """LoRA delta exchange: every node trains an adapter on its own data, publishes it,
+    fetches every announced delta, then merges three ways; reported per node on its own
+    held-out data: local only, merge of all deltas, and the validation policy.
+
+    Nodes hold ``learning.digits`` data in ``clusters`` groups that name the digits
+    differently (``[node.adapters]`` sets rank, targets, epochs, policy).
+    """
+
+    clusters: Annotated[int, msgspec.Meta(ge=1, le=10)] = 5
+    samples: Annotated[int, msgspec.Meta(ge=4, le=1000)] = 120
+    gossip_wait: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    method: Literal["flora", "ffa", "fedavg"] = "flora"
 
 
-class LoraExperiment:
-    def __init__(self, spec: LoraWorkload, seed: int, hosts: list[SimHost]) -> None:
-        self.spec = spec
-        self.hosts = hosts
+class LoraExperiment(Workload):
+    name = "lora"
+    Spec = LoraSpec
+
+    def __init__(self, spec: LoraSpec, seed: int, hosts: list[SimHost]) -> None:
+        super().__init__(spec, seed, hosts)
         self.results: dict[str, dict[int, float]] = {"local": {}, "merge_all": {}, "policy": {}}  # by node index
         self.chosen: list[int] = []
         self.same_cluster_share: list[float] = []
         self.failed_pulls = 0
-        self.done = trio.Event()
 
-    def starts_late(self, host: SimHost) -> bool:
-        return False
+    @classmethod
+    def node_config(cls, spec: LoraSpec, base: NodeConfig, index: int, nodes: int, device: DeviceProfile) -> NodeConfig:
+        """Adapters on; node ``index`` holds its share of the digits of its cluster."""
+        adapters = msgspec.structs.replace(base.adapters, enabled=True, node_index=index, nodes=nodes,
+                                           clusters=spec.clusters, samples=spec.samples)
+        return msgspec.structs.replace(base, adapters=adapters)
 
     async def run(self, nursery: trio.Nursery) -> None:
         online = [h for h in self.hosts if h.node is not None]
@@ -98,3 +113,8 @@ class LoraExperiment:
         }
         series = {k: [round(v[i], 6) for i in sorted(v)] for k, v in self.results.items()}  # per node, by index
         return {"final": final, "series": series}
+
+    @staticmethod
+    def summary(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+        rows = [(f"personal accuracy {how}", f"{value:.4f}") for how, value in metrics.get("personal_accuracy", {}).items()]
+        return rows + [("peers merged by policy", str(metrics.get("peers_merged_by_policy")))]

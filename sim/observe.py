@@ -1,20 +1,75 @@
 """What a run observes of the swarm over time, and the report both runners write.
 
 Fed only with what nodes report through their status (view, peers heard on gossip,
-counters), whichever transport they run on.
+counters), whichever transport they run on: a ``Member`` is a simulated host or a daemon
+process, each with its counters summed over its sessions (``Tallies``).
 """
 
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from edgeswarm.node.node import NodeStatus
 
 from .overlay import overlay_stats
-from .scenario import Scenario
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 SERIES = ("online", "coverage", "live_entry_fraction", "strongly_connected", "largest_component",
           "gossip_coverage", "shuffle_success")
+
+
+class Tallies:
+    """A node's counters summed over its sessions (a restarted node counts from zero again)."""
+
+    def __init__(self) -> None:
+        self._past: dict[str, Tally[str]] = {}
+
+    def end_session(self, last: NodeStatus) -> None:
+        """Keep what a session counted up to ``last``, its final status."""
+        add_counters(self._past, _counted(last))
+
+    def total(self, current: NodeStatus | None) -> dict[str, Tally[str]]:
+        """Every past session plus ``current`` (the running session's status, if any)."""
+        totals = {name: Tally(labels) for name, labels in self._past.items()}
+        if current is not None:
+            add_counters(totals, _counted(current))
+        return totals
+
+
+class Member(Protocol):
+    """One node of a run, as the observer sees it."""
+
+    tallies: Tallies
+
+    def status(self) -> NodeStatus | None:
+        """The running node's status, or None while it is down (or not answering)."""
+        ...
+
+
+def observe(observer: SwarmObserver, t: float, members: Sequence[Member]) -> None:
+    """Sample every member's status into ``observer`` at time ``t``."""
+    current = [member.status() for member in members]
+    statuses = [s for s in current if s is not None]
+    membership: Tally[str] = Tally()
+    for member, status in zip(members, current):
+        membership.update(member.tallies.total(status).get("membership", {}))
+    observer.sample(t, {s.peer_id: s.view for s in statuses}, (s.heard_from for s in statuses), membership)
+
+
+def total_counters(members: Iterable[Member]) -> dict[str, Tally[str]]:
+    """Counters summed over every member and session (the report's ``metrics.counters``)."""
+    totals: dict[str, Tally[str]] = {}
+    for member in members:
+        add_counters(totals, member.tallies.total(member.status()))
+    return totals
+
+
+def _counted(status: NodeStatus) -> dict[str, Mapping[str, int]]:
+    return {**status.counters, "transport": status.transport}
 
 
 class SwarmObserver:

@@ -7,7 +7,6 @@ virtual seconds cost only the CPU the nodes really use.
 from __future__ import annotations
 
 import time
-from collections import Counter as Tally
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,13 @@ from edgeswarm.node.identity import Identity
 from edgeswarm.node.store import Store
 from edgeswarm.protocols.membership.messages import Descriptor
 
+from .churn import Action, churn_schedule
 from .determinism import VIRTUAL_EPOCH, derive_bytes, derive_rng, seed_trio_scheduler
 from .host import SimHost
-from .observe import SwarmObserver, add_counters, build_report
+from .observe import SwarmObserver, build_report, observe, total_counters
 from .scenario import LoadedScenario, Scenario
 from .virtual_network import LinkModel, VirtualNetwork
+from .workload import Workload
 
 Progress = Callable[[float], None]
 
@@ -72,42 +73,19 @@ class Simulation:
             for i, identity in enumerate(identities)
         ]
         self.observer = SwarmObserver()
-        self.experiment = None
-        if spec.grank is not None:
-            from .grank_workload import GRankExperiment
-
-            self.experiment = GRankExperiment(spec.grank, spec.seed, self.hosts)
-        if spec.fl is not None:
-            from .fl_workload import FlExperiment
-
-            self.experiment = FlExperiment(spec.fl, spec.seed, self.hosts)
-        if spec.lora is not None:
-            from .lora_workload import LoraExperiment
-
-            self.experiment = LoraExperiment(spec.lora, spec.seed, self.hosts)
-        if spec.semspace is not None:
-            from .semspace_workload import SemSpaceExperiment
-
-            self.experiment = SemSpaceExperiment(spec.semspace, spec.seed, self.hosts)
+        self.experiment: Workload | None = None
+        if spec.workload is not None:
+            kind, workload = spec.workload
+            self.experiment = kind(workload, spec.seed, self.hosts)
         self.crashes = 0
-        self._final_counters: dict[str, Tally[str]] = {}
+        self._final_counters: dict[str, Any] = {}
 
     def _node_config(self, index: int, device):
-        """The scenario's node config; workloads give node i its share of their data."""
-        fl, lora = self.spec.fl, self.spec.lora
-        if self.spec.semspace is not None:
-            from .semspace_workload import node_config as semspace_config
-
-            return semspace_config(self.spec.node, self.spec.semspace, index)
-        if lora is not None:
-            from .lora_workload import node_config
-
-            return node_config(self.spec.node, lora, index, self.spec.nodes)
-        if fl is None or index > fl.clients:
+        """The scenario's node config; the workload gives node i its share of the data."""
+        if self.spec.workload is None:
             return self.spec.node
-        from .fl_workload import node_config
-
-        return node_config(self.spec.node, fl, index, device)
+        kind, workload = self.spec.workload
+        return kind.node_config(workload, self.spec.node, index, self.spec.nodes, device)
 
     def _open_store(self, out_dir: Path | None, index: int) -> Store:
         if self.spec.store == "files":
@@ -127,9 +105,8 @@ class Simulation:
                 delay = join_rng.uniform(0, spec.join_window)
                 if self.experiment is None or not self.experiment.starts_late(host):
                     nursery.start_soon(self._join, host, delay, nursery)
-            churning = self._churning()
-            for host in churning:
-                nursery.start_soon(self._churn, host, nursery)
+            for index, events in churn_schedule(spec).items():
+                nursery.start_soon(self._churn, self.hosts[index], events, nursery)
             for index, partition in enumerate(spec.partitions):
                 nursery.start_soon(self._partition, index, partition)
             nursery.start_soon(self._observe)
@@ -142,7 +119,7 @@ class Simulation:
                 await trio.sleep(spec.duration)
             self._sample()
             self._ended_at = trio.current_time()
-            self._final_counters = _sum_counters(self.hosts)
+            self._final_counters = total_counters(self.hosts)
             self._experiment_report = self.experiment.report() if self.experiment is not None else None
             nursery.cancel_scope.cancel()
         for host in self.hosts:
@@ -152,29 +129,15 @@ class Simulation:
         await trio.sleep(delay)
         await host.start(nursery)
 
-    def _churning(self) -> list[SimHost]:
-        spec = self.spec
-        candidates = self.hosts[spec.bootstrap :]
-        count = round(spec.churn.fraction * len(candidates))
-        return derive_rng(spec.seed, "churn").sample(candidates, count) if count else []
-
-    async def _churn(self, host: SimHost, nursery: trio.Nursery) -> None:
-        churn = self.spec.churn
-        rng = derive_rng(self.spec.seed, "churn", host.index)
-        await trio.sleep_until(churn.start)
-        while True:
-            await trio.sleep(rng.expovariate(1 / churn.mean_up))
-            if trio.current_time() >= churn.end:
-                break
-            if host.online:
+    async def _churn(self, host: SimHost, events: list[tuple[float, Action]], nursery: trio.Nursery) -> None:
+        await trio.sleep_until(self.spec.churn.start)
+        for at, action in events:
+            await trio.sleep_until(at)
+            if action == "crash" and host.online:
                 host.crash()
                 self.crashes += 1
-            down = rng.expovariate(1 / churn.mean_down)
-            await trio.sleep_until(min(trio.current_time() + down, churn.end))
-            if not host.online:
+            elif action == "start" and not host.online:
                 await host.start(nursery)
-        if not host.online:
-            await host.start(nursery)
 
     async def _partition(self, index: int, partition: Any) -> None:
         rng = derive_rng(self.spec.seed, "partition", index)
@@ -189,13 +152,7 @@ class Simulation:
             self._sample()
 
     def _sample(self) -> None:
-        statuses = [s for h in self.hosts if (s := h.status()) is not None]
-        membership: Tally[str] = Tally()
-        for host in self.hosts:
-            membership.update(host.counters().get("membership", {}))
-        self.observer.sample(
-            trio.current_time(), {s.peer_id: s.view for s in statuses}, (s.heard_from for s in statuses), membership
-        )
+        observe(self.observer, trio.current_time(), self.hosts)
         if self._progress is not None:
             self._progress(trio.current_time())
 
@@ -210,17 +167,7 @@ class Simulation:
             observer=self.observer,
             virtual_seconds=self._ended_at,
         )
-        if self._experiment_report is not None:
-            result = self._experiment_report
-            report["metrics"].update(result["final"])
-            name = ("fl" if self.spec.fl else "lora" if self.spec.lora else "semspace" if self.spec.semspace
-                    else "grank")
-            report[f"{name}_series"] = result["series"]
+        if self.experiment is not None and self._experiment_report is not None:
+            report["metrics"].update(self._experiment_report["final"])
+            report[f"{self.experiment.name}_series"] = self._experiment_report["series"]
         return report
-
-
-def _sum_counters(hosts: list[SimHost]) -> dict[str, Tally[str]]:
-    totals: dict[str, Tally[str]] = {}
-    for host in hosts:
-        add_counters(totals, host.counters())
-    return totals

@@ -14,43 +14,79 @@ against their battery. The cloud scores every round's model (PSNR, SSIM) on the 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
 import trio
 
-from edgeswarm.node.config import NodeConfig
+from edgeswarm.node.config import NodeConfig, Section
+from edgeswarm.node.device import DeviceProfile
 
 from .determinism import derive_rng
 from .host import SimHost
-from .scenario import SemSpaceWorkload
+from .plots import finish, gaps
+from .workload import Workload
 
 CLOUD = 0
 SNR_SWEEP = (0.0, 5.0, 10.0, 15.0, 20.0)  # dB: the final models' PSNR and SSIM across channel qualities
 
 
-def node_config(base: NodeConfig, spec: SemSpaceWorkload, index: int) -> NodeConfig:
-    satellites = spec.planes * spec.per_plane
-    shared = {"num-partitions": satellites}
-    if index == CLOUD:
-        tasks, auto = {"jscc-gateway": shared, "jscc": shared}, False
-    elif index <= len(spec.gateways):
-        tasks, auto = {"jscc-gateway": shared, "jscc": shared}, True
-    else:
-        tasks, auto = {"jscc": shared | {"partition-id": index - 1 - len(spec.gateways)}}, True
-    federation = msgspec.structs.replace(base.federation, enabled=True, auto_join=auto, tasks=tasks,
-                                         join_window=spec.join_window, reply_timeout=spec.reply_timeout)
-    return msgspec.structs.replace(base, federation=federation)
+class GatewaySpec(Section):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$")]
+    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)]
+    lon: Annotated[float, msgspec.Meta(ge=-180, le=180)]
 
 
-class SemSpaceExperiment:
-    def __init__(self, spec: SemSpaceWorkload, seed: int, hosts: list[SimHost]) -> None:
+def _default_gateways() -> list[GatewaySpec]:
+    return [GatewaySpec("tokyo", 35.7, 139.7), GatewaySpec("delft", 52.0, 4.4), GatewaySpec("nairobi", -1.3, 36.8),
+            GatewaySpec("santiago", -33.4, -70.7), GatewaySpec("hawaii", 19.8, -155.5)]
+
+
+class SemSpaceSpec(Section):
+    """SemSpaceFL: LEO satellites train a JSCC model under moving gateways, gateways under a cloud.
+
+    Node 0 is the cloud, nodes 1..len(gateways) the gateways, the rest the satellites of a
+    Walker-delta constellation (``planes`` x ``per_plane``). Cloud round r stands for orbital
+    time r x ``round_s``: a satellite joins gateway g's regional run when it is visible to
+    and served by g during that window (``learning.orbits.association``) and its battery
+    (``battery_j`` per round, x U(0.5, 1.5) per satellite) affords the round's computation
+    and transmission (in both hierarchical schemes); its weight is D x a x e with e the battery
+    share left. Baselines in the same run: ``hier_fedavg`` (each satellite under the gateway
+    that served it most, weight D) and ``flat_fedavg`` (every satellite straight to the cloud
+    every round, weight D, ideal links and no battery limit).
+    """
+
+    planes: Annotated[int, msgspec.Meta(ge=1, le=100)] = 4
+    per_plane: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    altitude_km: Annotated[float, msgspec.Meta(ge=200, le=2000)] = 550.0
+    inclination_deg: Annotated[float, msgspec.Meta(ge=0, le=180)] = 53.0
+    phasing: Annotated[int, msgspec.Meta(ge=0)] = 1
+    gateways: list[GatewaySpec] = msgspec.field(default_factory=_default_gateways)
+    min_elevation_deg: Annotated[float, msgspec.Meta(ge=0, lt=90)] = 25.0
+    rounds: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
+    round_s: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    local_steps: Annotated[int, msgspec.Meta(ge=1)] = 10
+    snr_db: float = 10.0
+    channel: Literal["awgn", "rayleigh"] = "awgn"
+    battery_j: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    schemes: list[Literal["semspace", "hier_fedavg", "flat_fedavg"]] = msgspec.field(
+        default_factory=lambda: ["semspace", "hier_fedavg", "flat_fedavg"])
+    join_window: Annotated[float, msgspec.Meta(gt=0)] = 3.0
+    reply_timeout: Annotated[float, msgspec.Meta(gt=0)] = 120.0
+
+
+class SemSpaceExperiment(Workload):
+    name = "semspace"
+    Spec = SemSpaceSpec
+
+    def __init__(self, spec: SemSpaceSpec, seed: int, hosts: list[SimHost]) -> None:
         from edgeswarm.learning.hierarchy import EnergyModel
         from edgeswarm.learning.orbits import Gateway, Walker
 
-        self.spec = spec
-        self.hosts = hosts
+        super().__init__(spec, seed, hosts)
+        hosts = self.hosts
         self.walker = Walker(spec.planes, spec.per_plane, spec.altitude_km * 1000, spec.inclination_deg, spec.phasing)
         self.stations = [Gateway(g.name, g.lat, g.lon) for g in spec.gateways]
         self.gateway_hosts = hosts[1 : 1 + len(self.stations)]
@@ -65,7 +101,6 @@ class SemSpaceExperiment:
         self.series: dict[str, dict[str, list[float]]] = {}
         self.bytes_per_round: dict[str, float] = {}
         self.versus_snr: dict[str, dict[float, tuple[float, float]]] = {}
-        self.done = trio.Event()
         for index, host in enumerate(self.gateway_hosts):
             host.on_start = lambda node, index=index: self._as_gateway(node, index)
         for number, host in enumerate(self.satellite_hosts):
@@ -74,8 +109,28 @@ class SemSpaceExperiment:
 
         logging.getLogger("flwr").setLevel(logging.ERROR)  # per-round lines and expected warnings
 
-    def starts_late(self, host: SimHost) -> bool:
-        return False
+    @classmethod
+    def check(cls, spec: SemSpaceSpec, nodes: int) -> str | None:
+        needed = 1 + len(spec.gateways) + spec.planes * spec.per_plane
+        if nodes != needed:
+            return f"key 'nodes': the semspace workload needs {needed} (cloud, gateways, satellites)"
+        return None
+
+    @classmethod
+    def node_config(cls, spec: SemSpaceSpec, base: NodeConfig, index: int, nodes: int,
+                    device: DeviceProfile) -> NodeConfig:
+        """The cloud hosts, gateways join the cloud's runs and host regional ones, satellites join."""
+        satellites = spec.planes * spec.per_plane
+        shared = {"num-partitions": satellites}
+        if index == CLOUD:
+            tasks, auto = {"jscc-gateway": shared, "jscc": shared}, False
+        elif index <= len(spec.gateways):
+            tasks, auto = {"jscc-gateway": shared, "jscc": shared}, True
+        else:
+            tasks, auto = {"jscc": shared | {"partition-id": index - 1 - len(spec.gateways)}}, True
+        federation = msgspec.structs.replace(base.federation, enabled=True, auto_join=auto, tasks=tasks,
+                                             join_window=spec.join_window, reply_timeout=spec.reply_timeout)
+        return msgspec.structs.replace(base, federation=federation)
 
     # ---- satellites ------------------------------------------------------------------
     def shares(self, epoch: float) -> np.ndarray:
@@ -223,3 +278,27 @@ class SemSpaceExperiment:
         series = {s: {k: [round(x, 4) if x is not None else None for x in v] for k, v in d.items()}
                   for s, d in self.series.items()}
         return {"final": final, "series": series}
+
+    @staticmethod
+    def plot(report: dict[str, Any], path: Path) -> Path:
+        """PSNR and SSIM of the cloud model per round, and satellites trained per round, per scheme."""
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        for scheme, series in report["semspace_series"].items():
+            rounds = range(1, len(series["psnr"]) + 1)
+            axes[0].plot(rounds, gaps(series["psnr"]), label=scheme)
+            axes[1].plot(rounds, gaps(series["ssim"]), label=scheme)
+            axes[2].plot(rounds, series["satellites"], label=scheme)
+        for ax, title in zip(axes, ("PSNR (dB)", "SSIM", "satellites trained per round")):
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("round")
+        axes[0].legend(fontsize=8)
+        return finish(fig, report, path)
+
+    @staticmethod
+    def summary(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+        rows = [(f"PSNR {scheme} (dB)", f"{value:.2f}" if value is not None else "-")
+                for scheme, value in metrics.get("psnr_final", {}).items()]
+        return rows + [(f"energy per round {scheme} (J)", f"{value:.1f}")
+                       for scheme, value in metrics.get("energy_j_per_round", {}).items()]

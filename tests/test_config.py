@@ -2,7 +2,7 @@ import pytest
 
 from edgeswarm.node.config import ConfigError, NodeConfig, load_node_config, load_toml
 from edgeswarm.node.device import DeviceProfile, load_device
-from edgeswarm.sim.scenario import load_scenario
+from edgeswarm.sim.scenario import Scenario, load_scenario
 
 
 def test_shipped_node_toml_restates_the_defaults(repo):
@@ -79,4 +79,18 @@ def test_scenario_errors_name_the_key(tmp_path, repo):
         load_scenario(path)
     path.write_text((repo / "configs/sim/smoke.toml").read_text().replace("phone = 0.6", "watch = 0.6"))
     with pytest.raises(ConfigError, match=r"watch.toml: no such file"):
+        load_scenario(path)
+
+
+def test_every_workload_is_one_scenario_table(tmp_path, repo):
+    """The registry names each workload's table; two tables in one scenario are refused."""
+    from edgeswarm.sim.workloads import WORKLOADS
+
+    assert set(WORKLOADS) == {"grank", "fl", "lora", "semspace"}
+    for name, kind in WORKLOADS.items():
+        assert kind.name == name and name in Scenario.__struct_fields__
+    text = f"devices_dir = '{repo / 'configs/devices'}'\n" + (repo / "configs/sim/grank.toml").read_text() + "\n[lora]\n"
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="run one workload per scenario .* not grank and lora"):
         load_scenario(path)

@@ -9,7 +9,8 @@ from edgeswarm.node.config import NodeConfig, PresenceConfig, RankingConfig
 from edgeswarm.node.device import DeviceProfile
 from edgeswarm.sim.runner import run_scenario
 from edgeswarm.sim.grank_workload import log_distance
-from edgeswarm.sim.scenario import GRankWorkload, LoadedScenario, Scenario, load_scenario
+from edgeswarm.sim.grank_workload import GRankSpec
+from edgeswarm.sim.scenario import LoadedScenario, Scenario, load_scenario
 
 LAPTOP = DeviceProfile(
     name="laptop", cores=8, memory_mb=16384, compute_speed=1.0, latency_budget_ms=20,
@@ -19,7 +20,7 @@ METHODS = {"grank", "popularity", "random", "local"}
 
 
 def simulate(click_model="top", seed=4, gossip="digest"):
-    workload = GRankWorkload(items=64, tags=8, queries=1500, eval_every=500, eval_nodes=4, click_model=click_model)
+    workload = GRankSpec(items=64, tags=8, queries=1500, eval_every=500, eval_nodes=4, click_model=click_model)
     node = NodeConfig(presence=PresenceConfig(enabled=False), ranking=RankingConfig(gossip=gossip))
     scenario = Scenario(
         name="grank-small", nodes=20, duration=600.0, seed=seed, bootstrap=2, join_window=10.0,
@@ -82,7 +83,7 @@ def test_shipped_grank_scenario_is_the_papers_setup(repo):
 
 
 def test_targeted_sybils_hijack_popularity_but_not_grank():
-    workload = GRankWorkload(items=64, tags=8, queries=3000, eval_every=500, eval_nodes=4,
+    workload = GRankSpec(items=64, tags=8, queries=3000, eval_every=500, eval_nodes=4,
                              attack="targeted_sybil", attackers=5, attack_join=500, attack_start=1000)
     scenario = Scenario(name="sybil", nodes=40, duration=1200.0, seed=4, bootstrap=2, join_window=10.0,
                         sample_interval=60.0, node=NodeConfig(presence=PresenceConfig(enabled=False)), grank=workload)

@@ -73,6 +73,15 @@ def test_partitions_are_refused_on_libp2p(repo, tmp_path):
     assert result.exit_code == 3 and "partitions" in result.stderr
 
 
+def test_a_workload_is_refused_on_libp2p_not_silently_skipped(repo, tmp_path):
+    text = SCENARIO + "\n[grank]\nqueries = 10\n"
+    path = tmp_path / "s.toml"
+    path.write_text(text.format(devices=repo / "configs/devices"))
+    result = CliRunner().invoke(app, ["sim", "run", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 3 and "grank workload runs on the virtual network only" in result.stderr
+    assert not (tmp_path / "o" / "nodes").exists()
+
+
 @pytest.mark.slow
 def test_shipped_libp2p_local_scenario(repo, tmp_path):
     result = CliRunner().invoke(

@@ -1,0 +1,16 @@
+"""Every workload a scenario can run, by its scenario table name (see ``sim.workload``)."""
+
+from __future__ import annotations
+
+from .fl_workload import FlExperiment
+from .grank_workload import GRankExperiment
+from .lora_workload import LoraExperiment
+from .semspace_workload import SemSpaceExperiment
+from .workload import Workload
+
+WORKLOADS: dict[str, type[Workload]] = {kind.name: kind for kind in (
+    GRankExperiment,
+    FlExperiment,
+    LoraExperiment,
+    SemSpaceExperiment,
+)}
