@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 import trio
@@ -31,6 +32,9 @@ from .ping import PingService
 from .presence import Presence
 from .ranking import Ranking
 from .store import SequenceNumbers, Store
+
+if TYPE_CHECKING:  # the federation loads torch and Flower only when enabled
+    from .fl_client import FederationHooks
 
 
 class NodeStatus(msgspec.Struct, frozen=True):
@@ -65,6 +69,9 @@ class Node:
         Peers to join through when the stored view is empty.
     compute : Compute (default: worker threads)
         Where CPU-bound work runs; the simulator models its duration instead.
+    federation_hooks : FederationHooks or None (default: None)
+        What the simulator changes in how the federation service answers runs
+        (``node.fl_client.FederationHooks``).
     """
 
     def __init__(
@@ -78,6 +85,7 @@ class Node:
         clock: Callable[[], float] = time.time,
         bootstrap: Sequence[Descriptor] = (),
         compute: Compute | None = None,
+        federation_hooks: FederationHooks | None = None,
     ) -> None:
         if network.local_peer != identity.peer_id:
             raise ValueError("the network is bound to another identity")
@@ -116,7 +124,8 @@ class Node:
         if config.federation.enabled:  # torch and Flower load only when asked for
             from .federation import Federation
 
-            self.federation = Federation(self.messenger, config.federation, rng, clock, self.compute, self.shelf)
+            self.federation = Federation(self.messenger, config.federation, rng, clock, self.compute, self.shelf,
+                                         federation_hooks)
         self.adapters = None
         if config.adapters.enabled:  # torch and peft load only when asked for
             from .adapters import Adapters

@@ -140,7 +140,7 @@ class FlExperiment(Workload):
         self.clients = self.hosts[1 : spec.clients + 1]
         self.attackers = self.clients[len(self.clients) - spec.malicious :] if spec.malicious else []
         for host in self.attackers:
-            host.on_start = self._corrupt
+            host.federation_hooks = self._attacker_hooks(host)
         self.runs: dict[str, Any] = {}
         import flwr.common.logger  # noqa: F401  (configures the "flwr" logger on import)
 
@@ -168,11 +168,15 @@ class FlExperiment(Workload):
         )
         return msgspec.structs.replace(base, federation=federation)
 
-    def _corrupt(self, node) -> None:
-        apps = node.federation.client_apps
-        seed = derive_seed(self.seed, "fl-attacker", str(node.peer_id))
-        apps[self.spec.task] = attacker_app(apps[self.spec.task], self.spec.malicious_kind, self.spec.malicious_scale,
-                                            seed=seed)
+    def _attacker_hooks(self, host: SimHost):
+        """An attacker runs the same node code; only its ClientApp poisons what it sends."""
+        from edgeswarm.node.fl_client import FederationHooks
+        from edgeswarm.node.fl_tasks import TASKS
+
+        seed = derive_seed(self.seed, "fl-attacker", str(host.identity.peer_id))
+        app = attacker_app(TASKS[self.spec.task].client_app, self.spec.malicious_kind, self.spec.malicious_scale,
+                           seed=seed)
+        return FederationHooks(client_apps={self.spec.task: app})
 
     async def run(self, nursery: trio.Nursery) -> None:
         from edgeswarm.node.federation import RoundSpec

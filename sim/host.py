@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -17,6 +18,9 @@ from edgeswarm.protocols.membership.messages import Descriptor
 from .determinism import derive_rng
 from .observe import Tallies
 from .virtual_network import VirtualNetwork
+
+if TYPE_CHECKING:
+    from edgeswarm.node.fl_client import FederationHooks
 
 
 class SimHost:
@@ -53,8 +57,8 @@ class SimHost:
         self.node: Node | None = None
         self.sessions = 0
         self.tallies = Tallies()
-        self.on_start: Callable[[Node], None] | None = None
-        """Called with each new node before it runs (workloads adapt attacker nodes here)."""
+        self.federation_hooks: FederationHooks | None = None
+        """Passed to every node this host starts (workloads make attackers, gateways, satellites)."""
 
     def counters(self) -> dict[str, dict[str, int]]:
         """Counters summed over every session so far, including the running one."""
@@ -95,9 +99,8 @@ class SimHost:
                         clock=self._clock,
                         bootstrap=self._bootstrap,
                         compute=ModelledCompute(self.device.compute_speed),
+                        federation_hooks=self.federation_hooks,
                     )
-                    if self.on_start is not None:
-                        self.on_start(node)
                     self.node = node
                     await node.run(task_status=task_status)
             finally:

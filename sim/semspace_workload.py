@@ -102,9 +102,9 @@ class SemSpaceExperiment(Workload):
         self.bytes_per_round: dict[str, float] = {}
         self.versus_snr: dict[str, dict[float, tuple[float, float]]] = {}
         for index, host in enumerate(self.gateway_hosts):
-            host.on_start = lambda node, index=index: self._as_gateway(node, index)
+            host.federation_hooks = self._gateway_hooks(host, index)
         for number, host in enumerate(self.satellite_hosts):
-            host.on_start = lambda node, number=number: self._as_satellite(node, number)
+            host.federation_hooks = self._satellite_hooks(number)
         import flwr.common.logger  # noqa: F401  (configures the "flwr" logger on import)
 
         logging.getLogger("flwr").setLevel(logging.ERROR)  # per-round lines and expected warnings
@@ -141,7 +141,10 @@ class SemSpaceExperiment(Workload):
                                               min_elevation_deg=self.spec.min_elevation_deg)
         return self._shares[epoch]
 
-    def _as_satellite(self, node, number: int) -> None:
+    def _satellite_hooks(self, number: int):
+        """Satellite ``number`` joins a regional run when it is served and can afford it."""
+        from edgeswarm.node.fl_client import FederationHooks
+
         def policy(announce) -> dict[str, Any] | None:
             scheme = announce.requirements.get("scheme")
             if scheme == "flat_fedavg":
@@ -161,7 +164,7 @@ class SemSpaceExperiment(Workload):
                 return {"association": 1.0, "energy": 1.0}  # weight D only
             return {"association": float(shares[g]), "energy": 1.0 - cost / self.battery[number]}
 
-        node.federation.join_policy = policy
+        return FederationHooks(join_policy=policy)
 
     def _cost(self, epoch: float, number: int, g: int) -> float:
         from edgeswarm.learning.orbits import slant_range_m
@@ -182,21 +185,21 @@ class SemSpaceExperiment(Workload):
         ledger[round_number] = ledger.get(round_number, 0.0) + self._cost(epoch, number, g)
 
     # ---- gateways --------------------------------------------------------------------
-    def _as_gateway(self, node, index: int) -> None:
+    def _gateway_hooks(self, host: SimHost, index: int):
+        """Gateway ``index`` answers each cloud task with a regional run of its own."""
         from flwr.app import ArrayRecord, Error, Message, MetricRecord, RecordDict
 
-        from edgeswarm.node.federation import RoundSpec
+        from edgeswarm.node.federation import FederationHooks, RoundSpec
 
         name = self.stations[index].name
         spec = self.spec
-        # a gateway is a client of the cloud's runs only, never a satellite of a regional run
-        node.federation.join_policy = lambda announce: {} if announce.task == "jscc-gateway" else None
 
         async def regional(message: Message, context) -> Message:
+            federation = host.node.federation  # the gateway's running node (it may have restarted)
             config = message.content["config"]
             scheme = str(config["scheme"])
             epoch = (int(config["server-round"]) - 1) * spec.round_s
-            record = await node.federation.host(RoundSpec(
+            record = await federation.host(RoundSpec(
                 task="jscc", strategy="weighted", rounds=1, min_clients=1, join_window=spec.join_window,
                 reply_timeout=spec.reply_timeout, requirements={"scheme": scheme, "gateway": name, "epoch": repr(epoch)},
                 train_config={"local-steps": spec.local_steps, "snr-db": spec.snr_db, "channel": spec.channel,
@@ -204,7 +207,7 @@ class SemSpaceExperiment(Workload):
             ), initial=message.content["arrays"])
             served = record.history[-1].clients_train if record.history else {}
             self.participation.setdefault(scheme, {}).setdefault(name, []).append(len(served))
-            arrays = node.federation.models.pop(record.round_id, None)
+            arrays = federation.models.pop(record.round_id, None)
             if record.state != "done" or record.history[-1].status != "ok" or arrays is None:
                 return Message(Error(code=4, reason=f"{name}: no satellite served this round"), reply_to=message)
             weight = sum(c["weight"] for c in served.values())
@@ -213,7 +216,9 @@ class SemSpaceExperiment(Workload):
             return Message(content=RecordDict({"arrays": ArrayRecord(arrays.to_torch_state_dict()), "metrics": metrics}),
                            reply_to=message)
 
-        node.federation.async_apps["jscc-gateway"] = regional
+        # a gateway is a client of the cloud's runs only, never a satellite of a regional run
+        return FederationHooks(async_apps={"jscc-gateway": regional},
+                               join_policy=lambda announce: {} if announce.task == "jscc-gateway" else None)
 
     # ---- the cloud -------------------------------------------------------------------
     async def run(self, nursery: trio.Nursery) -> None:

@@ -104,40 +104,6 @@ def test_grid_turns_missed_deadlines_and_failed_sends_into_error_replies():
     run_virtual(main)
 
 
-def test_flower_strategy_start_runs_unchanged_over_the_grid_from_a_worker_thread():
-    from edgeswarm.learning.graph_client import app, initial_model
-
-    node_config = {"graph-source": "builtin", "num-partitions": 3}
-    contexts = {}
-
-    async def main():
-        grid = None
-
-        async def send(peer, data):  # an in-process stand-in for the network: decode, run, reply
-            message = flower_wire.decode(data)
-            context = contexts[message.metadata.dst_node_id]
-            reply = app(message, context)
-            flower_wire.stamp(reply, run_id=grid.run.run_id, message_id="r" + message.metadata.message_id,
-                              src_node_id=message.metadata.dst_node_id)
-            assert grid.deliver(peer, flower_wire.decode(flower_wire.encode(reply))) == ""
-
-        grid = SwarmGrid(7, 1, send)
-        for i in range(3):
-            node_id = grid.add_peer(identity(10 + i).peer_id)
-            contexts[node_id] = Context(run_id=7, node_id=node_id, node_config={**node_config, "partition-id": i},
-                                        state=RecordDict(), run_config={})
-        strategy = FedAvg(min_available_nodes=3)
-        initial = initial_model({**node_config, "partition-id": 0}, "fedavg")
-        result = await trio.to_thread.run_sync(lambda: strategy.start(
-            grid=grid, initial_arrays=initial, num_rounds=2, timeout=60,
-            train_config=ConfigRecord({"method": "fedavg"}), evaluate_config=ConfigRecord({"method": "fedavg"})))
-        return result
-
-    result = trio.run(main)
-    assert set(result.train_metrics_clientapp) == {1, 2} and set(result.evaluate_metrics_clientapp) == {1, 2}
-    assert 0.0 < result.evaluate_metrics_clientapp[2]["test-acc"] <= 1.0
-
-
 def test_federation_refuses_tasks_and_results_from_strangers_and_bad_payloads():
     async def main():
         net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))

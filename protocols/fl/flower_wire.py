@@ -6,6 +6,7 @@ sets; ``ensure_task_identity`` sets it once (we re-stamp every message we send a
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
@@ -28,6 +29,15 @@ def ensure_task_identity() -> None:
             getattr(TaskIdentity, name)
         except RuntimeError:
             setattr(TaskIdentity, name, 0)
+
+
+def flower_id(name: str) -> int:
+    """A stable 63-bit Flower id for a name (Flower's run and node ids are sint64 on the wire).
+
+    Run ids come from round ids, node ids from PeerIDs, so host and clients agree on both
+    without asking each other.
+    """
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 1
 
 
 def stamp(message: Message, *, run_id: int, message_id: str, src_node_id: int) -> None:

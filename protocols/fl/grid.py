@@ -1,15 +1,15 @@
 """A ``flwr.serverapp.Grid`` whose messages travel over the swarm's ``Network``.
 
-Any Message-API strategy runs on it unchanged. The host's trio code awaits
-``send_and_receive_async``; Flower's own blocking ``Strategy.start`` can drive it from a
-worker thread through ``send_and_receive`` (which hops into trio). A reply that does not
-arrive by the timeout, or a send that fails, comes back as an error reply, so strategies
-count it as a failure and a round never hangs.
+Any Message-API strategy's ``configure_*``/``aggregate_*`` run on it unchanged; the host's
+round loop (``node.fl_host``) awaits ``send_and_receive_async`` between them. Flower's own
+``Strategy.start`` is not used: it blocks a thread on wall-clock time, which a virtual-time
+simulator cannot drive, and it would hand replies to the strategy before the host checks
+them. A reply that does not arrive in time, or a send that fails, comes back as an error
+reply, so strategies count it as a failure and a round never hangs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -27,8 +27,8 @@ DEADLINE_MISSED = 2
 
 
 def flower_node_id(peer: PeerId) -> int:
-    """A stable 63-bit Flower node id for a peer (Flower's ids are sint64 on the wire)."""
-    return int.from_bytes(hashlib.sha256(str(peer).encode()).digest()[:8], "big") >> 1
+    """A peer's Flower node id."""
+    return flower_wire.flower_id(str(peer))
 
 
 class SwarmGrid(Grid):
@@ -59,9 +59,6 @@ class SwarmGrid(Grid):
         self._peers[node_id] = peer
         return node_id
 
-    def remove_peer(self, peer: PeerId) -> None:
-        self._peers.pop(flower_node_id(peer), None)
-
     def peer_of(self, node_id: int) -> PeerId | None:
         return self._peers.get(node_id)
 
@@ -87,8 +84,7 @@ class SwarmGrid(Grid):
         raise NotImplementedError("SwarmGrid sends and collects in one step: use send_and_receive")
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
-        """Blocking form for ``Strategy.start`` in a worker thread started by trio."""
-        return trio.from_thread.run(self.send_and_receive_async, list(messages), timeout)
+        raise NotImplementedError("SwarmGrid is driven by the host's trio round loop: use send_and_receive_async")
 
     # the swarm side
     async def send_and_receive_async(self, messages: list[Message], timeout: float | None) -> list[Message]:

@@ -1,0 +1,182 @@
+"""The client side of federated runs: hear announcements, join, answer each task.
+
+Offered tasks (``[node.federation.tasks]``) are joined on announcement when ``auto_join``
+is set (or by ``join``). Each ``Task`` is acknowledged at once, run through the task's
+``ClientApp`` on ``Compute`` (or an async app, see ``FederationHooks``), and answered with
+a ``Result``. A failing task loses only itself: it is counted, the node carries on.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from flwr.app import Context, Error, Message, RecordDict
+from flwr.clientapp import ClientApp
+
+from edgeswarm.protocols.blobs import BlobError
+from edgeswarm.protocols.envelope import Rejected
+from edgeswarm.protocols.fl import flower_wire
+from edgeswarm.protocols.fl.messages import Ack, Join, JoinReply, Result, RoundAnnounce, Task
+from edgeswarm.protocols.messenger import Messenger
+from edgeswarm.protocols.network import NetworkError
+from edgeswarm.protocols.peer_id import PeerId
+
+from .compute import Compute
+from .config import FederationConfig
+from .fl_payloads import Payloads
+from .fl_records import MAX_RUNS, RunRecord, bound
+from .fl_tasks import TASKS, meets
+
+CLIENT_APP_FAILED = 3  # Error code of a reply whose ClientApp raised
+MAX_ANNOUNCED = 1000  # announced runs remembered
+MAX_JOINED = 64  # joined runs whose client state is kept (oldest dropped first)
+
+AsyncApp = Callable[[Message, Context], Awaitable[Message]]
+JoinPolicy = Callable[[RoundAnnounce], "dict[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class FederationHooks:
+    """What a deployment (the simulator) changes in how this node answers runs.
+
+    Parameters
+    ----------
+    client_apps : task -> ClientApp (default: none)
+        Replace a task's ClientApp (the simulator's attackers).
+    async_apps : task -> async (message, context) -> reply (default: none)
+        Tasks answered by async code on this node instead of a ClientApp (a gateway's
+        reply to the cloud is a regional run of its own).
+    join_policy : (announce) -> node config or None (default: None)
+        Decides whether to join an offered run and adds per-run node config (a
+        satellite's association share and energy factor); None joins every matching run.
+    """
+
+    client_apps: Mapping[str, ClientApp] = field(default_factory=dict)
+    async_apps: Mapping[str, AsyncApp] = field(default_factory=dict)
+    join_policy: JoinPolicy | None = None
+
+
+@dataclass(frozen=True)
+class JoinedRun:
+    """A run this node takes part in: its record, its host and Flower's per-run state."""
+
+    record: RunRecord
+    host: PeerId
+    context: Context
+    task: str
+
+
+class FlClient:
+    """Join runs and answer their tasks (see the module docstring)."""
+
+    def __init__(self, messenger: Messenger, config: FederationConfig, compute: Compute, payloads: Payloads,
+                 runs: dict[str, RunRecord], hooks: FederationHooks) -> None:
+        self.messenger = messenger
+        self.config = config
+        self.compute = compute
+        self.payloads = payloads
+        self.runs = runs
+        self.hooks = hooks
+        self.client_apps = {name: task.client_app for name, task in TASKS.items()} | dict(hooks.client_apps)
+        self.announced: dict[str, tuple[PeerId, RoundAnnounce]] = {}
+        self._joined: dict[str, JoinedRun] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            subscription = self.messenger.subscribe(RoundAnnounce)
+            task_status.started()
+            async for opened in subscription:
+                self.on_announce(opened.sender, opened.body)
+
+    def on_announce(self, host: PeerId, announce: RoundAnnounce) -> None:
+        if host == self.messenger.local_peer or announce.round_id in self.announced:
+            return
+        self.announced[announce.round_id] = (host, announce)
+        bound(self.announced, MAX_ANNOUNCED)  # forget the oldest: a flood cannot grow memory
+        offered = self.config.tasks.get(announce.task)
+        policy = self.hooks.join_policy
+        if self.config.auto_join and offered is not None and meets(announce.requirements, announce.task, offered) \
+                and self._nursery is not None and (policy is None or policy(announce) is not None):
+            self._nursery.start_soon(self._join_quietly, announce.round_id)
+
+    async def _join_quietly(self, round_id: str) -> None:
+        try:
+            await self.join(round_id)
+        except (NetworkError, ValueError):
+            self.messenger.counters.add("fl", "joins_failed")  # the host is gone or full: not joined
+
+    async def join(self, round_id: str) -> RunRecord:
+        """Join an announced run whose task this node offers; raises ValueError if refused."""
+        if round_id in self._joined:
+            return self._joined[round_id].record
+        if round_id not in self.announced:
+            raise ValueError(f"no announced run {round_id!r}")
+        host, announce = self.announced[round_id]
+        if announce.task not in self.config.tasks:
+            raise ValueError(f"this node does not offer task {announce.task!r}")
+        if not meets(announce.requirements, announce.task, self.config.tasks[announce.task]):
+            raise ValueError(f"this node's {announce.task!r} config does not match the run's {announce.requirements}")
+        reply = await self.messenger.request(host, Join(round_id, announce.task), JoinReply,
+                                             timeout=self.config.chunk_timeout)
+        if not reply.accepted:
+            raise ValueError(f"host refused: {reply.reason}")
+        node_config = dict(self.config.tasks[announce.task])
+        if self.hooks.join_policy is not None:
+            extra = self.hooks.join_policy(announce)
+            if extra is None:
+                raise ValueError("this node's join policy declines the run")
+            node_config |= extra
+        context = Context(run_id=flower_wire.flower_id(round_id), node_id=reply.node_id, node_config=node_config,
+                          state=RecordDict(), run_config={})
+        record = RunRecord(round_id, "client", announce.task, announce.strategy, announce.rounds, str(host), "joined")
+        self._joined[round_id] = JoinedRun(record, host, context, announce.task)
+        self.runs[round_id] = record
+        bound(self._joined, MAX_JOINED)  # a client's state per run (masks, optimizer) is not kept forever
+        bound(self.runs, MAX_RUNS)
+        return record
+
+    async def on_task(self, peer: PeerId, task: Task) -> Ack:
+        joined = self._joined.get(task.round_id)
+        if joined is None or joined.host != peer:
+            return Ack(False, "not a participant of that run with that host")
+        if (task.inline is None) == (task.blob is None):
+            return Ack(False, "a task carries either inline bytes or a blob")
+        assert self._nursery is not None
+        self._nursery.start_soon(self._work, joined, task)
+        return Ack(True)
+
+    async def _work(self, joined: JoinedRun, task: Task) -> None:
+        """Fetch, decode, run the ClientApp, reply; any failure only loses this one task."""
+        try:
+            message = flower_wire.decode(await self.payloads.receive(joined.host, task))
+            if message.metadata.dst_node_id != joined.context.node_id:
+                self.messenger.counters.add("fl", "tasks_failed")
+                return
+            joined.record.state = "training"
+            if joined.task in self.hooks.async_apps:
+                reply = await self.hooks.async_apps[joined.task](message, joined.context)
+            else:
+                app = self.client_apps[joined.task]
+                reply = await self.compute.run(lambda: _call(app, message, joined.context),
+                                               reference_seconds=TASKS[joined.task].reference_seconds)
+            flower_wire.stamp(reply, run_id=joined.context.run_id, message_id=f"r-{message.metadata.message_id}",
+                              src_node_id=joined.context.node_id)
+            await self.payloads.send(joined.host, Result, task.round_id, flower_wire.encode(reply))
+        except (BlobError, flower_wire.WireError, NetworkError, Rejected, ValueError):
+            self.messenger.counters.add("fl", "tasks_failed")
+        finally:
+            joined.record.state = "joined"
+
+
+def _call(app: ClientApp, message: Message, context: Context) -> Message:
+    """Run the ClientApp; a crash in it becomes an error reply, as Flower's runtime does."""
+    try:
+        return app(message, context)
+    except Exception as exc:  # noqa: BLE001 - any failure of the app is reported to the host, never kills the node
+        return Message(Error(code=CLIENT_APP_FAILED, reason=f"{type(exc).__name__}: {exc}"[:500]), reply_to=message)

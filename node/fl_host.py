@@ -1,0 +1,239 @@
+"""The host side of federated runs: announce, admit joiners, drive the rounds.
+
+Hosting gossips a signed ``RoundAnnounce``, accepts ``Join`` requests for the join window,
+then drives a Flower strategy round by round over a ``SwarmGrid``: ``configure_train``, the
+replies, ``aggregate_train``, then the same for evaluate (the order of Flower's
+``Strategy.start``, awaiting the network instead of blocking a thread on it). Every reply
+is checked against the round's model before the strategy sees it
+(``learning.reply_check``: names, shapes, dtypes, finite values, a bounded weight); those
+that fail are dropped and recorded per round. A round with fewer valid replies than the
+minimum keeps the previous model and is marked failed; a run whose strategy raises ends
+as failed, the node carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import trio
+from flwr.app import ArrayRecord, ConfigRecord, Message
+from flwr.serverapp.strategy import Strategy
+
+from edgeswarm.learning.reply_check import check_metrics, check_train_reply
+from edgeswarm.protocols.blobs import BlobError
+from edgeswarm.protocols.fl import flower_wire
+from edgeswarm.protocols.fl.grid import SwarmGrid, flower_node_id
+from edgeswarm.protocols.fl.messages import Ack, Join, JoinReply, Result, RoundAnnounce, Task
+from edgeswarm.protocols.messenger import Messenger
+from edgeswarm.protocols.peer_id import PeerId
+
+from .config import FederationConfig
+from .fl_catalog import check_run
+from .fl_payloads import Payloads
+from .fl_records import MAX_RUNS, RoundMetrics, RoundSpec, RunRecord, bound, floats
+from .fl_tasks import TASKS, make_strategy, requirements, round_config
+
+log = logging.getLogger(__name__)
+
+MAX_MODELS = 8  # latest aggregated models kept, one per hosted run
+
+Evaluate = Callable[[ArrayRecord], dict[str, float]]
+OnRound = Callable[[RoundMetrics], None]
+
+
+@dataclass(frozen=True)
+class HostedRun:
+    """Everything fixed about a run this node hosts; its progress lives in ``record``."""
+
+    record: RunRecord
+    spec: RoundSpec
+    grid: SwarmGrid
+    strategy: Strategy
+    join_window: float
+    join_until: float  # on the node's clock
+    reply_timeout: float
+    initial: ArrayRecord | None = None
+    evaluate: Evaluate | None = None
+    on_round: OnRound | None = None
+
+
+class FlHost:
+    """Host runs over the swarm (see the module docstring)."""
+
+    def __init__(self, messenger: Messenger, config: FederationConfig, rng: random.Random,
+                 clock: Callable[[], float], payloads: Payloads, runs: dict[str, RunRecord]) -> None:
+        self.messenger = messenger
+        self.config = config
+        self.rng = rng
+        self.clock = clock
+        self.payloads = payloads
+        self.runs = runs
+        self.models: dict[str, ArrayRecord] = {}  # the latest aggregated model of each run hosted here
+        self._hosted: dict[str, HostedRun] = {}
+        self._counter = 0
+
+    @property
+    def me(self) -> PeerId:
+        return self.messenger.local_peer
+
+    async def announce(self, spec: RoundSpec, *, initial: ArrayRecord | None = None,
+                       evaluate: Evaluate | None = None, on_round: OnRound | None = None) -> HostedRun:
+        """Check ``spec``, open the run for joins and gossip its announcement."""
+        if spec.task not in TASKS:
+            raise ValueError(f"unknown task {spec.task!r} (known: {', '.join(TASKS)})")
+        if spec.task not in self.config.tasks:
+            raise ValueError(f"the host must offer task {spec.task!r} too (it builds the initial model from it)")
+        if spec.rounds < 1 or spec.min_clients < 1:
+            raise ValueError("rounds and min_clients must be at least 1")
+        problem = check_run(spec.task, spec.strategy, spec.min_clients)
+        if problem:
+            raise ValueError(problem)
+        strategy = make_strategy(spec.strategy, spec.min_clients, spec.strategy_options)
+        self._counter += 1
+        round_id = f"{str(self.me)[-8:]}-{self._counter}-{self.rng.getrandbits(32):08x}"
+        grid = SwarmGrid(flower_wire.flower_id(round_id), flower_node_id(self.me),
+                         lambda peer, data: self.payloads.send(peer, Task, round_id, data))
+        join_window = spec.join_window or self.config.join_window
+        record = RunRecord(round_id, "host", spec.task, spec.strategy, spec.rounds, str(self.me), "announced")
+        hosted = HostedRun(record, spec, grid, strategy, join_window, self.clock() + join_window,
+                           spec.reply_timeout or self.config.reply_timeout, initial, evaluate, on_round)
+        self._hosted[round_id] = hosted
+        self.runs[round_id] = record
+        bound(self.runs, MAX_RUNS)
+        bound(self._hosted, MAX_RUNS)
+        required = requirements(spec.task, dict(self.config.tasks[spec.task])) | dict(spec.requirements)
+        await self.messenger.publish(RoundAnnounce(
+            round_id, spec.task, spec.task, spec.strategy, spec.rounds, spec.min_clients, hosted.reply_timeout,
+            hosted.join_until, required))
+        return hosted
+
+    async def drive(self, hosted: HostedRun) -> None:
+        """Run every round of ``hosted``; a strategy that raises fails the run, not the node."""
+        try:
+            await self._rounds(hosted)
+        except Exception as exc:  # noqa: BLE001 - Flower's strategy code may raise anything; the run ends, not the node
+            self.messenger.counters.add("fl", "runs_crashed")
+            hosted.record.state, hosted.record.detail = "failed", f"{type(exc).__name__}: {exc}"[:300]
+            log.exception("hosted run %s failed", hosted.record.round_id)
+
+    async def _rounds(self, hosted: HostedRun) -> None:
+        record, grid, spec = hosted.record, hosted.grid, hosted.spec
+        await trio.sleep(hosted.join_window)
+        joined = list(grid.get_node_ids())
+        if len(joined) < spec.min_clients:
+            record.state, record.detail = "failed", f"{len(joined)} joined, {spec.min_clients} needed"
+            return
+        record.state = "running"  # closes joining
+        arrays = hosted.initial if hosted.initial is not None else TASKS[spec.task].initial_model(
+            dict(self.config.tasks[spec.task]), round_config(spec.strategy)["method"])
+        for number in range(1, spec.rounds + 1):
+            started = self.clock()
+            arrays, metrics = await self._one_round(hosted, number, arrays)
+            metrics.seconds = round(self.clock() - started, 3)
+            if hosted.evaluate is not None:
+                metrics.central = hosted.evaluate(arrays)
+            self.models[record.round_id] = arrays
+            bound(self.models, MAX_MODELS)
+            record.history.append(metrics)
+            if hosted.on_round is not None:
+                hosted.on_round(metrics)
+        record.state = "done"
+
+    async def _one_round(self, hosted: HostedRun, number: int, arrays: ArrayRecord) -> tuple[ArrayRecord, RoundMetrics]:
+        """One train + evaluate round, in the order of ``Strategy.start``."""
+        strategy, grid, spec = hosted.strategy, hosted.grid, hosted.spec
+        config = round_config(spec.strategy, spec.train_config)
+        minimum = getattr(strategy, "min_train_nodes", 1)
+        train_replies = await grid.send_and_receive_async(
+            list(strategy.configure_train(number, arrays, ConfigRecord(dict(config)), grid)), hosted.reply_timeout)
+        weight_key = getattr(strategy, "weighted_by_key", "num-examples")
+        rejected: dict[str, str] = {}
+        valid = []
+        for reply in (m for m in train_replies if not m.has_error()):
+            reason = check_train_reply(reply, arrays, arrays_key=getattr(strategy, "arrayrecord_key", "arrays"),
+                                       weight_key=weight_key, max_weight=self.config.max_examples)
+            if reason is None:
+                valid.append(reply)
+            else:
+                rejected[str(grid.peer_of(reply.metadata.src_node_id))] = reason
+        self.messenger.counters.add("fl", "replies_rejected", len(rejected))
+        failures = len(train_replies) - len(valid) - len(rejected)
+        if len(valid) < minimum:
+            return arrays, RoundMetrics(number, f"failed: {len(valid)} valid replies, {minimum} needed", len(valid),
+                                        failures, {}, {}, {}, rejected=rejected)
+        capped = self._cap_weights(grid, valid, weight_key)
+        clients_train = self._by_peer(grid, valid)
+        new_arrays, train_metrics = strategy.aggregate_train(number, valid)
+        if new_arrays is not None:
+            arrays = new_arrays
+        evaluate_replies = []
+        for reply in await grid.send_and_receive_async(
+                list(strategy.configure_evaluate(number, arrays, ConfigRecord(dict(config)), grid)), hosted.reply_timeout):
+            reason = None if reply.has_error() else check_metrics(reply, max_weight=self.config.max_examples)
+            if reason is None:
+                evaluate_replies.append(reply)
+            else:
+                rejected.setdefault(str(grid.peer_of(reply.metadata.src_node_id)), f"evaluate: {reason}")
+                self.messenger.counters.add("fl", "replies_rejected")
+        evaluate_metrics = strategy.aggregate_evaluate(number, evaluate_replies)
+        clients = self._by_peer(grid, [r for r in evaluate_replies if not r.has_error()])
+        return arrays, RoundMetrics(number, "ok", len(valid), failures, floats(train_metrics),
+                                    floats(evaluate_metrics), clients, clients_train=clients_train,
+                                    rejected=rejected, capped=capped)
+
+    @staticmethod
+    def _by_peer(grid: SwarmGrid, replies: list[Message]) -> dict[str, dict[str, float]]:
+        """Each participant's reply metrics, by PeerID."""
+        out = {}
+        for reply in replies:
+            peer = grid.peer_of(reply.metadata.src_node_id)
+            if peer is not None and "metrics" in reply.content.metric_records:
+                out[str(peer)] = floats(reply.content["metrics"])
+        return out
+
+    def _cap_weights(self, grid: SwarmGrid, replies: list[Message], key: str) -> dict[str, float]:
+        """Cut each reply's weight to ``weight_cap`` times the median of the others' (in place).
+
+        The absolute bound alone lets one client claim 1e6 examples beside honest hundreds;
+        against its peers' median it can claim at most ``weight_cap`` times a typical share.
+        """
+        weights = [float(m.content["metrics"][key]) for m in replies]
+        capped = {}
+        for i, reply in enumerate(replies):
+            others = weights[:i] + weights[i + 1:]
+            if not others:
+                break
+            cap = self.config.weight_cap * float(np.median(others))
+            if weights[i] > cap:
+                metrics = reply.content["metrics"]
+                metrics[key] = type(metrics[key])(cap)
+                capped[str(grid.peer_of(reply.metadata.src_node_id))] = weights[i]
+        self.messenger.counters.add("fl", "weights_capped", len(capped))
+        return capped
+
+    async def on_join(self, peer: PeerId, join: Join) -> JoinReply:
+        hosted = self._hosted.get(join.round_id)
+        if hosted is None:
+            return JoinReply(False, 0, "no such run here")
+        if hosted.record.state != "announced" or self.clock() > hosted.join_until:
+            return JoinReply(False, 0, "joining has closed")
+        if join.task != hosted.spec.task:
+            return JoinReply(False, 0, "wrong task")
+        node_id = hosted.grid.add_peer(peer)
+        hosted.record.participants = sorted({*hosted.record.participants, str(peer)})
+        return JoinReply(True, node_id)
+
+    async def on_result(self, peer: PeerId, result: Result) -> Ack:
+        hosted = self._hosted.get(result.round_id)
+        if hosted is None or hosted.grid.peer_of(flower_node_id(peer)) != peer:
+            return Ack(False, "not a participant of that run")
+        try:
+            reason = hosted.grid.deliver(peer, flower_wire.decode(await self.payloads.receive(peer, result)))
+        except (BlobError, flower_wire.WireError, ValueError) as exc:
+            reason = str(exc)
+        return Ack(not reason, reason[:200])

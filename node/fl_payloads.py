@@ -1,0 +1,42 @@
+"""How a Flower message travels between host and client: inline, or as a blob fetched in chunks.
+
+A ``Task`` (host -> client) or ``Result`` (client -> host) carries the message's bytes
+itself up to ``INLINE_BYTES``; a larger one is offered on this node's ``BlobShelf`` to that
+one peer, who fetches it by hash. Both directions are bounded by ``max_payload_mb``.
+"""
+
+from __future__ import annotations
+
+from edgeswarm.protocols.blobs import BlobRef, BlobShelf, fetch
+from edgeswarm.protocols.fl.messages import INLINE_BYTES, Ack, Result, Task
+from edgeswarm.protocols.messenger import Messenger
+from edgeswarm.protocols.network import RequestRefused
+from edgeswarm.protocols.peer_id import PeerId
+
+
+class Payloads:
+    """Send and receive Flower message bytes for one node."""
+
+    def __init__(self, messenger: Messenger, shelf: BlobShelf, *, max_bytes: int, timeout: float) -> None:
+        self.messenger = messenger
+        self.shelf = shelf
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+
+    async def send(self, peer: PeerId, kind: type[Task] | type[Result], round_id: str, data: bytes) -> None:
+        """Send ``data`` inline or as a blob offered to ``peer``; raise if it is refused."""
+        if len(data) > self.max_bytes:
+            raise ValueError(f"message of {len(data)} bytes is over the {self.max_bytes}-byte limit")
+        body = kind(round_id, inline=data) if len(data) <= INLINE_BYTES else kind(round_id, blob=self.shelf.offer(data, peer))
+        ack = await self.messenger.request(peer, body, Ack, timeout=self.timeout)
+        if not ack.accepted:
+            raise RequestRefused(f"{kind.KIND} refused: {ack.reason}")
+
+    async def receive(self, peer: PeerId, message: Task | Result) -> bytes:
+        """The bytes a Task or Result carries, fetching its blob from ``peer`` if it has one."""
+        if (message.inline is None) == (message.blob is None):
+            raise ValueError(f"a {message.KIND} carries either inline bytes or a blob")
+        return message.inline if message.blob is None else await self._fetch(peer, message.blob)
+
+    async def _fetch(self, peer: PeerId, ref: BlobRef) -> bytes:
+        return await fetch(self.messenger, peer, ref, max_bytes=self.max_bytes, timeout=self.timeout)
