@@ -16,7 +16,7 @@ from flwr.app import ArrayRecord
 
 from edgeswarm.protocols.blobs import BlobShelf
 from edgeswarm.protocols.fl import flower_wire
-from edgeswarm.protocols.fl.messages import MESSAGES, Join, Result, Task
+from edgeswarm.protocols.fl.messages import MESSAGES, Join, Result, RoundAnnounce, Task
 from edgeswarm.protocols.messenger import Messenger
 
 from .compute import Compute
@@ -72,10 +72,13 @@ class Federation:
         return self._client.announced
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Hear announcements until cancelled; hosted runs and client tasks run inside."""
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            await nursery.start(self._client.run)
+            self._nursery = self._client.nursery = nursery
+            subscription = self._client.messenger.subscribe(RoundAnnounce)
             task_status.started()
+            async for opened in subscription:
+                self._client.on_announce(opened.sender, opened.body)
 
     async def host(self, spec: RoundSpec, *, on_round: OnRound | None = None, initial: ArrayRecord | None = None,
                    evaluate: Evaluate | None = None) -> RunRecord:

@@ -84,15 +84,8 @@ class FlClient:
         self.client_apps = {name: task.client_app for name, task in TASKS.items()} | dict(hooks.client_apps)
         self.announced: dict[str, tuple[PeerId, RoundAnnounce]] = {}
         self._joined: dict[str, JoinedRun] = {}
-        self._nursery: trio.Nursery | None = None
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            subscription = self.messenger.subscribe(RoundAnnounce)
-            task_status.started()
-            async for opened in subscription:
-                self.on_announce(opened.sender, opened.body)
+        self.nursery: trio.Nursery | None = None
+        """Where task work runs: the federation service's nursery, set when it runs."""
 
     def on_announce(self, host: PeerId, announce: RoundAnnounce) -> None:
         if host == self.messenger.local_peer or announce.round_id in self.announced:
@@ -102,8 +95,8 @@ class FlClient:
         offered = self.config.tasks.get(announce.task)
         policy = self.hooks.join_policy
         if self.config.auto_join and offered is not None and meets(announce.requirements, announce.task, offered) \
-                and self._nursery is not None and (policy is None or policy(announce) is not None):
-            self._nursery.start_soon(self._join_quietly, announce.round_id)
+                and self.nursery is not None and (policy is None or policy(announce) is not None):
+            self.nursery.start_soon(self._join_quietly, announce.round_id)
 
     async def _join_quietly(self, round_id: str) -> None:
         try:
@@ -147,8 +140,8 @@ class FlClient:
             return Ack(False, "not a participant of that run with that host")
         if (task.inline is None) == (task.blob is None):
             return Ack(False, "a task carries either inline bytes or a blob")
-        assert self._nursery is not None
-        self._nursery.start_soon(self._work, joined, task)
+        assert self.nursery is not None
+        self.nursery.start_soon(self._work, joined, task)
         return Ack(True)
 
     async def _work(self, joined: JoinedRun, task: Task) -> None:
