@@ -132,13 +132,6 @@ def similarity_weights(embeddings: np.ndarray, tau: float) -> np.ndarray:
     return weights / weights.sum(axis=1, keepdims=True)
 
 
-def weighted_sum(states: list[dict[str, np.ndarray]], weights: np.ndarray) -> dict[str, np.ndarray]:
-    """sum_j w_j * state_j, key by key (the states must share keys and shapes)."""
-    if len(states) != len(weights) or not states:
-        raise ValueError("need one weight per state and at least one state")
-    return {k: sum(float(w) * s[k] for w, s in zip(weights, states)).astype(states[0][k].dtype) for k in states[0]}
-
-
 @dataclass(frozen=True)
 class LocalTraining:
     """Client-side hyperparameters (paper / official defaults for Cora)."""

@@ -25,9 +25,9 @@ from .fedpub import (
     GCN, LocalTraining, accuracy, functional_embedding, load_shared, mask_state, proxy_graph, shared_state, train_epochs,
 )
 from .graphs import Graph, client_graphs
+from .keys import EMBEDDING
 
 METHODS = ("fedavg", "fedpub", "local")
-EMBEDDING_KEY = "embedding"
 
 
 @lru_cache(maxsize=4)
@@ -143,7 +143,7 @@ def build_client_app() -> ClientApp:
         content = RecordDict({"arrays": ArrayRecord(shared_state(model)), "metrics": metrics})
         if method == "fedpub":
             h = functional_embedding(model, proxy_graph(graph.num_features))
-            content[EMBEDDING_KEY] = ArrayRecord([h.astype("float32")])
+            content[EMBEDDING] = ArrayRecord([h.astype("float32")])
         return Message(content=content, reply_to=message)
 
     @app.evaluate()

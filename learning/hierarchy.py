@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .weighted import weighted_sum
+
 BOLTZMANN = 1.380649e-23
 LIGHT = 299_792_458.0
 
@@ -43,17 +45,13 @@ def aggregate(models: list[dict[str, np.ndarray]], pi: np.ndarray, rho: np.ndarr
     """Cloud model from satellite models through the gateways; ``fallback`` if nobody counts."""
     if rho.sum() <= 0:
         return {k: v.copy() for k, v in fallback.items()}
-    cloud = {}
-    for key in fallback:
-        gateways = [sum(pi[s, g] * models[s][key] for s in range(len(models)) if pi[s, g] > 0)
-                    for g in range(pi.shape[1])]
-        cloud[key] = sum(rho[g] * gateways[g] for g in range(len(gateways)) if rho[g] > 0).astype(fallback[key].dtype)
-    return cloud
+    served = [g for g in range(pi.shape[1]) if rho[g] > 0]
+    gateways = [weighted_sum(models, pi[:, g]) for g in served]
+    return weighted_sum(gateways, rho[served])
 
 
 def flat_fedavg(models: list[dict[str, np.ndarray]], samples: np.ndarray) -> dict[str, np.ndarray]:
-    weights = np.asarray(samples, float) / np.sum(samples)
-    return {k: sum(w * m[k] for w, m in zip(weights, models)).astype(models[0][k].dtype) for k in models[0]}
+    return weighted_sum(models, np.asarray(samples, float) / np.sum(samples))
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from . import supernet
+from .keys import MASK
 from .weight_sharing import touched
 
-MASK_KEY = "mask"
 
 
 def genome_of(node_config: dict) -> np.ndarray:
@@ -83,7 +83,7 @@ def build_client_app() -> ClientApp:
         accuracy = supernet.evaluate(supernet.subnet(net, genome), "val")
         content = RecordDict({
             "arrays": ArrayRecord({k: torch.from_numpy(v) for k, v in after.items()}),
-            MASK_KEY: ArrayRecord({k: torch.from_numpy(m.astype(np.uint8)) for k, m in mask.items()}),
+            MASK: ArrayRecord({k: torch.from_numpy(m.astype(np.uint8)) for k, m in mask.items()}),
             "metrics": MetricRecord({"num-examples": len(y), "val-acc": accuracy,
                                      "trained-share": float(sum(m.sum() for m in mask.values())
                                                             / sum(m.size for m in mask.values()))}),

@@ -24,6 +24,7 @@ import trio
 from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp.strategy import Strategy
 
+from edgeswarm.learning.keys import ARRAYS, METRICS, NUM_EXAMPLES
 from edgeswarm.learning.reply_check import check_metrics, check_train_reply
 from edgeswarm.protocols.blobs import BlobError
 from edgeswarm.protocols.fl import flower_wire
@@ -151,11 +152,11 @@ class FlHost:
         minimum = getattr(strategy, "min_train_nodes", 1)
         train_replies = await grid.send_and_receive_async(
             list(strategy.configure_train(number, arrays, ConfigRecord(dict(config)), grid)), hosted.reply_timeout)
-        weight_key = getattr(strategy, "weighted_by_key", "num-examples")
+        weight_key = getattr(strategy, "weighted_by_key", NUM_EXAMPLES)
         rejected: dict[str, str] = {}
         valid = []
         for reply in (m for m in train_replies if not m.has_error()):
-            reason = check_train_reply(reply, arrays, arrays_key=getattr(strategy, "arrayrecord_key", "arrays"),
+            reason = check_train_reply(reply, arrays, arrays_key=getattr(strategy, "arrayrecord_key", ARRAYS),
                                        weight_key=weight_key, max_weight=self.config.max_examples)
             if reason is None:
                 valid.append(reply)
@@ -192,8 +193,8 @@ class FlHost:
         out = {}
         for reply in replies:
             peer = grid.peer_of(reply.metadata.src_node_id)
-            if peer is not None and "metrics" in reply.content.metric_records:
-                out[str(peer)] = floats(reply.content["metrics"])
+            if peer is not None and METRICS in reply.content.metric_records:
+                out[str(peer)] = floats(reply.content[METRICS])
         return out
 
     def _cap_weights(self, grid: SwarmGrid, replies: list[Message], key: str) -> dict[str, float]:
@@ -202,7 +203,7 @@ class FlHost:
         The absolute bound alone lets one client claim 1e6 examples beside honest hundreds;
         against its peers' median it can claim at most ``weight_cap`` times a typical share.
         """
-        weights = [float(m.content["metrics"][key]) for m in replies]
+        weights = [float(m.content[METRICS][key]) for m in replies]
         capped = {}
         for i, reply in enumerate(replies):
             others = weights[:i] + weights[i + 1:]
@@ -210,7 +211,7 @@ class FlHost:
                 break
             cap = self.config.weight_cap * float(np.median(others))
             if weights[i] > cap:
-                metrics = reply.content["metrics"]
+                metrics = reply.content[METRICS]
                 metrics[key] = type(metrics[key])(cap)
                 capped[str(grid.peer_of(reply.metadata.src_node_id))] = weights[i]
         self.messenger.counters.add("fl", "weights_capped", len(capped))

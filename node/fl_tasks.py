@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.clientapp import ClientApp
@@ -16,6 +18,7 @@ from flwr.serverapp.strategy import (
 )
 
 from edgeswarm.learning import graph_client, jscc_client, ofa_client
+from edgeswarm.learning.keys import WEIGHT
 from edgeswarm.learning.strategies import FedPub, WeightSharing
 
 from . import fl_catalog
@@ -45,27 +48,49 @@ TASKS: dict[str, FlTask] = {
 }
 
 
-def _every_joined(cls: type[Strategy], **extra: Any) -> Callable[[int], Strategy]:
+class NoOptions(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A strategy without options of ours."""
+
+
+class FedPubOptions(NoOptions):
+    """FED-PUB's similarity temperature (3 for disjoint, 5 for overlapping partitions)."""
+
+    tau: Annotated[float, msgspec.Meta(gt=0)] = 3.0
+
+
+def _every_joined(minimum: int) -> dict[str, int]:
     """Train every joined node each round; a round needs replies from at least the minimum."""
-    return lambda minimum: cls(min_train_nodes=minimum, min_evaluate_nodes=minimum, min_available_nodes=minimum, **extra)
+    return {"min_train_nodes": minimum, "min_evaluate_nodes": minimum, "min_available_nodes": minimum}
 
 
-STRATEGIES: dict[str, Callable[[int], Strategy]] = {
-    "fedavg": _every_joined(FedAvg),
-    "local": _every_joined(FedAvg),  # clients ignore what they receive (method "local")
-    "fedprox": _every_joined(FedProx, proximal_mu=0.01),
-    "fedmedian": _every_joined(FedMedian),
-    "fedtrimmedavg": _every_joined(FedTrimmedAvg, beta=fl_catalog.TRIM_BETA),
-    "krum": _every_joined(Krum, num_malicious_nodes=fl_catalog.KRUM_MALICIOUS),
-    "fedpub": _every_joined(FedPub, tau=3.0),
-    "weightsharing": _every_joined(WeightSharing),  # OFA subnets of different sizes into one supernet
+@dataclass(frozen=True)
+class StrategyKind:
+    """How to build a strategy: from the run's minimum of clients and its typed options."""
+
+    build: Callable[[int, Any], Strategy]
+    options: type[NoOptions] = NoOptions
+
+
+def _plain(cls: type[Strategy], **extra: Any) -> StrategyKind:
+    return StrategyKind(lambda minimum, _: cls(**_every_joined(minimum), **extra))
+
+
+STRATEGIES: dict[str, StrategyKind] = {
+    "fedavg": _plain(FedAvg),
+    "local": _plain(FedAvg),  # clients ignore what they receive (method "local")
+    "fedprox": _plain(FedProx, proximal_mu=0.01),
+    "fedmedian": _plain(FedMedian),
+    "fedtrimmedavg": _plain(FedTrimmedAvg, beta=fl_catalog.TRIM_BETA),
+    "krum": _plain(Krum, num_malicious_nodes=fl_catalog.KRUM_MALICIOUS),
+    "fedpub": StrategyKind(lambda minimum, options: FedPub(tau=options.tau, **_every_joined(minimum)), FedPubOptions),
+    "weightsharing": _plain(WeightSharing),  # OFA subnets of different sizes into one supernet
     # FedAvg weighted by each reply's "weight" metric, no client-side evaluation: SemSpaceFL's
     # gateway (D x association x energy) and cloud (gateway totals) steps, and the baselines
-    "weighted": lambda minimum: FedAvg(min_train_nodes=minimum, min_available_nodes=minimum, fraction_evaluate=0.0,
-                                       weighted_by_key="weight"),
+    "weighted": StrategyKind(lambda minimum, _: FedAvg(min_train_nodes=minimum, min_available_nodes=minimum,
+                                                       fraction_evaluate=0.0, weighted_by_key=WEIGHT)),
     # central DP (Flower's server-side fixed clipping around FedAvg); noise is relative to the norm
-    "dp-fedavg": lambda minimum: DifferentialPrivacyServerSideFixedClipping(
-        _every_joined(FedAvg)(minimum), noise_multiplier=0.1, clipping_norm=10.0, num_sampled_clients=minimum),
+    "dp-fedavg": StrategyKind(lambda minimum, _: DifferentialPrivacyServerSideFixedClipping(
+        FedAvg(**_every_joined(minimum)), noise_multiplier=0.1, clipping_norm=10.0, num_sampled_clients=minimum)),
 }
 
 
@@ -92,11 +117,13 @@ def meets(required: dict[str, str], task: str, node_config: dict[str, Any]) -> b
 
 
 def make_strategy(name: str, min_clients: int, options: dict[str, Any] | None = None) -> Strategy:
+    """Build strategy ``name``; ``options`` are checked against its typed options first."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r} (one of {', '.join(sorted(STRATEGIES))})")
-    strategy = STRATEGIES[name](min_clients)
-    for key, value in (options or {}).items():
-        if not hasattr(strategy, key):
-            raise ValueError(f"strategy {name!r} has no option {key!r}")
-        setattr(strategy, key, value)
-    return strategy
+    kind = STRATEGIES[name]
+    try:
+        typed = msgspec.convert(options or {}, kind.options)
+    except msgspec.ValidationError as exc:
+        known = ", ".join(kind.options.__struct_fields__) or "none"
+        raise ValueError(f"strategy {name!r}: bad option ({exc}); its options: {known}") from None
+    return kind.build(min_clients, typed)

@@ -125,10 +125,11 @@ def test_the_daemon_side_refuses_the_same_pairs():
 
 
 def test_fedpub_drops_a_reply_whose_embedding_has_another_shape():
-    from edgeswarm.learning.strategies import EMBEDDING_KEY, FedPub
+    from edgeswarm.learning.keys import EMBEDDING
+    from edgeswarm.learning.strategies import FedPub
 
     def fedpub_reply(node: int, embedding_size: int) -> Message:
-        message = reply(honest(), **{EMBEDDING_KEY: ArrayRecord([np.ones(embedding_size, np.float32)])})
+        message = reply(honest(), **{EMBEDDING: ArrayRecord([np.ones(embedding_size, np.float32)])})
         flower_wire.stamp(message, run_id=1, message_id=f"m{node}", src_node_id=node)  # as the grid does
         return message
 
