@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 from edgeswarm.node.control import ControlError, SOCKET_FILE  # noqa: E402
 from edgeswarm.node.identity import Identity  # noqa: E402
 from edgeswarm.protocols.envelope import Codec  # noqa: E402
+from edgeswarm.protocols.network import deadline  # noqa: E402
 from edgeswarm.protocols.libp2p_network import Libp2pNetwork  # noqa: E402
 from edgeswarm.protocols.limits import TransportLimits  # noqa: E402
 from edgeswarm.protocols.messenger import protocol_id, topic_name  # noqa: E402
@@ -130,7 +131,8 @@ async def push_flood(victim: dict, stop: trio.Event) -> None:
         while not stop.is_set():
             batch = await trio.to_thread.run_sync(junk_rows, rng, 500)  # 500 fresh throwaway issuers each time
             try:
-                await net.request(victim["peer_id"], protocol_id(PushRows), codec.seal(PushRows(batch)), timeout=10)
+                with deadline(10):
+                    await net.request(victim["peer_id"], protocol_id(PushRows), codec.seal(PushRows(batch)))
             except Exception:  # noqa: BLE001 - refused, as it should be
                 await trio.sleep(0.05)
 
@@ -267,7 +269,8 @@ async def newcomer_ms(victim: dict) -> float:
         async with Libp2pNetwork.open(ident(random.Random(5)).seed(), limits=LOOSE) as net:
             net.add_addrs(victim["peer_id"], victim["addresses"])
             try:
-                await net.request(victim["peer_id"], protocol_id(Ping), codec.seal(Ping(b"x")), timeout=15)
+                with deadline(15):
+                    await net.request(victim["peer_id"], protocol_id(Ping), codec.seal(Ping(b"x")))
                 return (trio.current_time() - started) * 1000
             except Exception:
                 return float("inf")
@@ -281,8 +284,8 @@ def run_attack(name: str, seconds: float, root: Path) -> dict:
         a = group.spawn("a")
         victim = a.status()
         b = group.spawn("b", bootstrap=[victim["addresses"][0]])
-        deadline = time.monotonic() + 30
-        while victim["peer_id"] not in b.status()["peers"] and time.monotonic() < deadline:
+        until = time.monotonic() + 30
+        while victim["peer_id"] not in b.status()["peers"] and time.monotonic() < until:
             time.sleep(0.2)
         pings: list[float] = []
         stop_pings = threading.Event()

@@ -177,7 +177,7 @@ class Adapters:
         signer = PeerId(row.signer)
         try:
             data = await fetch(self.messenger, signer, BlobRef(bytes.fromhex(row.digest), row.size),
-                               max_bytes=int(self.config.max_delta_kb * 1024), timeout=30.0)
+                               max_bytes=int(self.config.max_delta_kb * 1024), chunk_timeout=30.0)
             self._decode(data)  # parse and check against our base before keeping it
         except (BlobError, NetworkError, ValueError) as exc:
             self.store.put_adapter(msgspec.structs.replace(row, note=f"rejected: {exc}"[:300]), None)

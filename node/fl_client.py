@@ -22,7 +22,7 @@ from edgeswarm.protocols.envelope import Rejected
 from edgeswarm.protocols.fl import flower_wire
 from edgeswarm.protocols.fl.messages import Ack, Join, JoinReply, Result, RoundAnnounce, Task
 from edgeswarm.protocols.messenger import Messenger
-from edgeswarm.protocols.network import NetworkError
+from edgeswarm.protocols.network import NetworkError, deadline
 from edgeswarm.protocols.peer_id import PeerId
 
 from .compute import Compute
@@ -115,8 +115,8 @@ class FlClient:
             raise ValueError(f"this node does not offer task {announce.task!r}")
         if not meets(announce.requirements, announce.task, self.config.tasks[announce.task]):
             raise ValueError(f"this node's {announce.task!r} config does not match the run's {announce.requirements}")
-        reply = await self.messenger.request(host, Join(round_id, announce.task), JoinReply,
-                                             timeout=self.config.chunk_timeout)
+        with deadline(self.config.chunk_timeout):
+            reply = await self.messenger.request(host, Join(round_id, announce.task), JoinReply)
         if not reply.accepted:
             raise ValueError(f"host refused: {reply.reason}")
         node_config = dict(self.config.tasks[announce.task])

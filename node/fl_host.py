@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,8 +150,7 @@ class FlHost:
         strategy, grid, spec = hosted.strategy, hosted.grid, hosted.spec
         config = round_config(spec.strategy, spec.train_config)
         minimum = getattr(strategy, "min_train_nodes", 1)
-        train_replies = await grid.send_and_receive_async(
-            list(strategy.configure_train(number, arrays, ConfigRecord(dict(config)), grid)), hosted.reply_timeout)
+        train_replies = await self._exchange(hosted, strategy.configure_train(number, arrays, ConfigRecord(dict(config)), grid))
         weight_key = getattr(strategy, "weighted_by_key", NUM_EXAMPLES)
         rejected: dict[str, str] = {}
         valid = []
@@ -173,8 +172,8 @@ class FlHost:
         if new_arrays is not None:
             arrays = new_arrays
         evaluate_replies = []
-        for reply in await grid.send_and_receive_async(
-                list(strategy.configure_evaluate(number, arrays, ConfigRecord(dict(config)), grid)), hosted.reply_timeout):
+        for reply in await self._exchange(hosted, strategy.configure_evaluate(number, arrays, ConfigRecord(dict(config)),
+                                                                              grid)):
             reason = None if reply.has_error() else check_metrics(reply, max_weight=self.config.max_examples)
             if reason is None:
                 evaluate_replies.append(reply)
@@ -186,6 +185,14 @@ class FlHost:
         return arrays, RoundMetrics(number, "ok", len(valid), failures, floats(train_metrics),
                                     floats(evaluate_metrics), clients, clients_train=clients_train,
                                     rejected=rejected, capped=capped)
+
+    @staticmethod
+    async def _exchange(hosted: HostedRun, instructions: Iterable[Message]) -> list[Message]:
+        """Send a round's instructions; what is not back within the reply timeout is missed."""
+        exchange = hosted.grid.exchange(instructions)
+        with trio.move_on_after(hosted.reply_timeout):
+            await exchange.run()
+        return exchange.replies()
 
     @staticmethod
     def _by_peer(grid: SwarmGrid, replies: list[Message]) -> dict[str, dict[str, float]]:

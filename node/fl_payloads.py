@@ -10,7 +10,7 @@ from __future__ import annotations
 from edgeswarm.protocols.blobs import BlobRef, BlobShelf, fetch
 from edgeswarm.protocols.fl.messages import INLINE_BYTES, Ack, Result, Task
 from edgeswarm.protocols.messenger import Messenger
-from edgeswarm.protocols.network import RequestRefused
+from edgeswarm.protocols.network import RequestRefused, deadline
 from edgeswarm.protocols.peer_id import PeerId
 
 
@@ -28,7 +28,8 @@ class Payloads:
         if len(data) > self.max_bytes:
             raise ValueError(f"message of {len(data)} bytes is over the {self.max_bytes}-byte limit")
         body = kind(round_id, inline=data) if len(data) <= INLINE_BYTES else kind(round_id, blob=self.shelf.offer(data, peer))
-        ack = await self.messenger.request(peer, body, Ack, timeout=self.timeout)
+        with deadline(self.timeout):
+            ack = await self.messenger.request(peer, body, Ack)
         if not ack.accepted:
             raise RequestRefused(f"{kind.KIND} refused: {ack.reason}")
 
@@ -39,4 +40,4 @@ class Payloads:
         return message.inline if message.blob is None else await self._fetch(peer, message.blob)
 
     async def _fetch(self, peer: PeerId, ref: BlobRef) -> bytes:
-        return await fetch(self.messenger, peer, ref, max_bytes=self.max_bytes, timeout=self.timeout)
+        return await fetch(self.messenger, peer, ref, max_bytes=self.max_bytes, chunk_timeout=self.timeout)

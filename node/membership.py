@@ -17,7 +17,7 @@ from edgeswarm.protocols.envelope import Rejected
 from edgeswarm.protocols.membership.cyclon import Cyclon, CyclonParams
 from edgeswarm.protocols.membership.messages import Descriptor, ShuffleReply, ShuffleRequest
 from edgeswarm.protocols.messenger import Messenger
-from edgeswarm.protocols.network import NetworkError
+from edgeswarm.protocols.network import NetworkError, deadline
 from edgeswarm.protocols.peer_id import PeerId
 
 from .config import MembershipConfig
@@ -144,9 +144,8 @@ class Membership:
             return
         target, entries = step
         try:
-            reply = await self._messenger.request(
-                target.peer, ShuffleRequest(entries), ShuffleReply, timeout=self._config.request_timeout
-            )
+            with deadline(self._config.request_timeout):
+                reply = await self._messenger.request(target.peer, ShuffleRequest(entries), ShuffleReply)
         except (NetworkError, Rejected) as exc:
             log.debug("shuffle with %s failed: %s", target.peer, exc)
             self.cyclon.on_failure(target.peer)

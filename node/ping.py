@@ -7,6 +7,7 @@ import random
 import trio
 
 from edgeswarm.protocols.messenger import Messenger
+from edgeswarm.protocols.network import deadline
 from edgeswarm.protocols.peer_id import PeerId
 from edgeswarm.protocols.ping.messages import MAX_PING_PAYLOAD, Ping, Pong
 
@@ -37,6 +38,7 @@ class PingService:
             raise ValueError("that is this node's own PeerID: ping another peer")
         payload = self._rng.randbytes(size)
         start = trio.current_time()
-        pong = await self._messenger.request(peer, Ping(payload), Pong, timeout=timeout)
+        with deadline(timeout):
+            pong = await self._messenger.request(peer, Ping(payload), Pong)
         rtt = trio.current_time() - start
         return {"rtt_ms": round(rtt * 1000, 3), "bytes": size, "intact": pong.payload == payload}

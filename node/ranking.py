@@ -24,7 +24,7 @@ import trio
 from edgeswarm.learning.grank import Click, GRank, GRankParams, ItemIndex, normalise, rank, rank_baseline
 from edgeswarm.protocols.envelope import Rejected, Signer
 from edgeswarm.protocols.messenger import Messenger
-from edgeswarm.protocols.network import NetworkError, RequestRefused
+from edgeswarm.protocols.network import NetworkError, RequestRefused, deadline
 from edgeswarm.protocols.peer_id import PeerId
 from edgeswarm.protocols.ranking.messages import (
     MAX_HOLDINGS, ClickRow, Holding, PullReply, PullRequest, PushAck, PushRows, SignedRow,
@@ -203,9 +203,8 @@ class Ranking:
         for _ in range(self._config.pull_rounds):
             have = self._digest() if self._config.gossip == "digest" else None
             try:
-                reply = await self._messenger.request(
-                    peer, PullRequest(self._config.pull_rows, have), PullReply, timeout=self._config.pull_timeout
-                )
+                with deadline(self._config.pull_timeout):
+                    reply = await self._messenger.request(peer, PullRequest(self._config.pull_rows, have), PullReply)
             except (NetworkError, Rejected):
                 counters.add("ranking", "pull_failed")
                 break
@@ -224,9 +223,8 @@ class Ranking:
         if not rows:
             return 0
         try:
-            ack = await self._messenger.request(
-                peer, PushRows(tuple(SignedRow(r, s) for _, r, s in rows)), PushAck, timeout=self._config.pull_timeout
-            )
+            with deadline(self._config.pull_timeout):
+                ack = await self._messenger.request(peer, PushRows(tuple(SignedRow(r, s) for _, r, s in rows)), PushAck)
         except (NetworkError, Rejected):
             self._messenger.counters.add("ranking", "push_failed")
             return 0

@@ -12,15 +12,14 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
-
-from edgeswarm.protocols.messenger import Messenger
-from edgeswarm.protocols.peer_id import PeerId
-
 from typing import Annotated
 
 import msgspec
 
-from edgeswarm.protocols.envelope import Body
+from edgeswarm.protocols.envelope import Body, Rejected
+from edgeswarm.protocols.messenger import Messenger
+from edgeswarm.protocols.network import NetworkError, deadline
+from edgeswarm.protocols.peer_id import PeerId
 
 CHUNK_BYTES = 512 * 1024
 Digest = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
@@ -63,11 +62,6 @@ class BlobShelf:
         self._blobs: OrderedDict[bytes, tuple[bytes, set[PeerId] | None, float]] = OrderedDict()
         self._bytes = 0
 
-    def withdraw(self, digest: bytes) -> None:
-        entry = self._blobs.pop(digest, None)
-        if entry is not None:
-            self._bytes -= len(entry[0])
-
     def offer(self, data: bytes, to: PeerId | None, *, ttl: float | None = None) -> BlobRef:
         """Keep ``data`` for peer ``to`` (or for anyone if None) for ``ttl`` seconds."""
         digest = hashlib.sha256(data).digest()
@@ -106,15 +100,19 @@ class BlobShelf:
         return self._bytes
 
 
-async def fetch(messenger: Messenger, peer: PeerId, ref: BlobRef, *, max_bytes: int, timeout: float) -> bytes:
-    """Pull ``ref`` from ``peer`` chunk by chunk and verify it; raises BlobError."""
+async def fetch(messenger: Messenger, peer: PeerId, ref: BlobRef, *, max_bytes: int, chunk_timeout: float) -> bytes:
+    """Pull ``ref`` from ``peer`` chunk by chunk and verify it; raises BlobError.
+
+    Each chunk must arrive within ``chunk_timeout`` seconds; the caller bounds the whole.
+    """
     if ref.size > max_bytes:
         raise BlobError(f"blob of {ref.size} bytes is over this node's limit of {max_bytes}")
     parts, received = [], 0
     for index in range((ref.size + CHUNK_BYTES - 1) // CHUNK_BYTES):
         try:
-            reply = await messenger.request(peer, ChunkRequest(ref.digest, index), Chunk, timeout=timeout)
-        except Exception as exc:  # NetworkError or Rejected: either way the blob is lost
+            with deadline(chunk_timeout):
+                reply = await messenger.request(peer, ChunkRequest(ref.digest, index), Chunk)
+        except (NetworkError, Rejected) as exc:  # either way the blob is lost
             raise BlobError(f"chunk {index} from {peer}: {exc}") from exc
         expected = min(CHUNK_BYTES, ref.size - received)
         if len(reply.data) != expected:

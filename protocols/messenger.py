@@ -98,13 +98,15 @@ class Messenger:
             protocol_id(request_type), serve, max_request_bytes=self.codec.max_envelope_bytes(request_type)
         )
 
-    async def request(self, peer: PeerId, body: Body, response_type: type[Resp], *, timeout: float) -> Resp:
+    async def request(self, peer: PeerId, body: Body, response_type: type[Resp]) -> Resp:
         """Send ``body`` to ``peer`` and return its verified response.
+
+        The caller bounds the wait (``with network.deadline(s): ...``).
 
         Raises
         ------
         NetworkError
-            The peer could not be reached or did not answer in time.
+            The peer could not be reached (or, under ``deadline``, did not answer in time).
         Rejected
             The peer answered with something invalid (already counted).
         """
@@ -114,7 +116,6 @@ class Messenger:
             peer,
             protocol_id(type(body)),
             self._seal(body),
-            timeout=timeout,
             max_response_bytes=self.codec.max_envelope_bytes(response_type),
         )
         return self._open(data, response_type, peer).body

@@ -7,7 +7,8 @@ and the same ``Node`` runs on both.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,11 +46,28 @@ class PeerUnreachable(NetworkError):
 
 
 class RequestTimeout(NetworkError):
-    """The peer did not answer within the caller's timeout."""
+    """The peer did not answer before the caller's ``deadline``."""
 
 
 class RequestRefused(NetworkError):
     """Raised by a request handler to refuse a request; the requester sees it with the reason."""
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """The caller's bound on network calls inside it (trio's ``fail_after``), as a NetworkError.
+
+    >>> with deadline(5):
+    ...     reply = await messenger.request(peer, body, Reply)
+
+    raises ``RequestTimeout`` after 5 s, so callers handle a silent peer like any other
+    unreachable one.
+    """
+    try:
+        with trio.fail_after(seconds):
+            yield
+    except trio.TooSlowError:
+        raise RequestTimeout(f"no answer within {seconds:g} s") from None
 
 
 class LocalProtocolError(Exception):
@@ -95,14 +113,16 @@ class Network(Protocol):
         """Receive messages published on ``topic`` (bounded; overflow is counted in stats)."""
         ...
 
-    async def request(
-        self, peer: PeerId, protocol: str, data: bytes, *, timeout: float, max_response_bytes: int = MAX_FRAME_BYTES
-    ) -> bytes:
+    async def request(self, peer: PeerId, protocol: str, data: bytes, *, max_response_bytes: int = MAX_FRAME_BYTES
+                      ) -> bytes:
         """Send one request and wait for its response (at most ``max_response_bytes``).
+
+        Waits as long as the caller's cancel scope lets it (``with deadline(s): ...``); a
+        request cancelled before its answer is counted in ``stats()["requests_abandoned"]``.
 
         Raises
         ------
-        PeerUnreachable, RequestTimeout, RequestRefused
+        PeerUnreachable, RequestRefused, NetworkError
         """
         ...
 

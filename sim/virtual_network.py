@@ -31,7 +31,6 @@ from edgeswarm.protocols.network import (
     PeerUnreachable,
     RequestHandler,
     RequestRefused,
-    RequestTimeout,
     TopicMessage,
 )
 from edgeswarm.protocols.peer_id import PeerId
@@ -276,9 +275,8 @@ class VirtualEndpoint:
                     net._at(when, net._deliver_topic, ep, TopicMessage(topic, self.peer, data))
         await trio.lowlevel.checkpoint()
 
-    async def request(
-        self, peer: PeerId, protocol: str, data: bytes, *, timeout: float, max_response_bytes: int = MAX_FRAME_BYTES
-    ) -> bytes:
+    async def request(self, peer: PeerId, protocol: str, data: bytes, *, max_response_bytes: int = MAX_FRAME_BYTES
+                      ) -> bytes:
         _check_size(data)
         if peer == self.peer:
             raise LocalProtocolError("a node does not send requests to itself")
@@ -289,12 +287,12 @@ class VirtualEndpoint:
         when = net._transmit(self, len(data))
         if when is not None:
             net._at(when, net._deliver_request, self, peer, protocol, data, pending)
-        with trio.move_on_after(timeout):
+        try:
             await pending.event.wait()
-        if not pending.event.is_set():
-            pending.abandoned = True
-            self._count("requests_timed_out")
-            raise RequestTimeout(f"no answer from {peer} on {protocol} within {timeout:g}s")
+        finally:
+            if not pending.event.is_set():  # the caller's scope ended the wait
+                pending.abandoned = True
+                self._count("requests_abandoned")
         if pending.error is not None:
             raise pending.error
         assert pending.response is not None

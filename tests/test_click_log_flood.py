@@ -12,7 +12,7 @@ from edgeswarm.node.identity import Identity
 from edgeswarm.node.node import Node
 from edgeswarm.node.store import Store
 from edgeswarm.protocols.membership.messages import Descriptor
-from edgeswarm.protocols.network import RequestRefused
+from edgeswarm.protocols.network import RequestRefused, deadline
 from edgeswarm.protocols.ranking.messages import ClickRow, PullReply, PullRequest, PushAck, PushRows, SignedRow
 from edgeswarm.protocols.ranking.rows import sign_row
 from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork
@@ -85,7 +85,8 @@ def _pair(attacker_config: NodeConfig, victim_config: NodeConfig, scenario):
 def test_pushed_rows_are_refused_unless_the_node_gossips_by_push():
     async def scenario(attacker: Node, victim: Node):
         try:
-            await attacker.messenger.request(victim.peer_id, PushRows(junk_rows(50, 1)), PushAck, timeout=5)
+            with deadline(5):
+                await attacker.messenger.request(victim.peer_id, PushRows(junk_rows(50, 1)), PushAck)
             raise AssertionError("pushed rows were taken")
         except RequestRefused as exc:
             assert "does not take pushed rows" in str(exc)

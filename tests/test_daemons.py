@@ -59,7 +59,7 @@ def test_misbehaving_peer_is_dropped_counted_and_refused_others_unaffected(group
     from libp2p.peer.id import ID
 
     from edgeswarm.protocols.libp2p_network import Libp2pNetwork
-    from edgeswarm.protocols.network import NetworkError
+    from edgeswarm.protocols.network import NetworkError, deadline
 
     a = group.spawn("a")
     b = group.spawn("b", bootstrap=[a.status()["addresses"][0]])
@@ -79,7 +79,8 @@ def test_misbehaving_peer_is_dropped_counted_and_refused_others_unaffected(group
             net.add_addrs(a_id, a.status()["addresses"])
             for attempt, data in enumerate((b"raw garbage", b"\x00" * 40_000, bytes(forged), good)):
                 try:
-                    await net.request(a_id, shuffle, data, timeout=10)
+                    with deadline(10):
+                        await net.request(a_id, shuffle, data)
                     outcomes.append("answered")
                 except NetworkError as exc:
                     outcomes.append(type(exc).__name__)

@@ -20,6 +20,7 @@ from edgeswarm.node.federation import Federation  # noqa: E402
 from edgeswarm.node.compute import ModelledCompute  # noqa: E402
 from edgeswarm.protocols.counters import Counters  # noqa: E402
 from edgeswarm.protocols.envelope import Codec  # noqa: E402
+from edgeswarm.protocols.network import PeerUnreachable, deadline  # noqa: E402
 from edgeswarm.protocols.fl import flower_wire  # noqa: E402
 from edgeswarm.protocols.blobs import CHUNK_BYTES, BlobError, BlobRef, BlobShelf, Chunk, ChunkRequest, fetch  # noqa: E402
 from edgeswarm.protocols.fl.grid import DEADLINE_MISSED, SEND_FAILED, SwarmGrid  # noqa: E402
@@ -66,18 +67,18 @@ def test_blobs_move_in_chunks_verified_and_only_to_the_named_peer():
                 a.on_request(ChunkRequest, serve)
                 data = random.Random(1).randbytes(2 * CHUNK_BYTES + 123)
                 ref = shelf.offer(data, b.local_peer)
-                assert await fetch(b, a.local_peer, ref, max_bytes=10 * CHUNK_BYTES, timeout=5) == data
+                assert await fetch(b, a.local_peer, ref, max_bytes=10 * CHUNK_BYTES, chunk_timeout=5) == data
                 with pytest.raises(BlobError):  # offered to b, not to c
-                    await fetch(c, a.local_peer, ref, max_bytes=10 * CHUNK_BYTES, timeout=5)
+                    await fetch(c, a.local_peer, ref, max_bytes=10 * CHUNK_BYTES, chunk_timeout=5)
                 public = shelf.offer(b"for anyone", None)
-                assert await fetch(c, a.local_peer, public, max_bytes=100, timeout=5) == b"for anyone"
+                assert await fetch(c, a.local_peer, public, max_bytes=100, chunk_timeout=5) == b"for anyone"
                 with pytest.raises(BlobError, match="over this node's limit"):
-                    await fetch(b, a.local_peer, ref, max_bytes=CHUNK_BYTES, timeout=5)
+                    await fetch(b, a.local_peer, ref, max_bytes=CHUNK_BYTES, chunk_timeout=5)
                 lying = BlobRef(ref.digest, ref.size - 1)  # promised size disagrees with the chunks
                 with pytest.raises(BlobError):
-                    await fetch(b, a.local_peer, lying, max_bytes=10 * CHUNK_BYTES, timeout=5)
+                    await fetch(b, a.local_peer, lying, max_bytes=10 * CHUNK_BYTES, chunk_timeout=5)
                 with pytest.raises(BlobError, match="SHA-256"):
-                    await fetch(b, a.local_peer, evil, max_bytes=10 * CHUNK_BYTES, timeout=5)
+                    await fetch(b, a.local_peer, evil, max_bytes=10 * CHUNK_BYTES, chunk_timeout=5)
             nursery.cancel_scope.cancel()
 
     run_virtual(main)
@@ -87,15 +88,19 @@ def test_grid_turns_missed_deadlines_and_failed_sends_into_error_replies():
     async def main():
         async def send(peer, data):
             if peer == identity(2).peer_id:
-                raise ConnectionError("unreachable")
+                raise PeerUnreachable("unreachable")
             # identity(1) accepts and never answers
 
         grid = SwarmGrid(5, 1, send)
         ok, down = grid.add_peer(identity(1).peer_id), grid.add_peer(identity(2).peer_id)
         strategy = FedAvg(min_available_nodes=2)
-        messages = list(strategy.configure_train(1, ArrayRecord({"w": __import__("torch").zeros(1)}), ConfigRecord(), grid))
+        exchange = grid.exchange(strategy.configure_train(1, ArrayRecord({"w": __import__("torch").zeros(1)}),
+                                                          ConfigRecord(), grid))
+        messages = exchange.messages
         start = trio.current_time()
-        replies = await grid.send_and_receive_async(messages, timeout=30.0)
+        with trio.move_on_after(30.0):  # the caller's deadline
+            await exchange.run()
+        replies = exchange.replies()
         assert trio.current_time() - start == pytest.approx(30.0)  # waited the deadline, no longer
         codes = {m.metadata.dst_node_id: r.error.code for m, r in zip(messages, replies)}
         assert codes == {ok: DEADLINE_MISSED, down: SEND_FAILED}
@@ -116,9 +121,11 @@ def test_federation_refuses_tasks_and_results_from_strangers_and_bad_payloads():
                 await nursery.start(fed.run)
                 stranger = messenger(2, eb)
                 stranger.register(*MESSAGES)
-                ack = await stranger.request(node.local_peer, Task("nope", inline=b"x"), Ack, timeout=5)
+                with deadline(5):
+                    ack = await stranger.request(node.local_peer, Task("nope", inline=b"x"), Ack)
                 assert not ack.accepted and "not a participant" in ack.reason
-                ack = await stranger.request(node.local_peer, Result("nope", inline=b"x"), Ack, timeout=5)
+                with deadline(5):
+                    ack = await stranger.request(node.local_peer, Result("nope", inline=b"x"), Ack)
                 assert not ack.accepted
                 with pytest.raises(flower_wire.WireError):
                     flower_wire.decode(b"\xff\x00garbage")

@@ -12,7 +12,7 @@ from edgeswarm.node.store import Store
 from edgeswarm.protocols.envelope import Codec, Envelope
 from edgeswarm.protocols.membership.messages import Descriptor, ShuffleReply, ShuffleRequest
 from edgeswarm.protocols.messenger import protocol_id
-from edgeswarm.protocols.network import RequestRefused
+from edgeswarm.protocols.network import RequestRefused, deadline
 from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork
 
 from conftest import identity, run_virtual
@@ -71,23 +71,27 @@ def test_every_bad_envelope_is_refused_counted_and_the_node_keeps_serving():
                 codec = attacker_codec(9)
                 request = ShuffleRequest((Descriptor(identity(9).peer_id),))
                 valid, bad = bad_envelopes(codec, request)
-                reply = codec.open(await evil.request(node.peer_id, SHUFFLE, valid, timeout=5), ShuffleReply)
+                with deadline(5):
+                    reply = codec.open(await evil.request(node.peer_id, SHUFFLE, valid), ShuffleReply)
                 assert reply.sender == node.peer_id
                 for reason, data in bad.items():
                     sender = relay if reason == "wrong_sender" else evil
                     with pytest.raises(RequestRefused, match=reason):
-                        await sender.request(node.peer_id, SHUFFLE, data, timeout=5)
+                        with deadline(5):
+                            await sender.request(node.peer_id, SHUFFLE, data)
                 status = node.status()
                 assert status.counters["rejects"] == dict.fromkeys(sorted(bad), 1)
                 # malformed, oversize, bad signature and wrong sender are offences: the
                 # third got the attacker refused; stale and replay may be innocent
                 assert status.transport["offences"] == 4 and status.transport["peers_banned"] == 1
                 with pytest.raises(RequestRefused, match="refused for misbehaving"):
-                    await evil.request(node.peer_id, SHUFFLE, codec.seal(request), timeout=5)
+                    with deadline(5):
+                        await evil.request(node.peer_id, SHUFFLE, codec.seal(request))
                 # an honest peer is still served
                 async with net.attach(identity(3).peer_id) as honest:
                     friend = attacker_codec(3)
-                    data = await honest.request(node.peer_id, SHUFFLE, friend.seal(request_from(3)), timeout=5)
+                    with deadline(5):
+                        data = await honest.request(node.peer_id, SHUFFLE, friend.seal(request_from(3)))
                     assert isinstance(friend.open(data).body, ShuffleReply)
                 assert node.status().counters["msgs_in"]["membership.shuffle"] == 2
             n.cancel_scope.cancel()
@@ -108,7 +112,8 @@ def test_oversize_frames_are_refused_before_decoding():
                 node = make_node(1, ep, Store.open(":memory:"))
                 await n.start(node.run)
                 with pytest.raises(RequestRefused, match="bytes >"):
-                    await evil.request(node.peer_id, SHUFFLE, b"\x00" * 40_000, timeout=5)
+                    with deadline(5):
+                        await evil.request(node.peer_id, SHUFFLE, b"\x00" * 40_000)
                 status = node.status()
                 assert status.transport["offences"] == 1 and "rejects" not in status.counters
             n.cancel_scope.cancel()

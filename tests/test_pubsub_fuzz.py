@@ -81,8 +81,7 @@ def test_random_hostile_rpcs_never_end_the_node():
                         await trio.sleep(0.5)  # let pub/sub's tasks handle what arrived
                         honest.add_addrs(victim.local_peer, victim.addrs())
                         with trio.fail_after(10):
-                            assert await honest.request(victim.local_peer, ECHO, b"ok %d" % n, timeout=10) \
-                                == b"ok %d" % n
+                            assert await honest.request(victim.local_peer, ECHO, b"ok %d" % n) == b"ok %d" % n
                 stats = victim.stats()
                 assert stats.get("stream_handler_errors", 0) + stats.get("pubsub_task_errors", 0) > 0
 

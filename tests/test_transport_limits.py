@@ -10,7 +10,7 @@ import trio
 
 from edgeswarm.protocols.libp2p_network import Libp2pNetwork
 from edgeswarm.protocols.limits import ByteBudget, Rate, RateLimiter, SlotLimiter, TransportLimits
-from edgeswarm.protocols.network import NetworkError
+from edgeswarm.protocols.network import NetworkError, deadline
 
 from conftest import identity
 
@@ -71,7 +71,8 @@ def test_silent_sockets_from_one_ip_cannot_lock_out_new_peers():
         async with Libp2pNetwork.open(identity(2).seed()) as honest:
             honest.add_addrs(server.local_peer, server.addrs())
             with trio.fail_after(20):
-                assert await honest.request(server.local_peer, ECHO, b"hello", timeout=15) == b"hello"
+                with deadline(15):
+                    assert await honest.request(server.local_peer, ECHO, b"hello") == b"hello"
         assert server.stats()["connections_refused_per_key"] > 0
         assert server._connections.held_by("127.0.0.2") <= 32
         for s in silent:
@@ -101,7 +102,8 @@ def test_request_bytes_in_flight_are_bounded_across_peers():
                     await trio.sleep(0.05)
             async with Libp2pNetwork.open(identity(4).seed()) as honest:  # others still get answers
                 honest.add_addrs(server.local_peer, server.addrs())
-                assert await honest.request(server.local_peer, ECHO, b"hi", timeout=10) == b"hi"
+                with deadline(10):
+                    assert await honest.request(server.local_peer, ECHO, b"hi") == b"hi"
 
     trio.run(served, limits, attack)
 
@@ -149,7 +151,8 @@ def test_connections_that_come_and_go_give_their_slots_back():
             async with Libp2pNetwork.open(identity(100 + n).seed(), limits=limits) as visitor:
                 visitor.add_addrs(server.local_peer, server.addrs())
                 with trio.fail_after(15):
-                    assert await visitor.request(server.local_peer, ECHO, b"hi", timeout=10) == b"hi"
+                    with deadline(10):
+                        assert await visitor.request(server.local_peer, ECHO, b"hi") == b"hi"
         with trio.fail_after(10):
             while server._connections.held:
                 await trio.sleep(0.1)

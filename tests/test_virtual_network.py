@@ -5,7 +5,7 @@ import random
 import pytest
 import trio
 
-from edgeswarm.protocols.network import SUBSCRIPTION_BUFFER, PeerUnreachable, RequestRefused, RequestTimeout
+from edgeswarm.protocols.network import SUBSCRIPTION_BUFFER, PeerUnreachable, RequestRefused, RequestTimeout, deadline
 from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork
 
 from conftest import identity, run_virtual
@@ -30,7 +30,8 @@ def test_request_time_is_transmission_plus_latency_both_ways():
             await n.start(net.run)
             async with net.attach(A, uplink_bytes_per_s=UPLINK) as a, net.attach(B, uplink_bytes_per_s=UPLINK) as b:
                 b.serve("/echo", echo)
-                reply = await a.request(B, "/echo", b"x" * 100, timeout=5)
+                with deadline(5):
+                    reply = await a.request(B, "/echo", b"x" * 100)
                 assert reply == b"x" * 50
                 # 100 B / 1000 B/s + 0.1 s there, 50 B / 1000 B/s + 0.1 s back
                 assert trio.current_time() == pytest.approx(0.35)
@@ -50,7 +51,8 @@ def test_uplink_serialises_concurrent_messages():
                 b.serve("/echo", empty)
 
                 async def send(tag):
-                    await a.request(B, "/echo", b"y" * 1000, timeout=10)
+                    with deadline(10):
+                        await a.request(B, "/echo", b"y" * 1000)
                     done[tag] = trio.current_time()
 
                 async with trio.open_nursery() as senders:
@@ -79,12 +81,14 @@ def test_lost_or_partitioned_requests_time_out_exactly(setup):
             async with net.attach(A) as a, net.attach(B) as b:
                 b.serve("/echo", echo)
                 with pytest.raises(RequestTimeout):
-                    await a.request(B, "/echo", b"x", timeout=3)
+                    with deadline(3):
+                        await a.request(B, "/echo", b"x")
                 assert trio.current_time() == pytest.approx(3.0)
-                assert a.stats()["requests_timed_out"] == 1
+                assert a.stats()["requests_abandoned"] == 1
                 net.heal()
                 if setup == "partition":
-                    assert await a.request(B, "/echo", b"ok", timeout=3) == b"ok"
+                    with deadline(3):
+                        assert await a.request(B, "/echo", b"ok") == b"ok"
             n.cancel_scope.cancel()
 
     run_virtual(main)
@@ -97,7 +101,8 @@ def test_offline_peer_is_unreachable_after_a_round_trip():
             await n.start(net.run)
             async with net.attach(A, uplink_bytes_per_s=UPLINK) as a:
                 with pytest.raises(PeerUnreachable):
-                    await a.request(B, "/echo", b"x" * 100, timeout=5)
+                    with deadline(5):
+                        await a.request(B, "/echo", b"x" * 100)
                 assert trio.current_time() == pytest.approx(0.3)
             n.cancel_scope.cancel()
 
@@ -115,9 +120,11 @@ def test_refusals_and_unknown_protocols_reach_the_requester():
             async with net.attach(A) as a, net.attach(B) as b:
                 b.serve("/refuse", refuse)
                 with pytest.raises(RequestRefused, match="no thanks"):
-                    await a.request(B, "/refuse", b"x", timeout=5)
+                    with deadline(5):
+                        await a.request(B, "/refuse", b"x")
                 with pytest.raises(RequestRefused, match="does not serve"):
-                    await a.request(B, "/missing", b"x", timeout=5)
+                    with deadline(5):
+                        await a.request(B, "/missing", b"x")
                 assert b.stats() == {"requests_refused": 1}
             n.cancel_scope.cancel()
 
@@ -137,10 +144,12 @@ def test_going_offline_drops_connections_and_pending_replies():
                 async with net.attach(B) as b:
                     b.serve("/slow", slow)
                     b.serve("/echo", echo)
-                    await a.request(B, "/echo", b"x", timeout=5)
+                    with deadline(5):
+                        await a.request(B, "/echo", b"x")
                     assert a.peers() == {B}
                     with trio.move_on_after(1):
-                        await a.request(B, "/slow", b"x", timeout=5)
+                        with deadline(5):
+                            await a.request(B, "/slow", b"x")
                 assert a.peers() == set() and net.online() == [A]
             n.cancel_scope.cancel()
 

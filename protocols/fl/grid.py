@@ -1,7 +1,7 @@
 """A ``flwr.serverapp.Grid`` whose messages travel over the swarm's ``Network``.
 
 Any Message-API strategy's ``configure_*``/``aggregate_*`` run on it unchanged; the host's
-round loop (``node.fl_host``) awaits ``send_and_receive_async`` between them. Flower's own
+round loop (``node.fl_host``) runs an ``Exchange`` of instructions between them. Flower's own
 ``Strategy.start`` is not used: it blocks a thread on wall-clock time, which a virtual-time
 simulator cannot drive, and it would hand replies to the strategy before the host checks
 them. A reply that does not arrive in time, or a send that fails, comes back as an error
@@ -18,6 +18,9 @@ from flwr.app import Error, Message, RecordDict
 from flwr.supercore.run import Run
 from flwr.serverapp import Grid
 
+from edgeswarm.protocols.blobs import BlobError
+from edgeswarm.protocols.envelope import Rejected
+from edgeswarm.protocols.network import NetworkError
 from edgeswarm.protocols.peer_id import PeerId
 
 from . import flower_wire
@@ -40,7 +43,8 @@ class SwarmGrid(Grid):
     host_node_id : int
         The Flower node id of the hosting node (source of instructions).
     send : async (peer, encoded message) -> None
-        Delivers one instruction; raises on failure.
+        Delivers one instruction; raises NetworkError, Rejected, BlobError or ValueError
+        when it cannot.
     """
 
     def __init__(self, run_id: int, host_node_id: int, send: Callable[[PeerId, bytes], Awaitable[None]]) -> None:
@@ -84,40 +88,16 @@ class SwarmGrid(Grid):
         raise NotImplementedError("SwarmGrid sends and collects in one step: use send_and_receive")
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
-        raise NotImplementedError("SwarmGrid is driven by the host's trio round loop: use send_and_receive_async")
+        raise NotImplementedError("SwarmGrid is driven by the host's trio round loop: use exchange()")
 
     # the swarm side
-    async def send_and_receive_async(self, messages: list[Message], timeout: float | None) -> list[Message]:
-        """Send every instruction and collect replies (or error replies) in message order."""
-        replies: dict[str, Message] = {}
-        outgoing = []
-        for message in messages:
-            message_id = f"{self._run.run_id}-{next(self._ids)}"
-            flower_wire.stamp(message, run_id=self._run.run_id, message_id=message_id, src_node_id=self._host)
-            outgoing.append(message)
-
-        async def one(message: Message) -> None:
-            message_id = message.metadata.message_id
-            peer = self._peers.get(message.metadata.dst_node_id)
-            if peer is None:
-                replies[message_id] = _error(message, SEND_FAILED, "not a participant of this run")
-                return
-            send_reply, receive_reply = trio.open_memory_channel[Message](1)
-            self._waiting[message_id] = send_reply
-            try:
-                await self._send(peer, flower_wire.encode(message))
-                replies[message_id] = await receive_reply.receive()
-            except Exception as exc:  # the peer is unreachable or refused: a failure, not a crash
-                replies[message_id] = _error(message, SEND_FAILED, f"{type(exc).__name__}: {exc}")
-            finally:
-                self._waiting.pop(message_id, None)
-
-        with trio.move_on_after(timeout if timeout is not None else float("inf")):
-            async with trio.open_nursery() as nursery:
-                for message in outgoing:
-                    nursery.start_soon(one, message)
-        return [replies.get(m.metadata.message_id) or _error(m, DEADLINE_MISSED, "no reply before the deadline")
-                for m in outgoing]
+    def exchange(self, messages: Iterable[Message]) -> Exchange:
+        """Stamp ``messages`` as this run's and return them as one exchange to ``run``."""
+        outgoing = list(messages)
+        for message in outgoing:
+            flower_wire.stamp(message, run_id=self._run.run_id, message_id=f"{self._run.run_id}-{next(self._ids)}",
+                              src_node_id=self._host)
+        return Exchange(self, outgoing)
 
     def deliver(self, peer: PeerId, reply: Message) -> str:
         """Hand a participant's reply to the waiting round; returns why it was refused, or ''."""
@@ -134,6 +114,46 @@ class SwarmGrid(Grid):
         except trio.WouldBlock:
             return "already answered"
         return ""
+
+
+class Exchange:
+    """One batch of instructions and the replies that came back for them.
+
+    ``run`` sends them all and waits for every reply; the caller bounds it with a cancel
+    scope (``with trio.move_on_after(reply_timeout): await exchange.run()``), then reads
+    ``replies``, where a send that failed or a reply that never came is an error reply.
+    """
+
+    def __init__(self, grid: SwarmGrid, messages: list[Message]) -> None:
+        self._grid = grid
+        self.messages = messages
+        self._replies: dict[str, Message] = {}
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for message in self.messages:
+                nursery.start_soon(self._one, message)
+
+    def replies(self) -> list[Message]:
+        """A reply per message, in message order (error replies for the missing ones)."""
+        return [self._replies.get(m.metadata.message_id) or _error(m, DEADLINE_MISSED, "no reply before the deadline")
+                for m in self.messages]
+
+    async def _one(self, message: Message) -> None:
+        grid, message_id = self._grid, message.metadata.message_id
+        peer = grid.peer_of(message.metadata.dst_node_id)
+        if peer is None:
+            self._replies[message_id] = _error(message, SEND_FAILED, "not a participant of this run")
+            return
+        send_reply, receive_reply = trio.open_memory_channel[Message](1)
+        grid._waiting[message_id] = send_reply
+        try:
+            await grid._send(peer, flower_wire.encode(message))
+            self._replies[message_id] = await receive_reply.receive()
+        except (NetworkError, Rejected, BlobError, ValueError) as exc:  # unreachable, refused, too big: a failure
+            self._replies[message_id] = _error(message, SEND_FAILED, f"{type(exc).__name__}: {exc}")
+        finally:
+            grid._waiting.pop(message_id, None)
 
 
 def _error(message: Message, code: int, reason: str) -> Message:
