@@ -10,7 +10,6 @@ OFA does. Subnets are extracted as static networks (``extract``) for export.
 
 from __future__ import annotations
 
-import copy
 import random
 from dataclasses import dataclass
 from functools import lru_cache

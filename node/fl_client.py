@@ -8,7 +8,6 @@ a ``Result``. A failing task loses only itself: it is counted, the node carries 
 
 from __future__ import annotations
 
-import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +35,7 @@ MAX_ANNOUNCED = 1000  # announced runs remembered
 MAX_JOINED = 64  # joined runs whose client state is kept (oldest dropped first)
 
 AsyncApp = Callable[[Message, Context], Awaitable[Message]]
-JoinPolicy = Callable[[RoundAnnounce], "dict[str, Any] | None"]
+JoinPolicy = Callable[[RoundAnnounce], dict[str, Any] | None]
 
 
 @dataclass(frozen=True)

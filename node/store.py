@@ -1,4 +1,9 @@
-"""One SQLite file per node (WAL): peers, sequence numbers, metrics snapshots.
+"""One SQLite file per node (WAL): everything a node must keep across restarts.
+
+Tables: ``meta`` (sequence numbers, the node's PeerID), ``peers`` (the membership view),
+``known_peers`` (every peer we learned how to reach), ``metrics_snapshots``, ``catalog``
+and ``click_log`` (ranking), ``pull_progress`` (gossip pointers per peer) and ``adapters``
+(LoRA deltas by content hash, with their safetensors bytes once fetched).
 
 Schema changes are numbered migrations applied in order inside a transaction and recorded
 in ``PRAGMA user_version``; later services append to ``MIGRATIONS``. Every write is its own

@@ -1,4 +1,7 @@
-"""Bytes on the wire: the Network seam, signed envelopes and the protocols' state machines.
+"""Bytes on the wire: the Network seam, signed envelopes, the protocols' messages and state
+machines, and the libp2p transport.
 
-Nothing here does I/O on its own or knows about learning; `node/` composes it.
+Protocol logic (envelopes, Cyclon, blobs, the Flower grid) does no I/O of its own: it talks
+to a ``Network``. Only ``libp2p_network`` and ``libp2p_guards`` touch sockets. Nothing here
+knows about learning; ``node/`` composes the two.
 """

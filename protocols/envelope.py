@@ -23,6 +23,7 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .network import LocalProtocolError
 from .peer_id import ED25519_KEY_BYTES, PeerId, peer_id_from_public_key
 
 MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
@@ -79,8 +80,8 @@ class Rejected(Exception):
         self.detail = detail
 
 
-class DuplicateKind(Exception):
-    """Two message types claim the same kind: a programming error caught at start."""
+class RegistrationError(LocalProtocolError):
+    """A message kind registered twice, handled twice, or used unregistered: our bug, caught at start."""
 
 
 class Signer(Protocol):
@@ -204,7 +205,7 @@ class Codec:
             if not 0 < body_type.MAX_BYTES <= MAX_ENVELOPE_BYTES:
                 raise ValueError(f"{body_type.__name__}.MAX_BYTES must be in (0, {MAX_ENVELOPE_BYTES}]")
             if kind in self._types:
-                raise DuplicateKind(
+                raise RegistrationError(
                     f"kind {kind!r} of {body_type.__qualname__} is already registered "
                     f"by {self._types[kind].__qualname__}"
                 )
@@ -223,7 +224,7 @@ class Codec:
         """Encode and sign ``body``; raises ``ValueError`` if it breaks its own limits."""
         kind = body.KIND
         if self._types.get(kind) is not type(body):
-            raise DuplicateKind(f"{type(body).__qualname__} (kind {kind!r}) is not registered")
+            raise RegistrationError(f"{type(body).__qualname__} (kind {kind!r}) is not registered")
         payload = self._encoder.encode(body)
         if len(payload) > body.MAX_BYTES:
             raise ValueError(f"{kind} body is {len(payload)} bytes, its limit is {body.MAX_BYTES}")

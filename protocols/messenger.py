@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 import trio
 
 from .counters import Counters
-from .envelope import PENALIZED, Body, Codec, DuplicateKind, Opened, Rejected, RejectReason
+from .envelope import PENALIZED, Body, Codec, RegistrationError, Opened, Rejected, RejectReason
 from .network import LocalProtocolError, Network, RequestRefused, TopicMessage
 from .peer_id import PeerId
 
@@ -84,7 +84,7 @@ class Messenger:
         if not self.codec.knows(request_type):
             raise LocalProtocolError(f"register {request_type.__qualname__} before handling it")
         if request_type.KIND in self._handled:
-            raise DuplicateKind(f"{request_type.KIND!r} already has a handler")
+            raise RegistrationError(f"{request_type.KIND!r} already has a handler")
         self._handled.add(request_type.KIND)
 
         async def serve(peer: PeerId, data: bytes) -> bytes:
@@ -141,7 +141,7 @@ class Subscription(Generic[B]):
         while True:
             message = await self._raw.receive()
             try:
-                return self._messenger._open(message.data, self._type, message.via, relayed=True)
+                return self._messenger._open(message.data, self._type, message.origin, relayed=True)
             except Rejected:
                 continue
 

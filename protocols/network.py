@@ -30,10 +30,14 @@ RequestHandler = Callable[[PeerId, bytes], Awaitable[bytes]]
 
 @dataclass(frozen=True, slots=True)
 class TopicMessage:
-    """One message received on a pub/sub topic; ``via`` is the peer that handed it to us."""
+    """One message received on a pub/sub topic.
+
+    ``origin`` is the peer the transport says published it (the envelope inside says who
+    signed it; the messenger checks both only for direct requests).
+    """
 
     topic: str
-    via: PeerId
+    origin: PeerId
     data: bytes
 
 

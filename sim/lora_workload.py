@@ -98,8 +98,6 @@ class LoraExperiment(Workload):
         self.same_cluster_share.append(float(np.mean(same)) if same else 1.0)
 
     def report(self) -> dict[str, Any]:
-        from edgeswarm.learning import lora_merge  # noqa: F401  (the merge the run used)
-
         counters = [h.counters() for h in self.hosts]
         wire = [sum(v for kind, v in c.get(direction, {}).items() if kind.startswith(("lora.", "blob.")))
                 for c in counters for direction in ("bytes_in", "bytes_out")]

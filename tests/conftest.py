@@ -31,6 +31,26 @@ def run_virtual(async_fn, *args):
     return trio.run(async_fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+@pytest.fixture
+def small_fl():
+    """Run the shipped fedpub scenario shrunk to 3 rounds over ``clients`` (default 4) clients.
+
+    Keyword arguments replace fields of its ``[fl]`` table; returns the report.
+    """
+    import msgspec
+
+    from edgeswarm.sim.runner import run_scenario
+    from edgeswarm.sim.scenario import load_scenario
+
+    def run(**fl):
+        loaded = load_scenario(REPO / "configs/sim/fedpub.toml")
+        workload = msgspec.structs.replace(loaded.scenario.fl, rounds=3, **{"clients": 4, **fl})
+        scenario = msgspec.structs.replace(loaded.scenario, nodes=workload.clients + 1, fl=workload)
+        return run_scenario(msgspec.structs.replace(loaded, scenario=scenario), out_dir=None)
+
+    return run
+
+
 FAST = """
 [membership]
 shuffle_interval = 1.0

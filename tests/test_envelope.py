@@ -11,7 +11,7 @@ from edgeswarm.protocols.envelope import (
     MAX_ENVELOPE_BYTES,
     Body,
     Codec,
-    DuplicateKind,
+    RegistrationError,
     Envelope,
     Freshness,
     Rejected,
@@ -114,14 +114,14 @@ def test_replay_window_is_bounded():
 
 def test_duplicate_kinds_fail_at_registration():
     c = codec(1)
-    with pytest.raises(DuplicateKind):
+    with pytest.raises(RegistrationError):
         c.register(Ping)
 
     class Impostor(Body, frozen=True):
         KIND = "test.ping"
         MAX_BYTES = 10
 
-    with pytest.raises(DuplicateKind):
+    with pytest.raises(RegistrationError):
         c.register(Impostor)
 
 

@@ -12,7 +12,6 @@ from edgeswarm.learning.reply_check import check_train_reply
 from edgeswarm.node.fl_catalog import STRATEGIES, check_run
 from edgeswarm.protocols.fl import flower_wire
 
-from test_fl_swarm import small_fl
 
 flower_wire.ensure_task_identity()  # Messages built outside Flower's runtime
 
@@ -60,7 +59,7 @@ def test_an_array_whose_bytes_contradict_its_declared_shape_is_refused():
 
 
 @pytest.mark.parametrize("kind", ["nan", "shape", "extra-key", "inflate"])
-def test_one_poisoning_client_is_rejected_every_round_and_the_run_still_learns(kind):
+def test_one_poisoning_client_is_rejected_every_round_and_the_run_still_learns(kind, small_fl):
     report = small_fl(strategies=["fedavg"], clients=5, min_clients=4, malicious=1, malicious_kind=kind)
     rounds = report["fl_series"]["fedavg"]["rounds"]
     assert [(r["status"], r["replies"], r["rejected"]) for r in rounds] == [("ok", 4, 1)] * 3
@@ -68,7 +67,7 @@ def test_one_poisoning_client_is_rejected_every_round_and_the_run_still_learns(k
     assert report["metrics"]["counters"]["fl"]["replies_rejected"] == 3
 
 
-def test_nan_updates_do_not_ruin_the_robust_strategies_either():
+def test_nan_updates_do_not_ruin_the_robust_strategies_either(small_fl):
     report = small_fl(strategies=["fedmedian", "fedtrimmedavg"], clients=6, min_clients=5, malicious=1,
                       malicious_kind="nan")
     assert all(report["metrics"]["accuracy"][s] > 0.6 for s in ("fedmedian", "fedtrimmedavg"))

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
-import msgspec
 import pytest
 import trio
 
 pytest.importorskip("flwr")
 pytest.importorskip("torch_geometric")
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict  # noqa: E402
+from flwr.app import ArrayRecord, ConfigRecord  # noqa: E402
 from flwr.serverapp.strategy import FedAvg  # noqa: E402
 
 from edgeswarm.node.config import FederationConfig  # noqa: E402
@@ -26,13 +24,10 @@ from edgeswarm.protocols.blobs import CHUNK_BYTES, BlobError, BlobRef, BlobShelf
 from edgeswarm.protocols.fl.grid import DEADLINE_MISSED, SEND_FAILED, SwarmGrid  # noqa: E402
 from edgeswarm.protocols.fl.messages import MESSAGES, Ack, Result, Task  # noqa: E402
 from edgeswarm.protocols.messenger import Messenger  # noqa: E402
-from edgeswarm.sim.runner import run_scenario  # noqa: E402
-from edgeswarm.sim.scenario import load_scenario  # noqa: E402
 from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork  # noqa: E402
 
 from conftest import identity, run_virtual  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def messenger(n, endpoint):
@@ -134,15 +129,7 @@ def test_federation_refuses_tasks_and_results_from_strangers_and_bad_payloads():
     run_virtual(main)
 
 
-def small_fl(**fl):
-    loaded = load_scenario(REPO / "configs/sim/fedpub.toml")
-    fl = {"clients": 4, **fl}
-    workload = msgspec.structs.replace(loaded.scenario.fl, rounds=3, **fl)
-    scenario = msgspec.structs.replace(loaded.scenario, nodes=workload.clients + 1, fl=workload)
-    return run_scenario(msgspec.structs.replace(loaded, scenario=scenario), out_dir=None)
-
-
-def test_fl_simulation_runs_fedpub_fedavg_and_local_over_the_swarm_deterministically():
+def test_fl_simulation_runs_fedpub_fedavg_and_local_over_the_swarm_deterministically(small_fl):
     first = small_fl(strategies=["fedpub", "fedavg", "local"])
     metrics = first["metrics"]
     assert metrics["rounds_ok"] == {"fedpub": 3, "fedavg": 3, "local": 3}
@@ -153,7 +140,7 @@ def test_fl_simulation_runs_fedpub_fedavg_and_local_over_the_swarm_deterministic
     assert again["fl_series"] == first["fl_series"]
 
 
-def test_a_round_completes_when_clients_vanish_mid_round():
+def test_a_round_completes_when_clients_vanish_mid_round(small_fl):
     report = small_fl(strategies=["fedavg"], dropout=1, dropout_round=2, min_clients=2)
     rounds = report["fl_series"]["fedavg"]["rounds"]
     assert [(r["status"], r["replies"], r["failures"]) for r in rounds] == [("ok", 4, 0), ("ok", 3, 1), ("ok", 3, 1)]
@@ -175,6 +162,6 @@ def test_joiners_must_share_the_hosts_dataset_and_partitioning_but_not_its_paths
         make_strategy("fedavg", 2, {"nonsense": 1})
 
 
-def test_central_dp_and_robust_strategies_run_unchanged_over_the_swarm():
+def test_central_dp_and_robust_strategies_run_unchanged_over_the_swarm(small_fl):
     report = small_fl(strategies=["dp-fedavg", "fedmedian", "krum", "fedprox"], clients=5)  # krum needs n > f + 2
     assert report["metrics"]["rounds_ok"] == {"dp-fedavg": 3, "fedmedian": 3, "krum": 3, "fedprox": 3}

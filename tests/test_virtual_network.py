@@ -167,7 +167,7 @@ def test_pubsub_reaches_reachable_subscribers_and_counts_overflow():
                 net.partition({C: 1})
                 await a.publish("t", b"hello")
                 message = await from_b.receive()
-                assert (message.topic, message.via, message.data) == ("t", A, b"hello")
+                assert (message.topic, message.origin, message.data) == ("t", A, b"hello")
                 assert trio.current_time() == pytest.approx(LATENCY + 5 / 1.25e6)
                 for i in range(SUBSCRIPTION_BUFFER + 10):
                     await a.publish("t", b"%d" % i)
