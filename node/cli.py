@@ -154,6 +154,22 @@ def ping(
     typer.echo(f"{peer}: {result['bytes']} bytes, round trip {result['rtt_ms']:.1f} ms, intact")
 
 
+@app.command("wait")
+def wait(
+    peer: Annotated[Optional[str], typer.Option("--peer", help="Until connected to this PeerID.")] = None,
+    peers: Annotated[int, typer.Option("--peers", min=0, help="Until at least this many peers are connected.")] = 0,
+    heard_from: Annotated[int, typer.Option("--heard-from", min=0,
+                                            help="Until presence was heard from at least this many peers.")] = 0,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, max=600, help="Seconds to wait at most.")] = 60.0,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Block until the running daemon meets every condition given (exit 6 when the timeout passes)."""
+    with user_errors():
+        result = call(data_dir.expanduser(), {"cmd": "wait", "peer": peer, "peers": peers, "heard_from": heard_from,
+                                              "timeout": timeout}, timeout=timeout + 10)
+    typer.echo(f"after {result['waited_s']:g} s: {result['peers']} peers connected, heard from {result['heard_from']}")
+
+
 @app.command("search")
 def search(
     query: Annotated[str, typer.Argument(help="Words to search for.")],

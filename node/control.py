@@ -47,6 +47,27 @@ async def _ping(node: Node, request: req.Ping) -> Any:
     return await node.ping.ping(request.peer, request.bytes, timeout=request.timeout)
 
 
+WAIT_CHECK = 0.1  # seconds between checks of a wait's conditions (on the daemon's own clock)
+
+
+async def _wait(node: Node, request: req.Wait) -> Any:
+    """Return once the node's status meets the request, so scripts need no sleep loops."""
+
+    def met(status) -> bool:
+        return ((request.peer is None or request.peer in status.peers) and len(status.peers) >= request.peers
+                and status.heard_from >= request.heard_from)
+
+    started = trio.current_time()
+    with trio.move_on_after(request.timeout):
+        while not met(status := node.status()):
+            await trio.sleep(WAIT_CHECK)
+        return {"waited_s": round(trio.current_time() - started, 3), "peers": len(status.peers),
+                "heard_from": status.heard_from}
+    raise ValueError(f"not met within {request.timeout:g} s: {len(status.peers)} peers connected, "
+                     f"heard from {status.heard_from}"
+                     + (f", {request.peer} not connected" if request.peer not in (None, *status.peers) else ""))
+
+
 async def _presence(node: Node, request: req.Presence) -> Any:
     return {"seen": node.presence.seen(), "delays": node.presence.delays(request.since)}
 
@@ -127,6 +148,7 @@ async def _lora_merge(node: Node, request: req.LoraMerge) -> Any:
 HANDLERS: dict[type, Callable[[Node, Any], Awaitable[Any]]] = {
     req.Status: _status,
     req.Ping: _ping,
+    req.Wait: _wait,
     req.Presence: _presence,
     req.Search: _search,
     req.Click: _click,

@@ -35,6 +35,16 @@ class Ping(_Request, tag="ping"):
     timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
 
 
+class Wait(_Request, tag="wait"):
+    """Block until every condition holds (connected to ``peer``, at least ``peers``
+    connections, presence heard from at least ``heard_from`` peers), or ``timeout`` s pass."""
+
+    peer: Text | None = None
+    peers: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0
+    heard_from: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 60.0
+
+
 class Presence(_Request, tag="presence"):
     since: float = float("-inf")
 
@@ -96,7 +106,7 @@ class LoraMerge(_Request, tag="lora_merge"):
     method: Name = "flora"
 
 
-Request = Union[Status, Ping, Presence, Search, Click, CatalogAdd, FlHost, FlJoin, FlStatus, LoraTrain,
+Request = Union[Status, Ping, Wait, Presence, Search, Click, CatalogAdd, FlHost, FlJoin, FlStatus, LoraTrain,
                 LoraPublish, LoraList, LoraPull, LoraMerge]
 COMMANDS: tuple[str, ...] = tuple(t.__struct_config__.tag for t in Request.__args__)
 

@@ -5,6 +5,9 @@ import stat
 import time
 from functools import partial
 
+import pytest
+
+from edgeswarm.node.control import ControlError
 from edgeswarm.protocols.envelope import Codec
 from edgeswarm.protocols.membership.messages import Descriptor, ShuffleReply, ShuffleRequest
 from edgeswarm.protocols.messenger import protocol_id
@@ -129,7 +132,11 @@ def test_daemons_find_each_other_by_mdns_without_bootstrap(tmp_path):
             daemons.append(d)
         a, b = daemons
         b_id = b.status()["peer_id"]
-        wait_until(lambda: b_id in a.status()["peers"] and a.status()["heard_from"] == 1)
+        # the daemon itself waits, on its own clock: no sleep loop here
+        met = a.request({"cmd": "wait", "peer": b_id, "heard_from": 1, "timeout": 90}, timeout=100)
+        assert met["peers"] == 1 and met["heard_from"] == 1
+        with pytest.raises(ControlError, match="not met within 0.5 s: 1 peers connected, heard from 1"):
+            a.request({"cmd": "wait", "peers": 2, "timeout": 0.5})
 
 
 def test_control_socket_is_private_and_cli_reads_it(group):
@@ -150,6 +157,8 @@ def test_control_socket_is_private_and_cli_reads_it(group):
     assert all(addr.endswith("/p2p/" + status["peer_id"]) for addr in status["addresses"])
     table = runner.invoke(app, ["status", "--data-dir", str(a.data_dir)])
     assert table.exit_code == 0 and "connected peers" in table.stdout
+    waited = runner.invoke(app, ["wait", "--peer", status["peer_id"], "--timeout", "60", "--data-dir", str(b.data_dir)])
+    assert waited.exit_code == 0 and "peers connected" in waited.stdout
     ping = runner.invoke(app, ["ping", status["peer_id"], "--bytes", "4096", "--data-dir", str(b.data_dir)])
     assert ping.exit_code == 0 and "intact" in ping.stdout
     catalog = group.root / "catalog.csv"

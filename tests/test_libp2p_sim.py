@@ -65,20 +65,16 @@ def test_libp2p_scenario_reports_like_the_virtual_one(repo, tmp_path):
     assert len(list((out / "nodes").glob("*/node.sqlite"))) == 4
 
 
-def test_partitions_are_refused_on_libp2p(repo, tmp_path):
-    text = SCENARIO + "\n[[partitions]]\nstart = 1.0\nend = 2.0\n"
+@pytest.mark.parametrize(("table", "message"), [
+    ("[[partitions]]\nstart = 1.0\nend = 2.0\n", "partitions"),
+    # a workload is refused, not silently skipped (the runner drives none on real daemons)
+    ("[grank]\nqueries = 10\n", "grank workload runs on the virtual network only"),
+])
+def test_what_libp2p_cannot_run_is_refused_before_any_daemon_starts(repo, tmp_path, table, message):
     path = tmp_path / "s.toml"
-    path.write_text(text.format(devices=repo / "configs/devices"))
+    path.write_text((SCENARIO + "\n" + table).format(devices=repo / "configs/devices"))
     result = CliRunner().invoke(app, ["sim", "run", str(path), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 3 and "partitions" in result.stderr
-
-
-def test_a_workload_is_refused_on_libp2p_not_silently_skipped(repo, tmp_path):
-    text = SCENARIO + "\n[grank]\nqueries = 10\n"
-    path = tmp_path / "s.toml"
-    path.write_text(text.format(devices=repo / "configs/devices"))
-    result = CliRunner().invoke(app, ["sim", "run", str(path), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 3 and "grank workload runs on the virtual network only" in result.stderr
+    assert result.exit_code == 3 and message in result.stderr
     assert not (tmp_path / "o" / "nodes").exists()
 
 
