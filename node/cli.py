@@ -16,6 +16,7 @@ from rich.table import Table
 
 from edgeswarm.sim.cli import app as sim_app
 
+from . import control_requests as req
 from . import fl_catalog, logs
 from .config import load_node_config
 from .control import call
@@ -120,7 +121,7 @@ def status(
 ) -> None:
     """Show the running daemon's identity, addresses, peers and counters."""
     with user_errors():
-        result = call(data_dir.expanduser(), {"cmd": "status"})
+        result = call(data_dir.expanduser(), req.Status())
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -148,7 +149,7 @@ def ping(
 ) -> None:
     """Ask the running daemon to ping PEER with a payload and check it comes back intact."""
     with user_errors():
-        result = call(data_dir.expanduser(), {"cmd": "ping", "peer": peer, "bytes": size})
+        result = call(data_dir.expanduser(), req.Ping(peer=peer, bytes=size))
         if not result["intact"]:
             raise UsageProblem(f"{peer} echoed {size} bytes back altered")
     typer.echo(f"{peer}: {result['bytes']} bytes, round trip {result['rtt_ms']:.1f} ms, intact")
@@ -165,8 +166,8 @@ def wait(
 ) -> None:
     """Block until the running daemon meets every condition given (exit 6 when the timeout passes)."""
     with user_errors():
-        result = call(data_dir.expanduser(), {"cmd": "wait", "peer": peer, "peers": peers, "heard_from": heard_from,
-                                              "timeout": timeout}, timeout=timeout + 10)
+        result = call(data_dir.expanduser(), req.Wait(peer=peer, peers=peers, heard_from=heard_from, timeout=timeout),
+                      timeout=timeout + 10)
     typer.echo(f"after {result['waited_s']:g} s: {result['peers']} peers connected, heard from {result['heard_from']}")
 
 
@@ -177,7 +178,7 @@ def search(
 ) -> None:
     """Ranked results from the running daemon (G-Rank over the swarm's click logs)."""
     with user_errors():
-        results = call(data_dir.expanduser(), {"cmd": "search", "query": query})
+        results = call(data_dir.expanduser(), req.Search(query=query))
     if not results:
         Console(stderr=True).print("no results")
         return
@@ -196,7 +197,7 @@ def click(
 ) -> None:
     """Record that you chose ITEM for your last search (a signed click-log row)."""
     with user_errors():
-        row = call(data_dir.expanduser(), {"cmd": "click", "item": item})
+        row = call(data_dir.expanduser(), req.Click(item=item))
     typer.echo(f"clicked {row['item']} for {' '.join(row['terms'])!r} (query {row['number']})")
 
 
@@ -209,8 +210,11 @@ def catalog_add(
     from .catalog_file import read_catalog
 
     with user_errors():
-        items = read_catalog(file)
-        result = call(data_dir.expanduser(), {"cmd": "catalog_add", "items": items})
+        try:
+            items = msgspec.convert(read_catalog(file), list[req.CatalogItem])
+        except msgspec.ValidationError as exc:
+            raise UsageProblem(f"'{file}': {exc}") from None
+        result = call(data_dir.expanduser(), req.CatalogAdd(items=items))
     typer.echo(f"added {result['added']} items from {file}")
 
 
@@ -231,11 +235,8 @@ def fl_host(
         problem = fl_catalog.check_run(task, strategy, min_clients)
         if problem:
             raise UsageProblem(problem)
-    request = {"cmd": "fl_host", "task": task, "strategy": strategy, "rounds": rounds, "min_clients": min_clients}
-    if join_window is not None:
-        request["join_window"] = join_window
-    if reply_timeout is not None:
-        request["reply_timeout"] = reply_timeout
+    request = req.FlHost(task=task, strategy=strategy, rounds=rounds, min_clients=min_clients,
+                         join_window=join_window, reply_timeout=reply_timeout)
     with user_errors():
         result = call(data_dir.expanduser(), request)
     typer.echo(f"announced run {result['round_id']} ({strategy}, {rounds} rounds); follow it with `edgeswarm fl status`")
@@ -248,7 +249,7 @@ def fl_join(
 ) -> None:
     """Join an announced run whose task this node offers."""
     with user_errors():
-        record = call(data_dir.expanduser(), {"cmd": "fl_join", "round_id": round_id})
+        record = call(data_dir.expanduser(), req.FlJoin(round_id=round_id))
     typer.echo(f"joined {record['round_id']} ({record['task']}, {record['strategy']}) hosted by {record['host']}")
 
 
@@ -259,7 +260,7 @@ def fl_status(
 ) -> None:
     """Runs this node hosts or joined, their participants and metrics per round."""
     with user_errors():
-        result = call(data_dir.expanduser(), {"cmd": "fl_status"})
+        result = call(data_dir.expanduser(), req.FlStatus())
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -291,7 +292,7 @@ def fl_status(
 def lora_train(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Train an adapter on this node's data and keep it (content-addressed)."""
     with user_errors():
-        row = call(data_dir.expanduser(), {"cmd": "lora_train"}, timeout=600)
+        row = call(data_dir.expanduser(), req.LoraTrain(), timeout=600)
     typer.echo(f"trained {row['digest'][:16]} (rank {row['rank']}, {row['size']} bytes, "
                f"validation accuracy {row['metric']:.3f})")
 
@@ -302,7 +303,7 @@ def lora_publish(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Announce an adapter of ours to the swarm and serve its bytes."""
-    request = {"cmd": "lora_publish"} | ({"digest": digest} if digest else {})
+    request = req.LoraPublish(digest=digest or None)
     with user_errors():
         row = call(data_dir.expanduser(), request)
     typer.echo(f"published {row['digest'][:16]} ({row['size']} bytes)")
@@ -315,7 +316,7 @@ def lora_list(
 ) -> None:
     """Adapters this node holds or has heard of."""
     with user_errors():
-        result = call(data_dir.expanduser(), {"cmd": "lora_list"})
+        result = call(data_dir.expanduser(), req.LoraList())
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -336,7 +337,7 @@ def lora_pull(
 ) -> None:
     """Fetch an announced adapter, verify it and store it."""
     with user_errors():
-        row = call(data_dir.expanduser(), {"cmd": "lora_pull", "digest": digest}, timeout=120)
+        row = call(data_dir.expanduser(), req.LoraPull(digest=digest), timeout=120)
     typer.echo(f"fetched and verified {row['digest'][:16]} from {row['signer']}")
 
 
@@ -348,7 +349,7 @@ def lora_merge(
 ) -> None:
     """Merge our adapter with peers' chosen by the policy; the result becomes active."""
     with user_errors():
-        result = call(data_dir.expanduser(), {"cmd": "lora_merge", "policy": policy, "method": method}, timeout=600)
+        result = call(data_dir.expanduser(), req.LoraMerge(policy=policy, method=method), timeout=600)
     typer.echo(f"merged own + {len(result['peers'])} of {result['considered']} peers into {result['digest'][:16]}: "
                f"test accuracy {result['test_acc']:.3f} (own alone {result['own_test_acc']:.3f})")
 

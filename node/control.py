@@ -236,8 +236,12 @@ def _is_live(path: Path) -> bool:
     return True
 
 
-def call(data_dir: Path, request: dict[str, Any], *, timeout: float = 60.0) -> Any:
-    """Send one request to the daemon of ``data_dir`` (blocking); return its result."""
+def call(data_dir: Path, request: req.Request | dict[str, Any], *, timeout: float = 60.0) -> Any:
+    """Send one request to the daemon of ``data_dir`` (blocking); return its result.
+
+    ``request`` is one of ``control_requests``' structs (what the CLI sends), or the same
+    as a JSON-ready dict with its ``cmd``.
+    """
     path = data_dir / SOCKET_FILE
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
@@ -247,7 +251,7 @@ def call(data_dir: Path, request: dict[str, Any], *, timeout: float = 60.0) -> A
             raise ControlError(f"no daemon is running for '{data_dir}' (no {SOCKET_FILE})") from None
         except OSError as exc:
             raise ControlError(f"cannot reach the daemon at '{path}': {exc.strerror}") from None
-        sock.sendall(json.dumps(request).encode() + b"\n")
+        sock.sendall(msgspec.json.encode(request) + b"\n")
         data = b""
         while not data.endswith(b"\n"):
             chunk = sock.recv(1 << 16)

@@ -93,7 +93,7 @@ def test_fl_status_and_lora_list_render_what_the_daemon_returns(monkeypatch, tmp
                                                    "task": "digits", "rank": 8, "size": 4816, "metric": 0.9,
                                                    "samples": 60, "note": "", "added_at": 1.0, "stored": True}]}
     replies = {"fl_status": status, "lora_list": adapters}
-    monkeypatch.setattr(cli, "call", lambda data_dir, request, **kw: replies[request["cmd"]])
+    monkeypatch.setattr(cli, "call", lambda data_dir, request, **kw: replies[type(request).__struct_config__.tag])
     result = runner.invoke(cli.app, ["fl", "status", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "0.6000" in result.output and "r-2" in result.output and "participants: 2" in result.output
