@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .lora import Delta, DeltaError
+from .weighted import weighted_sum
 
 
 def normalise(weights: Sequence[float]) -> list[float]:
@@ -40,7 +41,7 @@ def _check(deltas: Sequence[Delta], weights: Sequence[float]) -> list[str]:
 def exact_update(deltas: Sequence[Delta], weights: Sequence[float]) -> dict[str, torch.Tensor]:
     """sum_i p_i s_i B_i A_i per module (float64): what an exact merge must equal."""
     modules = _check(deltas, weights)
-    return {m: sum(p * d.update(m) for p, d in zip(weights, deltas)) for m in modules}
+    return weighted_sum([{m: d.update(m) for m in modules} for d in deltas], weights)
 
 
 def fedavg_ab(deltas: Sequence[Delta], weights: Sequence[float]) -> Delta:
@@ -48,8 +49,8 @@ def fedavg_ab(deltas: Sequence[Delta], weights: Sequence[float]) -> Delta:
     if len({(d.rank, d.alpha) for d in deltas}) != 1:
         raise DeltaError("averaging A and B needs one rank and alpha")
     first = deltas[0]
-    a = {m: sum(p * d.a[m] for p, d in zip(weights, deltas)) for m in modules}
-    b = {m: sum(p * d.b[m] for p, d in zip(weights, deltas)) for m in modules}
+    a = weighted_sum([{m: d.a[m] for m in modules} for d in deltas], weights)
+    b = weighted_sum([{m: d.b[m] for m in modules} for d in deltas], weights)
     return Delta(first.rank, first.alpha, a, b, first.base_id, first.base_version)
 
 
@@ -60,7 +61,7 @@ def ffa(deltas: Sequence[Delta], weights: Sequence[float], *, atol: float = 1e-6
         if d.rank != first.rank or d.alpha != first.alpha or any(
                 not torch.allclose(d.a[m], first.a[m], atol=atol) for m in modules):
             raise DeltaError("FFA-LoRA needs the same frozen A (same seed, rank and alpha) in every delta")
-    b = {m: sum(p * d.b[m] for p, d in zip(weights, deltas)) for m in modules}
+    b = weighted_sum([{m: d.b[m] for m in modules} for d in deltas], weights)
     return Delta(first.rank, first.alpha, dict(first.a), b, first.base_id, first.base_version)
 
 
