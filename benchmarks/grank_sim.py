@@ -42,8 +42,10 @@ def main() -> None:
             m = report["metrics"]
             mrr = " ".join(f"{k}={v:.3f}" for k, v in m["mrr"].items())
             dist = " ".join(f"{k}={v:.3f}" for k, v in m["positional_distance"].items())
+            top = " ".join(f"{k}={v:.3f}" for k, v in m["top_item_rate"].items())
             print(f"click_model={model} gossip={gossip} nodes={report['nodes']} queries={m['queries']} "
                   f"wall_s={report['wall_seconds']:.1f} (target<60) mrr: {mrr} | positional_distance: {dist} | "
+                  f"top_item_rate: {top} | "
                   f"log_distance={m['log_distance']:.2f} log_coverage={m['log_coverage']:.3f} "
                   f"gossip_mb_per_node={m['gossip_bytes_per_node'] / 1e6:.1f}")
 
