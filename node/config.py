@@ -123,6 +123,13 @@ class RankingConfig(Section):
         request, so the peer sends only rows we lack (Scuttlebutt-style anti-entropy).
         ``push`` sends a random peer the rows it has not had from us (unsolicited, so
         easier to flood: only a node in push mode accepts pushed rows).
+    anti_entropy_interval : float (default: 30.0)
+        Seconds between background gossip rounds (each x U(0.75, 1.25)), the same pull (or
+        push) a click starts, so a node whose user stops clicking still converges; 0 turns
+        them off (gossip only after clicks).
+    anti_entropy_max_interval : float (default: 480.0)
+        While background rounds bring nothing new, the interval doubles up to this; a round
+        that brings rows, or a click, resets it.
     rows_per_peer_minute : int (default: 3000)
         Rows taken from one sending peer per minute (burst as large); the rest are left
         for a later pull.
@@ -144,6 +151,8 @@ class RankingConfig(Section):
     pull_timeout: Positive = 5.0
     pull_rounds: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
     gossip: Literal["digest", "pull", "push"] = "digest"
+    anti_entropy_interval: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    anti_entropy_max_interval: Positive = 480.0
     rows_per_peer_minute: Annotated[int, msgspec.Meta(ge=1)] = 3000
     rows_per_issuer_minute: Annotated[int, msgspec.Meta(ge=1)] = 600
     max_rows: Annotated[int, msgspec.Meta(ge=100)] = 200_000

@@ -145,6 +145,8 @@ class Node:
             await nursery.start(self.membership.run)
             if self.config.presence.enabled:
                 await nursery.start(self.presence.run)
+            if self.ranking is not None and self.config.ranking.anti_entropy_interval > 0:
+                await nursery.start(self.ranking.run)
             if self.federation is not None:
                 await nursery.start(self.federation.run)
             if self.adapters is not None:

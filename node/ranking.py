@@ -1,7 +1,9 @@
 """Ranking service: the catalog, the click log and G-Rank, fed by gossip.
 
-After each of our clicks the node asks one random peer it has met (view or known peers,
-never an issuer it only read of) for click-log rows: by default with a digest of what it
+After each of our clicks, and in the background every ``anti_entropy_interval`` seconds
+(jittered; backing off while rounds bring nothing new), the node asks one random peer it
+has met (view, known or connected peers, never an issuer it only read of) for click-log
+rows: by default with a digest of what it
 holds, so the peer sends only rows it lacks (``gossip = "digest"``); or the paper's pull,
 where the serving side keeps a progress pointer per requester (``"pull"``); or it pushes
 (``"push"``, the only mode that accepts pushed rows). Rows are signed by the node that
@@ -116,6 +118,9 @@ class Ranking:
         self._held: defaultdict[PeerId, _SeenNumbers] = defaultdict(_SeenNumbers)
         self._last: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self._next_number = 0
+        self._interval = config.anti_entropy_interval
+        # its own stream of jitter, so background rounds do not shift the search's randomness
+        self._jitter = random.Random(f"anti-entropy {self.me}")
         messenger.register(PullRequest, PullReply, PushRows, PushAck)
         messenger.on_request(PullRequest, self._on_pull)
         messenger.on_request(PushRows, self._on_push)
@@ -180,8 +185,33 @@ class Ranking:
         self._store.add_click_row(row.node, row.number, signed.row, signed.sig)
         self._take(row)
         self._messenger.counters.add("ranking", "clicks")
-        await (self.push_once() if self._config.gossip == "push" else self.pull_once())
+        self._interval = self._config.anti_entropy_interval  # our user is active again
+        await self._gossip_once()
         return row
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Background anti-entropy: a gossip round every interval, clicks or not.
+
+        The interval is jittered x U(0.75, 1.25); it doubles (up to
+        ``anti_entropy_max_interval``) after each round that brought nothing new.
+        """
+        if self._config.anti_entropy_interval <= 0:
+            raise ValueError("anti-entropy is off (anti_entropy_interval = 0): nothing to run")
+        task_status.started()
+        counters = self._messenger.counters
+        while True:
+            await trio.sleep(self._interval * self._jitter.uniform(0.75, 1.25))
+            taken = await self._gossip_once()
+            counters.add("ranking", "anti_entropy_rounds")
+            if taken:
+                self._interval = self._config.anti_entropy_interval
+            else:
+                counters.add("ranking", "anti_entropy_idle")
+                self._interval = min(2 * self._interval, self._config.anti_entropy_max_interval)
+
+    async def _gossip_once(self) -> int:
+        """One gossip round in the configured mode; rows taken (or, pushing, taken by the peer)."""
+        return await (self.push_once() if self._config.gossip == "push" else self.pull_once())
 
     # -- gossip ----------------------------------------------------------------------------
     def _random_peer(self) -> PeerId | None:

@@ -24,7 +24,10 @@ And, once per evaluation (they describe the gossiped log, not a ranking method):
   order, against the same list from every honest click; the sum over the items in both of
   |position difference| (items tied on clicks: 0 anywhere in their tie group's span),
   averaged over the evaluated nodes and tags;
-- ``log_coverage``: share of all click rows issued so far that the evaluated nodes hold.
+- ``log_coverage``: share of all click rows issued so far that the evaluated nodes hold;
+- ``log_coverage_min`` and ``nodes_below_10pct``: the least share any honest online node
+  holds, and how many hold under 10% (the nodes gossip leaves behind); ``t`` is each
+  evaluation's virtual time.
 Only honest nodes query and are evaluated; the global click ranking counts honest clicks.
 """
 
@@ -42,7 +45,7 @@ from edgeswarm.node.config import Section
 
 from .determinism import derive_rng
 from .host import SimHost
-from .plots import finish
+from .plots import finish, gaps
 from .workload import Workload
 
 METHODS = ("grank", "popularity", "random", "local")
@@ -148,6 +151,9 @@ class GRankExperiment(Workload):
         self.clicks = 0
         self.rows_issued = 0
         self.issued = 0
+        self.times: list[float] = []  # virtual seconds of each evaluation
+        self.coverage_min: list[float | None] = []  # the least share of rows any honest online node holds
+        self.behind: list[int] = []  # honest online nodes holding under 10% of the rows
 
     def starts_late(self, host: SimHost) -> bool:
         """Targeted Sybils come online only at query ``attack_join``."""
@@ -271,6 +277,11 @@ class GRankExperiment(Workload):
         coverage = [h.store.click_row_count() / max(1, self.rows_issued) for h in hosts]
         self.log_series["log_distance"].append(round(sum(log_distances) / len(log_distances), 6))
         self.log_series["log_coverage"].append(round(sum(coverage) / len(coverage), 6))
+        # every honest online node, not only the evaluated ones: who is left behind
+        everyone = [h.store.click_row_count() / max(1, self.rows_issued) for h in self._online()]
+        self.times.append(round(trio.current_time(), 3))
+        self.coverage_min.append(round(min(everyone), 6) if everyone else None)
+        self.behind.append(sum(c < 0.1 for c in everyone))
 
     def _most_clicked(self, tag: str) -> str | None:
         """The honest users' most clicked item for ``tag``."""
@@ -308,9 +319,12 @@ class GRankExperiment(Workload):
         )
         for metric, values in self.log_series.items():
             final[metric] = values[-1] if values else None
+        final["log_coverage_min"] = self.coverage_min[-1] if self.coverage_min else None
+        final["nodes_below_10pct"] = self.behind[-1] if self.behind else None
         final["clicks"] = self.clicks
         final["queries"] = self.issued
-        series = {"queries": self.series["queries"]}
+        series = {"queries": self.series["queries"], "t": self.times, "log_coverage_min": self.coverage_min,
+                  "nodes_below_10pct": self.behind}
         for metric, values in self.series.items():
             if metric != "queries":
                 series[metric] = {m: values[m] for m in METHODS}
@@ -343,6 +357,8 @@ class GRankExperiment(Workload):
         held = log.twinx()
         held.plot(series["queries"], series["log_coverage"], color="tab:green", linestyle="--",
                   label="rows held (right)")
+        held.plot(series["queries"], gaps(series["log_coverage_min"]), color="tab:olive", linestyle=":",
+                  label="rows held, least node (right)")
         held.set_ylim(0, 1.05)
         log.legend(handles=log.get_lines() + held.get_lines(), fontsize=8)
         for ax in axes[-1]:
@@ -356,6 +372,9 @@ class GRankExperiment(Workload):
         rows += [(f"positional distance {method}", _fixed(value))
                  for method, value in metrics.get("positional_distance", {}).items()]
         rows += [(name.replace("_", " "), _fixed(metrics[name])) for name in LOG_SERIES if metrics.get(name) is not None]
+        if metrics.get("log_coverage_min") is not None:
+            rows.append(("log coverage, least node", _fixed(metrics["log_coverage_min"])))
+            rows.append(("nodes holding < 10% of rows", str(metrics["nodes_below_10pct"])))
         return rows
 
 

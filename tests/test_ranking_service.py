@@ -228,3 +228,43 @@ def test_a_digest_longer_than_the_bound_is_refused():
     with pytest.raises(Rejected) as info:
         codec.open(codec.seal(PullRequest(10, (holding,) * (MAX_HOLDINGS + 1))), PullRequest)
     assert info.value.reason is RejectReason.MALFORMED
+
+
+@pytest.mark.parametrize("interval", [30.0, 0.0])
+def test_a_node_that_never_clicks_still_converges_by_background_pulls(interval):
+    """A click on a reaches b without b clicking (the bug: b learned only when it clicked)."""
+    config = msgspec.structs.replace(CONFIG, ranking=msgspec.structs.replace(
+        CONFIG.ranking, anti_entropy_interval=interval, anti_entropy_max_interval=480.0))
+
+    async def main():
+        net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
+        async with trio.open_nursery() as n:
+            await n.start(net.run)
+            async with net.attach(identity(1).peer_id) as ea, net.attach(identity(2).peer_id) as eb:
+                a = Node(identity=identity(1), network=ea, store=Store.open(":memory:"), config=config,
+                         rng=random.Random(1), clock=lambda: 1.8e9 + trio.current_time(),
+                         bootstrap=[Descriptor(identity(2).peer_id)])
+                b = Node(identity=identity(2), network=eb, store=Store.open(":memory:"), config=config,
+                         rng=random.Random(2), clock=lambda: 1.8e9 + trio.current_time(),
+                         bootstrap=[Descriptor(identity(1).peer_id)])
+                for node in (a, b):
+                    node.ranking.add_items(ITEMS)
+                    await n.start(node.run)
+                await trio.sleep(15)  # they know each other
+                a.ranking.search("jazz")
+                await a.ranking.click("a")
+                await trio.sleep(40)  # more than one jittered interval (at most 1.25 x 30 s)
+                got_it = b.ranking.grank.rows == 1
+                # an idle swarm backs off: over 2,000 s, rounds at 30, 60, ..., 480 s, not every 30 s
+                await trio.sleep(2000)
+                rounds = b.status().counters["ranking"].get("anti_entropy_rounds", 0)
+                n.cancel_scope.cancel()
+                return got_it, rounds
+
+    got_it, rounds = run_virtual(main)
+    if interval:
+        # rounds about 30 s apart until one is idle, then 60, 120, 240 and 480 s apart: about 8
+        # in 2,055 s (jitter moves it by one or two), where a fixed 30 s would make 68
+        assert got_it and 6 <= rounds <= 10
+    else:
+        assert not got_it and rounds == 0
