@@ -142,7 +142,7 @@ def load_scenario(path: Path, *, seed: int | None = None, nodes: int | None = No
         problem = kind.check(workload, scenario.nodes)
         if problem:
             raise ConfigError(f"{path}: {problem}")
-        if scenario.transport == "libp2p" and kind.virtual_only:
+        if scenario.transport == "libp2p":  # the libp2p runner drives no workload
             raise ConfigError(f"{path}: the {kind.name} workload runs on the virtual network only; "
                               "transport = 'libp2p' runs the swarm itself (membership, gossip, churn)")
     devices_dir = (path.parent / scenario.devices_dir).resolve()

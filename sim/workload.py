@@ -26,6 +26,7 @@ class Workload:
     Subclasses set ``name`` (the scenario table and the report's ``<name>_series``) and
     ``Spec`` (that table's type), and implement ``run`` and ``report``; the rest has
     defaults. Users act only through each node's public API, as a person at the CLI would.
+    Workloads run on the virtual network only: a libp2p scenario that names one is refused.
 
     Parameters
     ----------
@@ -39,8 +40,6 @@ class Workload:
 
     name: ClassVar[str]
     Spec: ClassVar[type[Section]]
-    virtual_only: ClassVar[bool] = True
-    """The libp2p runner drives no workload yet: a scenario with one is refused there."""
 
     def __init__(self, spec: Any, seed: int, hosts: Sequence[SimHost]) -> None:
         self.spec = spec
