@@ -1,7 +1,7 @@
 """The paper's G-Rank run: 100 nodes, 10,000 queries (target < 60 s wall on 2 cores).
 
 Runs ``configs/sim/grank.toml`` (or ``--scenario``) and prints the wall time and the final
-MRR of G-Rank and of each baseline measured in the same run, for both click models, with
+RR@10 of G-Rank and of each baseline measured in the same run, for both click models, with
 the positional distances and what the gossip cost. ``--gossip pull`` runs the paper's pull
 (progress pointer per requester) instead of the default digest pull; ``both`` runs each.
 
@@ -44,12 +44,12 @@ def main() -> None:
             )
             report = run_scenario(msgspec.structs.replace(loaded, scenario=scenario), out_dir=None)
             m = report["metrics"]
-            mrr = " ".join(f"{k}={v:.3f}" for k, v in m["mrr"].items())
+            rr10 = " ".join(f"{k}={v:.3f}" for k, v in m["rr10"].items())
             dist = " ".join(f"{k}={v:.3f}" for k, v in m["positional_distance"].items())
             top = " ".join(f"{k}={v:.3f}" for k, v in m["top_item_rate"].items())
             print(f"click_model={model} gossip={gossip} anti_entropy={ranking.anti_entropy_interval:g} "
                   f"nodes={report['nodes']} queries={m['queries']} "
-                  f"wall_s={report['wall_seconds']:.1f} (target<60) mrr: {mrr} | positional_distance: {dist} | "
+                  f"wall_s={report['wall_seconds']:.1f} (target<60) rr10: {rr10} | positional_distance: {dist} | "
                   f"top_item_rate: {top} | "
                   f"log_distance={m['log_distance']:.2f} log_coverage={m['log_coverage']:.3f} "
                   f"log_coverage_min={m['log_coverage_min']:.3f} nodes_below_10pct={m['nodes_below_10pct']} "

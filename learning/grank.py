@@ -29,7 +29,7 @@ import functools
 import heapq
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -301,33 +301,28 @@ class ItemIndex:
 
 def rank(
     grank: GRank,
-    index: ItemIndex,
+    candidates: Collection[str],
     query: str | Iterable[str],
     *,
     rng,
     p_explore: float = 0.5,
     limit: int = 10,
 ) -> list[str]:
-    """G-Rank's result list for ``query``.
+    """G-Rank's result list for ``query``: ``candidates`` only, best first.
 
-    Items whose metadata matches Q come first, by R(k | Q); then items that only clicks tie
-    to Q. A query nobody clicked for yet gets its metadata matches by popularity, or else
-    the most popular items. With probability ``p_explore`` two random positions swap, so
-    lower results get the chance of a click (paper: 0.5).
+    The candidates are what the search found (a node's metadata matches, ``ItemIndex``;
+    or the items a log says were shown). They are ordered by R(k | Q), then by clicks over
+    every row seen, so a query nobody clicked for yet gets its candidates by popularity.
+    An item clicked for Q that is not a candidate is never returned. With probability
+    ``p_explore`` two random positions swap, so lower results get the chance of a click
+    (paper: 0.5).
     """
     scores = grank.scores(query)
-    return _finish(_ordered(scores, grank.popularity(), index.matches(query)), rng, p_explore, limit)
+    return _finish(_ordered(candidates, scores, grank.popularity()), rng, p_explore, limit)
 
 
-def _ordered(scores: dict[str, float], popularity: Counter[str], matches: set[str]) -> list[str]:
-    def order(items: Iterable[str]) -> list[str]:
-        return sorted(items, key=lambda k: (-scores.get(k, 0.0), -popularity[k], k))
-
-    if scores:
-        return order(matches) + order(k for k in scores if k not in matches)
-    if matches:
-        return order(matches)
-    return [k for k, _ in sorted(popularity.items(), key=lambda e: (-e[1], e[0]))]
+def _ordered(candidates: Iterable[str], scores: dict[str, float], popularity: Counter[str]) -> list[str]:
+    return sorted(candidates, key=lambda k: (-scores.get(k, 0.0), -popularity[k], k))
 
 
 def _finish(ranked: list[str], rng, p_explore: float, limit: int) -> list[str]:
@@ -338,22 +333,22 @@ def _finish(ranked: list[str], rng, p_explore: float, limit: int) -> list[str]:
     return ranked
 
 
-def rank_baseline(kind: str, grank: GRank, index: ItemIndex, query: str | Iterable[str], *, rng, limit: int = 10) -> list[str]:
-    """The baselines G-Rank is compared with, from the same node's data.
+def rank_baseline(
+    kind: str, grank: GRank, candidates: Collection[str], query: str | Iterable[str], *, rng, limit: int = 10
+) -> list[str]:
+    """The baselines G-Rank is compared with, over the same candidates and the same node's data.
 
-    ``random``: metadata matches in random order; ``popularity``: matches first, each group
-    by clicks over all rows seen; ``local``: as G-Rank but from this node's own clicks only.
+    ``random``: the candidates in random order; ``popularity``: those clicked for the query
+    first, each group by clicks over all rows seen; ``local``: as G-Rank but from this
+    node's own clicks only.
     """
-    matches = index.matches(query)
     if kind == "random":
-        ranked = sorted(matches)
+        ranked = sorted(candidates)
         rng.shuffle(ranked)
         return ranked[:limit]
     if kind == "popularity":
         popularity = grank.popularity()
-        scores = {k: float(popularity[k]) for k in grank.scores(query)}
-        return _ordered(scores, popularity, matches)[:limit]
+        return _ordered(candidates, {k: float(popularity[k]) for k in grank.scores(query)}, popularity)[:limit]
     if kind == "local":
-        scores = {k: v for k, v in grank.scores(query, local_only=True).items() if v > 0}
-        return _ordered(scores, Counter(), matches)[:limit]
+        return _ordered(candidates, grank.scores(query, local_only=True), Counter())[:limit]
     raise ValueError(f"unknown baseline {kind!r}")

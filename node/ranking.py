@@ -152,18 +152,21 @@ class Ranking:
         if not terms:
             raise ValueError("a query needs at least one word")
         p = self._config.p_explore if explore else 0.0
-        ranked = rank(self.grank, self.index, terms, rng=self._rng, p_explore=p, limit=self._config.results)
+        ranked = rank(self.grank, self.index.matches(terms), terms, rng=self._rng, p_explore=p, limit=self._config.results)
         self._last = (terms, tuple(ranked))
         return [Result(k, *self._meta.get(k, ("", ()))) for k in ranked]
 
-    def ranking_by(self, method: str, query: str) -> list[str]:
+    def ranking_by(self, method: str, query: str, candidates: Iterable[str] | None = None) -> list[str]:
         """Item ids for ``query`` by ``method`` (grank, random, popularity or local), no exploration.
 
-        What the simulator compares G-Rank with, on this node's own data.
+        What the simulator compares G-Rank with, on this node's own data. ``candidates``
+        (default: the catalog's matches for the query) are the items to order, e.g. those a
+        replayed log says were shown.
         """
+        pool = self.index.matches(query) if candidates is None else set(candidates)
         if method == "grank":
-            return rank(self.grank, self.index, query, rng=self._rng, p_explore=0.0, limit=self._config.results)
-        return rank_baseline(method, self.grank, self.index, query, rng=self._rng, limit=self._config.results)
+            return rank(self.grank, pool, query, rng=self._rng, p_explore=0.0, limit=self._config.results)
+        return rank_baseline(method, self.grank, pool, query, rng=self._rng, limit=self._config.results)
 
     def click_counts(self, query: str) -> Counter[str]:
         """Clicks per item for ``query`` in the rows this node holds (its view of the log)."""

@@ -10,8 +10,9 @@ local-only baselines), over ``eval_nodes`` random nodes x every tag:
   over the global top 10 for that tag (absent items count as position 10), over 10; items
   tied on clicks share their tie group's span of positions (their order is arbitrary);
 - ``top_item_rate``: share of result lists holding the tag's most clicked item so far;
-- ``mrr``: reciprocal rank of the tag's most popular item by the hidden ground truth
-  (ir_measures RR, relevance 3);
+- ``rr10``: reciprocal rank of the tag's most popular item by the hidden ground truth within
+  the first 10 results, 0 when absent, averaged over the queries (ir_measures ``RR(rel=3)@10``,
+  often called MRR@10; result lists hold at most 10 items);
 - ``ndcg10``: nDCG@10 against graded relevance (3 for the most popular item of the tag,
   2 for the next two, 1 for the other items with the tag);
 - ``attack_success`` (under attack only): share of the honest nodes' rankings for the attacked tag whose first
@@ -49,7 +50,7 @@ from .plots import finish, gaps
 from .workload import Workload
 
 METHODS = ("grank", "popularity", "random", "local")
-SERIES = ("mrr", "ndcg10", "top_item_rate", "positional_distance", "attack_success")
+SERIES = ("rr10", "ndcg10", "top_item_rate", "positional_distance", "attack_success")
 LOG_SERIES = ("log_distance", "log_coverage")
 
 
@@ -266,8 +267,8 @@ class GRankExperiment(Workload):
                     distances.append(self._distance(tag, ranked))
                     if tag == self.target:
                         hijacked.append(bool(ranked) and ranked[0] == self.pushed != honest_top)
-            scores = ir_measures.calc_aggregate([RR(rel=3), nDCG @ 10], qrels, run)
-            self.series["mrr"][method].append(round(scores[RR(rel=3)], 6))
+            scores = ir_measures.calc_aggregate([RR(rel=3) @ 10, nDCG @ 10], qrels, run)
+            self.series["rr10"][method].append(round(scores[RR(rel=3) @ 10], 6))
             self.series["ndcg10"][method].append(round(scores[nDCG @ 10], 6))
             self.series["top_item_rate"][method].append(round(sum(hits) / len(hits), 6))
             self.series["positional_distance"][method].append(round(sum(distances) / len(distances), 6))
@@ -339,7 +340,7 @@ class GRankExperiment(Workload):
         series = report["grank_series"]
         panels = [("positional_distance", "positional distance (0 = global click ranking)"),
                   ("top_item_rate", "results holding the most clicked item"),
-                  ("mrr", "MRR of the most popular item"), ("ndcg10", "nDCG@10")]
+                  ("rr10", "RR@10 of the most popular item"), ("ndcg10", "nDCG@10")]
         attacked = "attack_success" in series
         if attacked:
             panels.insert(2, ("attack_success", "honest results topped by the attackers' item"))
@@ -368,7 +369,7 @@ class GRankExperiment(Workload):
 
     @staticmethod
     def summary(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-        rows = [(f"MRR {method}", _fixed(value)) for method, value in metrics.get("mrr", {}).items()]
+        rows = [(f"RR@10 {method}", _fixed(value)) for method, value in metrics.get("rr10", {}).items()]
         rows += [(f"positional distance {method}", _fixed(value))
                  for method, value in metrics.get("positional_distance", {}).items()]
         rows += [(name.replace("_", " "), _fixed(metrics[name])) for name in LOG_SERIES if metrics.get(name) is not None]

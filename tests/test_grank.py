@@ -98,18 +98,26 @@ def index_of(items):
     return index
 
 
-def test_rank_puts_metadata_matches_first_then_click_only_matches():
-    from edgeswarm.learning.grank import rank
+def test_rank_returns_only_candidates_best_first():
+    from edgeswarm.learning.grank import rank, rank_baseline
 
     index = index_of([("a", "Blue Train", ["jazz"]), ("c", "Kind of Blue", ["jazz", "modal"]), ("z", "Zed", ["jazz"])])
     g = grank([Click("i", ("jazz",), "c"), Click("i", ("jazz",), "c"), Click("i", ("jazz",), "a"),
                Click("i", ("jazz",), "q")])  # q: clicked for jazz but not tagged jazz here
     never = random.Random(0)
-    assert rank(g, index, "jazz", rng=never, p_explore=0.0) == ["c", "a", "z", "q"]
-    assert rank(g, index, "blue", rng=never, p_explore=0.0) == ["c", "a"]  # unseen query: by popularity
-    assert rank(g, index, "metal", rng=never, p_explore=0.0) == ["c", "a", "q"]  # nothing matches: popular
-    swapped = rank(g, index, "jazz", rng=random.Random(1), p_explore=1.0)
-    assert sorted(swapped) == ["a", "c", "q", "z"] and swapped != ["c", "a", "z", "q"]
+
+    def ranked(query, candidates=None):
+        return rank(g, index.matches(query) if candidates is None else candidates, query, rng=never, p_explore=0.0)
+
+    assert ranked("jazz") == ["c", "a", "z"]  # q was clicked for jazz, but the search did not find it
+    assert ranked("blue") == ["c", "a"]  # unseen query: its candidates by popularity
+    assert ranked("metal") == []  # nothing matches: nothing, not the most popular items
+    assert ranked("jazz", candidates={"z", "q"}) == ["q", "z"]  # a log's shown items: q is one
+    for kind in ("random", "popularity", "local"):
+        assert set(rank_baseline(kind, g, {"a", "z"}, "jazz", rng=never)) == {"a", "z"}
+        assert rank_baseline(kind, g, set(), "jazz", rng=never) == []
+    swapped = rank(g, index.matches("jazz"), "jazz", rng=random.Random(1), p_explore=1.0)
+    assert sorted(swapped) == ["a", "c", "z"] and swapped != ["c", "a", "z"]
 
 
 def test_item_index_matches_all_terms_and_updates():
