@@ -52,6 +52,9 @@ def run(
                 report = run_libp2p_scenario(loaded, out_dir=out, progress=update)
             else:
                 report = run_scenario(loaded, out_dir=out, progress=update)
+            # a workload that finishes before ``duration`` ends the run: the bar ends full there
+            ended = report.get("virtual_seconds") or spec.duration
+            progress.update(task, total=ended, completed=ended)
         written = write_report(report, out)
     Console().print(summary_table(report))
     for path in written:

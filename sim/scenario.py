@@ -139,6 +139,8 @@ def load_scenario(path: Path, *, seed: int | None = None, nodes: int | None = No
         raise ConfigError(f"{path}: run one workload per scenario ({' or '.join(WORKLOADS)}), not {' and '.join(tables)}")
     if scenario.workload is not None:
         kind, workload = scenario.workload
+        workload = kind.resolve_paths(workload, path.parent)
+        scenario = msgspec.structs.replace(scenario, **{kind.name: workload})
         problem = kind.check(workload, scenario.nodes)
         if problem:
             raise ConfigError(f"{path}: {problem}")

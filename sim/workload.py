@@ -49,6 +49,11 @@ class Workload:
         """Set when the workload has finished; the run ends then (or at ``duration``)."""
 
     @classmethod
+    def resolve_paths(cls, spec: Any, folder: Path) -> Any:
+        """``spec`` with its file paths made absolute against ``folder``, the scenario file's."""
+        return spec
+
+    @classmethod
     def check(cls, spec: Any, nodes: int) -> str | None:
         """Why a scenario of ``nodes`` nodes cannot run ``spec`` (a config error), or None."""
         return None

@@ -19,6 +19,19 @@ def test_sim_run_writes_report_plot_and_summary(tmp_path, repo):
     assert (out / "membership.png").exists()
 
 
+def test_a_replay_that_ends_early_ends_its_progress_bar_full_and_prints_its_scores(tmp_path, repo):
+    text = (repo / "configs/sim/replay.toml").read_text().replace('"data/clicks-small.csv"', repr(str(
+        repo / "configs/sim/data/clicks-small.csv"))).replace("holdout = 0.2", "holdout = 0.2\nusers = 10")
+    scenario = tmp_path / "replay.toml"
+    scenario.write_text(f"devices_dir = '{repo / 'configs/devices'}'\n" + text)
+    result = runner.invoke(app, ["sim", "run", str(scenario), "--out", str(tmp_path / "run"), "--nodes", "5"])
+    assert result.exit_code == 0, result.output
+    ended = json.loads((tmp_path / "run/report.json").read_text())["virtual_seconds"]
+    assert ended < 3600 and f"{ended:.0f}/{ended:.0f}" in result.stderr  # not "2130/3600"
+    assert "RR@10: grank / popularity / random / local" in result.stdout
+    assert (tmp_path / "run/replay.png").exists()
+
+
 def test_existing_output_is_not_overwritten(tmp_path, repo):
     (tmp_path / "report.json").write_text("{}")
     result = runner.invoke(app, ["sim", "run", str(repo / "configs/sim/smoke.toml"), "--out", str(tmp_path)])

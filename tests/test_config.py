@@ -86,7 +86,7 @@ def test_every_workload_is_one_scenario_table(tmp_path, repo):
     """The registry names each workload's table; two tables in one scenario are refused."""
     from edgeswarm.sim.workloads import WORKLOADS
 
-    assert set(WORKLOADS) == {"grank", "fl", "lora", "semspace"}
+    assert set(WORKLOADS) == {"grank", "replay", "fl", "lora", "semspace"}
     for name, kind in WORKLOADS.items():
         assert kind.name == name and name in Scenario.__struct_fields__
     text = f"devices_dir = '{repo / 'configs/devices'}'\n" + (repo / "configs/sim/grank.toml").read_text() + "\n[lora]\n"
