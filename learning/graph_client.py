@@ -24,7 +24,7 @@ from flwr.clientapp import ClientApp
 from .fedpub import (
     GCN, LocalTraining, accuracy, functional_embedding, load_shared, mask_state, proxy_graph, shared_state, train_epochs,
 )
-from .graphs import Graph, client_graphs
+from .graphs import Graph, client_graphs, planetoid_source
 from .keys import EMBEDDING
 
 METHODS = ("fedavg", "fedpub", "local")
@@ -60,7 +60,7 @@ def data_identity(node_config: dict) -> dict[str, str]:
     """
     source = str(node_config.get("graph-source", "builtin"))
     if source.startswith("planetoid:"):
-        source = "planetoid:" + (source.removeprefix("planetoid:").partition(":")[2] or "Cora")
+        source = "planetoid:" + planetoid_source(source)[1]
     return {"dataset": source, "num-partitions": str(node_config.get("num-partitions")),
             "partition-mode": str(node_config.get("partition-mode", "disjoint")),
             "seed": str(node_config.get("seed", 1234))}

@@ -49,6 +49,24 @@ class Graph:
         )
 
 
+PLANETOID = ("Cora", "CiteSeer", "PubMed")
+
+
+def planetoid_source(source: str) -> tuple[Path, str]:
+    """(root, dataset name) of ``planetoid:<root>[:<name>]``.
+
+    The name is what follows the last ':' when that is a Planetoid name (Cora, CiteSeer,
+    PubMed, any case); otherwise the whole rest is the root and the name is Cora. So a root
+    may itself hold ':' (``planetoid:/data/run:2/Planetoid:PubMed``).
+    """
+    rest = source.removeprefix("planetoid:")
+    root, _, name = rest.rpartition(":")
+    known = {n.lower(): n for n in PLANETOID}
+    if root and name.lower() in known:
+        return Path(root), known[name.lower()]
+    return Path(rest), "Cora"
+
+
 def load_planetoid(root: Path, name: str = "Cora") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Features, undirected edges and labels from the standard Planetoid raw files.
 
@@ -166,8 +184,7 @@ def client_graphs(source: str, clients: int, mode: str = "disjoint", seed: int =
     if source == "builtin":
         x, edge_index, y = builtin_graph()
     elif source.startswith("planetoid:"):
-        root, _, name = source.removeprefix("planetoid:").partition(":")
-        x, edge_index, y = load_planetoid(Path(root), name or "Cora")
+        x, edge_index, y = load_planetoid(*planetoid_source(source))
         x = x / x.sum(dim=1, keepdim=True).clamp(min=1)
     else:
         raise ValueError(f"unknown graph source {source!r} (builtin or planetoid:<root>[:<name>])")

@@ -101,6 +101,27 @@ def test_cora_loads_from_read_only_raw_files_into_the_paper_setup():
     assert not (CORA / "Cora" / "processed").exists()  # nothing written beside the shared files
 
 
+def test_a_planetoid_source_names_its_root_and_dataset_even_with_colons_in_the_root():
+    from edgeswarm.learning.graphs import planetoid_source
+
+    assert planetoid_source("planetoid:/data/P:citeseer") == (Path("/data/P"), "CiteSeer")
+    assert planetoid_source("planetoid:/data/run:2/P:PubMed") == (Path("/data/run:2/P"), "PubMed")
+    assert planetoid_source("planetoid:/data/run:2/P") == (Path("/data/run:2/P"), "Cora")  # no name: Cora
+    assert planetoid_source("planetoid:/data/P") == (Path("/data/P"), "Cora")
+
+
+@pytest.mark.skipif(not (CORA / "Cora" / "raw").is_dir(), reason="shared Cora files absent")
+def test_a_planetoid_root_with_a_colon_in_its_path_loads(tmp_path):
+    import shutil
+
+    from edgeswarm.learning.graphs import client_graphs
+
+    root = tmp_path / "run:2" / "Planetoid"
+    shutil.copytree(CORA / "Cora" / "raw", root / "Cora" / "raw")
+    clients = client_graphs(f"planetoid:{root}:Cora", 10)
+    assert sum(c.num_nodes for c in clients) == 2485
+
+
 def test_fedpub_strategy_sends_each_client_its_similarity_weighted_model():
     from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
