@@ -23,23 +23,18 @@ Measure = Callable[[np.ndarray], tuple[float, float]]  # genome -> (accuracy, la
 
 def features(space: Space, genomes: np.ndarray) -> np.ndarray:
     """One-hot per block (skipped, or kernel x expand choice) and per stage depth."""
-    genomes = np.atleast_2d(genomes)
-    rows = []
+    genomes = np.atleast_2d(np.asarray(genomes, dtype=np.int64))
     b, per = space.blocks, space.blocks_per_stage
-    for g in genomes:
-        row = []
-        depths = [space.depths[i] for i in g[2 * b :]]
-        for block in range(b):
-            on = block % per < depths[block // per]
-            one_hot = np.zeros(len(space.kernels) * len(space.expands) + 1)
-            one_hot[1 + g[block] * len(space.expands) + g[b + block] if on else 0] = 1
-            row.extend(one_hot)
-        for stage in range(space.stages):
-            depth = np.zeros(len(space.depths))
-            depth[g[2 * b + stage]] = 1
-            row.extend(depth)
-        rows.append(row)
-    return np.asarray(rows, dtype=np.float64)
+    n, choices, depths = len(genomes), len(space.kernels) * len(space.expands) + 1, len(space.depths)
+    stage_depth = np.asarray(space.depths)[genomes[:, 2 * b :]]  # n x stages
+    block = np.arange(b)
+    on = (block % per)[None, :] < stage_depth[:, block // per]  # n x blocks
+    choice = np.where(on, 1 + genomes[:, :b] * len(space.expands) + genomes[:, b : 2 * b], 0)
+    blocks = np.zeros((n, b, choices))
+    np.put_along_axis(blocks, choice[:, :, None], 1.0, axis=2)
+    stages = np.zeros((n, space.stages, depths))
+    np.put_along_axis(stages, genomes[:, 2 * b :, None], 1.0, axis=2)
+    return np.concatenate([blocks.reshape(n, -1), stages.reshape(n, -1)], axis=1)
 
 
 class Predictor:

@@ -12,6 +12,7 @@ import msgspec
 import trio
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from edgeswarm.sim.cli import app as sim_app
@@ -380,10 +381,18 @@ def subnet_select(
             profile, here = load_device(device), False
         else:
             profile, here = measure_device(budget_ms or 1.0), True
-        try:
-            result = select(profile, data_dir, measured_here=here, checkpoint=checkpoint, budget=measurements)
-        except (FileNotFoundError, CheckpointError) as exc:
-            raise ConfigError(f"cannot load the supernet: {exc}") from None
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[cached]}"), TimeElapsedColumn(), console=Console(stderr=True)) as bar:
+            task = bar.add_task(f"{profile.name}: measuring subnets", total=measurements, cached="")
+
+            def advance(done: int, total: int, cached: int) -> None:
+                bar.update(task, completed=done, total=total, cached=f"({cached} from the cache)" if cached else "")
+
+            try:
+                result = select(profile, data_dir, measured_here=here, checkpoint=checkpoint, budget=measurements,
+                                progress=advance)
+            except (FileNotFoundError, CheckpointError) as exc:
+                raise ConfigError(f"cannot load the supernet: {exc}") from None
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -1,60 +1,126 @@
 """Where a subnet is chosen: the Once-for-All subnet that fits this device, run by onnxruntime.
 
-``select`` searches the shared supernet with predictors in the loop (``learning.nas.linas``),
-keeps the most accurate measured subnet whose latency fits the device's budget, verifies it
-by a fresh measurement, and writes ``<data_dir>/subnet/model.onnx`` and ``config.json``.
+``select`` searches the shared supernet with predictors in the loop (``learning.nas.linas``)
+and keeps, among every subnet it measured, the most accurate one (validation accuracy;
+the faster on a tie) whose latency fits the device's budget (``choose``). It verifies that
+choice by a fresh, longer measurement and writes ``<data_dir>/subnet/model.onnx`` and
+``config.json``.
+
 Latency is measured here with onnxruntime and the profile's threads; for a *declared*
 profile of another device (``configs/devices/*.toml``) it is scaled by 1 / compute_speed,
 the profile's speed relative to the reference laptop core, so a phone's budget is judged on
-a phone's modelled speed. ``classify`` runs the chosen model.
+a phone's modelled speed. The search itself runs on the unscaled measurements and every
+measurement is cached in the data dir (``node.subnet_cache``), so every profile searched
+here sees the same measured subnets: a larger budget then never picks a subnet that is
+less accurate, and a repeated selection measures nothing. ``classify`` runs the chosen model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .device import DeviceProfile
+from .subnet_cache import SubnetCache, file_digest, machine_key
 
 SUBNET_DIR = "subnet"
+CACHE_FILE = "measurements.json"
+
+Progress = Callable[[int, int, int], None]
+"""Called after each subnet of the search: (done, total, of them served from the cache)."""
+
+
+def choose(results: Sequence[tuple[float, float]], limit: float) -> list[int]:
+    """Indexes of the (accuracy, latency) results within ``limit``, best first.
+
+    Best is the most accurate; on equal accuracy, the faster; then the earlier. Since a
+    larger limit only adds results, its first choice is never less accurate than a smaller
+    limit's, and never slower at the same accuracy.
+    """
+    fitting = [i for i, (_, latency) in enumerate(results) if latency <= limit]
+    return sorted(fitting, key=lambda i: (-results[i][0], results[i][1], i))
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Small convolutions run faster on one thread than two fighting over two cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def select(profile: DeviceProfile, data_dir: Path, *, measured_here: bool = False, checkpoint: Path | None = None,
-           budget: int = 40, seed: int = 0) -> dict[str, Any]:
-    """Choose, verify and write the subnet for ``profile``; returns what ``subnet select --json`` prints."""
+           budget: int = 40, seed: int = 0, progress: Progress | None = None) -> dict[str, Any]:
+    """Choose, verify and write the subnet for ``profile``; returns what ``subnet select --json`` prints.
+
+    ``budget`` is the number of subnets the search measures (cached ones count too, so a
+    repeated selection follows the same path and measures nothing new).
+    """
     import torch
 
     from edgeswarm.learning import cost, nas, supernet
 
-    torch.manual_seed(seed)
-    net = supernet.load(checkpoint)
-    scale = 1.0 if measured_here else 1.0 / profile.compute_speed
+    out = Path(data_dir).expanduser() / SUBNET_DIR
+    with _torch_threads(1):
+        torch.manual_seed(seed)
+        net = supernet.load(checkpoint)
+        scale = 1.0 if measured_here else 1.0 / profile.compute_speed
+        cache = SubnetCache(out / CACHE_FILE)
+        weights = file_digest(Path(checkpoint) if checkpoint is not None else supernet.ASSET)
+        machine = machine_key(profile.threads)
+        served = 0
 
-    def measure(genome: np.ndarray) -> tuple[float, float]:
-        model = supernet.subnet(net, genome)
-        latency, _ = cost.measure(model, threads=profile.threads, repeats=30)
-        return supernet.evaluate(model, "val"), latency * scale
+        def measure(genome: np.ndarray) -> tuple[float, float]:
+            """(validation accuracy, latency in ms here, unscaled), from the cache if it can."""
+            nonlocal served
+            accuracy = cache.get(cache.accuracy, weights, genome)
+            latency = cache.get(cache.latency, machine, genome)
+            if accuracy is None or latency is None:
+                model = supernet.subnet(net, genome)
+                if accuracy is None:
+                    accuracy = supernet.evaluate(model, "val")
+                    cache.put(cache.accuracy, weights, genome, accuracy)
+                if latency is None:
+                    latency, _ = cost.measure(model, threads=profile.threads, repeats=30)
+                    cache.put(cache.latency, machine, genome, latency)
+            else:
+                served += 1
+            if progress is not None:
+                progress(len(archive) + 1, max(budget, len(archive) + 1), served)
+            return accuracy, latency
 
-    archive, _ = nas.linas(nas.Archive(supernet.EDGE, measure), budget=budget, seed=seed)
-    genomes = np.array(archive.genomes)
-    latency_model = nas.Predictor(supernet.EDGE).fit(genomes, np.array([lat for _, lat in archive.results]))
-    order = sorted(range(len(archive)), key=lambda i: -archive.results[i][0])
-    fitting = [i for i in order if archive.results[i][1] <= profile.latency_budget_ms]
-    if not fitting:  # nothing measured fits: the smallest subnet is the best we can do
-        archive(supernet.EDGE.smallest())
-        fitting = [len(archive) - 1]
-    for index in fitting:  # verify by a fresh, longer measurement
-        genome = archive.genomes[index]
-        model = supernet.subnet(net, genome)
-        out = Path(data_dir).expanduser() / SUBNET_DIR
+        archive = nas.Archive(supernet.EDGE, measure)
+        try:
+            nas.linas(archive, budget=budget, seed=seed)
+        finally:
+            cache.save()  # what was measured stays measured, even if the search was interrupted
+        limit = profile.latency_budget_ms / scale
+        ranked = choose(archive.results, limit)
+        if not ranked:  # nothing measured fits: the smallest subnet is the best we can do
+            archive(supernet.EDGE.smallest())
+            ranked = [len(archive) - 1]
         out.mkdir(parents=True, exist_ok=True)
-        onnx_path = cost.export_onnx(model, out / "model.onnx")
-        measured = cost.measure_latency_ms(onnx_path, profile.threads, repeats=100) * scale
-        if measured <= profile.latency_budget_ms or index == fitting[-1]:
-            break
+        for index in ranked:  # verify by a fresh, longer measurement
+            genome = archive.genomes[index]
+            model = supernet.subnet(net, genome)
+            onnx_path = cost.export_onnx(model, out / "model.onnx")
+            fresh = cost.measure_latency_ms(onnx_path, profile.threads, repeats=100)
+            if fresh <= limit or index == ranked[-1]:
+                break
+        latency_model = nas.Predictor(supernet.EDGE).fit(np.array(archive.genomes),
+                                                         np.array([lat * scale for _, lat in archive.results]))
+        accuracy = supernet.evaluate(model, "test")
+    measured = fresh * scale
     config = {"genome": [int(v) for v in genome], **supernet.EDGE.decode(genome), "width": supernet.EDGE.width,
               "image": supernet.IMAGE, "device": profile.name, "threads": profile.threads}
     result = {
@@ -63,11 +129,13 @@ def select(profile: DeviceProfile, data_dir: Path, *, measured_here: bool = Fals
         "predicted_latency_ms": round(float(latency_model.predict(genome[None, :])[0]), 4),
         "measured_latency_ms": round(measured, 4),
         "budget_ms": profile.latency_budget_ms,
-        "accuracy": round(supernet.evaluate(model, "test"), 4),
+        "validation_accuracy": round(archive.results[index][0], 4),
+        "accuracy": round(accuracy, 4),
         "fits": measured <= profile.latency_budget_ms,
         "measurements": len(archive),
+        "from_cache": served,
         "pareto": [{"genome": [int(v) for v in archive.genomes[i]], "accuracy": round(archive.results[i][0], 4),
-                    "latency_ms": round(archive.results[i][1], 4)}
+                    "latency_ms": round(archive.results[i][1] * scale, 4)}
                    for i in sorted(nas.pareto(archive.points()), key=lambda i: archive.results[i][1])],
     }
     (out / "config.json").write_text(json.dumps(result, indent=2) + "\n")

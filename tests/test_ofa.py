@@ -137,6 +137,60 @@ def test_subnet_select_writes_a_verified_onnx_model_within_budget(tmp_path):
     assert (classify(tmp_path / "node", x[:100].numpy()) == y[:100].numpy()).mean() > 0.5
 
 
+def test_the_choice_is_the_most_accurate_within_budget_and_a_larger_budget_is_never_worse():
+    import random
+
+    from edgeswarm.node.subnet import choose
+
+    rng = random.Random(5)
+    for _ in range(200):
+        results = [(round(rng.uniform(0.9, 1.0), 2), rng.uniform(0.05, 1.0)) for _ in range(rng.randint(1, 30))]
+        small, large = sorted(rng.uniform(0.0, 1.1) for _ in range(2))
+        for limit in (small, large):
+            ranked = choose(results, limit)
+            fitting = [r for r in results if r[1] <= limit]
+            assert len(ranked) == len(fitting)
+            if fitting:
+                assert results[ranked[0]] == max(fitting, key=lambda r: (r[0], -r[1]))
+        a, b = choose(results, small), choose(results, large)
+        if a:  # the larger budget's pick is not worse on both axes: more accurate, or as accurate and as fast
+            (acc_a, lat_a), (acc_b, lat_b) = results[a[0]], results[b[0]]
+            assert acc_b > acc_a or (acc_b == acc_a and lat_b <= lat_a)
+
+
+def test_selection_is_cached_in_the_data_dir_and_a_faster_device_is_never_worse(tmp_path):
+    from edgeswarm.node.device import DeviceProfile
+    from edgeswarm.node.subnet import select
+
+    def profile(name, speed, budget_ms):
+        return DeviceProfile(name=name, cores=2, memory_mb=1024, compute_speed=speed, latency_budget_ms=budget_ms,
+                             energy_budget_j=1.0, uplink_mbps=1.0, downlink_mbps=1.0, threads=1)
+
+    seen = []
+    slow = select(profile("slow", 0.35, 1.0), tmp_path, budget=10, progress=lambda *a: seen.append(a))
+    assert slow["from_cache"] == 0 and seen[-1] == (10, 10, 0) and len(seen) == 10
+    assert (tmp_path / "subnet" / "measurements.json").exists()
+    fast = select(profile("fast", 2.5, 0.25), tmp_path, budget=10)  # 0.625 ms here, against the slow one's 0.35
+    assert fast["from_cache"] == 10  # the same search, every measurement from the cache
+    assert fast["validation_accuracy"] >= slow["validation_accuracy"]
+    again = select(profile("slow", 0.35, 1.0), tmp_path, budget=10)
+    assert again["from_cache"] == 10 and again["config"]["genome"] == slow["config"]["genome"]
+
+
+def test_a_damaged_measurement_cache_is_set_aside_not_trusted(tmp_path):
+    import numpy as np
+
+    from edgeswarm.node.subnet_cache import SubnetCache
+
+    path = tmp_path / "measurements.json"
+    path.write_text('{"version": 1, "accuracy": {"w": {"1,2": "x"}}')  # cut short by a crash elsewhere
+    cache = SubnetCache(path)
+    assert cache.accuracy == {} and (tmp_path / "measurements.json.bad").exists()
+    cache.put(cache.latency, "m", np.array([1, 2]), 0.5)
+    cache.save()
+    assert SubnetCache(path).get(SubnetCache(path).latency, "m", np.array([1, 2])) == 0.5
+
+
 def test_devices_pick_different_subnets_and_train_them_federatedly_in_the_simulator():
     from pathlib import Path
 
@@ -172,6 +226,10 @@ def test_subnet_select_and_infer_commands(tmp_path):
     chosen = json.loads(result.stdout)
     assert chosen["budget_ms"] == 1.0 and Path(chosen["onnx_path"]).exists()
     assert len(chosen["config"]["d"]) == 5 and len(chosen["config"]["genome"]) == 35
+    assert "8/8" in result.stderr  # the search's progress
+    repeated = runner.invoke(app, ["subnet", "select", "--device", str(phone), "--data-dir", str(tmp_path),
+                                   "--measurements", "8"])
+    assert repeated.exit_code == 0 and "(8 from the cache)" in repeated.stderr
     inferred = runner.invoke(app, ["subnet", "infer", "--data-dir", str(tmp_path)])
     assert inferred.exit_code == 0 and "accuracy" in inferred.stdout
     empty = runner.invoke(app, ["subnet", "infer", "--data-dir", str(tmp_path / "none")])
