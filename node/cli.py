@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,6 +21,7 @@ from edgeswarm.sim.cli import app as sim_app
 from . import control_requests as req
 from . import fl_catalog, logs
 from .config import load_node_config
+from .fl_records import LIVE as LIVE_RUN_STATES
 from .control import call
 from .identity import load_or_create
 from .user_errors import UsageProblem, user_errors
@@ -258,15 +260,37 @@ def fl_join(
 def fl_status(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Follow live: redraw until every run shown has ended "
+                                                        "(Ctrl-C stops watching, not the runs).")] = False,
+    interval: Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between redraws with --watch.")] = 2.0,
 ) -> None:
-    """Runs this node hosts or joined, their participants and metrics per round."""
+    """Runs this node hosts or joined (kept across restarts), their participants and metrics per round."""
     with user_errors():
         result = call(data_dir.expanduser(), req.FlStatus())
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    console = Console()
-    console.print(f"offers: {', '.join(result['offers']) or '-'}")
+    if not watch:
+        Console().print(_fl_view(result))
+        return
+    from rich.live import Live
+
+    with user_errors(), Live(_fl_view(result), console=Console(), auto_refresh=False) as live:
+        try:
+            while not result["runs"] or any(run["state"] in LIVE_RUN_STATES for run in result["runs"]):
+                time.sleep(interval)
+                result = call(data_dir.expanduser(), req.FlStatus())
+                live.update(_fl_view(result), refresh=True)
+        except KeyboardInterrupt:
+            pass
+
+
+def _fl_view(result: dict):
+    """``fl status`` as rich renderables: one table per run, newest last."""
+    from rich.console import Group
+    from rich.text import Text
+
+    parts: list = [Text(f"offers: {', '.join(result['offers']) or '-'}")]
     for run in result["runs"]:
         table = Table(title=f"{run['role']} {run['round_id']}: {run['task']} / {run['strategy']}, {run['state']} "
                             f"{run['detail']}".strip())
@@ -277,16 +301,16 @@ def fl_status(
             mean = f"{sum(accs) / len(accs):.4f}" if accs else "-"
             table.add_row(str(r["round"]), r["status"], str(r["replies"]), str(r["failures"]),
                           str(len(r.get("rejected", {}))), mean)
-        console.print(table)
-        for r in run["history"]:
-            for peer, why in r.get("rejected", {}).items():
-                console.print(f"round {r['round']}: rejected {peer}: {why}", markup=False)
-        if run["participants"]:
-            console.print(f"participants: {len(run['participants'])}")
+        parts.append(table)
+        parts += [Text(f"round {r['round']}: rejected {peer}: {why}") for r in run["history"]
+                  for peer, why in r.get("rejected", {}).items()]
+        done = len(run["history"])
+        parts.append(Text(f"rounds {done}/{run['rounds']}" + (f", participants: {len(run['participants'])}"
+                                                               if run["participants"] else "")))
     joined = {run["round_id"] for run in result["runs"]}
-    for a in result["announced"]:
-        if a["round_id"] not in joined:
-            console.print(f"announced: {a['round_id']} task {a['task']} ({a['strategy']}, {a['rounds']} rounds) by {a['host']}")
+    parts += [Text(f"announced: {a['round_id']} task {a['task']} ({a['strategy']}, {a['rounds']} rounds) by {a['host']}")
+              for a in result["announced"] if a["round_id"] not in joined]
+    return Group(*parts)
 
 
 @lora_app.command("train")

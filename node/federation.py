@@ -24,7 +24,8 @@ from .config import FederationConfig
 from .fl_client import FederationHooks, FlClient
 from .fl_host import Evaluate, FlHost, OnRound
 from .fl_payloads import Payloads
-from .fl_records import RoundMetrics, RoundSpec, RunRecord
+from .fl_records import RoundMetrics, RoundSpec, RunBook, RunRecord
+from .store import Store
 from .fl_tasks import TASKS
 
 __all__ = ["Federation", "FederationHooks", "RoundMetrics", "RoundSpec", "RunRecord"]
@@ -40,17 +41,19 @@ class Federation:
     hooks : FederationHooks or None (default: None)
         What the simulator changes: attackers' ClientApps, gateways' async apps,
         satellites' join policies.
+    store : Store or None (default: None)
+        Where run records are kept across restarts (None: in memory only).
     """
 
     def __init__(self, messenger: Messenger, config: FederationConfig, rng: random.Random,
                  clock: Callable[[], float], compute: Compute, shelf: BlobShelf,
-                 hooks: FederationHooks | None = None) -> None:
+                 hooks: FederationHooks | None = None, store: Store | None = None) -> None:
         for task in config.tasks:
             if task not in TASKS:
                 raise ValueError(f"[node.federation.tasks] offers unknown task {task!r} (known: {', '.join(TASKS)})")
         flower_wire.ensure_task_identity()
         self.config = config
-        self.runs: dict[str, RunRecord] = {}
+        self.runs = RunBook(store)
         payloads = Payloads(messenger, shelf, max_bytes=int(config.max_payload_mb * 1024 * 1024),
                             timeout=config.chunk_timeout)
         self._host = FlHost(messenger, config, rng, clock, payloads, self.runs)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
-from flwr.app import Context, Error, Message, RecordDict
+from flwr.app import Context, Error, Message, MessageType, RecordDict
 from flwr.clientapp import ClientApp
 
 from edgeswarm.protocols.blobs import BlobError
@@ -27,7 +27,7 @@ from edgeswarm.protocols.peer_id import PeerId
 from .compute import Compute
 from .config import FederationConfig
 from .fl_payloads import Payloads
-from .fl_records import MAX_RUNS, RunRecord, bound
+from .fl_records import RoundMetrics, RunBook, RunRecord, bound, floats
 from .fl_tasks import TASKS, meets
 
 CLIENT_APP_FAILED = 3  # Error code of a reply whose ClientApp raised
@@ -73,7 +73,7 @@ class FlClient:
     """Join runs and answer their tasks (see the module docstring)."""
 
     def __init__(self, messenger: Messenger, config: FederationConfig, compute: Compute, payloads: Payloads,
-                 runs: dict[str, RunRecord], hooks: FederationHooks) -> None:
+                 runs: RunBook, hooks: FederationHooks) -> None:
         self.messenger = messenger
         self.config = config
         self.compute = compute
@@ -128,9 +128,8 @@ class FlClient:
                           state=RecordDict(), run_config={})
         record = RunRecord(round_id, "client", announce.task, announce.strategy, announce.rounds, str(host), "joined")
         self._joined[round_id] = JoinedRun(record, host, context, announce.task)
-        self.runs[round_id] = record
+        self.runs.add(record)
         bound(self._joined, MAX_JOINED)  # a client's state per run (masks, optimizer) is not kept forever
-        bound(self.runs, MAX_RUNS)
         return record
 
     async def on_task(self, peer: PeerId, task: Task) -> Ack:
@@ -159,11 +158,43 @@ class FlClient:
                                                reference_seconds=TASKS[joined.task].reference_seconds)
             flower_wire.stamp(reply, run_id=joined.context.run_id, message_id=f"r-{message.metadata.message_id}",
                               src_node_id=joined.context.node_id)
+            self._remember(joined.record, message, reply)  # before the host can see the reply and end the run
             await self.payloads.send(joined.host, Result, task.round_id, flower_wire.encode(reply))
         except (BlobError, flower_wire.WireError, NetworkError, Rejected, ValueError):
             self.messenger.counters.add("fl", "tasks_failed")
         finally:
-            joined.record.state = "joined"
+            if joined.record.state == "training":
+                joined.record.state = "joined"
+            self.runs.save(joined.record)
+
+    def _remember(self, record: RunRecord, task: Message, reply: Message) -> None:
+        """Our own metrics for the task's round in our record; the last round's evaluation ends the run."""
+        number = _round_of(task)
+        if number is None or reply.has_error():
+            return
+        entry = next((r for r in record.history if r.round == number), None)
+        if entry is None:
+            entry = RoundMetrics(number, "ok", replies=1, failures=0, train={}, evaluate={}, clients={})
+            record.history.append(entry)
+            record.history.sort(key=lambda r: r.round)
+        metrics = {k: v for m in reply.content.metric_records.values() for k, v in floats(m).items()}
+        if task.metadata.message_type == MessageType.EVALUATE:
+            entry.evaluate = metrics
+            entry.clients = {str(self.messenger.local_peer): metrics}  # as the host's table shows each client
+            if number >= record.rounds:
+                record.state = "done"
+        else:
+            entry.train = metrics
+
+
+def _round_of(message: Message) -> int | None:
+    """The server round a task belongs to: Flower strategies put it in the config (and the group id)."""
+    for config in message.content.config_records.values():
+        value = config.get("server-round")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    group = message.metadata.group_id
+    return int(group) if group.isdigit() else None
 
 
 def _call(app: ClientApp, message: Message, context: Context) -> Message:

@@ -35,7 +35,7 @@ from edgeswarm.protocols.peer_id import PeerId
 from .config import FederationConfig
 from .fl_catalog import check_run
 from .fl_payloads import Payloads
-from .fl_records import MAX_RUNS, RoundMetrics, RoundSpec, RunRecord, bound, floats
+from .fl_records import MAX_RUNS, RoundMetrics, RoundSpec, RunBook, RunRecord, bound, floats
 from .fl_tasks import TASKS, make_strategy, requirements, round_config
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class FlHost:
     """Host runs over the swarm (see the module docstring)."""
 
     def __init__(self, messenger: Messenger, config: FederationConfig, rng: random.Random,
-                 clock: Callable[[], float], payloads: Payloads, runs: dict[str, RunRecord]) -> None:
+                 clock: Callable[[], float], payloads: Payloads, runs: RunBook) -> None:
         self.messenger = messenger
         self.config = config
         self.rng = rng
@@ -103,8 +103,7 @@ class FlHost:
         hosted = HostedRun(record, spec, grid, strategy, join_window, self.clock() + join_window,
                            spec.reply_timeout or self.config.reply_timeout, initial, evaluate, on_round)
         self._hosted[round_id] = hosted
-        self.runs[round_id] = record
-        bound(self.runs, MAX_RUNS)
+        self.runs.add(record)
         bound(self._hosted, MAX_RUNS)
         required = requirements(spec.task, dict(self.config.tasks[spec.task])) | dict(spec.requirements)
         await self.messenger.publish(RoundAnnounce(
@@ -120,6 +119,8 @@ class FlHost:
             self.messenger.counters.add("fl", "runs_crashed")
             hosted.record.state, hosted.record.detail = "failed", f"{type(exc).__name__}: {exc}"[:300]
             log.exception("hosted run %s failed", hosted.record.round_id)
+        finally:
+            self.runs.save(hosted.record)  # done, failed, or cancelled with the node (then: interrupted)
 
     async def _rounds(self, hosted: HostedRun) -> None:
         record, grid, spec = hosted.record, hosted.grid, hosted.spec
@@ -129,6 +130,7 @@ class FlHost:
             record.state, record.detail = "failed", f"{len(joined)} joined, {spec.min_clients} needed"
             return
         record.state = "running"  # closes joining
+        self.runs.save(record)
         arrays = hosted.initial if hosted.initial is not None else TASKS[spec.task].initial_model(
             dict(self.config.tasks[spec.task]), round_config(spec.strategy)["method"])
         for number in range(1, spec.rounds + 1):
@@ -140,6 +142,7 @@ class FlHost:
             self.models[record.round_id] = arrays
             bound(self.models, MAX_MODELS)
             record.history.append(metrics)
+            self.runs.save(record)
             if hosted.on_round is not None:
                 hosted.on_round(metrics)
         record.state = "done"
@@ -233,6 +236,7 @@ class FlHost:
             return JoinReply(False, 0, "wrong task")
         node_id = hosted.grid.add_peer(peer)
         hosted.record.participants = sorted({*hosted.record.participants, str(peer)})
+        self.runs.save(hosted.record)
         return JoinReply(True, node_id)
 
     async def on_result(self, peer: PeerId, result: Result) -> Ack:

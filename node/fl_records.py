@@ -1,12 +1,20 @@
 """What a federated run looks like to its user: the host's request and the run's record.
 
-``fl status`` shows ``RunRecord``s; ``edgeswarm fl host`` sends a ``RoundSpec``.
+``fl status`` shows ``RunRecord``s, kept in the store by ``RunBook`` so they outlive a
+restart; ``edgeswarm fl host`` sends a ``RoundSpec``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
 import msgspec
-from flwr.app import MetricRecord
+
+from .store import Store
+
+if TYPE_CHECKING:  # the CLI reads LIVE without Flower installed
+    from flwr.app import MetricRecord
 
 MAX_RUNS = 256  # run records `fl status` shows
 
@@ -49,10 +57,56 @@ class RunRecord(msgspec.Struct):
     strategy: str
     rounds: int
     host: str
-    state: str  # announced, running, done, failed, joined, training
+    state: str  # announced, running, done, failed, joined, training, interrupted
     participants: list[str] = []
     history: list[RoundMetrics] = []
     detail: str = ""
+
+
+LIVE = ("announced", "running", "joined", "training")  # a run not over yet
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(RunRecord).decode
+
+
+class RunBook(Mapping[str, RunRecord]):
+    """The runs this node hosts or joined, newest last; each saved to the store on change.
+
+    On start it reads the records back; a run that was live when the node stopped cannot go
+    on (its Flower state was in memory), so it comes back as ``interrupted``. Without a
+    store (tests) records live in memory only.
+    """
+
+    def __init__(self, store: Store | None = None) -> None:
+        self._store = store
+        self._records: dict[str, RunRecord] = {}
+        for blob in store.fl_runs() if store is not None else ():
+            try:
+                record = _decode(blob)
+            except msgspec.DecodeError:
+                continue  # written by another version: not shown, replaced on the next save
+            if record.state in LIVE:
+                record.state, record.detail = "interrupted", "the node stopped during the run"
+            self._records[record.round_id] = record
+
+    def add(self, record: RunRecord) -> None:
+        self._records.pop(record.round_id, None)
+        self._records[record.round_id] = record
+        bound(self._records, MAX_RUNS)
+        self.save(record)
+
+    def save(self, record: RunRecord) -> None:
+        """Write ``record``'s current state (after every change a user would want to see)."""
+        if self._store is not None:
+            self._store.put_fl_run(record.round_id, _encode(record), keep=MAX_RUNS)
+
+    def __getitem__(self, round_id: str) -> RunRecord:
+        return self._records[round_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
 
 
 def bound(table: dict, size: int) -> None:

@@ -125,7 +125,7 @@ class Node:
             from .federation import Federation
 
             self.federation = Federation(self.messenger, config.federation, rng, clock, self.compute, self.shelf,
-                                         federation_hooks)
+                                         federation_hooks, store)
         self.adapters = None
         if config.adapters.enabled:  # torch and peft load only when asked for
             from .adapters import Adapters

@@ -2,8 +2,9 @@
 
 Tables: ``meta`` (sequence numbers, the node's PeerID), ``peers`` (the membership view),
 ``known_peers`` (every peer we learned how to reach), ``metrics_snapshots``, ``catalog``
-and ``click_log`` (ranking), ``pull_progress`` (gossip pointers per peer) and ``adapters``
-(LoRA deltas by content hash, with their safetensors bytes once fetched).
+and ``click_log`` (ranking), ``pull_progress`` (gossip pointers per peer), ``adapters``
+(LoRA deltas by content hash, with their safetensors bytes once fetched) and ``fl_runs``
+(the records of federated runs hosted or joined).
 
 Schema changes are numbered migrations applied in order inside a transaction and recorded
 in ``PRAGMA user_version``; later services append to ``MIGRATIONS``. Every write is its own
@@ -82,6 +83,15 @@ MIGRATIONS: list[str] = [
         added_at REAL NOT NULL
     );
     CREATE INDEX adapters_by_origin ON adapters (origin, added_at);
+    """,
+    # 5: federated runs hosted or joined (msgpack RunRecords), newest update last, so
+    # `fl status` outlives a restart
+    """
+    CREATE TABLE fl_runs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        round_id TEXT NOT NULL UNIQUE,
+        record BLOB NOT NULL
+    );
     """,
 ]
 
@@ -344,6 +354,17 @@ class Store:
     def adapter_data(self, digest: str) -> bytes | None:
         row = self._conn.execute("SELECT data FROM adapters WHERE digest = ?", (digest,)).fetchone()
         return None if row is None else row[0]
+
+    def put_fl_run(self, round_id: str, record: bytes, keep: int) -> None:
+        """Insert or replace a run's record as the newest; keep the newest ``keep`` runs."""
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.execute("INSERT OR REPLACE INTO fl_runs (round_id, record) VALUES (?, ?)", (round_id, record))
+            self._conn.execute("DELETE FROM fl_runs WHERE seq <= (SELECT MAX(seq) FROM fl_runs) - ?", (keep,))
+
+    def fl_runs(self) -> list[bytes]:
+        """Every kept run record, least recently updated first."""
+        return [r[0] for r in self._conn.execute("SELECT record FROM fl_runs ORDER BY seq")]
 
     def save_metrics(self, now: float, counters: dict[str, dict[str, int]], keep: int = 100) -> None:
         """Append a counters snapshot, keeping the newest ``keep``."""

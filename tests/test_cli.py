@@ -114,3 +114,22 @@ def test_fl_status_and_lora_list_render_what_the_daemon_returns(monkeypatch, tmp
     result = runner.invoke(cli.app, ["lora", "list", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "abababababababab *" in result.output and "4816" in result.output
+
+
+def test_fl_status_watch_redraws_until_every_run_has_ended(monkeypatch, tmp_path):
+    import edgeswarm.node.cli as cli
+
+    def status(state, rounds_done):
+        history = [{"round": r, "status": "ok", "replies": 2, "failures": 0, "clients": {"a": {"test-acc": 0.5}}}
+                   for r in range(1, rounds_done + 1)]
+        run = {"round_id": "r-1", "role": "client", "task": "subgraph", "strategy": "fedavg", "rounds": 2,
+               "state": state, "detail": "", "participants": [], "history": history}
+        return {"offers": ["subgraph"], "announced": [], "runs": [run]}
+
+    answers = iter([status("joined", 0), status("training", 1), status("done", 2)])
+    calls = []
+    monkeypatch.setattr(cli, "call", lambda data_dir, request: calls.append(request) or next(answers))
+    result = runner.invoke(app, ["fl", "status", "--watch", "--interval", "0.2", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 3  # it stopped once the run was done, not before
+    assert "rounds 2/2" in result.stdout and "done" in result.stdout

@@ -47,6 +47,14 @@ def test_daemons_host_and_join_a_fedavg_run_over_libp2p(tmp_path):
         assert [r["status"] for r in run["history"]] == ["ok", "ok"]
         assert all(len(r["clients"]) == 2 and all(0 < c["test-acc"] <= 1 for c in r["clients"].values())
                    for r in run["history"])
-        assert round_id in {r["round_id"] for r in auto.request({"cmd": "fl_status"})["runs"]}
+        # the clients follow the run to its end: their own metrics per round, then "done"
+        wait_until(lambda: next(r for r in auto.request({"cmd": "fl_status"})["runs"]
+                                if r["round_id"] == round_id)["state"] == "done", timeout=10)
+        mine = next(r for r in auto.request({"cmd": "fl_status"})["runs"] if r["round_id"] == round_id)
+        assert [r["round"] for r in mine["history"]] == [1, 2] and "test-acc" in mine["history"][-1]["evaluate"]
+        # and the host's history outlives a restart (read back from its store)
+        host = group.restart(host)
+        kept = next(r for r in host.request({"cmd": "fl_status"})["runs"] if r["round_id"] == round_id)
+        assert kept["state"] == "done" and [r["status"] for r in kept["history"]] == ["ok", "ok"]
     for daemon in group.daemons:
         assert "Traceback" not in daemon.log(), daemon.log()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import msgspec
+
 import pytest
 import trio
 
@@ -165,3 +167,53 @@ def test_joiners_must_share_the_hosts_dataset_and_partitioning_but_not_its_paths
 def test_central_dp_and_robust_strategies_run_unchanged_over_the_swarm(small_fl):
     report = small_fl(strategies=["dp-fedavg", "fedmedian", "krum", "fedprox"], clients=5)  # krum needs n > f + 2
     assert report["metrics"]["rounds_ok"] == {"dp-fedavg": 3, "fedmedian": 3, "krum": 3, "fedprox": 3}
+
+
+def test_run_records_survive_a_restart_and_clients_see_their_rounds_end(tmp_path):
+    """Host and clients keep each run's record in their store; a client's table fills and ends 'done'."""
+    from edgeswarm.node.config import MembershipConfig, NodeConfig, PresenceConfig, RankingConfig
+    from edgeswarm.node.fl_records import RoundSpec, RunBook
+    from edgeswarm.node.node import Node
+    from edgeswarm.node.store import Store
+    from edgeswarm.protocols.membership.messages import Descriptor
+
+    def config(index: int) -> NodeConfig:
+        task = {"num-partitions": 2, "partition-id": max(0, index - 1)}
+        return NodeConfig(membership=MembershipConfig(view_size=4, shuffle_length=2),
+                          presence=PresenceConfig(enabled=False), ranking=RankingConfig(enabled=False),
+                          federation=FederationConfig(enabled=True, auto_join=index > 0, tasks={"subgraph": task},
+                                                      join_window=5.0, reply_timeout=60.0))
+
+    stores = [Store.open(tmp_path / f"{n}.sqlite") for n in range(3)]
+
+    async def main():
+        net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.run)
+            async with net.attach(identity(0).peer_id) as e0, net.attach(identity(1).peer_id) as e1, \
+                    net.attach(identity(2).peer_id) as e2:
+                nodes = [Node(identity=identity(n), network=e, store=stores[n], config=config(n), rng=random.Random(n),
+                              clock=lambda: 1.8e9 + trio.current_time(), compute=ModelledCompute(1.0),
+                              bootstrap=[Descriptor(identity(0).peer_id)] if n else [])
+                         for n, e in enumerate((e0, e1, e2))]
+                for n in nodes:
+                    await nursery.start(n.run)
+                await trio.sleep(10)
+                record = await nodes[0].federation.host(RoundSpec(task="subgraph", strategy="fedavg", rounds=2,
+                                                                   min_clients=2, join_window=5.0))
+                assert record.state == "done" and [r.round for r in record.history] == [1, 2]
+                for client in nodes[1:]:
+                    (mine,) = client.federation.runs.values()
+                    assert mine.round_id == record.round_id and mine.role == "client" and mine.state == "done"
+                    assert [r.round for r in mine.history] == [1, 2]
+                    assert all("test-acc" in r.evaluate and r.train for r in mine.history)
+                    assert mine.history[-1].clients == {str(client.peer_id): mine.history[-1].evaluate}
+            nursery.cancel_scope.cancel()
+
+    run_virtual(main)
+    for n, store in enumerate(stores):  # a restart reads the records back from the store
+        (kept,) = RunBook(store).values()
+        assert kept.state == "done" and len(kept.history) == 2 and kept.role == ("host" if n == 0 else "client")
+    live = msgspec.msgpack.encode(msgspec.structs.replace(kept, round_id="x", state="training", history=[]))
+    stores[1].put_fl_run("x", live, keep=10)
+    assert RunBook(stores[1])["x"].state == "interrupted"  # its in-memory Flower state died with the node
