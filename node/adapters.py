@@ -33,6 +33,9 @@ from .store import AdapterRow, Store
 PUBLISH_TTL = 7 * 24 * 3600.0
 
 
+ACTIVE_KEY = "adapters.active"
+
+
 class AdapterError(ValueError):
     """A user-facing refusal (unknown digest, nothing to merge, rejected delta)."""
 
@@ -47,7 +50,8 @@ class Adapters:
         self.clock = clock
         self.compute = compute
         self.shelf = shelf
-        self.active: str | None = None  # digest of the adapter inference uses
+        # the adapter inference uses; kept in the store, so a restart (or a bad merge) loses nothing
+        self.active: str | None = store.get_meta(ACTIVE_KEY)
         self._nursery: trio.Nursery | None = None
         messenger.register(AdapterAnnounce)
 
@@ -138,7 +142,9 @@ class Adapters:
             return lora.delta_of(model, base_id=self.base_id, base_version=self.base_version)
 
         delta = await self.compute.run(work, reference_seconds=0.002 * self.config.epochs)
-        return self._keep(delta, "own", note="trained on local data")
+        row = self._keep(delta, "own", note="trained on local data")
+        self._activate(row.digest)
+        return row
 
     def _keep(self, delta, origin: str, note: str = "") -> AdapterRow:
         import torch
@@ -150,7 +156,19 @@ class Adapters:
         row = AdapterRow(lora.digest(data), origin, str(self.messenger.local_peer), self.config.task, delta.rank,
                          len(data), self.accuracy(delta, "val"), len(self._lab[2]), note, self.clock())
         self.store.put_adapter(row, data)
-        self.active = row.digest
+        return row
+
+    def _activate(self, digest: str) -> None:
+        self.active = digest
+        self.store.set_meta(ACTIVE_KEY, digest)
+
+    def use(self, digest: str) -> AdapterRow:
+        """Make a stored adapter (any origin: an earlier own or merged one, a verified peer's) active."""
+        row = self._row(digest)
+        if not row.stored:
+            raise AdapterError(f"{row.digest[:12]} is only announced: `lora pull` it first")
+        self._decode(self.store.adapter_data(row.digest))  # still fits our base
+        self._activate(row.digest)
         return row
 
     async def publish(self, digest: str | None = None) -> AdapterRow:
@@ -188,8 +206,12 @@ class Adapters:
         self.messenger.counters.add("adapters", "fetched")
         return msgspec.structs.replace(kept, stored=True)
 
-    async def merge(self, policy: str = "validation", method: str = "flora") -> dict[str, Any]:
-        """Merge our delta with peers' (``validation`` policy, or ``all``); the result becomes active."""
+    async def merge(self, policy: str = "validation", method: str = "flora", force: bool = False) -> dict[str, Any]:
+        """Merge our delta with peers' (``validation`` policy, or ``all``).
+
+        The merge is always kept; it becomes active only if it is at least as accurate on
+        our validation data as the active adapter, or with ``force`` (``lora use`` goes back).
+        """
         from edgeswarm.learning import lora, lora_merge
 
         own_rows = [r for r in self.store.adapters("own") if r.stored]
@@ -227,10 +249,19 @@ class Adapters:
             return merged, [r.digest for r, _ in chosen]
 
         merged, chosen = await self.compute.run(work, reference_seconds=0.005 * (len(peers) + 1))
+        previous = next((r for r in self.store.adapters() if r.digest == self.active and r.stored), own_row)
         row = self._keep(merged, "merged", note=f"{policy}/{method} of own + {len(chosen)} peers")
+        activated = force or row.metric >= previous.metric or row.digest == previous.digest
+        if activated:
+            self._activate(row.digest)
+        else:
+            self.messenger.counters.add("adapters", "merges_not_activated")
+            self.store.put_adapter(msgspec.structs.replace(row, note=row.note + f"; not activated: validation "
+                                   f"{row.metric:.3f} < {previous.metric:.3f} of {previous.digest[:12]}"), None)
         return {"digest": row.digest, "peers": chosen, "considered": len(peers),
                 "val_acc": row.metric, "test_acc": self.accuracy(merged, "test"),
-                "own_test_acc": self.accuracy(own, "test")}
+                "own_test_acc": self.accuracy(own, "test"), "activated": activated, "active": self.active,
+                "active_val_acc": row.metric if activated else previous.metric}
 
     def _row(self, digest: str) -> AdapterRow:
         matches = [r for r in self.store.adapters() if r.digest.startswith(digest.lower())] if len(digest) >= 6 else []

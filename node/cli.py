@@ -370,13 +370,29 @@ def lora_pull(
 def lora_merge(
     policy: Annotated[str, typer.Option("--policy", help="validation (peers that help locally) or all.")] = "validation",
     method: Annotated[str, typer.Option("--method", help="flora (exact stacking), ffa or fedavg.")] = "flora",
+    force: Annotated[bool, typer.Option("--force", help="Activate the merge even if it is worse on validation.")] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Merge our adapter with peers' chosen by the policy; the result becomes active."""
+    """Merge our adapter with peers' chosen by the policy; it becomes active unless it is worse."""
     with user_errors():
-        result = call(data_dir.expanduser(), req.LoraMerge(policy=policy, method=method), timeout=600)
+        result = call(data_dir.expanduser(), req.LoraMerge(policy=policy, method=method, force=force), timeout=600)
     typer.echo(f"merged own + {len(result['peers'])} of {result['considered']} peers into {result['digest'][:16]}: "
                f"test accuracy {result['test_acc']:.3f} (own alone {result['own_test_acc']:.3f})")
+    if not result["activated"]:
+        typer.echo(f"kept, not activated: validation accuracy {result['val_acc']:.3f} is below the active "
+                   f"{result['active'][:16]}'s {result['active_val_acc']:.3f} "
+                   f"(`lora use {result['digest'][:16]}` or `lora merge --force` to use it anyway)")
+
+
+@lora_app.command("use")
+def lora_use(
+    digest: Annotated[str, typer.Argument(help="Hash prefix of a stored adapter (see `lora list`).")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Make a stored adapter active again (an earlier own or merged one, or a verified peer's)."""
+    with user_errors():
+        row = call(data_dir.expanduser(), req.LoraUse(digest=digest))
+    typer.echo(f"active: {row['digest'][:16]} ({row['origin']}, validation accuracy {row['metric']:.3f})")
 
 
 @subnet_app.command("select")

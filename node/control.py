@@ -142,7 +142,11 @@ async def _lora_pull(node: Node, request: req.LoraPull) -> Any:
 
 
 async def _lora_merge(node: Node, request: req.LoraMerge) -> Any:
-    return await _adapters(node).merge(policy=request.policy, method=request.method)
+    return await _adapters(node).merge(policy=request.policy, method=request.method, force=request.force)
+
+
+async def _lora_use(node: Node, request: req.LoraUse) -> Any:
+    return msgspec.to_builtins(_adapters(node).use(request.digest))
 
 
 HANDLERS: dict[type, Callable[[Node, Any], Awaitable[Any]]] = {
@@ -161,6 +165,7 @@ HANDLERS: dict[type, Callable[[Node, Any], Awaitable[Any]]] = {
     req.LoraList: _lora_list,
     req.LoraPull: _lora_pull,
     req.LoraMerge: _lora_merge,
+    req.LoraUse: _lora_use,
 }
 assert set(HANDLERS) == set(req.Request.__args__), "every request type has one handler"
 

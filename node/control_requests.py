@@ -104,10 +104,15 @@ class LoraPull(_Request, tag="lora_pull"):
 class LoraMerge(_Request, tag="lora_merge"):
     policy: Name = "validation"
     method: Name = "flora"
+    force: bool = False
+
+
+class LoraUse(_Request, tag="lora_use"):
+    digest: Name
 
 
 Request = Union[Status, Ping, Wait, Presence, Search, Click, CatalogAdd, FlHost, FlJoin, FlStatus, LoraTrain,
-                LoraPublish, LoraList, LoraPull, LoraMerge]
+                LoraPublish, LoraList, LoraPull, LoraMerge, LoraUse]
 COMMANDS: tuple[str, ...] = tuple(t.__struct_config__.tag for t in Request.__args__)
 
 _decoder = msgspec.json.Decoder(Request)

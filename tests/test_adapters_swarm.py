@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -14,7 +15,8 @@ pytest.importorskip("peft")
 from edgeswarm.node.adapters import AdapterError  # noqa: E402
 from edgeswarm.node.config import AdaptersConfig, MembershipConfig, NodeConfig, PresenceConfig, RankingConfig  # noqa: E402
 from edgeswarm.node.node import Node  # noqa: E402
-from edgeswarm.node.store import Store  # noqa: E402
+from edgeswarm.node.store import AdapterRow, Store  # noqa: E402
+from edgeswarm.learning import lora  # noqa: E402
 from edgeswarm.protocols.adapters.messages import AdapterAnnounce  # noqa: E402
 from edgeswarm.protocols.membership.messages import Descriptor  # noqa: E402
 from edgeswarm.sim.runner import run_scenario  # noqa: E402
@@ -76,9 +78,28 @@ def test_adapters_are_announced_fetched_verified_and_bad_ones_refused_with_a_rea
                 assert rows[ref.digest.hex()].note.startswith("rejected") and not rows[ref.digest.hex()].stored
                 assert b.counters.snapshot()["adapters"] == {"fetched": 1, "rejected": 2}
 
-                await b.adapters.train()
-                merged = await b.adapters.merge(policy="all")
-                assert merged["peers"] == [own.digest] and b.adapters.active == merged["digest"]
+                mine = await b.adapters.train()
+                assert b.adapters.active == mine.digest
+                # a peer's delta that hurts b's data (a's, with B flipped and blown up), merged blindly
+                theirs = b.adapters._decode(b.store.adapter_data(own.digest))
+                harmful = dataclasses.replace(theirs, b={k: -30 * v for k, v in theirs.b.items()})
+                data = lora.encode(harmful)
+                b.store.put_adapter(AdapterRow(lora.digest(data), "peer", str(a.peer_id), "digits", harmful.rank,
+                                               len(data), 0.9, 60, "verified", 0.0), data)
+                merged = await b.adapters.merge(policy="all", method="fedavg")
+                assert len(merged["peers"]) == 2 and merged["val_acc"] < mine.metric
+                assert not merged["activated"] and b.adapters.active == mine.digest  # refused: the good one stays
+                rows = {r.digest: r for r in b.adapters.list()}
+                assert rows[merged["digest"]].stored and "not activated" in rows[merged["digest"]].note
+                assert b.counters.snapshot()["adapters"]["merges_not_activated"] == 1
+                assert b.adapters.use(merged["digest"][:12]).digest == merged["digest"]  # by hand, still possible
+                assert b.adapters.use(mine.digest[:12]) and b.adapters.active == mine.digest  # and back
+                forced = await b.adapters.merge(policy="all", method="fedavg", force=True)
+                assert forced["activated"] and b.adapters.active == forced["digest"]
+                with pytest.raises(AdapterError, match="only announced"):
+                    b.adapters.use(ref.digest.hex()[:12])
+                # the choice is in the store: a restarted node uses the same adapter
+                assert b.store.get_meta("adapters.active") == forced["digest"]
                 with pytest.raises(AdapterError, match="not ours"):
                     await b.adapters.publish(own.digest)
             nursery.cancel_scope.cancel()

@@ -133,3 +133,22 @@ def test_fl_status_watch_redraws_until_every_run_has_ended(monkeypatch, tmp_path
     assert result.exit_code == 0, result.output
     assert len(calls) == 3  # it stopped once the run was done, not before
     assert "rounds 2/2" in result.stdout and "done" in result.stdout
+
+
+def test_lora_merge_says_when_a_worse_merge_was_kept_but_not_activated(monkeypatch, tmp_path):
+    import edgeswarm.node.cli as cli
+
+    sent = []
+    answer = {"digest": "m" * 64, "peers": ["p" * 64], "considered": 1, "val_acc": 0.27, "test_acc": 0.26,
+              "own_test_acc": 0.77, "activated": False, "active": "a" * 64, "active_val_acc": 0.77}
+    monkeypatch.setattr(cli, "call", lambda data_dir, request, timeout=None: sent.append(request) or answer)
+    result = runner.invoke(app, ["lora", "merge", "--method", "fedavg", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0 and not sent[0].force
+    assert "not activated: validation accuracy 0.270 is below the active aaaaaaaaaaaaaaaa's 0.770" in result.stdout
+    assert "lora use mmmmmmmmmmmmmmmm" in result.stdout
+    runner.invoke(app, ["lora", "merge", "--force", "--data-dir", str(tmp_path)])
+    assert sent[1].force
+    monkeypatch.setattr(cli, "call", lambda data_dir, request, timeout=None: sent.append(request) or
+                        {"digest": "a" * 64, "origin": "own", "metric": 0.77})
+    used = runner.invoke(app, ["lora", "use", "aaaaaa", "--data-dir", str(tmp_path)])
+    assert used.exit_code == 0 and sent[2].digest == "aaaaaa" and "active: aaaaaaaaaaaaaaaa" in used.stdout
