@@ -19,6 +19,7 @@ from edgeswarm.protocols.fl import flower_wire
 from edgeswarm.protocols.fl.messages import MESSAGES, Join, Result, RoundAnnounce, Task
 from edgeswarm.protocols.messenger import Messenger
 
+from . import logs
 from .compute import Compute
 from .config import FederationConfig
 from .fl_client import FederationHooks, FlClient
@@ -52,6 +53,7 @@ class Federation:
             if task not in TASKS:
                 raise ValueError(f"[node.federation.tasks] offers unknown task {task!r} (known: {', '.join(TASKS)})")
         flower_wire.ensure_task_identity()
+        logs.adopt_flower()
         self.config = config
         self.runs = RunBook(store)
         payloads = Payloads(messenger, shelf, max_bytes=int(config.max_payload_mb * 1024 * 1024),

@@ -48,3 +48,17 @@ def adopt_libp2p() -> None:
     # a dial that fails is routine in a P2P swarm (membership counts it and backs off), yet
     # py-libp2p logs each attempt at ERROR: only with --verbose
     logging.getLogger("libp2p.transport.tcp").setLevel(logging.INFO if verbose else logging.CRITICAL)
+
+
+def adopt_flower() -> None:
+    """Send Flower's log records through our handlers only, once each, without colour codes.
+
+    Importing Flower adds its own coloured console handler to the "flwr" logger while
+    records still propagate to the root: every line came out twice, once with raw ANSI
+    escapes, also under ``--log-json``. Its INFO lines (per round) stay visible at INFO.
+    """
+    import flwr.common.logger  # noqa: F401  (its import adds the handler; undo that after it)
+
+    library = logging.getLogger("flwr")
+    library.handlers.clear()
+    library.propagate = True

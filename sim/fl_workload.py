@@ -142,8 +142,9 @@ class FlExperiment(Workload):
         for host in self.attackers:
             host.federation_hooks = self._attacker_hooks(host)
         self.runs: dict[str, Any] = {}
-        import flwr.common.logger  # noqa: F401  (configures the "flwr" logger on import)
+        from edgeswarm.node.logs import adopt_flower
 
+        adopt_flower()  # Flower's lines once, through our handler
         logging.getLogger("flwr").setLevel(logging.WARNING)  # per-round INFO lines drown the progress bar
 
     @classmethod

@@ -105,8 +105,9 @@ class SemSpaceExperiment(Workload):
             host.federation_hooks = self._gateway_hooks(host, index)
         for number, host in enumerate(self.satellite_hosts):
             host.federation_hooks = self._satellite_hooks(number)
-        import flwr.common.logger  # noqa: F401  (configures the "flwr" logger on import)
+        from edgeswarm.node.logs import adopt_flower
 
+        adopt_flower()  # Flower's lines once, through our handler
         logging.getLogger("flwr").setLevel(logging.ERROR)  # per-round lines and expected warnings
 
     @classmethod

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from edgeswarm.node.cli import app
@@ -152,3 +154,27 @@ def test_lora_merge_says_when_a_worse_merge_was_kept_but_not_activated(monkeypat
                         {"digest": "a" * 64, "origin": "own", "metric": 0.77})
     used = runner.invoke(app, ["lora", "use", "aaaaaa", "--data-dir", str(tmp_path)])
     assert used.exit_code == 0 and sent[2].digest == "aaaaaa" and "active: aaaaaaaaaaaaaaaa" in used.stdout
+
+
+def test_flower_log_lines_come_once_without_colour_codes_under_log_json(capsys):
+    import logging
+
+    pytest.importorskip("flwr")
+    from flwr.common.logger import log
+
+    from edgeswarm.node import logs
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure(json_lines=True)
+        logs.adopt_flower()
+        log(logging.INFO, "configure_train: Sampled 2 nodes (out of 2)")
+        err = capsys.readouterr().err
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    lines = [line for line in err.splitlines() if "configure_train" in line]
+    assert len(lines) == 1 and "\x1b[" not in err  # once, and no raw ANSI escapes
+    assert json.loads(lines[0]) | {"ts": 0} == {"ts": 0, "level": "info", "logger": "flwr",
+                                               "msg": "configure_train: Sampled 2 nodes (out of 2)"}
