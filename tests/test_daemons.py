@@ -180,3 +180,38 @@ def test_control_socket_is_private_and_cli_reads_it(group):
     assert b.status()["counters"]["ranking"].get("rows_received") == 1
     nobody = runner.invoke(app, ["status", "--data-dir", str(group.root / "nobody")])
     assert nobody.exit_code == 6 and "no daemon is running" in nobody.stderr
+
+
+async def control(data_dir, request: dict):
+    """The README's asyncio client, verbatim: no edgeswarm import needed to drive a node."""
+    import asyncio
+
+    reader, writer = await asyncio.open_unix_connection(data_dir / "control.sock", limit=16 << 20)
+    writer.write(json.dumps(request).encode() + b"\n")
+    await writer.drain()
+    reply = json.loads(await reader.readline())
+    writer.close()
+    await writer.wait_closed()
+    if not reply["ok"]:
+        raise RuntimeError(reply["error"])
+    return reply["result"]
+
+
+def test_an_asyncio_program_drives_a_node_through_the_control_socket(group):
+    import asyncio
+
+    a = group.spawn("a")
+
+    async def session():
+        status = await control(a.data_dir, {"cmd": "status"})
+        added = await control(a.data_dir, {"cmd": "catalog_add", "items": [
+            {"item": "kob", "title": "Kind of Blue", "tags": ["jazz"]}]})
+        found = await control(a.data_dir, {"cmd": "search", "query": "jazz"})
+        with pytest.raises(RuntimeError, match="invalid request.*commands: status"):
+            await control(a.data_dir, {"cmd": "no_such_command"})
+        return status, added, found
+
+    status, added, found = asyncio.run(session())
+    assert status["peer_id"] == a.status()["peer_id"] and added == {"added": 1}
+    assert [r["item"] for r in found] == ["kob"]
+    assert a.status()["counters"]["control"]["bad_requests"] == 1
