@@ -5,7 +5,8 @@ plain NSGA-II and random search, each with its own budget of real measurements (
 after BatchNorm recalibration, onnxruntime latency with 1 thread). Printed: search wall
 time, measurements each needs to reach 95% of the best final hypervolume, the latency
 predictor's MAPE on subnets it never saw, and per device profile the chosen subnet's
-predicted vs measured latency and accuracy. Last line:
+predicted vs measured latency and accuracy (the profiles share one data dir, so one
+measurement cache: they search the same measured subnets). Last line:
 ``linas_evals=<int> nsga2_evals=<int> random_evals=<int> latency_mape=<float>``
 (a method that never reaches the target prints its budget + 1).
 
@@ -85,7 +86,7 @@ def main() -> None:
         for device in ("phone", "laptop", "gateway"):
             profile = load_device(REPO / "configs" / "devices" / f"{device}.toml")
             started = time.perf_counter()
-            chosen = select(profile, Path(tmp) / device, budget=24 if args.quick else 40, seed=args.seed)
+            chosen = select(profile, Path(tmp), budget=24 if args.quick else 40, seed=args.seed)  # one cache
             print(f"  {device:8s} budget {chosen['budget_ms']:5.2f} ms: predicted {chosen['predicted_latency_ms']:.3f} ms, "
                   f"measured {chosen['measured_latency_ms']:.3f} ms, test accuracy {chosen['accuracy']:.3f}, "
                   f"depths {chosen['config']['d']} ({time.perf_counter() - started:.0f} s)")

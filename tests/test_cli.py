@@ -178,3 +178,24 @@ def test_flower_log_lines_come_once_without_colour_codes_under_log_json(capsys):
     assert len(lines) == 1 and "\x1b[" not in err  # once, and no raw ANSI escapes
     assert json.loads(lines[0]) | {"ts": 0} == {"ts": 0, "level": "info", "logger": "flwr",
                                                "msg": "configure_train: Sampled 2 nodes (out of 2)"}
+
+
+@pytest.mark.parametrize(("workload", "metrics", "rows"), [
+    ("lora", {"personal_accuracy": {"local": 0.8, "policy": 0.906}, "peers_merged_by_policy": 7.6},
+     ["personal accuracy local", "0.9060", "peers merged by policy"]),
+    ("semspace", {"psnr_final": {"semspacefl": 21.5, "flat": None}, "energy_j_per_round": {"semspacefl": 12.0}},
+     ["PSNR semspacefl (dB)", "21.50", "energy per round semspacefl (J)"]),
+])
+def test_every_workloads_summary_prints_its_headline_metrics(workload, metrics, rows):
+    from rich.console import Console
+
+    from edgeswarm.sim.cli import summary_table
+
+    report = {"scenario": workload, "seed": 1, "nodes": 3, "virtual_seconds": 10.0, "wall_seconds": 1.0,
+              "wall_virtual_per_wall_second": 10.0, f"{workload}_series": {},
+              "metrics": {"counters": {}, "membership": {}, "network": {}, "churn": {"crashes": 0, "sessions": 3},
+                          **metrics}}
+    console = Console(record=True, width=200)
+    console.print(summary_table(report))
+    text = console.export_text()
+    assert all(row in text for row in rows), text
