@@ -110,8 +110,7 @@ class ReplayExperiment(Workload):
     async def run(self, nursery: trio.Nursery) -> None:
         spec = self.spec
         for host in self.hosts:
-            if host.node is not None and host.node.ranking is not None:
-                host.node.ranking.add_items(self.catalog)
+            self._stock(host)
         first, last = self.train[0].time, self.train[-1].time
         scale = spec.replay_seconds / (last - first) if last > first else 0.0
         start = trio.current_time()
@@ -119,19 +118,24 @@ class ReplayExperiment(Workload):
             users.start_soon(self._sample)
             for click in self.train:
                 await trio.sleep_until(start + (click.time - first) * scale)
-                host = self.node_of[click.user]
-                if host.node is None or host.node.ranking is None:
-                    self.missed_offline += 1
-                    continue
-                self.replayed += 1
-                users.start_soon(self._click, host, click)
+                users.start_soon(self._click, self.node_of[click.user], click)
             await trio.sleep(spec.settle_seconds)
             users.cancel_scope.cancel()
         self._sample_once()
         self._score()
         self.done.set()
 
+    def _stock(self, host: SimHost) -> None:
+        """Give an online node the catalog (once: its store keeps it across restarts)."""
+        if host.node is not None and host.node.ranking is not None and not len(host.node.ranking.index):
+            host.node.ranking.add_items(self.catalog)
+
     async def _click(self, host: SimHost, click: LoggedClick) -> None:
+        if host.node is None or host.node.ranking is None:  # the user's device is off: the click is lost
+            self.missed_offline += 1
+            return
+        self._stock(host)  # it may have been offline when the replay began
+        self.replayed += 1
         ranking = host.node.ranking
         ranking.search(click.query, explore=False)  # the click cites this search, as at the CLI
         await ranking.click(click.item)

@@ -65,11 +65,11 @@ def test_the_shipped_log_is_the_generators_output(repo):
     assert len({c.user for c in rows}) == 100 and len(rows) > 3000
 
 
-def replay(log, *, nodes=12, users=24, anti_entropy=30.0, seed=3):
+def replay(log, *, nodes=12, users=24, anti_entropy=30.0, seed=3, churn=None):
     spec = ReplaySpec(log=str(log), users=users, replay_seconds=600.0, settle_seconds=200.0)
     node = NodeConfig(presence=PresenceConfig(enabled=False), ranking=RankingConfig(anti_entropy_interval=anti_entropy))
     scenario = Scenario(name="replay-small", nodes=nodes, duration=2000.0, seed=seed, bootstrap=2, join_window=10.0,
-                        sample_interval=60.0, node=node, replay=spec)
+                        sample_interval=60.0, node=node, replay=spec, **({"churn": churn} if churn else {}))
     return run_scenario(LoadedScenario(scenario, {"laptop": LAPTOP}), out_dir=None)
 
 
@@ -87,6 +87,17 @@ def test_replaying_a_log_scores_every_held_out_click_for_each_method(repo):
     assert metrics["log_coverage_min"] > 0.9 and metrics["nodes_below_10pct"] == 0
     series = report["replay_series"]
     assert len(series["t"]) == len(series["log_coverage"]) > 5 and series["t"] == sorted(series["t"])
+
+
+def test_clicks_of_users_whose_device_is_off_are_lost_and_counted_not_fatal(repo):
+    from edgeswarm.sim.scenario import ChurnSpec
+
+    # half the nodes go up and down through the replay, and stay down past its end
+    churn = ChurnSpec(fraction=0.5, start=0.0, end=5000.0, mean_up=60.0, mean_down=60.0)
+    metrics = replay(repo / "configs/sim/data/clicks-small.csv", churn=churn)["metrics"]
+    assert metrics["missed_offline"] > 0 and metrics["replayed"] + metrics["missed_offline"] == metrics["train_clicks"]
+    assert metrics["held_out_scored"] + metrics["held_out_offline"] == metrics["held_out"]
+    assert metrics["rr10"]["grank"] is not None
 
 
 def test_shown_items_are_what_gets_ranked(tmp_path):
