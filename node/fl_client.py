@@ -31,6 +31,7 @@ from .fl_records import RoundMetrics, RunBook, RunRecord, bound, floats
 from .fl_tasks import TASKS, meets
 
 CLIENT_APP_FAILED = 3  # Error code of a reply whose ClientApp raised
+MAX_CLIENT_HISTORY = 1000  # rounds of our own metrics a client record keeps per run
 MAX_ANNOUNCED = 1000  # announced runs remembered
 MAX_JOINED = 64  # joined runs whose client state is kept (oldest dropped first)
 
@@ -170,13 +171,14 @@ class FlClient:
     def _remember(self, record: RunRecord, task: Message, reply: Message) -> None:
         """Our own metrics for the task's round in our record; the last round's evaluation ends the run."""
         number = _round_of(task)
-        if number is None or reply.has_error():
-            return
+        if number is None or not 1 <= number <= record.rounds or reply.has_error():
+            return  # the host names the round: only the announced ones are kept
         entry = next((r for r in record.history if r.round == number), None)
         if entry is None:
             entry = RoundMetrics(number, "ok", replies=1, failures=0, train={}, evaluate={}, clients={})
             record.history.append(entry)
             record.history.sort(key=lambda r: r.round)
+            del record.history[:-MAX_CLIENT_HISTORY]  # a long run keeps its latest rounds
         metrics = {k: v for m in reply.content.metric_records.values() for k, v in floats(m).items()}
         if task.metadata.message_type == MessageType.EVALUATE:
             entry.evaluate = metrics

@@ -217,3 +217,31 @@ def test_run_records_survive_a_restart_and_clients_see_their_rounds_end(tmp_path
     live = msgspec.msgpack.encode(msgspec.structs.replace(kept, round_id="x", state="training", history=[]))
     stores[1].put_fl_run("x", live, keep=10)
     assert RunBook(stores[1])["x"].state == "interrupted"  # its in-memory Flower state died with the node
+
+
+def test_a_clients_record_keeps_only_the_announced_rounds_and_a_bounded_history():
+    from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
+
+    from edgeswarm.node import fl_client
+    from edgeswarm.node.fl_records import RunBook, RunRecord
+
+    flower_wire.ensure_task_identity()
+    client = fl_client.FlClient.__new__(fl_client.FlClient)  # only its bookkeeping is under test
+    client.messenger = type("M", (), {"local_peer": "me"})()
+    record = RunRecord("r", "client", "subgraph", "fedavg", 1500, "host", "joined")
+    RunBook().add(record)
+
+    def answer(round_number, kind="evaluate"):
+        task = Message(RecordDict({"config": ConfigRecord({"server-round": round_number})}), dst_node_id=1,
+                       message_type=kind)
+        client._remember(record, task, Message(RecordDict({"metrics": MetricRecord({"test-acc": 0.5})}),
+                                               reply_to=task))
+
+    answer(0), answer(1501), answer(10**9)  # rounds the host never announced: ignored
+    assert record.history == []
+    for number in range(1, 1201):
+        answer(number)
+    assert len(record.history) == fl_client.MAX_CLIENT_HISTORY and record.history[0].round == 201
+    assert record.state == "joined"  # round 1200 of 1500: not over
+    answer(1500)
+    assert record.state == "done" and record.history[-1].round == 1500
