@@ -212,7 +212,7 @@ class Adapters:
         The merge is always kept; it becomes active only if it is at least as accurate on
         our validation data as the active adapter, or with ``force`` (``lora use`` goes back).
         """
-        from edgeswarm.learning import lora, lora_merge
+        from edgeswarm.learning import lora_merge
 
         own_rows = [r for r in self.store.adapters("own") if r.stored]
         if not own_rows:
