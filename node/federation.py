@@ -26,8 +26,8 @@ from .fl_client import FederationHooks, FlClient
 from .fl_host import Evaluate, FlHost, OnRound
 from .fl_payloads import Payloads
 from .fl_records import RoundMetrics, RoundSpec, RunBook, RunRecord
-from .store import Store
 from .fl_tasks import TASKS
+from .store import Store
 
 __all__ = ["Federation", "FederationHooks", "RoundMetrics", "RoundSpec", "RunRecord"]
 
