@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
-from click import Choice
+import enum
+
 import msgspec
 import trio
 import typer
@@ -158,19 +159,42 @@ def ping(
     typer.echo(f"{peer}: {result['bytes']} bytes, round trip {result['rtt_ms']:.1f} ms, intact")
 
 
+def _counter_minimum(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    if not sep or not value.isdigit():
+        raise typer.BadParameter(f"{text!r} is not NAME=N (a counter as `status` shows it, e.g. membership.shuffle_ok=3)")
+    return name, int(value)
+
+
 @app.command("wait")
 def wait(
     peer: Annotated[Optional[str], typer.Option("--peer", help="Until connected to this PeerID.")] = None,
     peers: Annotated[int, typer.Option("--peers", min=0, help="Until at least this many peers are connected.")] = 0,
     heard_from: Annotated[int, typer.Option("--heard-from", min=0,
                                             help="Until presence was heard from at least this many peers.")] = 0,
+    known: Annotated[Optional[list[str]], typer.Option("--known", help="Until this PeerID is in the view or "
+                                                                         "connected (repeatable).")] = None,
+    in_view: Annotated[Optional[list[str]], typer.Option("--in-view", help="Until this PeerID is in the membership "
+                                                                             "view (repeatable).")] = None,
+    not_in_view: Annotated[Optional[list[str]], typer.Option("--not-in-view", help="Until this PeerID has left the "
+                                                                                     "view (repeatable).")] = None,
+    disconnected: Annotated[Optional[list[str]], typer.Option("--disconnected", help="Until no connection to this "
+                                                                                       "PeerID is left (repeatable).")] = None,
+    counter: Annotated[Optional[list[str]], typer.Option("--counter", help="NAME=N: until the counter NAME (as "
+                                                         "`status --json` shows it, group.label) is at least N "
+                                                         "(repeatable).")] = None,
+    gossip_peers: Annotated[int, typer.Option("--gossip-peers", min=0, help="Until every gossip topic reaches at "
+                                                                            "least this many peers directly.")] = 0,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, max=600, help="Seconds to wait at most.")] = 60.0,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Block until the running daemon meets every condition given (exit 6 when the timeout passes)."""
+    counters = dict(_counter_minimum(c) for c in counter or ())
+    request = req.Wait(peer=peer, peers=peers, heard_from=heard_from, known=known or [], in_view=in_view or [],
+                       not_in_view=not_in_view or [], disconnected=disconnected or [], counters=counters,
+                       gossip_peers=gossip_peers, timeout=timeout)
     with user_errors():
-        result = call(data_dir.expanduser(), req.Wait(peer=peer, peers=peers, heard_from=heard_from, timeout=timeout),
-                      timeout=timeout + 10)
+        result = call(data_dir.expanduser(), request, timeout=timeout + 10)
     typer.echo(f"after {result['waited_s']:g} s: {result['peers']} peers connected, heard from {result['heard_from']}")
 
 
@@ -221,28 +245,34 @@ def catalog_add(
     typer.echo(f"added {result['added']} items from {file}")
 
 
+Strategy = enum.Enum("Strategy", {name: name for name in fl_catalog.STRATEGIES}, type=str)
+"""``--strategy``'s choices: an Enum, the one choice type every typer release takes (no click import)."""
+
+
 @fl_app.command("host")
 def fl_host(
     task: Annotated[str, typer.Option("--task", help="Task to train (this node must offer it too).")],
-    strategy: Annotated[str, typer.Option("--strategy", click_type=Choice(list(fl_catalog.STRATEGIES)),
-                                          help="Aggregation: " + "; ".join(f"{k}: {v}" for k, v in
-                                                                            fl_catalog.STRATEGIES.items()) + ".")] = "fedavg",
+    strategy: Annotated[Strategy, typer.Option("--strategy", help="Aggregation: " + "; ".join(
+        f"{k}: {v}" for k, v in fl_catalog.STRATEGIES.items()) + ".")] = Strategy("fedavg"),
     rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
     min_clients: Annotated[int, typer.Option("--min-clients", min=1, help="Joins needed to start, replies per round.")] = 2,
+    max_clients: Annotated[Optional[int], typer.Option("--max-clients", min=1, help="Joins accepted at most; the run "
+                                                       "starts as soon as this many joined.")] = None,
     join_window: Annotated[Optional[float], typer.Option("--join-window", min=0.1, help="Seconds to wait for joins.")] = None,
     reply_timeout: Annotated[Optional[float], typer.Option("--reply-timeout", min=0.1, help="Seconds per round.")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Announce a federated run on the running daemon; it runs in the background."""
+    strategy_name = strategy.value
     with user_errors():
-        problem = fl_catalog.check_run(task, strategy, min_clients)
+        problem = fl_catalog.check_run(task, strategy_name, min_clients)
         if problem:
             raise UsageProblem(problem)
-    request = req.FlHost(task=task, strategy=strategy, rounds=rounds, min_clients=min_clients,
-                         join_window=join_window, reply_timeout=reply_timeout)
+    request = req.FlHost(task=task, strategy=strategy_name, rounds=rounds, min_clients=min_clients,
+                         max_clients=max_clients, join_window=join_window, reply_timeout=reply_timeout)
     with user_errors():
         result = call(data_dir.expanduser(), request)
-    typer.echo(f"announced run {result['round_id']} ({strategy}, {rounds} rounds); follow it with `edgeswarm fl status`")
+    typer.echo(f"announced run {result['round_id']} ({strategy_name}, {rounds} rounds); follow it with `edgeswarm fl status`")
 
 
 @fl_app.command("join")
@@ -254,6 +284,21 @@ def fl_join(
     with user_errors():
         record = call(data_dir.expanduser(), req.FlJoin(round_id=round_id))
     typer.echo(f"joined {record['round_id']} ({record['task']}, {record['strategy']}) hosted by {record['host']}")
+
+
+@fl_app.command("wait")
+def fl_wait(
+    round_id: Annotated[str, typer.Argument(help="Run id (hosted or joined on this node).")],
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, max=24 * 3600, help="Seconds to wait at most.")] = 600.0,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Block until a run has ended; print how (exit 6 on timeout, 1 if the run did not end done)."""
+    with user_errors():
+        record = call(data_dir.expanduser(), req.FlWait(round_id=round_id, timeout=timeout), timeout=timeout + 10)
+    typer.echo(f"{record['round_id']}: {record['state']} after {len(record['history'])}/{record['rounds']} rounds"
+               + (f" ({record['detail']})" if record["detail"] else ""))
+    if record["state"] != "done":
+        raise typer.Exit(1)
 
 
 @fl_app.command("status")
