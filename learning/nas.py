@@ -83,6 +83,10 @@ class Archive:
     def knows(self, genome) -> bool:
         return self.space.active_genes(genome).tobytes() in self._seen
 
+    def index(self, genome) -> int:
+        """Where ``genome`` (measured already) is in ``genomes`` and ``results``."""
+        return self._seen[self.space.active_genes(genome).tobytes()]
+
     def points(self) -> np.ndarray:
         """(1 - accuracy, latency) per measurement: both minimised."""
         return np.array([(1 - a, lat) for a, lat in self.results])

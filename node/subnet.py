@@ -3,8 +3,9 @@
 ``select`` searches the shared supernet with predictors in the loop (``learning.nas.linas``)
 and keeps, among every subnet it measured, the most accurate one (validation accuracy;
 the faster on a tie) whose latency fits the device's budget (``choose``). It verifies that
-choice by a fresh, longer measurement and writes ``<data_dir>/subnet/model.onnx`` and
-``config.json``.
+choice by a fresh, longer measurement (a choice that then misses the budget is passed over
+for the next; ``passed_over`` counts them) and writes ``<data_dir>/subnet/model.onnx`` and
+``config.json``, which lists every subnet measured. If none fits, it takes the smallest.
 
 Latency is measured here with onnxruntime and the profile's threads; for a *declared*
 profile of another device (``configs/devices/*.toml``) it is scaled by 1 / compute_speed,
@@ -102,41 +103,48 @@ def select(profile: DeviceProfile, data_dir: Path, *, measured_here: bool = Fals
         archive = nas.Archive(supernet.EDGE, measure)
         try:
             nas.linas(archive, budget=budget, seed=seed)
+            scaled = [(accuracy, latency * scale) for accuracy, latency in archive.results]  # on this device
+            ranked = choose(scaled, profile.latency_budget_ms)
+            if not ranked:  # nothing measured fits: the smallest subnet is the best we can do
+                smallest = supernet.EDGE.smallest()
+                archive(smallest)  # measured now, unless the search measured it already
+                scaled = [(accuracy, latency * scale) for accuracy, latency in archive.results]
+                ranked = [archive.index(smallest)]
         finally:
             cache.save()  # what was measured stays measured, even if the search was interrupted
-        limit = profile.latency_budget_ms / scale
-        ranked = choose(archive.results, limit)
-        if not ranked:  # nothing measured fits: the smallest subnet is the best we can do
-            archive(supernet.EDGE.smallest())
-            ranked = [len(archive) - 1]
         out.mkdir(parents=True, exist_ok=True)
+        passed_over = 0
         for index in ranked:  # verify by a fresh, longer measurement
             genome = archive.genomes[index]
             model = supernet.subnet(net, genome)
             onnx_path = cost.export_onnx(model, out / "model.onnx")
             fresh = cost.measure_latency_ms(onnx_path, profile.threads, repeats=100)
-            if fresh <= limit or index == ranked[-1]:
+            if fresh * scale <= profile.latency_budget_ms or index == ranked[-1]:
                 break
+            passed_over += 1
         latency_model = nas.Predictor(supernet.EDGE).fit(np.array(archive.genomes),
-                                                         np.array([lat * scale for _, lat in archive.results]))
+                                                         np.array([lat for _, lat in scaled]))
         accuracy = supernet.evaluate(model, "test")
-    measured = fresh * scale
+    verified_ms = fresh * scale
     config = {"genome": [int(v) for v in genome], **supernet.EDGE.decode(genome), "width": supernet.EDGE.width,
               "image": supernet.IMAGE, "device": profile.name, "threads": profile.threads}
     result = {
         "onnx_path": str(onnx_path),
         "config": config,
         "predicted_latency_ms": round(float(latency_model.predict(genome[None, :])[0]), 4),
-        "measured_latency_ms": round(measured, 4),
+        "measured_latency_ms": round(verified_ms, 4),
         "budget_ms": profile.latency_budget_ms,
         "validation_accuracy": round(archive.results[index][0], 4),
         "accuracy": round(accuracy, 4),
-        "fits": measured <= profile.latency_budget_ms,
+        "fits": verified_ms <= profile.latency_budget_ms,
         "measurements": len(archive),
         "from_cache": served,
+        "passed_over": passed_over,
         "pareto": [{"genome": [int(v) for v in archive.genomes[i]], "accuracy": round(archive.results[i][0], 4),
-                    "latency_ms": round(archive.results[i][1] * scale, 4)}
+                    "latency_ms": round(scaled[i][1], 4)}
                    for i in sorted(nas.pareto(archive.points()), key=lambda i: archive.results[i][1])],
+        "measured": [{"genome": [int(v) for v in g], "accuracy": a, "latency_ms": lat}
+                     for g, (a, lat) in zip(archive.genomes, scaled, strict=True)],
     }
     (out / "config.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
