@@ -3,9 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+# the core alone (`pip install .`, no extras) in a venv of its own, as a phone or a small box gets it
+CORE_VENV ?= .venv-core
+CORE_INSTALLED := $(CORE_VENV)/.installed
+TYPECHECK_TREE := build/typecheck
 RUN_DIR := runs/smoke-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test test-slow bench install clean
+.PHONY: demo test lint typecheck test-core test-slow test-loaded bench install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,14 +24,47 @@ install: $(INSTALLED)
 demo: $(INSTALLED)
 	$(VENV)/bin/edgeswarm sim run configs/sim/smoke.toml --out $(RUN_DIR)
 
-test: $(INSTALLED)
+# lint, types, the default suite, then the core install's own run: CI runs exactly this
+test: lint typecheck $(INSTALLED)
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-core
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# mypy sees the layers under the names they are installed as (edgeswarm.node -> node/), and
+# trio's own inline types ahead of the outdated trio-typing stubs that py-libp2p pulls in
+typecheck: $(INSTALLED)
+	rm -rf $(TYPECHECK_TREE) && mkdir -p $(TYPECHECK_TREE)/edgeswarm
+	for layer in node protocols learning sim; do ln -s ../../../$$layer $(TYPECHECK_TREE)/edgeswarm/$$layer; done
+	ln -s "$$($(PY) -c 'import os, trio; print(os.path.dirname(trio.__file__))')" $(TYPECHECK_TREE)/trio
+	cd $(TYPECHECK_TREE) && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml \
+		--cache-dir ../mypy-cache --python-executable ../../$(PY) -p edgeswarm.protocols -p edgeswarm.node
+
+$(CORE_INSTALLED): pyproject.toml
+	rm -rf $(CORE_VENV)
+	$(PYTHON) -m venv $(CORE_VENV)
+	$(CORE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CORE_VENV)/bin/python -m pip install --quiet . 'pytest>=8' 'pytest-timeout>=2.3'
+	touch $@
+
+# the tests marked `core` against the core install (the newest releases its ranges allow)
+test-core: $(CORE_INSTALLED)
+	$(CORE_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
+	$(CORE_VENV)/bin/python -m pytest -q -p no:cacheprovider -m core
 
 test-slow: $(INSTALLED)
 	$(PY) -m pytest -q -m slow
+
+# the default suite on one core that another process keeps busy: half the CPU, as a slower
+# machine has (README, Development)
+test-loaded: $(INSTALLED)
+	taskset -c 0 sh -c 'while :; do :; done' & hog=$$!; \
+	taskset -c 0 $(PY) -m pytest -q; status=$$?; kill $$hog; exit $$status
 
 bench: $(INSTALLED)
 	$(PY) benchmarks/sim_scale.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) $(CORE_VENV) build runs .pytest_cache .hypothesis

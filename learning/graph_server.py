@@ -34,8 +34,11 @@ def main(grid: Grid, context: Context) -> None:
         train_config=ConfigRecord({"method": "fedavg"}), evaluate_config=ConfigRecord({"method": "fedavg"}),
     )
     if config.get("result-file"):
-        Path(str(config["result-file"])).write_text(json.dumps({
+        path = Path(str(config["result-file"]))
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps({
             "seconds": time.time() - started,
             "train": {str(r): dict(m) for r, m in result.train_metrics_clientapp.items()},
             "evaluate": {str(r): dict(m) for r, m in result.evaluate_metrics_clientapp.items()},
         }))
+        partial.replace(path)  # whoever sees the file sees all of it

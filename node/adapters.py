@@ -94,7 +94,7 @@ class Adapters:
             self._nursery = nursery
             for row in self.store.adapters():  # what we published before a restart is served again
                 if row.origin in ("own", "merged") and row.stored:
-                    self.shelf.offer(self.store.adapter_data(row.digest), None, ttl=PUBLISH_TTL)
+                    self.shelf.offer(self._stored(row.digest), None, ttl=PUBLISH_TTL)
             subscription = self.messenger.subscribe(AdapterAnnounce)
             task_status.started()
             async for opened in subscription:
@@ -167,7 +167,7 @@ class Adapters:
         row = self._row(digest)
         if not row.stored:
             raise AdapterError(f"{row.digest[:12]} is only announced: `lora pull` it first")
-        self._decode(self.store.adapter_data(row.digest))  # still fits our base
+        self._decode(self._stored(row.digest))  # still fits our base
         self._activate(row.digest)
         return row
 
@@ -178,8 +178,7 @@ class Adapters:
         if row is None or row.origin not in ("own", "merged"):
             raise AdapterError("nothing of ours to publish: run `lora train` first" if row is None
                                else f"{row.digest[:12]} is a peer's delta, not ours")
-        data = self.store.adapter_data(row.digest)
-        ref = self.shelf.offer(data, None, ttl=PUBLISH_TTL)
+        ref = self.shelf.offer(self._stored(row.digest), None, ttl=PUBLISH_TTL)
         await self.messenger.publish(AdapterAnnounce(ref, self.base_id, self.base_version, row.rank, row.task,
                                                      max(0.0, min(1.0, row.metric)), row.samples))
         return row
@@ -218,8 +217,8 @@ class Adapters:
         if not own_rows:
             raise AdapterError("no own adapter: run `lora train` first")
         own_row = own_rows[-1]
-        own = self._decode(self.store.adapter_data(own_row.digest))
-        peers = [(r, self._decode(self.store.adapter_data(r.digest))) for r in self.store.adapters("peer") if r.stored]
+        own = self._decode(self._stored(own_row.digest))
+        peers = [(r, self._decode(self._stored(r.digest))) for r in self.store.adapters("peer") if r.stored]
         if method not in lora_merge.MERGES:
             raise AdapterError(f"unknown merge {method!r} (one of {', '.join(lora_merge.MERGES)})")
         merge = lora_merge.MERGES[method]
@@ -262,6 +261,13 @@ class Adapters:
                 "val_acc": row.metric, "test_acc": self.accuracy(merged, "test"),
                 "own_test_acc": self.accuracy(own, "test"), "activated": activated, "active": self.active,
                 "active_val_acc": row.metric if activated else previous.metric}
+
+    def _stored(self, digest: str) -> bytes:
+        """The bytes of an adapter whose row says it is stored."""
+        data = self.store.adapter_data(digest)
+        if data is None:
+            raise AdapterError(f"{digest[:12]} is not stored on this node")
+        return data
 
     def _row(self, digest: str) -> AdapterRow:
         matches = [r for r in self.store.adapters() if r.digest.startswith(digest.lower())] if len(digest) >= 6 else []

@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
-import enum
-
 import msgspec
 import trio
 import typer
@@ -245,15 +243,13 @@ def catalog_add(
     typer.echo(f"added {result['added']} items from {file}")
 
 
-Strategy = enum.Enum("Strategy", {name: name for name in fl_catalog.STRATEGIES}, type=str)
-"""``--strategy``'s choices: an Enum, the one choice type every typer release takes (no click import)."""
-
-
 @fl_app.command("host")
 def fl_host(
     task: Annotated[str, typer.Option("--task", help="Task to train (this node must offer it too).")],
-    strategy: Annotated[Strategy, typer.Option("--strategy", help="Aggregation: " + "; ".join(
-        f"{k}: {v}" for k, v in fl_catalog.STRATEGIES.items()) + ".")] = Strategy("fedavg"),
+    # checked by fl_catalog.check_run below (exit 2 naming the choices): no click.Choice, which
+    # typer 0.29 no longer takes
+    strategy: Annotated[str, typer.Option("--strategy", help="Aggregation: " + "; ".join(
+        f"{k}: {v}" for k, v in fl_catalog.STRATEGIES.items()) + ".")] = "fedavg",
     rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
     min_clients: Annotated[int, typer.Option("--min-clients", min=1, help="Joins needed to start, replies per round.")] = 2,
     max_clients: Annotated[Optional[int], typer.Option("--max-clients", min=1, help="Joins accepted at most; the run "
@@ -263,16 +259,15 @@ def fl_host(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Announce a federated run on the running daemon; it runs in the background."""
-    strategy_name = strategy.value
     with user_errors():
-        problem = fl_catalog.check_run(task, strategy_name, min_clients)
+        problem = fl_catalog.check_run(task, strategy, min_clients)
         if problem:
             raise UsageProblem(problem)
-    request = req.FlHost(task=task, strategy=strategy_name, rounds=rounds, min_clients=min_clients,
+    request = req.FlHost(task=task, strategy=strategy, rounds=rounds, min_clients=min_clients,
                          max_clients=max_clients, join_window=join_window, reply_timeout=reply_timeout)
     with user_errors():
         result = call(data_dir.expanduser(), request)
-    typer.echo(f"announced run {result['round_id']} ({strategy_name}, {rounds} rounds); follow it with `edgeswarm fl status`")
+    typer.echo(f"announced run {result['round_id']} ({strategy}, {rounds} rounds); follow it with `edgeswarm fl status`")
 
 
 @fl_app.command("join")

@@ -26,7 +26,7 @@ class Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     """Base of every config table: unknown keys are errors, values are immutable."""
 
 
-class MembershipConfig(Section):
+class MembershipConfig(Section, frozen=True):
     """Cyclon peer sampling (see ``protocols.membership.cyclon``).
 
     Parameters
@@ -45,7 +45,7 @@ class MembershipConfig(Section):
     request_timeout: Positive = 5.0
 
 
-class EnvelopeConfig(Section):
+class EnvelopeConfig(Section, frozen=True):
     """Acceptance window for incoming envelopes.
 
     Parameters
@@ -66,7 +66,7 @@ class EnvelopeConfig(Section):
     max_senders: Annotated[int, msgspec.Meta(ge=1)] = 65536
 
 
-class StoreConfig(Section):
+class StoreConfig(Section, frozen=True):
     """Persistence of node state.
 
     Parameters
@@ -80,7 +80,7 @@ class StoreConfig(Section):
     metrics_snapshots_kept: Annotated[int, msgspec.Meta(ge=1)] = 100
 
 
-class PresenceConfig(Section):
+class PresenceConfig(Section, frozen=True):
     """Presence announcements on gossip (see ``node.presence``).
 
     Parameters
@@ -98,7 +98,7 @@ class PresenceConfig(Section):
     max_peers: Annotated[int, msgspec.Meta(ge=1)] = 4096
 
 
-class RankingConfig(Section):
+class RankingConfig(Section, frozen=True):
     """G-Rank search (see ``learning.grank`` and ``node.ranking``).
 
     Parameters
@@ -162,7 +162,7 @@ class RankingConfig(Section):
 TaskValue = str | int | float | bool
 
 
-class FederationConfig(Section):
+class FederationConfig(Section, frozen=True):
     """Federated rounds over the swarm (see ``node.federation``).
 
     Parameters
@@ -199,7 +199,7 @@ class FederationConfig(Section):
     weight_cap: Annotated[float, msgspec.Meta(ge=1.0)] = 10.0
 
 
-class AdaptersConfig(Section):
+class AdaptersConfig(Section, frozen=True):
     """LoRA deltas: train, announce, fetch, verify, merge (see ``node.adapters``).
 
     Parameters
@@ -247,7 +247,7 @@ class AdaptersConfig(Section):
 Multiaddr = Annotated[str, msgspec.Meta(pattern=r"^/", max_length=512)]
 
 
-class NetworkConfig(Section):
+class NetworkConfig(Section, frozen=True):
     """The libp2p transport of a real daemon (ignored by the simulator's virtual network).
 
     Parameters
@@ -295,7 +295,7 @@ class NetworkConfig(Section):
     gossip_burst: Annotated[float, msgspec.Meta(ge=1)] = 50.0
 
 
-class NodeConfig(Section):
+class NodeConfig(Section, frozen=True):
     """Everything a node reads from ``configs/node.toml``.
 
     Parameters

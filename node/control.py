@@ -17,7 +17,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 import trio
@@ -26,7 +26,8 @@ from edgeswarm.protocols.envelope import Rejected
 from edgeswarm.protocols.network import NetworkError
 
 from . import control_requests as req
-from .node import Node
+from . import waits
+from .node import Node, NodeStatus
 
 log = logging.getLogger(__name__)
 
@@ -40,32 +41,28 @@ class ControlError(Exception):
 
 
 async def _status(node: Node, request: req.Status) -> Any:
-    return msgspec.to_builtins(node.status())
+    return msgspec.to_builtins(node.status(gossip=True))
 
 
 async def _ping(node: Node, request: req.Ping) -> Any:
     return await node.ping.ping(request.peer, request.bytes, timeout=request.timeout)
 
 
-WAIT_CHECK = 0.1  # seconds between checks of a wait's conditions (on the daemon's own clock)
-
-
 async def _wait(node: Node, request: req.Wait) -> Any:
     """Return once the node's status meets the request, so scripts need no sleep loops."""
 
-    def met(status) -> bool:
-        return ((request.peer is None or request.peer in status.peers) and len(status.peers) >= request.peers
-                and status.heard_from >= request.heard_from)
+    def unmet() -> tuple[list[str], NodeStatus]:
+        status = node.ticks.snapshot("status", node.status)
+        gossip = node.ticks.snapshot("gossip", node.network.gossip_peers) if request.gossip_peers else {}
+        return waits.unmet(request, peers=set(status.peers), view=set(status.view), heard_from=status.heard_from,
+                           counters=status.counters, transport=status.transport, gossip=gossip), status
 
     started = trio.current_time()
     with trio.move_on_after(request.timeout):
-        while not met(status := node.status()):
-            await trio.sleep(WAIT_CHECK)
+        status = await node.ticks.until(lambda: None if (checked := unmet())[0] else checked[1])
         return {"waited_s": round(trio.current_time() - started, 3), "peers": len(status.peers),
-                "heard_from": status.heard_from}
-    raise ValueError(f"not met within {request.timeout:g} s: {len(status.peers)} peers connected, "
-                     f"heard from {status.heard_from}"
-                     + (f", {request.peer} not connected" if request.peer not in (None, *status.peers) else ""))
+                "heard_from": status.heard_from, "status": msgspec.to_builtins(status)}
+    raise ValueError(f"not met within {request.timeout:g} s: " + "; ".join(unmet()[0]))
 
 
 async def _presence(node: Node, request: req.Presence) -> Any:
@@ -118,6 +115,25 @@ async def _fl_status(node: Node, request: req.FlStatus) -> Any:
             "offers": sorted(federation.config.tasks)}
 
 
+async def _fl_wait(node: Node, request: req.FlWait) -> Any:
+    from .fl_records import LIVE
+
+    runs = _federation(node).runs
+    if request.round_id not in runs:
+        raise ValueError(f"no run {request.round_id!r} hosted or joined here (see `edgeswarm fl status`)")
+
+    def ended():
+        record = runs.get(request.round_id)
+        if record is None:  # more runs since, and this one's record was dropped
+            raise ValueError(f"run {request.round_id} is no longer kept here")
+        return record if record.state not in LIVE else None
+
+    with trio.move_on_after(request.timeout):
+        record = await node.ticks.until(ended)
+        return msgspec.to_builtins(record)
+    raise ValueError(f"run {request.round_id} still {runs[request.round_id].state} after {request.timeout:g} s")
+
+
 def _adapters(node: Node):
     if node.adapters is None:
         raise ValueError("LoRA adapters are disabled in this node's config ([adapters] enabled = true)")
@@ -160,6 +176,7 @@ HANDLERS: dict[type, Callable[[Node, Any], Awaitable[Any]]] = {
     req.FlHost: _fl_host,
     req.FlJoin: _fl_join,
     req.FlStatus: _fl_status,
+    req.FlWait: _fl_wait,
     req.LoraTrain: _lora_train,
     req.LoraPublish: _lora_publish,
     req.LoraList: _lora_list,
@@ -167,7 +184,7 @@ HANDLERS: dict[type, Callable[[Node, Any], Awaitable[Any]]] = {
     req.LoraMerge: _lora_merge,
     req.LoraUse: _lora_use,
 }
-assert set(HANDLERS) == set(req.Request.__args__), "every request type has one handler"
+assert set(HANDLERS) == set(get_args(req.Request)), "every request type has one handler"
 
 
 async def serve_control(node: Node, data_dir: Path, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:

@@ -8,7 +8,7 @@ command handlers in ``control`` only ever see valid requests; anything else beco
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated, Union, get_args
 
 import msgspec
 
@@ -25,35 +25,53 @@ class _Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_fiel
     pass
 
 
-class Status(_Request, tag="status"):
+class Status(_Request, tag="status", frozen=True):
     pass
 
 
-class Ping(_Request, tag="ping"):
+class Ping(_Request, tag="ping", frozen=True):
     peer: Text
     bytes: Annotated[int, msgspec.Meta(ge=0, le=2 * 1024 * 1024)] = 0
     timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
 
 
-class Wait(_Request, tag="wait"):
-    """Block until every condition holds (connected to ``peer``, at least ``peers``
-    connections, presence heard from at least ``heard_from`` peers), or ``timeout`` s pass."""
+PeerList = Annotated[list[Text], msgspec.Meta(max_length=1000)]
+CounterName = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[a-z_]+(\.[a-z0-9_.\-]+)?$")]
+
+
+class Wait(_Request, tag="wait", frozen=True):
+    """Block until every condition holds, or ``timeout`` s pass (then the reply says what is unmet).
+
+    ``peer``: connected to it; ``peers``: at least this many connections; ``heard_from``:
+    presence heard from at least this many peers; ``known``: each peer in the membership
+    view or connected; ``in_view`` / ``not_in_view``: each peer in / out of the view;
+    ``disconnected``: no connection to any of them; ``counters``: each counter (``group.label``
+    as ``status`` shows it, ``group`` alone for its total, ``transport.<name>`` for the
+    transport's) at least this value; ``gossip_peers``: every subscribed topic's gossip
+    reaches at least this many peers directly (a publish now gets through).
+    """
 
     peer: Text | None = None
     peers: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0
     heard_from: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0
+    known: PeerList = []
+    in_view: PeerList = []
+    not_in_view: PeerList = []
+    disconnected: PeerList = []
+    counters: Annotated[dict[CounterName, Annotated[int, msgspec.Meta(ge=0)]], msgspec.Meta(max_length=64)] = {}
+    gossip_peers: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 0
     timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 60.0
 
 
-class Presence(_Request, tag="presence"):
+class Presence(_Request, tag="presence", frozen=True):
     since: float = float("-inf")
 
 
-class Search(_Request, tag="search"):
+class Search(_Request, tag="search", frozen=True):
     query: Text
 
 
-class Click(_Request, tag="click"):
+class Click(_Request, tag="click", frozen=True):
     item: Name
 
 
@@ -63,57 +81,65 @@ class CatalogItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tags: Annotated[list[Annotated[str, msgspec.Meta(max_length=128)]], msgspec.Meta(max_length=64)] = []
 
 
-class CatalogAdd(_Request, tag="catalog_add"):
+class CatalogAdd(_Request, tag="catalog_add", frozen=True):
     items: Annotated[list[CatalogItem], msgspec.Meta(max_length=10_000)]
 
 
-class FlHost(_Request, tag="fl_host"):
+class FlHost(_Request, tag="fl_host", frozen=True):
     task: Name
     strategy: Name = "fedavg"
     rounds: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 3
     min_clients: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 2
+    max_clients: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
     join_window: Annotated[float, msgspec.Meta(gt=0)] | None = None
     reply_timeout: Annotated[float, msgspec.Meta(gt=0)] | None = None
     train_config: Annotated[dict[Name, Scalar], msgspec.Meta(max_length=64)] = {}
 
 
-class FlJoin(_Request, tag="fl_join"):
+class FlJoin(_Request, tag="fl_join", frozen=True):
     round_id: Name
 
 
-class FlStatus(_Request, tag="fl_status"):
+class FlStatus(_Request, tag="fl_status", frozen=True):
     pass
 
 
-class LoraTrain(_Request, tag="lora_train"):
+class FlWait(_Request, tag="fl_wait", frozen=True):
+    """Block until run ``round_id`` (hosted or joined here) has ended; reply with its record."""
+
+    round_id: Name
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=24 * 3600)] = 600.0
+
+
+class LoraTrain(_Request, tag="lora_train", frozen=True):
     pass
 
 
-class LoraPublish(_Request, tag="lora_publish"):
+class LoraPublish(_Request, tag="lora_publish", frozen=True):
     digest: Name | None = None
 
 
-class LoraList(_Request, tag="lora_list"):
+class LoraList(_Request, tag="lora_list", frozen=True):
     pass
 
 
-class LoraPull(_Request, tag="lora_pull"):
+class LoraPull(_Request, tag="lora_pull", frozen=True):
     digest: Name
 
 
-class LoraMerge(_Request, tag="lora_merge"):
+class LoraMerge(_Request, tag="lora_merge", frozen=True):
     policy: Name = "validation"
     method: Name = "flora"
     force: bool = False
 
 
-class LoraUse(_Request, tag="lora_use"):
+class LoraUse(_Request, tag="lora_use", frozen=True):
     digest: Name
 
 
-Request = Union[Status, Ping, Wait, Presence, Search, Click, CatalogAdd, FlHost, FlJoin, FlStatus, LoraTrain,
+Request = Union[Status, Ping, Wait, Presence, Search, Click, CatalogAdd, FlHost, FlJoin, FlStatus, FlWait, LoraTrain,
                 LoraPublish, LoraList, LoraPull, LoraMerge, LoraUse]
-COMMANDS: tuple[str, ...] = tuple(t.__struct_config__.tag for t in Request.__args__)
+COMMANDS: tuple[str, ...] = tuple(t.__struct_config__.tag for t in get_args(Request))
 
 _decoder = msgspec.json.Decoder(Request)
 

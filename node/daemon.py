@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import signal
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -104,14 +105,35 @@ async def _serve(config: NodeConfig, data_dir: Path, identity: Identity, store: 
             log.info("node %s started", identity.peer_id)
             for addr in network.addrs():
                 log.info("listening on %s", addr)
+            notify_supervisor(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving as {identity.peer_id}")
             for d in bootstrap:
                 if d.peer != identity.peer_id:
                     nursery.start_soon(_dial, network, d.addrs[0])
             await _wait_for_signal()
             log.info("stopping")
+            notify_supervisor("STOPPING=1")
             node.stop()
             await node.stopped.wait()
             nursery.cancel_scope.cancel()
+
+
+def notify_supervisor(state: str) -> None:
+    """Tell a supervisor how the daemon is, by sd_notify's protocol (systemd ``Type=notify``).
+
+    ``$NOTIFY_SOCKET`` names a unix datagram socket (``@name``: an abstract one); without it
+    this does nothing. ``READY=1`` is sent once the control socket answers, so a supervisor,
+    script or test waits for that message instead of polling for the socket.
+    """
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(state.encode(), address)
+        except OSError as exc:
+            log.warning("cannot notify the supervisor at %s: %s", os.environ["NOTIFY_SOCKET"], exc.strerror)
 
 
 async def _dial(network, addr: str) -> None:

@@ -14,7 +14,7 @@ import msgspec
 from .config import Section, load_toml
 
 
-class DeviceProfile(Section):
+class DeviceProfile(Section, frozen=True):
     """A device's resources and budgets.
 
     Parameters

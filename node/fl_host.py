@@ -1,7 +1,7 @@
 """The host side of federated runs: announce, admit joiners, drive the rounds.
 
-Hosting gossips a signed ``RoundAnnounce``, accepts ``Join`` requests for the join window,
-then drives a Flower strategy round by round over a ``SwarmGrid``: ``configure_train``, the
+Hosting gossips a signed ``RoundAnnounce``, accepts ``Join`` requests for the join window
+(or until ``max_clients`` have joined: the run then starts at once and refuses more), then drives a Flower strategy round by round over a ``SwarmGrid``: ``configure_train``, the
 replies, ``aggregate_train``, then the same for evaluate (the order of Flower's
 ``Strategy.start``, awaiting the network instead of blocking a thread on it). Every reply
 is checked against the round's model before the strategy sees it
@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import trio
@@ -60,6 +60,8 @@ class HostedRun:
     initial: ArrayRecord | None = None
     evaluate: Evaluate | None = None
     on_round: OnRound | None = None
+    full: trio.Event = field(default_factory=trio.Event)
+    """Set once ``spec.max_clients`` have joined: joining closes early."""
 
 
 class FlHost:
@@ -90,6 +92,8 @@ class FlHost:
             raise ValueError(f"the host must offer task {spec.task!r} too (it builds the initial model from it)")
         if spec.rounds < 1 or spec.min_clients < 1:
             raise ValueError("rounds and min_clients must be at least 1")
+        if spec.max_clients is not None and spec.max_clients < spec.min_clients:
+            raise ValueError(f"max_clients ({spec.max_clients}) is below min_clients ({spec.min_clients})")
         problem = check_run(spec.task, spec.strategy, spec.min_clients)
         if problem:
             raise ValueError(problem)
@@ -124,7 +128,8 @@ class FlHost:
 
     async def _rounds(self, hosted: HostedRun) -> None:
         record, grid, spec = hosted.record, hosted.grid, hosted.spec
-        await trio.sleep(hosted.join_window)
+        with trio.move_on_after(hosted.join_window):
+            await hosted.full.wait()
         joined = list(grid.get_node_ids())
         if len(joined) < spec.min_clients:
             record.state, record.detail = "failed", f"{len(joined)} joined, {spec.min_clients} needed"
@@ -132,7 +137,7 @@ class FlHost:
         record.state = "running"  # closes joining
         self.runs.save(record)
         arrays = hosted.initial if hosted.initial is not None else TASKS[spec.task].initial_model(
-            dict(self.config.tasks[spec.task]), round_config(spec.strategy)["method"])
+            dict(self.config.tasks[spec.task]), str(round_config(spec.strategy)["method"]))
         for number in range(1, spec.rounds + 1):
             started = self.clock()
             arrays, metrics = await self._one_round(hosted, number, arrays)
@@ -203,7 +208,7 @@ class FlHost:
         for reply in replies:
             peer = grid.peer_of(reply.metadata.src_node_id)
             if peer is not None and METRICS in reply.content.metric_records:
-                out[str(peer)] = floats(reply.content[METRICS])
+                out[str(peer)] = floats(reply.content.metric_records[METRICS])
         return out
 
     def _cap_weights(self, grid: SwarmGrid, replies: list[Message], key: str) -> dict[str, float]:
@@ -212,7 +217,7 @@ class FlHost:
         The absolute bound alone lets one client claim 1e6 examples beside honest hundreds;
         against its peers' median it can claim at most ``weight_cap`` times a typical share.
         """
-        weights = [float(m.content[METRICS][key]) for m in replies]
+        weights = [_scalar(m.content.metric_records[METRICS][key]) for m in replies]
         capped = {}
         for i, reply in enumerate(replies):
             others = weights[:i] + weights[i + 1:]
@@ -220,8 +225,8 @@ class FlHost:
                 break
             cap = self.config.weight_cap * float(np.median(others))
             if weights[i] > cap:
-                metrics = reply.content[METRICS]
-                metrics[key] = type(metrics[key])(cap)
+                metrics = reply.content.metric_records[METRICS]
+                metrics[key] = int(cap) if isinstance(metrics[key], int) else cap
                 capped[str(grid.peer_of(reply.metadata.src_node_id))] = weights[i]
         self.messenger.counters.add("fl", "weights_capped", len(capped))
         return capped
@@ -234,9 +239,13 @@ class FlHost:
             return JoinReply(False, 0, "joining has closed")
         if join.task != hosted.spec.task:
             return JoinReply(False, 0, "wrong task")
+        if hosted.full.is_set() and str(peer) not in hosted.record.participants:
+            return JoinReply(False, 0, f"the run is full ({hosted.spec.max_clients} clients)")
         node_id = hosted.grid.add_peer(peer)
         hosted.record.participants = sorted({*hosted.record.participants, str(peer)})
         self.runs.save(hosted.record)
+        if hosted.spec.max_clients is not None and len(hosted.record.participants) >= hosted.spec.max_clients:
+            hosted.full.set()
         return JoinReply(True, node_id)
 
     async def on_result(self, peer: PeerId, result: Result) -> Ack:
@@ -248,3 +257,10 @@ class FlHost:
         except (BlobError, flower_wire.WireError, ValueError) as exc:
             reason = str(exc)
         return Ack(not reason, reason[:200])
+
+
+def _scalar(value: object) -> float:
+    """A metric that ``check_metrics`` let through as a number (never a list)."""
+    if not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return float(value)

@@ -35,9 +35,12 @@ class Payloads:
 
     async def receive(self, peer: PeerId, message: Task | Result) -> bytes:
         """The bytes a Task or Result carries, fetching its blob from ``peer`` if it has one."""
-        if (message.inline is None) == (message.blob is None):
-            raise ValueError(f"a {message.KIND} carries either inline bytes or a blob")
-        return message.inline if message.blob is None else await self._fetch(peer, message.blob)
+        inline, blob = message.inline, message.blob
+        if inline is not None and blob is None:
+            return inline
+        if blob is not None and inline is None:
+            return await self._fetch(peer, blob)
+        raise ValueError(f"a {message.KIND} carries either inline bytes or a blob")
 
     async def _fetch(self, peer: PeerId, ref: BlobRef) -> bytes:
         return await fetch(self.messenger, peer, ref, max_bytes=self.max_bytes, chunk_timeout=self.timeout)

@@ -26,6 +26,7 @@ class RoundSpec(msgspec.Struct, frozen=True):
     strategy: str = "fedavg"
     rounds: int = 3
     min_clients: int = 2
+    max_clients: int | None = None  # joins accepted at most; reaching it starts the run at once
     reply_timeout: float | None = None  # default: the node's config
     join_window: float | None = None
     train_config: dict[str, str | int | float | bool] = {}

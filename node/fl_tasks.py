@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import msgspec
 
@@ -52,13 +52,19 @@ class NoOptions(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """A strategy without options of ours."""
 
 
-class FedPubOptions(NoOptions):
+class FedPubOptions(NoOptions, frozen=True):
     """FED-PUB's similarity temperature (3 for disjoint, 5 for overlapping partitions)."""
 
     tau: Annotated[float, msgspec.Meta(gt=0)] = 3.0
 
 
-def _every_joined(minimum: int) -> dict[str, int]:
+class EveryJoined(TypedDict):
+    min_train_nodes: int
+    min_evaluate_nodes: int
+    min_available_nodes: int
+
+
+def _every_joined(minimum: int) -> EveryJoined:
     """Train every joined node each round; a round needs replies from at least the minimum."""
     return {"min_train_nodes": minimum, "min_evaluate_nodes": minimum, "min_available_nodes": minimum}
 
@@ -71,7 +77,7 @@ class StrategyKind:
     options: type[NoOptions] = NoOptions
 
 
-def _plain(cls: type[Strategy], **extra: Any) -> StrategyKind:
+def _plain(cls: Callable[..., Strategy], **extra: Any) -> StrategyKind:
     return StrategyKind(lambda minimum, _: cls(**_every_joined(minimum), **extra))
 
 

@@ -134,6 +134,7 @@ class Membership:
 
     async def shuffle_once(self) -> None:
         counters = self._messenger.counters
+        counters.add("membership", "rounds")
         if len(self.cyclon) < self._config.view_size:
             self._add_discovered()
         if not len(self.cyclon):

@@ -32,6 +32,7 @@ from .ping import PingService
 from .presence import Presence
 from .ranking import Ranking
 from .store import SequenceNumbers, Store
+from .waits import Ticks
 
 if TYPE_CHECKING:  # the federation loads torch and Flower only when enabled
     from .fl_client import FederationHooks
@@ -48,6 +49,8 @@ class NodeStatus(msgspec.Struct, frozen=True):
     services: list[str]
     counters: dict[str, dict[str, int]]
     transport: dict[str, int]
+    gossip: dict[str, int] = {}
+    """Per subscribed topic, the peers a publish reaches directly (shown by ``status``)."""
 
 
 class Node:
@@ -131,6 +134,8 @@ class Node:
             from .adapters import Adapters
 
             self.adapters = Adapters(self.messenger, store, config.adapters, rng, clock, self.compute, self.shelf)
+        self.ticks = Ticks()
+        """Shared ticks for whatever waits on this node's state (``edgeswarm wait``)."""
         self._stop = trio.Event()
         self.stopped = trio.Event()
         """Set once a graceful stop has saved state and every service has ended."""
@@ -175,6 +180,7 @@ class Node:
         self.store.save_known_peers((d.peer, d.addrs, seen) for d, seen in self.membership.take_changed())
         self.store.forget_known_peers(self.membership.take_forgotten())
         self.store.save_metrics(now, self.counters.snapshot(), keep=self.config.store.metrics_snapshots_kept)
+        self.counters.add("store", "persisted")  # what `edgeswarm wait --counter store.persisted=N` waits for
 
     async def _persist_loop(self) -> None:
         while True:
@@ -198,7 +204,8 @@ class Node:
                     "federation": self.config.federation.enabled, "adapters": self.config.adapters.enabled}
         return ["membership", "ping", *(name for name, on in optional.items() if on)]
 
-    def status(self) -> NodeStatus:
+    def status(self, *, gossip: bool = False) -> NodeStatus:
+        """What the node looks like now; ``gossip`` adds each topic's gossip reach."""
         return NodeStatus(
             peer_id=self.peer_id,
             addresses=self.network.addrs(),
@@ -208,4 +215,5 @@ class Node:
             services=self.services(),
             counters=self.counters.snapshot(),
             transport=self.network.stats(),
+            gossip=self.network.gossip_peers() if gossip else {},
         )

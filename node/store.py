@@ -349,7 +349,9 @@ class Store:
     def adapters(self, origin: str | None = None) -> list[AdapterRow]:
         query = "SELECT digest, origin, signer, task, rank, size, metric, samples, note, added_at, data IS NOT NULL " \
                 "FROM adapters" + (" WHERE origin = ?" if origin else "") + " ORDER BY added_at, digest"
-        return [AdapterRow(*r[:10], stored=bool(r[10])) for r in self._conn.execute(query, (origin,) if origin else ())]
+        return [AdapterRow(digest, origin_, signer, task, rank, size, metric, samples, note, added_at, bool(stored))
+                for digest, origin_, signer, task, rank, size, metric, samples, note, added_at, stored
+                in self._conn.execute(query, (origin,) if origin else ())]
 
     def adapter_data(self, digest: str) -> bytes | None:
         row = self._conn.execute("SELECT data FROM adapters WHERE digest = ?", (digest,)).fetchone()

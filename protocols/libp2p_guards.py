@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import trio
 from libp2p.abc import IHost, INetStream
@@ -69,7 +69,7 @@ class Guards:
 
     def install(self, host: IHost, pubsub: Pubsub) -> None:
         """Wrap the host's and pub/sub's entry points (before the host listens)."""
-        swarm = host.get_network()
+        swarm: Any = host.get_network()  # its internals, beyond py-libp2p's INetworkService
         handle_stream = swarm.common_stream_handler
         push_msg = pubsub.push_msg
 
@@ -105,7 +105,7 @@ class Guards:
                     self._stats["connections_refused_banned"] += 1  # refused peers get no connection either
                     await aclose(muxed)
                     return
-                await muxed.event_closed.wait()
+                await cast(Any, muxed).event_closed.wait()  # yamux's, beyond IMuxedConn
             finally:
                 self._connections.release(ip)
 
@@ -117,12 +117,12 @@ class Guards:
 
         swarm.common_stream_handler = guarded_stream
         swarm._handle_inbound_connection = admitted_connection
-        pubsub.push_msg = guarded_push
+        cast(Any, pubsub).push_msg = guarded_push
 
     async def stop_auto_dials(self, host: IHost) -> None:
         """Stop py-libp2p's auto-connector (once the host runs): it redials every peerstore
         entry, dead ones included, every 10-30 s; membership chooses whom we dial."""
-        await host.get_network().auto_connector.stop()
+        await cast(Any, host.get_network()).auto_connector.stop()
 
     def guard_tasks(self, manager: Any) -> None:
         """Run pub/sub's non-daemon tasks (one per peer or message) inside a guard: a failure

@@ -35,6 +35,7 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.exceptions import BaseLibp2pError
+from libp2p.host.exceptions import StreamFailure
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
@@ -54,6 +55,7 @@ from .network import (
     LocalProtocolError,
     NetworkError,
     PeerUnreachable,
+    ProtocolUnsupported,
     RequestHandler,
     RequestRefused,
     TopicMessage,
@@ -68,10 +70,12 @@ log = logging.getLogger(__name__)
 _LENGTH = struct.Struct(">I")
 _STATUS_OK, _STATUS_REFUSED = 0, 1
 _MAX_REASON_BYTES = 1024
-_ADDR_TTL = 3600.0
+_ADDR_TTL = 3600  # seconds
 _DISCONNECT_GRACE = 0.25  # lets a refusal with its reason reach the peer before we hang up
 _HANG_UP_SECONDS = 2.0
 _SMALL_REQUEST = 64 * 1024  # requests up to this size are not counted against the byte budget
+# how py-libp2p 0.8.1's multistream-select client words a peer's "na" to every protocol asked for
+_NOT_SUPPORTED = "protocols not supported"
 
 
 class FrameError(Exception):
@@ -99,9 +103,11 @@ async def _read_frame(stream: INetStream, limit: int) -> bytes:
 class Libp2pNetwork:
     """A node's libp2p host behind the ``Network`` interface. Create with ``Libp2pNetwork.open``."""
 
-    def __init__(self, host: IHost, pubsub: Pubsub, limits: TransportLimits, policy: PeerPolicy) -> None:
+    def __init__(self, host: IHost, pubsub: Pubsub, gossipsub: GossipSub, limits: TransportLimits,
+                 policy: PeerPolicy) -> None:
         self._host = host
         self._pubsub = pubsub
+        self._gossipsub = gossipsub
         self._nursery: trio.Nursery | None = None  # set once the host runs
         self._limits = limits
         self._policy = policy
@@ -153,7 +159,7 @@ class Libp2pNetwork:
             eclipse_protection_enabled=limits.eclipse_protection,
         )
         pubsub = Pubsub(host, gossipsub)
-        network = cls(host, pubsub, limits, PeerPolicy(policy))  # guards in place before we listen
+        network = cls(host, pubsub, gossipsub, limits, PeerPolicy(policy))  # guards in place before we listen
         async with host.run(listen_addrs=listen_addrs):
             await network._guards.stop_auto_dials(host)
             # pub/sub must run before the first connection, or it never meets that peer
@@ -231,6 +237,9 @@ class Libp2pNetwork:
             self._blacklisted.add(peer)
         else:
             log.info("disconnecting %s: %s", peer, reason)
+        # we hang up and never call back: its addresses go, so no service of ours (membership
+        # picks peers from the peerstore) dials it again; it may dial us, under the policy
+        self._host.get_peerstore().clear_addrs(ID.from_base58(peer))
         if self._nursery is not None:
             self._nursery.start_soon(self._disconnect, peer)
 
@@ -316,6 +325,10 @@ class Libp2pNetwork:
         self._nursery.start_soon(self._pump, topic, send)
         return receive
 
+    def gossip_peers(self) -> dict[str, int]:
+        mesh = self._gossipsub.mesh  # per topic
+        return {topic: len(mesh.get(topic, ())) for topic in sorted(self._topics)}
+
     async def _pump(self, topic: str, send: trio.MemorySendChannel[TopicMessage]) -> None:
         queue = await self._pubsub.subscribe(topic)
         async with send:
@@ -334,17 +347,31 @@ class Libp2pNetwork:
 
     # -- request/response ----------------------------------------------------------------
     async def _open_stream(self, peer: PeerId, protocol: str) -> INetStream:
-        """A stream to ``peer``; a connection the remote already closed is redialled once."""
+        """A stream to ``peer``; a connection the remote already closed is redialled once.
+
+        A peer that answers "na" raises ProtocolUnsupported: its connection is fine and stays
+        up; hanging up and redialling it (as for a dead connection) would only call it back.
+        """
         peer_id = await self._ensure_connected(peer)
         try:
             return await self._host.new_stream(peer_id, [TProtocol(protocol)])
-        except TRANSPORT_ERRORS:
+        except TRANSPORT_ERRORS as exc:
+            self._refuse_if_unsupported(peer, protocol, exc)
             self._stats["streams_redialled"] += 1
         peer_id = await self._ensure_connected(peer, redial=True)
         try:
             return await self._host.new_stream(peer_id, [TProtocol(protocol)])
         except TRANSPORT_ERRORS as exc:
+            self._refuse_if_unsupported(peer, protocol, exc)
             raise PeerUnreachable(f"cannot open {protocol} to {peer}: {exc}") from None
+
+    def _refuse_if_unsupported(self, peer: PeerId, protocol: str, exc: BaseException) -> None:
+        """Raise ProtocolUnsupported if ``exc`` is the peer's "na" to ``protocol`` (multistream-select
+        answered over a live connection), not a failure of the connection itself."""
+        cause = exc.__cause__ if isinstance(exc, StreamFailure) else None
+        if cause is not None and str(cause).startswith(_NOT_SUPPORTED):
+            self._stats["protocol_unsupported"] += 1
+            raise ProtocolUnsupported(f"{peer} does not speak {protocol}") from None
 
     def serve(self, protocol: str, handler: RequestHandler, *, max_request_bytes: int = MAX_FRAME_BYTES) -> None:
         if protocol in self._handlers:

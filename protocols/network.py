@@ -49,6 +49,11 @@ class PeerUnreachable(NetworkError):
     """No route to the peer: it is offline, unknown, or on the other side of a partition."""
 
 
+class ProtocolUnsupported(PeerUnreachable):
+    """The peer is reachable but does not speak the protocol asked for (a libp2p peer that is
+    not an edgeswarm node, or runs without that service). Not a broken connection."""
+
+
 class RequestTimeout(NetworkError):
     """The peer did not answer before the caller's ``deadline``."""
 
@@ -115,6 +120,14 @@ class Network(Protocol):
 
     def subscribe(self, topic: str) -> trio.MemoryReceiveChannel[TopicMessage]:
         """Receive messages published on ``topic`` (bounded; overflow is counted in stats)."""
+        ...
+
+    def gossip_peers(self) -> dict[str, int]:
+        """For each subscribed topic, how many peers a publish reaches directly now.
+
+        On libp2p this is the topic's GossipSub mesh, which fills only at heartbeats after a
+        connection: a publish made before then reaches nobody.
+        """
         ...
 
     async def request(self, peer: PeerId, protocol: str, data: bytes, *, max_response_bytes: int = MAX_FRAME_BYTES

@@ -6,11 +6,14 @@ daemons, the run driven through the control API as ``edgeswarm fl host`` does.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
+from edgeswarm.protocols.limits import TransportLimits
+
 from .processes import DaemonGroup
+
+GOSSIP_DEGREE = TransportLimits().gossip_degree  # a mesh holds at most about this many peers
 
 FAST = """
 [membership]
@@ -33,20 +36,12 @@ partition-id = {partition}
 
 
 def daemon_config(work: Path, name: str, *, partition: int, clients: int, auto_join: bool = True,
-                  join_window: float = 6.0, graph_source: str = "builtin") -> list[str]:
+                  join_window: float = 300.0, graph_source: str = "builtin") -> list[str]:
     """``--config`` arguments for a daemon offering client partition ``partition``."""
     path = work / f"{name}.toml"
     path.write_text(FAST.format(auto_join=str(auto_join).lower(), join_window=join_window, graph_source=graph_source,
                                 clients=clients, partition=partition))
     return ["--config", str(path)]
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(0.3)
 
 
 def run_swarm_round(work: Path, *, clients: int = 2, rounds: int = 1, strategy: str = "fedavg",
@@ -60,13 +55,8 @@ def run_swarm_round(work: Path, *, clients: int = 2, rounds: int = 1, strategy: 
         for i in range(clients):
             group.spawn(f"client{i}", bootstrap=[seed],
                         args=daemon_config(work, f"client{i}", partition=i, clients=clients, graph_source=graph_source))
-        _wait(lambda: len(host.status()["peers"]) >= clients, 60, "clients connecting")
-        time.sleep(2.0)  # a GossipSub heartbeat or two, so the announcement reaches every mesh
+        # every client connected, and in the host's gossip mesh: the announcement reaches them all
+        host.wait(peers=clients, gossip_peers=min(clients, GOSSIP_DEGREE))
         round_id = host.request({"cmd": "fl_host", "task": "subgraph", "strategy": strategy, "rounds": rounds,
-                                 "min_clients": clients})["round_id"]
-
-        def record() -> dict[str, Any]:
-            return next(r for r in host.request({"cmd": "fl_status"})["runs"] if r["round_id"] == round_id)
-
-        _wait(lambda: record()["state"] in ("done", "failed"), timeout, "the run")
-        return record()
+                                 "min_clients": clients, "max_clients": clients})["round_id"]
+        return host.request({"cmd": "fl_wait", "round_id": round_id, "timeout": timeout}, timeout=timeout + 30)

@@ -90,8 +90,7 @@ def run_flower_round(work: Path, *, clients: int = 2, rounds: int = 1, graph_sou
             if time.monotonic() > deadline:
                 raise DeploymentError(f"no result after {timeout:.0f} s; logs in {work}")
             time.sleep(0.5)
-        time.sleep(0.2)
-        return json.loads(result_file.read_text())
+        return json.loads(result_file.read_text())  # written whole, then renamed into place
     finally:
         for process in processes:
             process.terminate()

@@ -3,22 +3,29 @@
 ``DaemonGroup`` is a context manager that owns every process it starts and stops them all
 on exit (SIGTERM, then SIGKILL after a grace period), also on errors and Ctrl-C, so no
 daemon outlives the simulation or test that started it.
+
+Nothing here polls. A daemon says it is ready by sd_notify (``READY=1`` on the datagram
+socket named by ``$NOTIFY_SOCKET``, as under systemd), and ``wait_ready`` blocks until that
+message or the process's exit, whichever comes first; ``Daemon.wait`` asks the daemon to
+block until its state meets conditions (the ``wait`` control command).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
+import select
 import signal
+import socket
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from edgeswarm.node.control import ControlError, call
 
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 120.0  # only a daemon that neither starts nor exits takes this long
 
 
 class DaemonError(Exception):
@@ -33,11 +40,16 @@ class Daemon:
         self.args = list(args)
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self._notify: socket.socket | None = None  # where the daemon says READY=1
+        self._ready = False
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        name = f"edgeswarm-{os.getpid()}-{secrets.token_hex(6)}"  # abstract: no path, nothing to clean up
+        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._notify.bind("\0" + name)
         log = self.log_path.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLWR_TELEMETRY_ENABLED": "0"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLWR_TELEMETRY_ENABLED": "0", "NOTIFY_SOCKET": "@" + name}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "edgeswarm.node", "node", "run", "--data-dir", str(self.data_dir), *self.args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
@@ -46,23 +58,36 @@ class Daemon:
         log.close()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
-        """Poll the control socket until the daemon answers; return its status."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process is not None and self.process.poll() is not None:
-                raise DaemonError(f"daemon for {self.data_dir} exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                return self.status()
-            except ControlError:
-                if time.monotonic() > deadline:
-                    raise DaemonError(f"daemon for {self.data_dir} not ready in {timeout:g}s:\n{self.log()}") from None
-                time.sleep(0.2)
+        """Block until the daemon says READY=1 (then return its status) or exits (DaemonError)."""
+        if self._ready:
+            return self.status()
+        assert self.process is not None and self._notify is not None, "start() first"
+        exited = os.pidfd_open(self.process.pid)
+        try:
+            while True:
+                readable, _, _ = select.select([self._notify, exited], [], [], timeout)
+                if exited in readable:
+                    self.process.wait()
+                    raise DaemonError(f"daemon for {self.data_dir} exited with {self.process.returncode}:\n{self.log()}")
+                if not readable:
+                    raise DaemonError(f"daemon for {self.data_dir} not ready in {timeout:g}s:\n{self.log()}")
+                if b"READY=1" in self._notify.recv(4096).split(b"\n"):
+                    self._ready = True
+                    return self.status()
+        finally:
+            os.close(exited)
 
     def status(self) -> dict[str, Any]:
         return call(self.data_dir, {"cmd": "status"}, timeout=10)
 
     def request(self, command: dict[str, Any], timeout: float = 60) -> Any:
         return call(self.data_dir, command, timeout=timeout)
+
+    def wait(self, timeout: float = 120.0, **conditions: Any) -> dict[str, Any]:
+        """Block until the daemon's state meets ``conditions`` (``control_requests.Wait``'s
+        fields, e.g. ``known=[peer]``, ``counters={"membership.shuffle_ok": 1}``); returns the
+        reply, whose ``status`` is the state that met them. ControlError after ``timeout``."""
+        return call(self.data_dir, {"cmd": "wait", "timeout": timeout, **conditions}, timeout=timeout + 30)
 
     @property
     def running(self) -> bool:
@@ -78,6 +103,12 @@ class Daemon:
         self.signal(signal.SIGKILL)
         if self.process is not None:
             self.process.wait()
+        self._close_notify()
+
+    def _close_notify(self) -> None:
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
 
     def stop(self, grace: float = 10.0) -> int:
         """SIGTERM, then SIGKILL after ``grace`` seconds; return the exit code."""
@@ -89,6 +120,8 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+        finally:
+            self._close_notify()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -125,7 +158,13 @@ class DaemonGroup:
         return daemon
 
     def restart(self, daemon: Daemon, *, args: Sequence[str] | None = None) -> Daemon:
-        """Start ``daemon``'s data dir again (same identity and store), optionally with new args."""
+        """Start ``daemon``'s data dir again (same identity and store), optionally with new args.
+
+        ``daemon`` must have ended (``stop`` or ``kill``): while it runs, its control socket
+        would answer for the new one, which exits at once (the data dir is in use).
+        """
+        if daemon.running:
+            raise DaemonError(f"the daemon for {daemon.data_dir} still runs: stop or kill it first")
         again = Daemon(daemon.data_dir, daemon.args if args is None else args, daemon.log_path)
         self.daemons.append(again)
         again.start()

@@ -29,6 +29,7 @@ from edgeswarm.protocols.network import (
     SUBSCRIPTION_BUFFER,
     LocalProtocolError,
     PeerUnreachable,
+    ProtocolUnsupported,
     RequestHandler,
     RequestRefused,
     TopicMessage,
@@ -258,6 +259,16 @@ class VirtualEndpoint:
         self._topics[topic] = send
         return receive
 
+    def gossip_peers(self) -> dict[str, int]:
+        """Subscribers a publish reaches now, up to the modelled gossip degree."""
+        net = self._net
+        subscribers = {topic: 0 for topic in self._topics}
+        for p, ep in net._endpoints.items():
+            if p != self.peer and net.reachable(self.peer, p):
+                for topic in ep._topics.keys() & subscribers.keys():
+                    subscribers[topic] += 1
+        return {topic: min(n, net.link.gossip_degree) for topic, n in sorted(subscribers.items())}
+
     async def publish(self, topic: str, data: bytes) -> None:
         _check_size(data, MAX_GOSSIP_BYTES)
         net = self._net
@@ -305,7 +316,7 @@ class VirtualEndpoint:
     def _handle(self, src: VirtualEndpoint, protocol: str, data: bytes, pending: _Pending) -> None:
         entry = self._handlers.get(protocol)
         if entry is None:
-            self._respond(src, pending, None, RequestRefused(f"{self.peer} does not serve {protocol}"))
+            self._respond(src, pending, None, ProtocolUnsupported(f"{self.peer} does not speak {protocol}"))
             return
         handler, max_bytes = entry
         if self._policy.banned(src.peer, trio.current_time()):

@@ -19,6 +19,7 @@ from edgeswarm.node.store import AdapterRow, Store  # noqa: E402
 from edgeswarm.learning import lora  # noqa: E402
 from edgeswarm.protocols.adapters.messages import AdapterAnnounce  # noqa: E402
 from edgeswarm.protocols.membership.messages import Descriptor  # noqa: E402
+from edgeswarm.node.compute import ModelledCompute  # noqa: E402
 from edgeswarm.sim.runner import run_scenario  # noqa: E402
 from edgeswarm.sim.scenario import load_scenario  # noqa: E402
 from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork  # noqa: E402
@@ -40,7 +41,8 @@ def config(index: int) -> NodeConfig:
 def node(n: int, endpoint, bootstrap=()) -> Node:
     return Node(identity=identity(n), network=endpoint, store=Store.open(":memory:"), config=config(n),
                 rng=random.Random(n), clock=lambda: 1.8e9 + trio.current_time(),
-                bootstrap=[Descriptor(identity(b).peer_id) for b in bootstrap])
+                bootstrap=[Descriptor(identity(b).peer_id) for b in bootstrap],
+                compute=ModelledCompute(1.0))  # virtual time stands still while torch trains
 
 
 def test_adapters_are_announced_fetched_verified_and_bad_ones_refused_with_a_reason():

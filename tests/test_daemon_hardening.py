@@ -1,13 +1,12 @@
 """A real daemon against hostile peers and clients, and against the mistakes users make.
 
-Each test starts a few daemon processes on loopback; every wait is bounded.
+Each test starts a few daemon processes on loopback; every wait is the daemon's own (``Daemon.wait``).
 """
 
 import json
 import os
 import socket
 import stat
-import time
 
 import trio
 from typer.testing import CliRunner
@@ -15,7 +14,7 @@ from typer.testing import CliRunner
 from edgeswarm.node.cli import app
 from edgeswarm.node.control import SOCKET_FILE
 
-from conftest import identity, wait_until
+from conftest import identity
 
 
 def raw_control(data_dir, line: bytes) -> dict:
@@ -44,18 +43,14 @@ def test_garbage_on_pubsub_and_hostile_control_requests_leave_the_daemon_serving
 
     async def garbage_on_meshsub():
         async with Libp2pNetwork.open(identity(66).seed()) as evil:
-            for _ in range(5):  # py-libp2p may hand out a connection that is not ready yet: dial again
-                try:
-                    await evil.connect(a.status()["addresses"][0])
-                    stream = await evil._host.new_stream(ID.from_base58(a_id), [TProtocol("/meshsub/1.1.0")])
-                    await stream.write(bytes([64]) + b"\xff" * 64)  # a varint length, then 64 bytes of no protobuf
-                    break
-                except Exception:  # noqa: BLE001 - a transport hiccup on our side, not the daemon's answer
-                    await trio.sleep(0.5)
-            await trio.sleep(1.0)
+            await evil.connect(a.status()["addresses"][0])
+            stream = await evil._host.new_stream(ID.from_base58(a_id), [TProtocol("/meshsub/1.1.0")])
+            await stream.write(bytes([64]) + b"\xff" * 64)  # a varint length, then 64 bytes of no protobuf
+            # until the daemon has read it and hung up on us
+            await trio.to_thread.run_sync(lambda: a.wait(counters={"transport.stream_handler_errors": 1}))
 
     trio.run(garbage_on_meshsub)
-    wait_until(lambda: a.status()["transport"].get("stream_handler_errors") == 1, timeout=10)
+    assert a.status()["transport"]["stream_handler_errors"] == 1
     for line in (b'{"cmd":[]}', b'{"cmd":{}}', b'{"cmd":"status","x":' + b"[" * 30000 + b"]" * 30000 + b"}",
                  b"\xff\xfe not json", b'{"cmd":"ping","peer":7}'):
         reply = raw_control(a.data_dir, line)
@@ -133,21 +128,17 @@ def test_dead_peers_age_out_of_the_view_and_py_libp2p_logs_through_ours(group, m
     monkeypatch.setenv("EDGESWARM_LOG_JSON", "1")  # the daemons inherit it: --log-json
     a = group.spawn("a")
     peers = [group.spawn(name, bootstrap=[a.status()["addresses"][0]]) for name in ("b", "c")]
-    ids = {p.status()["peer_id"] for p in peers}
-    wait_until(lambda: ids <= set(a.status()["view"]) | set(a.status()["peers"]))
+    ids = sorted(p.status()["peer_id"] for p in peers)
+    a.wait(known=ids)
     for p in peers:
         p.kill()
-
-    def membership() -> dict:
-        return a.status()["counters"]["membership"]
-
     # a shuffles every second: each dead peer fails, leaves the view, and after 3 failures is forgotten
-    wait_until(lambda: not ids & set(a.status()["view"]) and membership().get("peers_forgotten", 0) >= 1, timeout=60)
-    failed = membership()["shuffle_failed"]
-    time.sleep(10)
-    # backed off (2, 4, 8, 16 s ...): not redialled at every shuffle, as a dead peer was before
-    assert membership()["shuffle_failed"] - failed <= 4
-    assert not ids & set(a.status()["view"])
+    gone = a.wait(not_in_view=ids, counters={"membership.peers_forgotten": 1})["status"]["counters"]["membership"]
+    # then ten more shuffles: a dead peer is backed off (2, 4, 8, 16 s ...), not redialled at each
+    # of them as it was before; whoever else a still remembers, it tries at most once in between
+    later = a.wait(counters={"membership.rounds": gone["rounds"] + 10})["status"]
+    assert later["counters"]["membership"]["shuffle_failed"] - gone["shuffle_failed"] <= 4
+    assert not set(ids) & set(later["view"])
     records = [json.loads(line) for line in a.log().splitlines() if line.strip()]  # every line is JSON
     assert {"ts", "level", "logger", "msg"} <= records[0].keys()
     assert any(r["logger"].startswith("edgeswarm.node") for r in records)
@@ -172,3 +163,38 @@ def test_py_libp2p_records_go_through_our_handler_as_json(capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert [json.loads(line)["msg"] for line in lines] == ["GRAFT flood from someone"]
     assert json.loads(lines[0])["logger"] == "libp2p.pubsub.pubsub"
+
+
+def test_a_peer_it_hung_up_on_is_not_called_back(group):
+    """The cause of a 35-60 s hang-up this suite used to wait out: after disconnecting an
+    offender, the daemon's membership found it again among the peerstore's addresses and
+    dialled it back within a second, and every shuffle the peer could not answer ("na") was
+    taken for a dead connection, hung up on and redialled. Now its addresses go with it."""
+    from libp2p.peer.id import ID
+
+    from edgeswarm.protocols.libp2p_network import Libp2pNetwork
+    from edgeswarm.protocols.membership.messages import ShuffleRequest
+    from edgeswarm.protocols.messenger import protocol_id
+    from edgeswarm.protocols.network import NetworkError, RequestRefused, deadline
+
+    a = group.spawn("a")
+    a_id = a.status()["peer_id"]
+    evil = identity(67)
+
+    async def offend_once():
+        async with Libp2pNetwork.open(evil.seed()) as net:
+            net.add_addrs(a_id, a.status()["addresses"])
+            with deadline(120):
+                try:
+                    await net.request(a_id, protocol_id(ShuffleRequest), b"raw garbage")
+                except RequestRefused:
+                    pass
+            before = await trio.to_thread.run_sync(lambda: a.wait(disconnected=[evil.peer_id])["status"])
+            # a dozen of a's shuffle rounds on, while we stay online and listening
+            rounds = before["counters"]["membership"]["rounds"] + 12
+            return await trio.to_thread.run_sync(lambda: a.wait(counters={"membership.rounds": rounds})["status"])
+
+    after = trio.run(offend_once)
+    assert evil.peer_id not in after["peers"]
+    assert after["transport"]["offences"] == 1 and after["transport"].get("peers_banned", 0) == 0  # not refused:
+    assert after["counters"]["membership"].get("shuffle_failed", 0) == 0  # just never dialled again

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
+torch = pytest.importorskip("torch")
 pytest.importorskip("torch_geometric")
 
 from edgeswarm.learning.fedpub import (  # noqa: E402

@@ -3,14 +3,18 @@ cannot work are refused before they start."""
 
 import numpy as np
 import pytest
-import torch
 import trio
-from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from typer.testing import CliRunner
 
-from edgeswarm.learning.reply_check import check_train_reply
-from edgeswarm.node.fl_catalog import STRATEGIES, check_run
-from edgeswarm.protocols.fl import flower_wire
+pytest.importorskip("torch")
+pytest.importorskip("flwr")
+
+import torch  # noqa: E402
+from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict  # noqa: E402
+
+from edgeswarm.learning.reply_check import check_train_reply  # noqa: E402
+from edgeswarm.node.fl_catalog import STRATEGIES, check_run  # noqa: E402
+from edgeswarm.protocols.fl import flower_wire  # noqa: E402
 
 
 flower_wire.ensure_task_identity()  # Messages built outside Flower's runtime

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-import torch
 
+torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from edgeswarm.learning import digits  # noqa: E402

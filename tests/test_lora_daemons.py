@@ -9,7 +9,7 @@ pytest.importorskip("peft")
 from edgeswarm.node.control import ControlError  # noqa: E402
 from edgeswarm.sim.processes import DaemonGroup  # noqa: E402
 
-from conftest import FAST, wait_until  # noqa: E402
+from conftest import FAST  # noqa: E402
 
 
 def config(tmp_path, index: int):
@@ -22,20 +22,17 @@ def test_daemons_train_publish_pull_and_merge_adapters(tmp_path):
     with DaemonGroup(tmp_path / "swarm") as group:
         a = group.spawn("a", args=config(tmp_path, 0))
         b = group.spawn("b", bootstrap=[a.status()["addresses"][0]], args=config(tmp_path, 1))
-        wait_until(lambda: a.status()["peers"] and b.status()["peers"], timeout=30)
+        a.wait(gossip_peers=1)  # an announcement from a reaches b
         with pytest.raises(ControlError, match="lora train"):
             b.request({"cmd": "lora_merge"})  # nothing of its own yet
-        own = a.request({"cmd": "lora_train"}, timeout=120)
-
-        def heard():
-            a.request({"cmd": "lora_publish"})  # announcements are gossip: repeat until the mesh carries one
-            return own["digest"] in {r["digest"] for r in b.request({"cmd": "lora_list"})["adapters"]}
-
-        wait_until(heard, timeout=30, every=1.0)
+        own = a.request({"cmd": "lora_train"}, timeout=600)
+        a.request({"cmd": "lora_publish"})
+        b.wait(counters={"msgs_in.lora.announce": 1})
+        assert own["digest"] in {r["digest"] for r in b.request({"cmd": "lora_list"})["adapters"]}
         fetched = b.request({"cmd": "lora_pull", "digest": own["digest"][:10]}, timeout=60)
         assert fetched["origin"] == "peer" and fetched["stored"] and fetched["signer"] == a.status()["peer_id"]
-        b.request({"cmd": "lora_train"}, timeout=120)
-        merged = b.request({"cmd": "lora_merge", "policy": "all"}, timeout=120)
+        b.request({"cmd": "lora_train"}, timeout=600)
+        merged = b.request({"cmd": "lora_merge", "policy": "all"}, timeout=600)
         assert merged["peers"] == [own["digest"]] and 0 < merged["test_acc"] <= 1
         listing = b.request({"cmd": "lora_list"})
         assert listing["active"] == merged["digest"]

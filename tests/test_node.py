@@ -151,7 +151,7 @@ def test_crashed_node_restarts_from_its_store_and_peers_accept_it(tmp_path):
                 await trio.sleep(60)
                 # every shuffle of the new session is accepted: had its sequence numbers
                 # restarted from 0, peers would refuse them as replays
-                assert again.status().counters["membership"] == {"shuffle_ok": 6}
+                assert again.status().counters["membership"] == {"rounds": 6, "shuffle_ok": 6}
             n.cancel_scope.cancel()
 
     run_virtual(main)

@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
+torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("pymoo")
 

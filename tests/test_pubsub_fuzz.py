@@ -7,6 +7,7 @@ Seeded, in one process on loopback; each RPC goes on a fresh /meshsub stream of 
 import random
 
 import trio
+import trio.testing
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
@@ -18,7 +19,7 @@ from edgeswarm.protocols.peer_policy import PolicyParams
 
 NO_BANS = PolicyParams(ban_after=10**9)  # keep taking the attacker back: every input gets its turn
 
-from conftest import identity
+from conftest import FAILURE_BOUND, identity
 
 TOPIC = "edgeswarm/fuzz/1"
 ECHO = "/edgeswarm/test-echo/1"
@@ -70,7 +71,7 @@ def test_random_hostile_rpcs_never_end_the_node():
                     Libp2pNetwork.open(identity(3).seed(), limits=limits) as honest:
                 for n in range(300):
                     if victim.local_peer not in evil.peers():
-                        with trio.fail_after(10):
+                        with trio.fail_after(FAILURE_BOUND):
                             await evil.connect(victim.addrs()[0])
                     try:
                         stream = await evil._host.new_stream(victim_id, [TProtocol("/meshsub/1.1.0")])
@@ -78,9 +79,9 @@ def test_random_hostile_rpcs_never_end_the_node():
                     except Exception:  # noqa: BLE001 - the victim hung up on us: dial again next time
                         pass
                     if n % 50 == 49:
-                        await trio.sleep(0.5)  # let pub/sub's tasks handle what arrived
+                        await trio.testing.wait_all_tasks_blocked()  # pub/sub's tasks have handled what arrived
                         honest.add_addrs(victim.local_peer, victim.addrs())
-                        with trio.fail_after(10):
+                        with trio.fail_after(FAILURE_BOUND):
                             assert await honest.request(victim.local_peer, ECHO, b"ok %d" % n) == b"ok %d" % n
                 stats = victim.stats()
                 assert stats.get("stream_handler_errors", 0) + stats.get("pubsub_task_errors", 0) > 0

@@ -13,7 +13,7 @@ from edgeswarm.node.store import Store
 from edgeswarm.protocols.membership.messages import Descriptor
 from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork
 
-from conftest import identity
+from conftest import identity, until
 
 CONFIG = NodeConfig(
     membership=MembershipConfig(view_size=4, shuffle_length=2, shuffle_interval=1.0, request_timeout=3.0),
@@ -50,11 +50,9 @@ async def exercise(open_networks):
             ]
             for node in nodes:
                 await nursery.start(node.run)
-            with trio.fail_after(30):
-                while not all(
-                    len(node.membership.view()) == N - 1 or len(node.status().peers) == N - 1 for node in nodes
-                ) or any(node.status().heard_from < N - 1 for node in nodes):
-                    await trio.sleep(0.5)
+            await until(lambda: all(
+                len(node.membership.view()) == N - 1 or len(node.status().peers) == N - 1 for node in nodes
+            ) and all(node.status().heard_from >= N - 1 for node in nodes))
             everyone = {node.peer_id for node in nodes}
             for node in nodes:
                 status = node.status()

@@ -1,18 +1,21 @@
 """Attacks on the libp2p transport, in one process on loopback: each bound holds, others are served.
 
-Real py-libp2p hosts on the real clock; every wait is bounded.
+Real py-libp2p hosts on the real clock; every wait ends at its event (``conftest.until``),
+bounded only against a hang.
 """
 
 import socket
 import struct
 
+import pytest
 import trio
+import trio.testing
 
 from edgeswarm.protocols.libp2p_network import Libp2pNetwork
 from edgeswarm.protocols.limits import ByteBudget, Rate, RateLimiter, SlotLimiter, TransportLimits
-from edgeswarm.protocols.network import NetworkError, deadline
+from edgeswarm.protocols.network import NetworkError, ProtocolUnsupported, deadline
 
-from conftest import identity
+from conftest import FAILURE_BOUND, identity, until
 
 ECHO = "/edgeswarm/test-echo/1"
 
@@ -67,13 +70,11 @@ def test_silent_sockets_from_one_ip_cannot_lock_out_new_peers():
             except BlockingIOError:
                 pass
             silent.append(s)
-        await trio.sleep(0.5)
+        await until(lambda: server.stats().get("connections_refused_per_key", 0) > 0)  # the 33rd is refused
         async with Libp2pNetwork.open(identity(2).seed()) as honest:
             honest.add_addrs(server.local_peer, server.addrs())
-            with trio.fail_after(20):
-                with deadline(15):
-                    assert await honest.request(server.local_peer, ECHO, b"hello") == b"hello"
-        assert server.stats()["connections_refused_per_key"] > 0
+            with deadline(FAILURE_BOUND):
+                assert await honest.request(server.local_peer, ECHO, b"hello") == b"hello"
         assert server._connections.held_by("127.0.0.2") <= 32
         for s in silent:
             s.close()
@@ -97,12 +98,10 @@ def test_request_bytes_in_flight_are_bounded_across_peers():
                 stream = await evil._host.new_stream(ID.from_base58(server.local_peer), [TProtocol(ECHO)])
                 await stream.write(struct.pack(">I", 2 * 1024 * 1024) + b"x" * 1024)
                 streams.append(stream)
-            with trio.fail_after(10):
-                while server.stats().get("requests_refused_memory_total", 0) < 4:
-                    await trio.sleep(0.05)
+            await until(lambda: server.stats().get("requests_refused_memory_total", 0) >= 4)
             async with Libp2pNetwork.open(identity(4).seed()) as honest:  # others still get answers
                 honest.add_addrs(server.local_peer, server.addrs())
-                with deadline(10):
+                with deadline(FAILURE_BOUND):
                     assert await honest.request(server.local_peer, ECHO, b"hi") == b"hi"
 
     trio.run(served, limits, attack)
@@ -117,16 +116,15 @@ def test_a_gossip_flood_is_cut_at_the_per_origin_rate_and_the_flooder_dropped():
             received = server.subscribe("flood")
             evil.subscribe("flood")
             await evil.connect(server.addrs()[0])
-            with trio.fail_after(10):
-                while evil.local_peer not in {p.to_base58() for p in server._pubsub.peer_topics.get("flood", ())}:
-                    await trio.sleep(0.05)
-            await trio.sleep(1.5)  # a heartbeat: the mesh holds both
+            await until(lambda: evil.gossip_peers()["flood"] >= 1)  # the mesh holds both: a publish gets through
             for n in range(200):
                 try:
                     await evil.publish("flood", b"spam %d" % n)
                 except NetworkError:
                     break
-            await trio.sleep(1.0)
+            # the server cuts the flooder off at the rate, and hangs up on it
+            await until(lambda: server.stats().get("offences", 0) >= 1 and evil.local_peer not in server.peers())
+            await trio.testing.wait_all_tasks_blocked()  # what got in before that has been delivered
             delivered = 0
             while True:
                 try:
@@ -150,12 +148,28 @@ def test_connections_that_come_and_go_give_their_slots_back():
         for n in range(24):
             async with Libp2pNetwork.open(identity(100 + n).seed(), limits=limits) as visitor:
                 visitor.add_addrs(server.local_peer, server.addrs())
-                with trio.fail_after(15):
-                    with deadline(10):
-                        assert await visitor.request(server.local_peer, ECHO, b"hi") == b"hi"
-        with trio.fail_after(10):
-            while server._connections.held:
-                await trio.sleep(0.1)
+                with deadline(FAILURE_BOUND):
+                    assert await visitor.request(server.local_peer, ECHO, b"hi") == b"hi"
+        await until(lambda: not server._connections.held)
         assert "connections_refused_per_key" not in server.stats()
 
     trio.run(served, limits, churn)
+
+
+def test_a_peer_that_does_not_speak_a_protocol_is_told_so_and_kept_not_redialled():
+    """Its "na" is an answer over a live connection: hanging up and redialling, as for a dead
+    connection, used to call back every peer that runs no edgeswarm service (and offenders)."""
+
+    async def ask(server: Libp2pNetwork) -> None:
+        async with Libp2pNetwork.open(identity(7).seed()) as client:
+            client.add_addrs(server.local_peer, server.addrs())
+            with deadline(FAILURE_BOUND):
+                assert await client.request(server.local_peer, ECHO, b"hi") == b"hi"
+                with pytest.raises(ProtocolUnsupported, match="does not speak /edgeswarm/nothing/1"):
+                    await client.request(server.local_peer, "/edgeswarm/nothing/1", b"hi")
+                assert await client.request(server.local_peer, ECHO, b"again") == b"again"
+            stats = client.stats()
+            assert stats["protocol_unsupported"] == 1 and "streams_redialled" not in stats
+            assert "peers_disconnected" not in server.stats()
+
+    trio.run(served, TransportLimits(eclipse_protection=False), ask)

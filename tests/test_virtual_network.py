@@ -5,7 +5,14 @@ import random
 import pytest
 import trio
 
-from edgeswarm.protocols.network import SUBSCRIPTION_BUFFER, PeerUnreachable, RequestRefused, RequestTimeout, deadline
+from edgeswarm.protocols.network import (
+    SUBSCRIPTION_BUFFER,
+    PeerUnreachable,
+    ProtocolUnsupported,
+    RequestRefused,
+    RequestTimeout,
+    deadline,
+)
 from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork
 
 from conftest import identity, run_virtual
@@ -122,7 +129,7 @@ def test_refusals_and_unknown_protocols_reach_the_requester():
                 with pytest.raises(RequestRefused, match="no thanks"):
                     with deadline(5):
                         await a.request(B, "/refuse", b"x")
-                with pytest.raises(RequestRefused, match="does not serve"):
+                with pytest.raises(ProtocolUnsupported, match="does not speak"):
                     with deadline(5):
                         await a.request(B, "/missing", b"x")
                 assert b.stats() == {"requests_refused": 1}
