@@ -25,6 +25,7 @@ from 127.0.0.2 that never handshake). Federated poisoning is measured in the sim
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import socket
@@ -40,18 +41,18 @@ import trio
 
 REPO = Path(__file__).resolve().parent.parent
 
-from edgeswarm.node.control import ControlError, SOCKET_FILE  # noqa: E402
-from edgeswarm.node.identity import Identity  # noqa: E402
-from edgeswarm.protocols.envelope import Codec  # noqa: E402
-from edgeswarm.protocols.network import deadline  # noqa: E402
-from edgeswarm.protocols.libp2p_network import Libp2pNetwork  # noqa: E402
-from edgeswarm.protocols.limits import TransportLimits  # noqa: E402
-from edgeswarm.protocols.messenger import protocol_id, topic_name  # noqa: E402
-from edgeswarm.protocols.ping.messages import Ping  # noqa: E402
-from edgeswarm.protocols.presence.messages import Announce  # noqa: E402
-from edgeswarm.protocols.ranking.messages import ClickRow, PushRows, SignedRow  # noqa: E402
-from edgeswarm.protocols.ranking.rows import sign_row  # noqa: E402
-from edgeswarm.sim.processes import DaemonGroup  # noqa: E402
+from edgeswarm.node.control import SOCKET_FILE, ControlError
+from edgeswarm.node.identity import Identity
+from edgeswarm.protocols.envelope import Codec
+from edgeswarm.protocols.libp2p_network import Libp2pNetwork
+from edgeswarm.protocols.limits import TransportLimits
+from edgeswarm.protocols.messenger import protocol_id, topic_name
+from edgeswarm.protocols.network import deadline
+from edgeswarm.protocols.ping.messages import Ping
+from edgeswarm.protocols.presence.messages import Announce
+from edgeswarm.protocols.ranking.messages import ClickRow, PushRows, SignedRow
+from edgeswarm.protocols.ranking.rows import sign_row
+from edgeswarm.sim.processes import DaemonGroup
 
 CONFIG = """
 [membership]
@@ -144,16 +145,13 @@ async def stream_flood(victim: dict, stop: trio.Event) -> None:
     size = 2 * 1024 * 1024
 
     async def one_identity(n: int) -> None:
-        try:
-            async with attacker(2000 + n, victim) as net:
-                async with trio.open_nursery() as nursery:
-                    for _ in range(16):
-                        nursery.start_soon(one_stream, net)
-        except Exception:  # noqa: BLE001 - refused or reset
-            pass
+        with contextlib.suppress(Exception):  # refused or reset
+            async with attacker(2000 + n, victim) as net, trio.open_nursery() as nursery:
+                for _ in range(16):
+                    nursery.start_soon(one_stream, net)
 
     async def one_stream(net) -> None:
-        try:
+        with contextlib.suppress(Exception):  # reset by the victim's byte budget
             stream = await net._host.new_stream(ID.from_base58(victim["peer_id"]), [TProtocol(protocol_id(Ping))])
             await stream.write(struct.pack(">I", size))
             sent = 0
@@ -162,8 +160,6 @@ async def stream_flood(victim: dict, stop: trio.Event) -> None:
                 await stream.write(b"\x00" * chunk)
                 sent += chunk
             await stop.wait()
-        except Exception:  # noqa: BLE001 - reset by the victim's byte budget
-            pass
 
     async with trio.open_nursery() as nursery:
         for n in range(25):
@@ -188,10 +184,8 @@ async def gossip_flood(victim: dict, stop: trio.Event) -> None:
                         await trio.sleep(0.5)
                 continue
             number += 1
-            try:
+            with contextlib.suppress(Exception):  # disconnected by the victim
                 await net.publish(topic, codec.seal(Announce(1, number, (), ("membership",))))
-            except Exception:  # noqa: BLE001 - disconnected by the victim
-                pass
             await trio.sleep(0.001)  # up to ~1,000 messages a second, as the issue's flood
 
 
@@ -272,7 +266,7 @@ async def newcomer_ms(victim: dict) -> float:
                 with deadline(15):
                     await net.request(victim["peer_id"], protocol_id(Ping), codec.seal(Ping(b"x")))
                 return (trio.current_time() - started) * 1000
-            except Exception:
+            except Exception:  # noqa: BLE001 - any failure is "no answer" for this measurement
                 return float("inf")
     return float("inf")
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import msgspec
 
 from edgeswarm.learning.graphs import PLANETOID
-from edgeswarm.sim.runner import run_scenario
 from edgeswarm.sim.fl_workload import FlSpec
+from edgeswarm.sim.runner import run_scenario
 from edgeswarm.sim.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,8 +74,8 @@ def main() -> None:
     logging.getLogger("flwr").setLevel(logging.WARNING)
     base = load_scenario(REPO / "configs/sim/fedpub.toml")
     source = f"planetoid:{args.data.resolve()}:{args.dataset}"
-    common = dict(graph_source=source, clients=10, partition_mode="disjoint", rounds=args.rounds,
-                  train_config={"lr": 0.01, "local-epochs": 1})
+    common = {"graph_source": source, "clients": 10, "partition_mode": "disjoint", "rounds": args.rounds,
+              "train_config": {"lr": 0.01, "local-epochs": 1}}
     assert isinstance(base.scenario.fl, FlSpec)
 
     started = time.perf_counter()

@@ -63,7 +63,7 @@ def main() -> None:
         per_node = (r["rss_mb"] - base) / n
         speed = args.duration / r["wall_seconds"]
         print(f"{n:>6} {r['wall_seconds']:>8.1f} {speed:>14.1f} {r['rss_mb']:>12.1f} {per_node:>8.3f} "
-              f"{r['messages']:>9} {str(r['strongly_connected']):>9}")
+              f"{r['messages']:>9} {r['strongly_connected']!s:>9}")
         last = (n, r["wall_seconds"], per_node, speed)
     n, wall, per_node, speed = last
     print(f"nodes={n} virtual_s={args.duration:g} wall_s={wall:.1f} (target<60) "

@@ -76,7 +76,7 @@ class GRankParams:
 
 
 class _Node:
-    __slots__ = ("index", "terms", "top", "clicked")
+    __slots__ = ("clicked", "index", "terms", "top")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -88,7 +88,7 @@ class _Node:
 class _QueryClicks:
     """(item, node) -> click count for one query, as growable parallel arrays."""
 
-    __slots__ = ("pairs", "items", "nodes", "counts", "size")
+    __slots__ = ("counts", "items", "nodes", "pairs", "size")
 
     def __init__(self) -> None:
         self.pairs: dict[tuple[int, int], int] = {}

@@ -22,7 +22,15 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from .fedpub import (
-    GCN, LocalTraining, accuracy, functional_embedding, load_shared, mask_state, proxy_graph, shared_state, train_epochs,
+    GCN,
+    LocalTraining,
+    accuracy,
+    functional_embedding,
+    load_shared,
+    mask_state,
+    proxy_graph,
+    shared_state,
+    train_epochs,
 )
 from .graphs import Graph, client_graphs, planetoid_source
 from .keys import EMBEDDING

@@ -107,7 +107,7 @@ def split_nodes(
     """Random train/validation/test node masks (paper: 20/40/40)."""
     n = y.shape[0]
     order = torch.as_tensor(np.random.default_rng(seed).permutation(n))
-    cut_train, cut_val = int(round(train * n)), int(round((train + val) * n))
+    cut_train, cut_val = round(train * n), round((train + val) * n)
     masks = [torch.zeros(n, dtype=torch.bool) for _ in range(3)]
     masks[0][order[:cut_train]] = True
     masks[1][order[cut_train:cut_val]] = True

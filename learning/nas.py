@@ -173,7 +173,8 @@ def linas(archive: Archive, *, budget: int, initial: int = 16, per_iteration: in
         genomes = np.array(archive.genomes)
         accuracy = Predictor(archive.space).fit(genomes, np.array([a for a, _ in archive.results]))
         latency = Predictor(archive.space).fit(genomes, np.array([lat for _, lat in archive.results]))
-        problem = _problem(archive.space, lambda xs: np.column_stack([1 - accuracy.predict(xs), latency.predict(xs)]))
+        # minimize() below calls the objective within this iteration, with this iteration's predictors
+        problem = _problem(archive.space, lambda xs: np.column_stack([1 - accuracy.predict(xs), latency.predict(xs)]))  # noqa: B023
         result = minimize(problem, _nsga2(archive.space, population, seed + iteration), ("n_gen", generations),
                           seed=seed + iteration, verbose=False)
         candidates = [x for x in np.round(np.atleast_2d(result.X)).astype(np.int64) if not archive.knows(x)]

@@ -23,7 +23,6 @@ from .keys import MASK
 from .weight_sharing import touched
 
 
-
 def genome_of(node_config: dict) -> np.ndarray:
     try:
         genome = np.array([int(v) for v in str(node_config["genome"]).split(",")], dtype=np.int64)

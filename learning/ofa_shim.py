@@ -20,7 +20,7 @@ def _stub() -> None:
 
 _stub()
 
-from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3  # noqa: E402
-from ofa.imagenet_classification.elastic_nn.utils import set_running_statistics  # noqa: E402
+from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+from ofa.imagenet_classification.elastic_nn.utils import set_running_statistics
 
 __all__ = ["OFAMobileNetV3", "set_running_statistics"]

@@ -130,7 +130,7 @@ class Adapters:
 
         from edgeswarm.learning import lora
 
-        digits, base, train, val, _ = self._lab
+        _, base, train, _, _ = self._lab
         spec = lora.AdapterSpec(rank=self.config.rank, alpha=self.config.alpha, targets=tuple(self.config.targets))
 
         seed = self.rng.getrandbits(63)

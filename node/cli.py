@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import msgspec
 import trio
@@ -20,8 +20,8 @@ from edgeswarm.sim.cli import app as sim_app
 from . import control_requests as req
 from . import fl_catalog, logs
 from .config import load_node_config
-from .fl_records import LIVE as LIVE_RUN_STATES
 from .control import call
+from .fl_records import LIVE as LIVE_RUN_STATES
 from .identity import load_or_create
 from .user_errors import UsageProblem, user_errors
 
@@ -76,16 +76,16 @@ def id_show(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 
 @node_app.command("run")
 def node_run(
-    config: Annotated[Optional[Path], typer.Option("--config", help="Node config TOML.", dir_okay=False)] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Node config TOML.", dir_okay=False)] = None,
     data_dir: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--data-dir", envvar="EDGESWARM_DATA_DIR", help="Overrides the config's data_dir.", file_okay=False),
     ] = None,
-    listen: Annotated[Optional[list[str]], typer.Option("--listen", help="Listen multiaddr (repeatable).")] = None,
+    listen: Annotated[list[str] | None, typer.Option("--listen", help="Listen multiaddr (repeatable).")] = None,
     bootstrap: Annotated[
-        Optional[list[str]], typer.Option("--bootstrap", help="Bootstrap multiaddr with /p2p/ id (repeatable).")
+        list[str] | None, typer.Option("--bootstrap", help="Bootstrap multiaddr with /p2p/ id (repeatable).")
     ] = None,
-    mdns: Annotated[Optional[bool], typer.Option("--mdns/--no-mdns", help="Find peers on the LAN by mDNS.")] = None,
+    mdns: Annotated[bool | None, typer.Option("--mdns/--no-mdns", help="Find peers on the LAN by mDNS.")] = None,
 ) -> None:
     """Run this node on libp2p until SIGINT or SIGTERM.
 
@@ -166,19 +166,19 @@ def _counter_minimum(text: str) -> tuple[str, int]:
 
 @app.command("wait")
 def wait(
-    peer: Annotated[Optional[str], typer.Option("--peer", help="Until connected to this PeerID.")] = None,
+    peer: Annotated[str | None, typer.Option("--peer", help="Until connected to this PeerID.")] = None,
     peers: Annotated[int, typer.Option("--peers", min=0, help="Until at least this many peers are connected.")] = 0,
     heard_from: Annotated[int, typer.Option("--heard-from", min=0,
                                             help="Until presence was heard from at least this many peers.")] = 0,
-    known: Annotated[Optional[list[str]], typer.Option("--known", help="Until this PeerID is in the view or "
+    known: Annotated[list[str] | None, typer.Option("--known", help="Until this PeerID is in the view or "
                                                                          "connected (repeatable).")] = None,
-    in_view: Annotated[Optional[list[str]], typer.Option("--in-view", help="Until this PeerID is in the membership "
+    in_view: Annotated[list[str] | None, typer.Option("--in-view", help="Until this PeerID is in the membership "
                                                                              "view (repeatable).")] = None,
-    not_in_view: Annotated[Optional[list[str]], typer.Option("--not-in-view", help="Until this PeerID has left the "
+    not_in_view: Annotated[list[str] | None, typer.Option("--not-in-view", help="Until this PeerID has left the "
                                                                                      "view (repeatable).")] = None,
-    disconnected: Annotated[Optional[list[str]], typer.Option("--disconnected", help="Until no connection to this "
+    disconnected: Annotated[list[str] | None, typer.Option("--disconnected", help="Until no connection to this "
                                                                                        "PeerID is left (repeatable).")] = None,
-    counter: Annotated[Optional[list[str]], typer.Option("--counter", help="NAME=N: until the counter NAME (as "
+    counter: Annotated[list[str] | None, typer.Option("--counter", help="NAME=N: until the counter NAME (as "
                                                          "`status --json` shows it, group.label) is at least N "
                                                          "(repeatable).")] = None,
     gossip_peers: Annotated[int, typer.Option("--gossip-peers", min=0, help="Until every gossip topic reaches at "
@@ -252,10 +252,10 @@ def fl_host(
         f"{k}: {v}" for k, v in fl_catalog.STRATEGIES.items()) + ".")] = "fedavg",
     rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
     min_clients: Annotated[int, typer.Option("--min-clients", min=1, help="Joins needed to start, replies per round.")] = 2,
-    max_clients: Annotated[Optional[int], typer.Option("--max-clients", min=1, help="Joins accepted at most; the run "
+    max_clients: Annotated[int | None, typer.Option("--max-clients", min=1, help="Joins accepted at most; the run "
                                                        "starts as soon as this many joined.")] = None,
-    join_window: Annotated[Optional[float], typer.Option("--join-window", min=0.1, help="Seconds to wait for joins.")] = None,
-    reply_timeout: Annotated[Optional[float], typer.Option("--reply-timeout", min=0.1, help="Seconds per round.")] = None,
+    join_window: Annotated[float | None, typer.Option("--join-window", min=0.1, help="Seconds to wait for joins.")] = None,
+    reply_timeout: Annotated[float | None, typer.Option("--reply-timeout", min=0.1, help="Seconds per round.")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Announce a federated run on the running daemon; it runs in the background."""
@@ -364,7 +364,7 @@ def lora_train(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 
 @lora_app.command("publish")
 def lora_publish(
-    digest: Annotated[Optional[str], typer.Argument(help="Hash prefix (default: our newest own or merged).")] = None,
+    digest: Annotated[str | None, typer.Argument(help="Hash prefix (default: our newest own or merged).")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Announce an adapter of ours to the swarm and serve its bytes."""
@@ -437,11 +437,11 @@ def lora_use(
 
 @subnet_app.command("select")
 def subnet_select(
-    device: Annotated[Optional[Path], typer.Option("--device", help="Declared profile (configs/devices/*.toml); "
+    device: Annotated[Path | None, typer.Option("--device", help="Declared profile (configs/devices/*.toml); "
                                                    "default: measure this machine.", dir_okay=False)] = None,
-    budget_ms: Annotated[Optional[float], typer.Option("--budget-ms", min=0.001, help="Latency budget when measuring "
+    budget_ms: Annotated[float | None, typer.Option("--budget-ms", min=0.001, help="Latency budget when measuring "
                                                        "this machine (default 1.0 ms).")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Supernet weights to use instead of the "
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Supernet weights to use instead of the "
                                                        "shipped ones (safetensors or torch state dict).")] = None,
     measurements: Annotated[int, typer.Option("--measurements", min=8, help="Subnets measured by the search.")] = 40,
     data_dir: DataDir = DEFAULT_DATA_DIR,

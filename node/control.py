@@ -227,7 +227,7 @@ async def _handle(node: Node, stream: trio.SocketStream) -> None:
             reply = {"ok": False, "error": str(exc)}
         except (ValueError, NetworkError, Rejected, trio.TooSlowError) as exc:
             reply = {"ok": False, "error": str(exc) or type(exc).__name__}
-        except Exception as exc:  # noqa: BLE001 - a bug behind one command must not end the daemon
+        except Exception as exc:  # a bug behind one command must not end the daemon
             node.counters.add("control", "internal_errors")
             log.exception("control command failed")
             reply = {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"[:1000]}

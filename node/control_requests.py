@@ -8,13 +8,13 @@ command handlers in ``control`` only ever see valid requests; anything else beco
 
 from __future__ import annotations
 
-from typing import Annotated, Union, get_args
+from typing import Annotated, get_args
 
 import msgspec
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Scalar = Union[str, int, float, bool]
+Scalar = str | int | float | bool
 
 
 class BadRequest(ValueError):
@@ -137,8 +137,8 @@ class LoraUse(_Request, tag="lora_use", frozen=True):
     digest: Name
 
 
-Request = Union[Status, Ping, Wait, Presence, Search, Click, CatalogAdd, FlHost, FlJoin, FlStatus, FlWait, LoraTrain,
-                LoraPublish, LoraList, LoraPull, LoraMerge, LoraUse]
+Request = (Status | Ping | Wait | Presence | Search | Click | CatalogAdd | FlHost | FlJoin | FlStatus | FlWait
+           | LoraTrain | LoraPublish | LoraList | LoraPull | LoraMerge | LoraUse)
 COMMANDS: tuple[str, ...] = tuple(t.__struct_config__.tag for t in get_args(Request))
 
 _decoder = msgspec.json.Decoder(Request)

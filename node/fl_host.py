@@ -119,7 +119,7 @@ class FlHost:
         """Run every round of ``hosted``; a strategy that raises fails the run, not the node."""
         try:
             await self._rounds(hosted)
-        except Exception as exc:  # noqa: BLE001 - Flower's strategy code may raise anything; the run ends, not the node
+        except Exception as exc:  # Flower's strategy code may raise anything; the run ends, not the node
             self.messenger.counters.add("fl", "runs_crashed")
             hosted.record.state, hosted.record.detail = "failed", f"{type(exc).__name__}: {exc}"[:300]
             log.exception("hosted run %s failed", hosted.record.round_id)

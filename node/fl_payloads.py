@@ -23,7 +23,7 @@ class Payloads:
         self.max_bytes = max_bytes
         self.timeout = timeout
 
-    async def send(self, peer: PeerId, kind: type[Task] | type[Result], round_id: str, data: bytes) -> None:
+    async def send(self, peer: PeerId, kind: type[Task | Result], round_id: str, data: bytes) -> None:
         """Send ``data`` inline or as a blob offered to ``peer``; raise if it is refused."""
         if len(data) > self.max_bytes:
             raise ValueError(f"message of {len(data)} bytes is over the {self.max_bytes}-byte limit")

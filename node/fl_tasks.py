@@ -10,11 +10,16 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
 import msgspec
-
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.clientapp import ClientApp
 from flwr.serverapp.strategy import (
-    DifferentialPrivacyServerSideFixedClipping, FedAvg, FedMedian, FedProx, FedTrimmedAvg, Krum, Strategy,
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAvg,
+    FedMedian,
+    FedProx,
+    FedTrimmedAvg,
+    Krum,
+    Strategy,
 )
 
 from edgeswarm.learning import graph_client, jscc_client, ofa_client

@@ -32,7 +32,7 @@ class IdentityError(Exception):
 class Identity:
     """An Ed25519 key pair and the PeerID it names."""
 
-    __slots__ = ("_private", "public_key", "peer_id")
+    __slots__ = ("_private", "peer_id", "public_key")
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         self._private = private_key

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Iterable
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import msgspec
@@ -29,7 +29,14 @@ from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import NetworkError, RequestRefused, deadline
 from edgeswarm.protocols.peer_id import PeerId
 from edgeswarm.protocols.ranking.messages import (
-    MAX_HOLDINGS, ClickRow, Holding, PullReply, PullRequest, PushAck, PushRows, SignedRow,
+    MAX_HOLDINGS,
+    ClickRow,
+    Holding,
+    PullReply,
+    PullRequest,
+    PushAck,
+    PushRows,
+    SignedRow,
 )
 from edgeswarm.protocols.ranking.rows import decode_row, sign_row, verify_row
 

@@ -48,6 +48,8 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
+from .libp2p_guards import TRANSPORT_ERRORS, Guards, reset
+from .limits import ByteBudget, RateLimiter, SlotLimiter, TransportLimits
 from .network import (
     MAX_FRAME_BYTES,
     MAX_GOSSIP_BYTES,
@@ -60,8 +62,6 @@ from .network import (
     RequestRefused,
     TopicMessage,
 )
-from .libp2p_guards import TRANSPORT_ERRORS, Guards, reset
-from .limits import ByteBudget, RateLimiter, SlotLimiter, TransportLimits
 from .peer_id import PeerId
 from .peer_policy import PeerPolicy, PolicyParams
 

@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 import trio
 
 from .counters import Counters
-from .envelope import PENALIZED, Body, Codec, RegistrationError, Opened, Rejected, RejectReason
+from .envelope import PENALIZED, Body, Codec, Opened, RegistrationError, Rejected, RejectReason
 from .network import LocalProtocolError, Network, RequestRefused, TopicMessage
 from .peer_id import PeerId
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,8 +24,8 @@ app = typer.Typer(help="Simulate hundreds of peers on a virtual network in virtu
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario TOML, e.g. configs/sim/smoke.toml.", dir_okay=False)],
     out: Annotated[Path, typer.Option("--out", help="Directory for report.json, plots and node stores.")],
-    seed: Annotated[Optional[int], typer.Option(help="Override the scenario's seed.")] = None,
-    nodes: Annotated[Optional[int], typer.Option(help="Override the scenario's node count.", min=1)] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
+    nodes: Annotated[int | None, typer.Option(help="Override the scenario's node count.", min=1)] = None,
 ) -> None:
     """Run SCENARIO and write OUT/report.json plus PNG plots."""
     console = Console(stderr=True)
@@ -45,7 +45,7 @@ def run(
         ) as progress:
             unit = "s" if spec.transport == "libp2p" else "virtual s"
             task = progress.add_task(f"{spec.name}: {spec.nodes} nodes ({unit})", total=spec.duration)
-            update = lambda t: progress.update(task, completed=t)  # noqa: E731
+            update = lambda t: progress.update(task, completed=t)
             if spec.transport == "libp2p":
                 from .libp2p_runner import run_libp2p_scenario
 

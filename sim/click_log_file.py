@@ -24,7 +24,7 @@ import csv
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from edgeswarm.learning.grank import normalise
@@ -55,7 +55,7 @@ class LoggedClick:
 def read_click_log(path: Path) -> list[LoggedClick]:
     """Every row of the CSV at ``path``, checked, in file order."""
     try:
-        handle = open(path, newline="", encoding="utf-8")
+        handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed by the `with` below
     except OSError as e:
         raise ClickLogError(f"{path}: cannot read the click log ({e.strerror})") from None
     with handle:
@@ -106,7 +106,7 @@ def _seconds(text: str, where: str) -> float:
         except ValueError:
             raise ClickLogError(f"{where}: timestamp {text!r} is neither seconds nor ISO 8601") from None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         seconds = when.timestamp()
     if not math.isfinite(seconds):
         raise ClickLogError(f"{where}: timestamp {text!r} is not a finite number")

@@ -39,7 +39,8 @@ def seed_trio_scheduler(seed: int) -> None:
 
     rng = getattr(_run, "_r", None)
     if not isinstance(rng, random.Random):
-        raise RuntimeError("this trio release has no seedable scheduler RNG (trio._core._run._r)")
+        # a missing trio internal, not a caller's wrong type
+        raise RuntimeError("this trio release has no seedable scheduler RNG (trio._core._run._r)")  # noqa: TRY004
     rng.seed(derive_seed(seed, "trio-scheduler"))
     # libraries that draw from the global RNG (Flower samples clients with random.sample)
     random.seed(derive_seed(seed, "global-random"))

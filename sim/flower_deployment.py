@@ -62,8 +62,8 @@ def run_flower_round(work: Path, *, clients: int = 2, rounds: int = 1, graph_sou
     processes: list[subprocess.Popen] = []
 
     def start(args: list[str], log: str) -> subprocess.Popen:
-        handle = open(work / log, "wb")
-        process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=work)
+        with open(work / log, "wb") as handle:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=work)
         processes.append(process)
         return process
 
@@ -80,7 +80,7 @@ def run_flower_round(work: Path, *, clients: int = 2, rounds: int = 1, graph_sou
                   f'graph-source="{graph_source}" result-file="{result_file}"')
         deadline = time.monotonic() + timeout
         while True:  # the superlink takes a moment to accept runs
-            run = subprocess.run([_tool("flwr"), "run", str(app), "local", "--run-config", config, "--stream"],
+            run = subprocess.run([_tool("flwr"), "run", str(app), "local", "--run-config", config, "--stream"], check=False,
                                  env=env, cwd=work, capture_output=True, text=True, timeout=timeout)
             (work / "flwr-run.log").write_text(run.stdout + run.stderr)
             if run.returncode == 0 or time.monotonic() > deadline or "unavailable" not in (run.stdout + run.stderr).lower():

@@ -237,9 +237,10 @@ class GRankExperiment(Workload):
             return results[0]
         relevance = self.catalog.relevance(tag)
         for position, item in enumerate(results):
-            if self.rng.random() < self.spec.cascade_decay**position:
-                if self.rng.random() < 0.9 * relevance.get(item, 0) / 3:
-                    return item
+            # examined (cascade), then clicked by relevance: the second draw only for an examined item
+            if (self.rng.random() < self.spec.cascade_decay**position
+                    and self.rng.random() < 0.9 * relevance.get(item, 0) / 3):
+                return item
         return None
 
     def _evaluate(self, number: int) -> None:

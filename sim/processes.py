@@ -21,9 +21,9 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from edgeswarm.node.control import ControlError, call
+from edgeswarm.node.control import call
 
 READY_TIMEOUT = 120.0  # only a daemon that neither starts nor exits takes this long
 
@@ -135,7 +135,7 @@ class DaemonGroup:
         self.extra_args = list(extra_args)
         self.daemons: list[Daemon] = []
 
-    def __enter__(self) -> DaemonGroup:
+    def __enter__(self) -> Self:
         self.root.mkdir(parents=True, exist_ok=True)
         return self
 

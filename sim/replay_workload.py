@@ -228,8 +228,8 @@ class ReplayExperiment(Workload):
         rows.append(("held-out clicks scored", f"{metrics.get('held_out_scored')} of {metrics.get('held_out')}"))
         rows.append(("item among the candidates", _fixed(metrics.get("reachable"))))
         if metrics.get("log_coverage_min") is not None:
-            rows.append(("rows held, mean / least node", f"{_fixed(metrics['log_coverage'])} / "
-                                                         f"{_fixed(metrics['log_coverage_min'])}"))
+            rows.append(("rows held, mean / least node",
+                         f"{_fixed(metrics['log_coverage'])} / {_fixed(metrics['log_coverage_min'])}"))
             rows.append(("nodes holding < 10% of rows", str(metrics["nodes_below_10pct"])))
         return rows
 

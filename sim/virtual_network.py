@@ -71,7 +71,7 @@ class LinkModel:
 class _Pending:
     """A request waiting for its response."""
 
-    __slots__ = ("event", "response", "error", "abandoned", "max_bytes")
+    __slots__ = ("abandoned", "error", "event", "max_bytes", "response")
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes

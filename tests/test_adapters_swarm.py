@@ -12,19 +12,19 @@ import trio
 
 pytest.importorskip("peft")
 
-from edgeswarm.node.adapters import AdapterError  # noqa: E402
-from edgeswarm.node.config import AdaptersConfig, MembershipConfig, NodeConfig, PresenceConfig, RankingConfig  # noqa: E402
-from edgeswarm.node.node import Node  # noqa: E402
-from edgeswarm.node.store import AdapterRow, Store  # noqa: E402
-from edgeswarm.learning import lora  # noqa: E402
-from edgeswarm.protocols.adapters.messages import AdapterAnnounce  # noqa: E402
-from edgeswarm.protocols.membership.messages import Descriptor  # noqa: E402
-from edgeswarm.node.compute import ModelledCompute  # noqa: E402
-from edgeswarm.sim.runner import run_scenario  # noqa: E402
-from edgeswarm.sim.scenario import load_scenario  # noqa: E402
-from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork  # noqa: E402
+from edgeswarm.learning import lora
+from edgeswarm.node.adapters import AdapterError
+from edgeswarm.node.compute import ModelledCompute
+from edgeswarm.node.config import AdaptersConfig, MembershipConfig, NodeConfig, PresenceConfig, RankingConfig
+from edgeswarm.node.node import Node
+from edgeswarm.node.store import AdapterRow, Store
+from edgeswarm.protocols.adapters.messages import AdapterAnnounce
+from edgeswarm.protocols.membership.messages import Descriptor
+from edgeswarm.sim.runner import run_scenario
+from edgeswarm.sim.scenario import load_scenario
+from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork
 
-from conftest import identity, run_virtual  # noqa: E402
+from conftest import identity, run_virtual
 
 REPO = Path(__file__).resolve().parent.parent
 

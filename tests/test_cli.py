@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from typer.testing import CliRunner
 
 from edgeswarm.node.cli import app
@@ -119,7 +118,7 @@ def test_fl_status_and_lora_list_render_what_the_daemon_returns(monkeypatch, tmp
 
 
 def test_fl_status_watch_redraws_until_every_run_has_ended(monkeypatch, tmp_path):
-    import edgeswarm.node.cli as cli
+    from edgeswarm.node import cli
 
     def status(state, rounds_done):
         history = [{"round": r, "status": "ok", "replies": 2, "failures": 0, "clients": {"a": {"test-acc": 0.5}}}
@@ -138,7 +137,7 @@ def test_fl_status_watch_redraws_until_every_run_has_ended(monkeypatch, tmp_path
 
 
 def test_lora_merge_says_when_a_worse_merge_was_kept_but_not_activated(monkeypatch, tmp_path):
-    import edgeswarm.node.cli as cli
+    from edgeswarm.node import cli
 
     sent = []
     answer = {"digest": "m" * 64, "peers": ["p" * 64], "considered": 1, "val_acc": 0.27, "test_acc": 0.26,

@@ -170,12 +170,11 @@ def test_a_peer_it_hung_up_on_is_not_called_back(group):
     offender, the daemon's membership found it again among the peerstore's addresses and
     dialled it back within a second, and every shuffle the peer could not answer ("na") was
     taken for a dead connection, hung up on and redialled. Now its addresses go with it."""
-    from libp2p.peer.id import ID
 
     from edgeswarm.protocols.libp2p_network import Libp2pNetwork
     from edgeswarm.protocols.membership.messages import ShuffleRequest
     from edgeswarm.protocols.messenger import protocol_id
-    from edgeswarm.protocols.network import NetworkError, RequestRefused, deadline
+    from edgeswarm.protocols.network import RequestRefused, deadline
 
     a = group.spawn("a")
     a_id = a.status()["peer_id"]

@@ -16,6 +16,7 @@ from edgeswarm.sim.processes import Daemon, DaemonGroup
 
 from conftest import FAST, identity
 
+
 def test_three_daemons_discover_gossip_transfer_and_stop_cleanly(group):
     a = group.spawn("a")
     seed = a.status()["addresses"][0]
@@ -54,7 +55,6 @@ def test_kill_9_then_restart_keeps_identity_and_rejoins_from_stored_peers(group)
 
 def test_misbehaving_peer_is_dropped_counted_and_refused_others_unaffected(group):
     import trio
-
     from libp2p.peer.id import ID
 
     from edgeswarm.protocols.libp2p_network import Libp2pNetwork

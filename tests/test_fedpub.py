@@ -11,12 +11,18 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torch_geometric")
 
-from edgeswarm.learning.fedpub import (  # noqa: E402
-    GCN, LocalTraining, _regularisers, functional_embedding, load_shared, proxy_graph, shared_state,
+from edgeswarm.learning.fedpub import (
+    GCN,
+    LocalTraining,
+    _regularisers,
+    functional_embedding,
+    load_shared,
+    proxy_graph,
+    shared_state,
     similarity_weights,
 )
-from edgeswarm.learning.graphs import builtin_graph, largest_component, partition, split_nodes  # noqa: E402
-from edgeswarm.learning.weighted import weighted_sum  # noqa: E402
+from edgeswarm.learning.graphs import builtin_graph, largest_component, partition, split_nodes
+from edgeswarm.learning.weighted import weighted_sum
 
 # the shared, read-only datasets: beside the checkout, or where EDGESWARM_SHARED_DATA says
 _CANDIDATES = [Path(os.environ["EDGESWARM_SHARED_DATA"]) if "EDGESWARM_SHARED_DATA" in os.environ else None,

@@ -7,8 +7,8 @@ import pytest
 pytest.importorskip("flwr")
 pytest.importorskip("torch_geometric")
 
-from edgeswarm.sim.fl_daemons import daemon_config  # noqa: E402
-from edgeswarm.sim.processes import DaemonGroup  # noqa: E402
+from edgeswarm.sim.fl_daemons import daemon_config
+from edgeswarm.sim.processes import DaemonGroup
 
 
 def config(tmp_path, name: str, partition: int, auto_join: bool = True):

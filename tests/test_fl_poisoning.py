@@ -9,13 +9,12 @@ from typer.testing import CliRunner
 pytest.importorskip("torch")
 pytest.importorskip("flwr")
 
-import torch  # noqa: E402
-from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict  # noqa: E402
+import torch
+from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
-from edgeswarm.learning.reply_check import check_train_reply  # noqa: E402
-from edgeswarm.node.fl_catalog import STRATEGIES, check_run  # noqa: E402
-from edgeswarm.protocols.fl import flower_wire  # noqa: E402
-
+from edgeswarm.learning.reply_check import check_train_reply
+from edgeswarm.node.fl_catalog import STRATEGIES, check_run
+from edgeswarm.protocols.fl import flower_wire
 
 flower_wire.ensure_task_identity()  # Messages built outside Flower's runtime
 
@@ -107,8 +106,8 @@ def test_the_daemon_side_refuses_the_same_pairs():
     import random
 
     from edgeswarm.node.config import FederationConfig
-    from edgeswarm.node.fl_tasks import STRATEGIES as CODE
     from edgeswarm.node.federation import Federation, RoundSpec
+    from edgeswarm.node.fl_tasks import STRATEGIES as CODE
 
     assert CODE.keys() == STRATEGIES.keys()  # every name the CLI offers has code behind it
 

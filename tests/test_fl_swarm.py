@@ -5,31 +5,29 @@ from __future__ import annotations
 import random
 
 import msgspec
-
 import pytest
 import trio
 
 pytest.importorskip("flwr")
 pytest.importorskip("torch_geometric")
 
-from flwr.app import ArrayRecord, ConfigRecord  # noqa: E402
-from flwr.serverapp.strategy import FedAvg  # noqa: E402
+from flwr.app import ArrayRecord, ConfigRecord
+from flwr.serverapp.strategy import FedAvg
 
-from edgeswarm.node.config import FederationConfig  # noqa: E402
-from edgeswarm.node.federation import Federation  # noqa: E402
-from edgeswarm.node.compute import ModelledCompute  # noqa: E402
-from edgeswarm.protocols.counters import Counters  # noqa: E402
-from edgeswarm.protocols.envelope import Codec  # noqa: E402
-from edgeswarm.protocols.network import PeerUnreachable, deadline  # noqa: E402
-from edgeswarm.protocols.fl import flower_wire  # noqa: E402
-from edgeswarm.protocols.blobs import CHUNK_BYTES, BlobError, BlobRef, BlobShelf, Chunk, ChunkRequest, fetch  # noqa: E402
-from edgeswarm.protocols.fl.grid import DEADLINE_MISSED, SEND_FAILED, SwarmGrid  # noqa: E402
-from edgeswarm.protocols.fl.messages import MESSAGES, Ack, Result, Task  # noqa: E402
-from edgeswarm.protocols.messenger import Messenger  # noqa: E402
-from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork  # noqa: E402
+from edgeswarm.node.compute import ModelledCompute
+from edgeswarm.node.config import FederationConfig
+from edgeswarm.node.federation import Federation
+from edgeswarm.protocols.blobs import CHUNK_BYTES, BlobError, BlobRef, BlobShelf, Chunk, ChunkRequest, fetch
+from edgeswarm.protocols.counters import Counters
+from edgeswarm.protocols.envelope import Codec
+from edgeswarm.protocols.fl import flower_wire
+from edgeswarm.protocols.fl.grid import DEADLINE_MISSED, SEND_FAILED, SwarmGrid
+from edgeswarm.protocols.fl.messages import MESSAGES, Ack, Result, Task
+from edgeswarm.protocols.messenger import Messenger
+from edgeswarm.protocols.network import PeerUnreachable, deadline
+from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork
 
-from conftest import identity, run_virtual  # noqa: E402
-
+from conftest import identity, run_virtual
 
 
 def messenger(n, endpoint):

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("flwr")
 pytest.importorskip("torch_geometric")
 
-from edgeswarm.sim.flower_deployment import run_flower_round  # noqa: E402
+from edgeswarm.sim.flower_deployment import run_flower_round
 
 
 @pytest.mark.slow

@@ -7,9 +7,8 @@ import pytest
 
 from edgeswarm.node.config import NodeConfig, PresenceConfig, RankingConfig
 from edgeswarm.node.device import DeviceProfile
+from edgeswarm.sim.grank_workload import GRankSpec, log_distance
 from edgeswarm.sim.runner import run_scenario
-from edgeswarm.sim.grank_workload import log_distance
-from edgeswarm.sim.grank_workload import GRankSpec
 from edgeswarm.sim.scenario import LoadedScenario, Scenario, load_scenario
 
 LAPTOP = DeviceProfile(
@@ -72,7 +71,7 @@ def test_relevance_driven_clicks_make_grank_beat_random():
 
 def test_same_seed_same_grank_report():
     first, second = simulate(seed=9), simulate(seed=9)
-    drop = lambda r: {k: v for k, v in r.items() if not k.startswith("wall")}  # noqa: E731
+    drop = lambda r: {k: v for k, v in r.items() if not k.startswith("wall")}
     assert drop(first) == drop(second)
 
 

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from edgeswarm.learning.hierarchy import (
-    EnergyModel, aggregate, flat_fedavg, hier_fedavg_weights, semspace_weights,
+    EnergyModel,
+    aggregate,
+    flat_fedavg,
+    hier_fedavg_weights,
+    semspace_weights,
 )
 from edgeswarm.learning.orbits import EARTH_RADIUS, Gateway, Walker, association, elevation_deg, trace_association
 

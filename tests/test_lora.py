@@ -9,19 +9,38 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from edgeswarm.learning import digits  # noqa: E402
-from edgeswarm.learning.lora import (  # noqa: E402
-    AdapterSpec, Delta, DeltaError, adapt, apply, decode, delta_of, digest, encode, save_peft, train,
+from edgeswarm.learning import digits
+from edgeswarm.learning.lora import (
+    AdapterSpec,
+    Delta,
+    DeltaError,
+    adapt,
+    apply,
+    decode,
+    delta_of,
+    digest,
+    encode,
+    save_peft,
+    train,
 )
-from edgeswarm.learning.lora_merge import (  # noqa: E402
-    exact_update, fedavg_ab, ffa, flora, merge_error, normalise, select_by_validation,
+from edgeswarm.learning.lora_merge import (
+    exact_update,
+    fedavg_ab,
+    ffa,
+    flora,
+    merge_error,
+    normalise,
+    select_by_validation,
 )
 
 BASE = digits.load_base()
 VERSION = digits.base_version()
 
 
-def trained(node: int, spec: AdapterSpec = AdapterSpec(), epochs: int = 20) -> Delta:
+DEFAULT_SPEC = AdapterSpec()
+
+
+def trained(node: int, spec: AdapterSpec = DEFAULT_SPEC, epochs: int = 20) -> Delta:
     data, _ = digits.node_data(node, 10)
     model = adapt(BASE, spec)
     train(model, data.x, data.y, epochs=epochs)

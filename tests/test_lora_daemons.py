@@ -6,10 +6,10 @@ import pytest
 
 pytest.importorskip("peft")
 
-from edgeswarm.node.control import ControlError  # noqa: E402
-from edgeswarm.sim.processes import DaemonGroup  # noqa: E402
+from edgeswarm.node.control import ControlError
+from edgeswarm.sim.processes import DaemonGroup
 
-from conftest import FAST  # noqa: E402
+from conftest import FAST
 
 
 def config(tmp_path, index: int):

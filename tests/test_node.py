@@ -76,17 +76,15 @@ def test_every_bad_envelope_is_refused_counted_and_the_node_keeps_serving():
                 assert reply.sender == node.peer_id
                 for reason, data in bad.items():
                     sender = relay if reason == "wrong_sender" else evil
-                    with pytest.raises(RequestRefused, match=reason):
-                        with deadline(5):
-                            await sender.request(node.peer_id, SHUFFLE, data)
+                    with pytest.raises(RequestRefused, match=reason), deadline(5):
+                        await sender.request(node.peer_id, SHUFFLE, data)
                 status = node.status()
                 assert status.counters["rejects"] == dict.fromkeys(sorted(bad), 1)
                 # malformed, oversize, bad signature and wrong sender are offences: the
                 # third got the attacker refused; stale and replay may be innocent
                 assert status.transport["offences"] == 4 and status.transport["peers_banned"] == 1
-                with pytest.raises(RequestRefused, match="refused for misbehaving"):
-                    with deadline(5):
-                        await evil.request(node.peer_id, SHUFFLE, codec.seal(request))
+                with pytest.raises(RequestRefused, match="refused for misbehaving"), deadline(5):
+                    await evil.request(node.peer_id, SHUFFLE, codec.seal(request))
                 # an honest peer is still served
                 async with net.attach(identity(3).peer_id) as honest:
                     friend = attacker_codec(3)
@@ -111,9 +109,8 @@ def test_oversize_frames_are_refused_before_decoding():
             async with net.attach(identity(1).peer_id) as ep, net.attach(identity(9).peer_id) as evil:
                 node = make_node(1, ep, Store.open(":memory:"))
                 await n.start(node.run)
-                with pytest.raises(RequestRefused, match="bytes >"):
-                    with deadline(5):
-                        await evil.request(node.peer_id, SHUFFLE, b"\x00" * 40_000)
+                with pytest.raises(RequestRefused, match="bytes >"), deadline(5):
+                    await evil.request(node.peer_id, SHUFFLE, b"\x00" * 40_000)
                 status = node.status()
                 assert status.transport["offences"] == 1 and "rejects" not in status.counters
             n.cancel_scope.cancel()

@@ -13,9 +13,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("pymoo")
 
-from edgeswarm.learning import cost, nas, supernet  # noqa: E402
-from edgeswarm.learning.supernet import EDGE  # noqa: E402
-from edgeswarm.learning.weight_sharing import aggregate, touched  # noqa: E402
+from edgeswarm.learning import cost, nas, supernet
+from edgeswarm.learning.supernet import EDGE
+from edgeswarm.learning.weight_sharing import aggregate, touched
 
 
 def test_the_ofa_import_shim_still_works():

@@ -30,7 +30,7 @@ class FakeMessenger:
 def test_missed_and_late_announcements_are_counted():
     async def main():
         messenger = FakeMessenger()
-        presence = Presence(messenger, PresenceConfig(), random.Random(0), trio.current_time, lambda: [])
+        presence = Presence(messenger, PresenceConfig(), random.Random(0), trio.current_time, list)
         send, receive = trio.open_memory_channel(100)
         arrivals = [(A, 7, 1), (A, 7, 0), (A, 7, 3), (A, 7, 2), (A, 7, 5), (B, 1, 4), (B, 1, 1), (A, 8, 0), (A, 8, 2)]
         for sender, session, number in arrivals:

@@ -10,12 +10,11 @@ import trio
 from edgeswarm.node.config import MembershipConfig, NodeConfig, PresenceConfig, RankingConfig
 from edgeswarm.node.node import Node
 from edgeswarm.node.store import Store
-from edgeswarm.protocols.envelope import Codec
+from edgeswarm.protocols.envelope import Codec, Rejected, RejectReason
 from edgeswarm.protocols.membership.messages import Descriptor
 from edgeswarm.protocols.messenger import protocol_id
 from edgeswarm.protocols.ranking.messages import ClickRow, PullReply, PullRequest, SignedRow
 from edgeswarm.protocols.ranking.rows import open_row, sign_row
-from edgeswarm.protocols.envelope import Rejected, RejectReason
 from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork
 
 from conftest import identity, run_virtual

@@ -40,28 +40,27 @@ async def libp2p_networks(nursery):
 
 async def exercise(open_networks):
     """Nodes 1..3 know only node 0; they must find each other, gossip and move 1 MiB."""
-    async with trio.open_nursery() as nursery:
-        async with open_networks(nursery) as networks:
-            seed = Descriptor(networks[0].local_peer, tuple(networks[0].addrs()))
-            nodes = [
-                Node(identity=identity(i), network=net, store=Store.open(":memory:"), config=CONFIG,
-                     rng=random.Random(i), clock=lambda: 1.8e9 + trio.current_time(), bootstrap=[seed] if i else [])
-                for i, net in enumerate(networks)
-            ]
-            for node in nodes:
-                await nursery.start(node.run)
-            await until(lambda: all(
-                len(node.membership.view()) == N - 1 or len(node.status().peers) == N - 1 for node in nodes
-            ) and all(node.status().heard_from >= N - 1 for node in nodes))
-            everyone = {node.peer_id for node in nodes}
-            for node in nodes:
-                status = node.status()
-                assert set(status.view) | set(status.peers) == everyone - {node.peer_id}
-                assert status.heard_from == N - 1
-            result = await nodes[3].ping.ping(nodes[0].peer_id, 1 << 20)
-            assert result["intact"] and result["bytes"] == 1 << 20
-            assert all("rejects" not in node.status().counters for node in nodes)
-            nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery, open_networks(nursery) as networks:
+        seed = Descriptor(networks[0].local_peer, tuple(networks[0].addrs()))
+        nodes = [
+            Node(identity=identity(i), network=net, store=Store.open(":memory:"), config=CONFIG,
+                 rng=random.Random(i), clock=lambda: 1.8e9 + trio.current_time(), bootstrap=[seed] if i else [])
+            for i, net in enumerate(networks)
+        ]
+        for node in nodes:
+            await nursery.start(node.run)
+        await until(lambda: all(
+            len(node.membership.view()) == N - 1 or len(node.status().peers) == N - 1 for node in nodes
+        ) and all(node.status().heard_from >= N - 1 for node in nodes))
+        everyone = {node.peer_id for node in nodes}
+        for node in nodes:
+            status = node.status()
+            assert set(status.view) | set(status.peers) == everyone - {node.peer_id}
+            assert status.heard_from == N - 1
+        result = await nodes[3].ping.ping(nodes[0].peer_id, 1 << 20)
+        assert result["intact"] and result["bytes"] == 1 << 20
+        assert all("rejects" not in node.status().counters for node in nodes)
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("transport", ["virtual", "libp2p"])

@@ -4,6 +4,7 @@ import random
 
 import pytest
 import trio
+import trio.lowlevel
 
 from edgeswarm.protocols.network import (
     SUBSCRIPTION_BUFFER,
@@ -64,7 +65,7 @@ def test_uplink_serialises_concurrent_messages():
 
                 async with trio.open_nursery() as senders:
                     senders.start_soon(send, "first")
-                    await trio.sleep(0)
+                    await trio.lowlevel.checkpoint()
                     senders.start_soon(send, "second")
             n.cancel_scope.cancel()
         # each 1000 B request takes 1 s of A's uplink; the reply (0 B) only the latency
@@ -87,9 +88,8 @@ def test_lost_or_partitioned_requests_time_out_exactly(setup):
             await n.start(net.run)
             async with net.attach(A) as a, net.attach(B) as b:
                 b.serve("/echo", echo)
-                with pytest.raises(RequestTimeout):
-                    with deadline(3):
-                        await a.request(B, "/echo", b"x")
+                with pytest.raises(RequestTimeout), deadline(3):
+                    await a.request(B, "/echo", b"x")
                 assert trio.current_time() == pytest.approx(3.0)
                 assert a.stats()["requests_abandoned"] == 1
                 net.heal()
@@ -107,9 +107,8 @@ def test_offline_peer_is_unreachable_after_a_round_trip():
         async with trio.open_nursery() as n:
             await n.start(net.run)
             async with net.attach(A, uplink_bytes_per_s=UPLINK) as a:
-                with pytest.raises(PeerUnreachable):
-                    with deadline(5):
-                        await a.request(B, "/echo", b"x" * 100)
+                with pytest.raises(PeerUnreachable), deadline(5):
+                    await a.request(B, "/echo", b"x" * 100)
                 assert trio.current_time() == pytest.approx(0.3)
             n.cancel_scope.cancel()
 
@@ -126,12 +125,10 @@ def test_refusals_and_unknown_protocols_reach_the_requester():
             await n.start(net.run)
             async with net.attach(A) as a, net.attach(B) as b:
                 b.serve("/refuse", refuse)
-                with pytest.raises(RequestRefused, match="no thanks"):
-                    with deadline(5):
-                        await a.request(B, "/refuse", b"x")
-                with pytest.raises(ProtocolUnsupported, match="does not speak"):
-                    with deadline(5):
-                        await a.request(B, "/missing", b"x")
+                with pytest.raises(RequestRefused, match="no thanks"), deadline(5):
+                    await a.request(B, "/refuse", b"x")
+                with pytest.raises(ProtocolUnsupported, match="does not speak"), deadline(5):
+                    await a.request(B, "/missing", b"x")
                 assert b.stats() == {"requests_refused": 1}
             n.cancel_scope.cancel()
 

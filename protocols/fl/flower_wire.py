@@ -12,10 +12,10 @@ import os
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 
-from flwr.app import Message  # noqa: E402
-from flwr.common.serde import message_from_proto, message_to_proto  # noqa: E402
-from flwr.proto.message_pb2 import Message as MessageProto  # noqa: E402
-from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
+from flwr.app import Message
+from flwr.common.serde import message_from_proto, message_to_proto
+from flwr.proto.message_pb2 import Message as MessageProto
+from flwr.supercore.task_identity import TaskIdentity
 
 
 class WireError(ValueError):
@@ -56,5 +56,5 @@ def decode(data: bytes) -> Message:
     """Parse a Flower message; any parse failure becomes a WireError."""
     try:
         return message_from_proto(MessageProto.FromString(data))
-    except Exception as exc:  # protobuf and Flower raise assorted types on bad bytes
+    except Exception as exc:  # noqa: BLE001 - protobuf and Flower raise assorted types on bad bytes
         raise WireError(f"not a Flower message: {type(exc).__name__}: {exc}") from None

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import trio
 from flwr.app import Error, Message, RecordDict
-from flwr.supercore.run import Run
 from flwr.serverapp import Grid
+from flwr.supercore.run import Run
 
 from edgeswarm.protocols.blobs import BlobError
 from edgeswarm.protocols.envelope import Rejected

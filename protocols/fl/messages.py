@@ -38,7 +38,8 @@ class RoundAnnounce(Body, array_like=True, frozen=True):
     min_clients: Annotated[int, msgspec.Meta(ge=1, le=100_000)]
     reply_timeout: Annotated[float, msgspec.Meta(gt=0, le=86_400)]
     join_until: float  # host clock, seconds since the epoch
-    requirements: Annotated[dict[Name, Value], msgspec.Meta(max_length=16)] = {}  # joiners must match
+    # joiners must match; msgspec copies a mutable default for each instance
+    requirements: Annotated[dict[Name, Value], msgspec.Meta(max_length=16)] = {}  # noqa: RUF012
 
 
 class Join(Body, array_like=True, frozen=True):
