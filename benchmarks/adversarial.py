@@ -95,8 +95,13 @@ async def meshsub_garbage(victim: dict, stop: trio.Event) -> None:
 
 
 async def control_junk(victim: dict, stop: trio.Event, data_dir: Path) -> None:
-    lines = [b'{"cmd":[]}', b'{"cmd":{}}', b'{"cmd":"status","x":' + b"[" * 30000 + b"]" * 30000 + b"}",
-             json.dumps({"cmd": "ping", "peer": victim["peer_id"]}).encode(), b"\xff not json"]
+    lines = [
+        b'{"cmd":[]}',
+        b'{"cmd":{}}',
+        b'{"cmd":"status","x":' + b"[" * 30000 + b"]" * 30000 + b"}",
+        json.dumps({"cmd": "ping", "peer": victim["peer_id"]}).encode(),
+        b"\xff not json",
+    ]
     while not stop.is_set():
         for line in lines:
             await trio.to_thread.run_sync(_raw_control, data_dir, line)
@@ -118,8 +123,21 @@ def junk_rows(rng: random.Random, count: int) -> tuple[SignedRow, ...]:
     out = []
     for _ in range(count):
         key = ident(rng)
-        out.append(sign_row(key, ClickRow(key.peer_id, 0, ("spam",), False, ("x",), f"spam{rng.random()}", "S" * 256,
-                                          tuple(f"t{n}" for n in range(16)))))
+        out.append(
+            sign_row(
+                key,
+                ClickRow(
+                    key.peer_id,
+                    0,
+                    ("spam",),
+                    False,
+                    ("x",),
+                    f"spam{rng.random()}",
+                    "S" * 256,
+                    tuple(f"t{n}" for n in range(16)),
+                ),
+            )
+        )
     return tuple(out)
 
 
@@ -229,7 +247,6 @@ ATTACKS = {
     "control-junk": control_junk,
     "push-flood": push_flood,
     "push-flood@push": push_flood,  # the same against a victim whose gossip is "push": rates and caps hold
-
     "stream-flood": stream_flood,
     "gossip-flood": gossip_flood,
     "silent-sockets": silent_sockets,
@@ -247,8 +264,9 @@ def pinger(b, victim_id: str, stop: threading.Event, out: list[float]) -> None:
     while not stop.is_set():
         started = time.monotonic()
         try:
-            reply = b.request({"cmd": "ping", "peer": victim_id, "bytes": 1024, "timeout": PING_TIMEOUT},
-                              timeout=PING_TIMEOUT + 5)
+            reply = b.request(
+                {"cmd": "ping", "peer": victim_id, "bytes": 1024, "timeout": PING_TIMEOUT}, timeout=PING_TIMEOUT + 5
+            )
             out.append(reply["rtt_ms"])
         except ControlError:
             out.append(PING_TIMEOUT * 1000)
@@ -310,15 +328,27 @@ def run_attack(name: str, seconds: float, root: Path) -> dict:
         counted = {}
         if alive:
             status = a.status()
-            counted = {k: v for k, v in status["transport"].items() if "refused" in k or "errors" in k
-                       or "dropped" in k or k in ("offences", "peers_banned")}
+            counted = {
+                k: v
+                for k, v in status["transport"].items()
+                if "refused" in k or "errors" in k or "dropped" in k or k in ("offences", "peers_banned")
+            }
             for group_name in ("control", "ranking"):
-                counted |= {f"{group_name}.{k}": v for k, v in status["counters"].get(group_name, {}).items()
-                            if "refused" in k or "bad" in k or "errors" in k or k in ("rows_received", "issuers_evicted")}
+                counted |= {
+                    f"{group_name}.{k}": v
+                    for k, v in status["counters"].get(group_name, {}).items()
+                    if "refused" in k or "bad" in k or "errors" in k or k in ("rows_received", "issuers_evicted")
+                }
             if name.startswith("push-flood"):
                 counted["store_mb"] = round(sum(f.stat().st_size for f in a.data_dir.glob("node.sqlite*")) / 2**20, 1)
-        return {"attack": name, "alive": alive, "peak_rss_mb": rss, "pings": pings, "newcomer_ms": newcomer,
-                "counted": counted}
+        return {
+            "attack": name,
+            "alive": alive,
+            "peak_rss_mb": rss,
+            "pings": pings,
+            "newcomer_ms": newcomer,
+            "counted": counted,
+        }
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -334,16 +364,21 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated attacks (default: all)")
     args = parser.parse_args()
     names = [n for n in ATTACKS if not args.only or n in args.only.split(",") or n == "none"]
-    print(f"{'attack':16} {'alive':>5} {'peak_rss_mb':>11} {'ping_p50_ms':>11} {'ping_p99_ms':>11} "
-          f"{'failed':>6} {'newcomer_ms':>11}  counted")
+    print(
+        f"{'attack':16} {'alive':>5} {'peak_rss_mb':>11} {'ping_p50_ms':>11} {'ping_p99_ms':>11} "
+        f"{'failed':>6} {'newcomer_ms':>11}  counted"
+    )
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             r = run_attack(name, args.seconds, Path(tmp))
             failed = sum(p >= PING_TIMEOUT * 1000 for p in r["pings"])
             p50, p99 = quantile(r["pings"], 0.5), quantile(r["pings"], 0.99)
-            print(f"{name:16} {'yes' if r['alive'] else 'NO':>5} {r['peak_rss_mb']:11.0f} {p50:11.1f} {p99:11.1f} "
-                  f"{failed:6d} {r['newcomer_ms']:11.0f}  {json.dumps(r['counted'])}", flush=True)
+            print(
+                f"{name:16} {'yes' if r['alive'] else 'NO':>5} {r['peak_rss_mb']:11.0f} {p50:11.1f} {p99:11.1f} "
+                f"{failed:6d} {r['newcomer_ms']:11.0f}  {json.dumps(r['counted'])}",
+                flush=True,
+            )
             ok &= r["alive"] and r["peak_rss_mb"] < 300 and p99 < 1000
     print(f"goal (alive, RSS < 300 MB, ping p99 < 1 s) {'met' if ok else 'NOT met'} for every attack")
     sys.exit(0 if ok else 1)

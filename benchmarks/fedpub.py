@@ -57,9 +57,11 @@ def compare_with_superlink(clients: int = 2) -> None:
         swarm = run_swarm_round(Path(tmp) / "swarm", clients=clients, rounds=1)
         flower = run_flower_round(Path(tmp) / "flower", clients=clients, rounds=1)
     ours = swarm["history"][0]["seconds"]
-    print(f"One FedAvg round, {clients} clients, built-in graph, real processes on loopback: "
-          f"swarm Grid over libp2p {ours:.2f} s, flower-superlink + supernodes {flower['seconds']:.2f} s "
-          f"(ratio {flower['seconds'] / ours:.1f}x)")
+    print(
+        f"One FedAvg round, {clients} clients, built-in graph, real processes on loopback: "
+        f"swarm Grid over libp2p {ours:.2f} s, flower-superlink + supernodes {flower['seconds']:.2f} s "
+        f"(ratio {flower['seconds'] / ours:.1f}x)"
+    )
 
 
 def main() -> None:
@@ -74,19 +76,28 @@ def main() -> None:
     logging.getLogger("flwr").setLevel(logging.WARNING)
     base = load_scenario(REPO / "configs/sim/fedpub.toml")
     source = f"planetoid:{args.data.resolve()}:{args.dataset}"
-    common = {"graph_source": source, "clients": 10, "partition_mode": "disjoint", "rounds": args.rounds,
-              "train_config": {"lr": 0.01, "local-epochs": 1}}
+    common = {
+        "graph_source": source,
+        "clients": 10,
+        "partition_mode": "disjoint",
+        "rounds": args.rounds,
+        "train_config": {"lr": 0.01, "local-epochs": 1},
+    }
     assert isinstance(base.scenario.fl, FlSpec)
 
     started = time.perf_counter()
     methods = ("fedpub", "fedavg", "local")
     scores: dict[str, list[float]] = {m: [] for m in methods}
     for i in range(args.seeds):  # seed 0 is the single run this benchmark made before it took seeds
-        seeded = msgspec.structs.replace(base, scenario=msgspec.structs.replace(base.scenario, seed=base.scenario.seed + i))
+        seeded = msgspec.structs.replace(
+            base, scenario=msgspec.structs.replace(base.scenario, seed=base.scenario.seed + i)
+        )
         run = simulate(seeded, strategies=list(methods), seed=base.scenario.fl.seed + i, **common)
         acc, best = run["metrics"]["accuracy"], run["metrics"]["best_round"]
-        print(f"{args.dataset}, 10 clients, disjoint, {args.rounds} rounds, seed {i} ({run['wall_seconds']:.0f} s wall): "
-              + ", ".join(f"{m} {acc[m]:.4f} (round {best[m]})" for m in methods))
+        print(
+            f"{args.dataset}, 10 clients, disjoint, {args.rounds} rounds, seed {i} ({run['wall_seconds']:.0f} s wall): "
+            + ", ".join(f"{m} {acc[m]:.4f} (round {best[m]})" for m in methods)
+        )
         for m in methods:
             scores[m].append(acc[m])
     print(f"{args.dataset}: test accuracy at the best validation round, mean +- std over {args.seeds} seeds:")
@@ -96,26 +107,43 @@ def main() -> None:
     acc = {m: scores[m][0] for m in methods}  # the extras compare with the first seed's run
 
     if not args.skip_extras:
-        grad = simulate(base, strategies=["fedpub"], **{**common, "train_config": {**common["train_config"],
-                                                                                   "regularise": "grad"}})
-        print(f"  fedpub with regularisers that produce gradients = {grad['metrics']['accuracy']['fedpub']:.4f} "
-              f"(official, detached: {acc['fedpub']:.4f})")
-        robust_common = {**common, "rounds": args.robust_rounds,
-                         "train_config": {**common["train_config"], "local-epochs": 5}}
-        robust = simulate(base, strategies=["fedavg", "fedmedian", "fedtrimmedavg", "krum"], malicious=2,
-                          malicious_scale=10.0, **robust_common)
+        grad = simulate(
+            base, strategies=["fedpub"], **{**common, "train_config": {**common["train_config"], "regularise": "grad"}}
+        )
+        print(
+            f"  fedpub with regularisers that produce gradients = {grad['metrics']['accuracy']['fedpub']:.4f} "
+            f"(official, detached: {acc['fedpub']:.4f})"
+        )
+        robust_common = {
+            **common,
+            "rounds": args.robust_rounds,
+            "train_config": {**common["train_config"], "local-epochs": 5},
+        }
+        robust = simulate(
+            base,
+            strategies=["fedavg", "fedmedian", "fedtrimmedavg", "krum"],
+            malicious=2,
+            malicious_scale=10.0,
+            **robust_common,
+        )
         clean = simulate(base, strategies=["fedavg"], **robust_common)
-        print(f"Robustness, {args.robust_rounds} rounds of 5 local epochs, 2 of 10 clients send 10 x N(0,1) "
-              "instead of their update (mean test accuracy of the 8 honest clients' evaluations at best validation):")
+        print(
+            f"Robustness, {args.robust_rounds} rounds of 5 local epochs, 2 of 10 clients send 10 x N(0,1) "
+            "instead of their update (mean test accuracy of the 8 honest clients' evaluations at best validation):"
+        )
         print(f"  {'fedavg without attackers':24s}  {clean['metrics']['accuracy']['fedavg']:.4f}")
         for method, value in robust["metrics"]["accuracy"].items():
             print(f"  {method:24s}  {value:.4f}")
-        dropout = simulate(base, strategies=["fedavg"], dropout=3, dropout_round=2, min_clients=5,
-                           **{**common, "rounds": 4})
+        dropout = simulate(
+            base, strategies=["fedavg"], dropout=3, dropout_round=2, min_clients=5, **{**common, "rounds": 4}
+        )
         rounds = dropout["fl_series"]["fedavg"]["rounds"]
-        print("Dropout: 3 of 10 clients crash in round 2 (minimum 5): "
-              + ", ".join(f"round {r['round']} {r['status']} ({r['replies']} replies, {r['failures']} failed)"
-                          for r in rounds))
+        print(
+            "Dropout: 3 of 10 clients crash in round 2 (minimum 5): "
+            + ", ".join(
+                f"round {r['round']} {r['status']} ({r['replies']} replies, {r['failures']} failed)" for r in rounds
+            )
+        )
         compare_with_superlink()
     print(f"total wall {time.perf_counter() - started:.0f} s")
     means = {m: statistics.mean(scores[m]) for m in methods}

@@ -60,15 +60,21 @@ def main() -> None:
         build_s = time.perf_counter() - start
         # the lambdas run within this iteration (latencies calls them before returning)
         ours = latencies(lambda t: rank(grank, index.matches(t), t, rng=rng, p_explore=0.0), tags, args.queries, rng)  # noqa: B023
-        base = latencies(lambda t: rank_baseline("popularity", grank, index.matches(t), t, rng=rng), tags, args.queries, rng)  # noqa: B023
+        base = latencies(
+            lambda t: rank_baseline("popularity", grank, index.matches(t), t, rng=rng), tags, args.queries, rng
+        )  # noqa: B023
         p50, p99 = statistics.median(ours), statistics.quantiles(ours, n=100)[98]
         b50 = statistics.median(base)
-        print(f"rows={rows:>7} build={build_s:6.2f}s ({build_s / rows * 1e6:.1f} us/row) "
-              f"grank p50={p50:.3f} ms p99={p99:.3f} ms | popularity p50={b50:.3f} ms | ratio={p50 / b50:.2f}")
+        print(
+            f"rows={rows:>7} build={build_s:6.2f}s ({build_s / rows * 1e6:.1f} us/row) "
+            f"grank p50={p50:.3f} ms p99={p99:.3f} ms | popularity p50={b50:.3f} ms | ratio={p50 / b50:.2f}"
+        )
         last = (rows, p50, p99, b50)
     rows, p50, p99, b50 = last
-    print(f"rows={rows} grank_p50_ms={p50:.3f} (target<2) grank_p99_ms={p99:.3f} popularity_p50_ms={b50:.3f} "
-          f"ratio={p50 / b50:.2f}")
+    print(
+        f"rows={rows} grank_p50_ms={p50:.3f} (target<2) grank_p99_ms={p99:.3f} popularity_p50_ms={b50:.3f} "
+        f"ratio={p50 / b50:.2f}"
+    )
 
 
 if __name__ == "__main__":

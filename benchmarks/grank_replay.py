@@ -29,23 +29,31 @@ def main() -> None:
     loaded = load_scenario(args.scenario)
     scenario = loaded.scenario
     if args.log is not None:
-        scenario = msgspec.structs.replace(scenario, replay=msgspec.structs.replace(scenario.replay, log=str(args.log.resolve())))
+        scenario = msgspec.structs.replace(
+            scenario, replay=msgspec.structs.replace(scenario.replay, log=str(args.log.resolve()))
+        )
     last = None
     for interval in (0.0, scenario.node.ranking.anti_entropy_interval):
         ranking = msgspec.structs.replace(scenario.node.ranking, anti_entropy_interval=interval)
         run = msgspec.structs.replace(scenario, node=msgspec.structs.replace(scenario.node, ranking=ranking))
         report = run_scenario(msgspec.structs.replace(loaded, scenario=run), out_dir=None)
         m = report["metrics"]
-        scores = " | ".join(f"{name}: " + " ".join(f"{k}={v:.3f}" for k, v in m[name].items())
-                            for name in ("rr10", "ndcg10", "success10"))
-        print(f"anti_entropy={interval:g} nodes={report['nodes']} users={m['users']} train={m['train_clicks']} "
-              f"held_out={m['held_out_scored']}/{m['held_out']} reachable={m['reachable']:.3f} "
-              f"wall_s={report['wall_seconds']:.1f} | {scores} | log_coverage={m['log_coverage']:.3f} "
-              f"log_coverage_min={m['log_coverage_min']:.3f} nodes_below_10pct={m['nodes_below_10pct']} "
-              f"gossip_mb_per_node={m['gossip_bytes_per_node'] / 1e6:.2f}")
+        scores = " | ".join(
+            f"{name}: " + " ".join(f"{k}={v:.3f}" for k, v in m[name].items())
+            for name in ("rr10", "ndcg10", "success10")
+        )
+        print(
+            f"anti_entropy={interval:g} nodes={report['nodes']} users={m['users']} train={m['train_clicks']} "
+            f"held_out={m['held_out_scored']}/{m['held_out']} reachable={m['reachable']:.3f} "
+            f"wall_s={report['wall_seconds']:.1f} | {scores} | log_coverage={m['log_coverage']:.3f} "
+            f"log_coverage_min={m['log_coverage_min']:.3f} nodes_below_10pct={m['nodes_below_10pct']} "
+            f"gossip_mb_per_node={m['gossip_bytes_per_node'] / 1e6:.2f}"
+        )
         last = m
-    print(f"grank_rr10={last['rr10']['grank']:.3f} popularity_rr10={last['rr10']['popularity']:.3f} "
-          f"ratio={last['rr10']['grank'] / max(1e-9, last['rr10']['popularity']):.3f}")
+    print(
+        f"grank_rr10={last['rr10']['grank']:.3f} popularity_rr10={last['rr10']['popularity']:.3f} "
+        f"ratio={last['rr10']['grank'] / max(1e-9, last['rr10']['popularity']):.3f}"
+    )
 
 
 if __name__ == "__main__":

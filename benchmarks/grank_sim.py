@@ -26,8 +26,13 @@ def main() -> None:
     parser.add_argument("--scenario", type=Path, default=REPO / "configs/sim/grank.toml")
     parser.add_argument("--click-model", choices=["top", "cascade", "both"], default="both")
     parser.add_argument("--gossip", choices=["digest", "pull", "both"], default="digest")
-    parser.add_argument("--anti-entropy", type=float, default=None, metavar="S",
-                        help="background gossip interval in seconds (0: only after clicks; default: the scenario's)")
+    parser.add_argument(
+        "--anti-entropy",
+        type=float,
+        default=None,
+        metavar="S",
+        help="background gossip interval in seconds (0: only after clicks; default: the scenario's)",
+    )
     args = parser.parse_args()
     models = ["top", "cascade"] if args.click_model == "both" else [args.click_model]
     gossips = ["digest", "pull"] if args.gossip == "both" else [args.gossip]
@@ -39,7 +44,8 @@ def main() -> None:
             if args.anti_entropy is not None:
                 ranking = msgspec.structs.replace(ranking, anti_entropy_interval=args.anti_entropy)
             scenario = msgspec.structs.replace(
-                scenario, grank=msgspec.structs.replace(scenario.grank, click_model=model),
+                scenario,
+                grank=msgspec.structs.replace(scenario.grank, click_model=model),
                 node=msgspec.structs.replace(scenario.node, ranking=ranking),
             )
             report = run_scenario(msgspec.structs.replace(loaded, scenario=scenario), out_dir=None)
@@ -47,13 +53,15 @@ def main() -> None:
             rr10 = " ".join(f"{k}={v:.3f}" for k, v in m["rr10"].items())
             dist = " ".join(f"{k}={v:.3f}" for k, v in m["positional_distance"].items())
             top = " ".join(f"{k}={v:.3f}" for k, v in m["top_item_rate"].items())
-            print(f"click_model={model} gossip={gossip} anti_entropy={ranking.anti_entropy_interval:g} "
-                  f"nodes={report['nodes']} queries={m['queries']} "
-                  f"wall_s={report['wall_seconds']:.1f} (target<60) rr10: {rr10} | positional_distance: {dist} | "
-                  f"top_item_rate: {top} | "
-                  f"log_distance={m['log_distance']:.2f} log_coverage={m['log_coverage']:.3f} "
-                  f"log_coverage_min={m['log_coverage_min']:.3f} nodes_below_10pct={m['nodes_below_10pct']} "
-                  f"gossip_mb_per_node={m['gossip_bytes_per_node'] / 1e6:.1f}")
+            print(
+                f"click_model={model} gossip={gossip} anti_entropy={ranking.anti_entropy_interval:g} "
+                f"nodes={report['nodes']} queries={m['queries']} "
+                f"wall_s={report['wall_seconds']:.1f} (target<60) rr10: {rr10} | positional_distance: {dist} | "
+                f"top_item_rate: {top} | "
+                f"log_distance={m['log_distance']:.2f} log_coverage={m['log_coverage']:.3f} "
+                f"log_coverage_min={m['log_coverage_min']:.3f} nodes_below_10pct={m['nodes_below_10pct']} "
+                f"gossip_mb_per_node={m['gossip_bytes_per_node'] / 1e6:.1f}"
+            )
 
 
 if __name__ == "__main__":

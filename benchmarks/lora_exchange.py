@@ -51,7 +51,9 @@ def delta_sizes() -> None:
             model = adapt(base, AdapterSpec(rank=rank, alpha=2.0 * rank, targets=targets))
             train(model, data.x, data.y, epochs=5)
             delta = delta_of(model, base_id=digits.BASE_ID, base_version=digits.base_version())
-            print(f"  {'+'.join(targets):11s} {rank:5d} {len(encode(delta)):7d} {len(encode(delta, dtype=torch.float16)):7d}")
+            print(
+                f"  {'+'.join(targets):11s} {rank:5d} {len(encode(delta)):7d} {len(encode(delta, dtype=torch.float16)):7d}"
+            )
 
 
 def daemons(count: int) -> None:
@@ -89,9 +91,11 @@ def daemons(count: int) -> None:
         merged = b.request({"cmd": "lora_merge", "policy": "all"}, timeout=300)
         merge_s = time.perf_counter() - started
         sizes = [r["size"] for r in b.request({"cmd": "lora_list"})["adapters"] if r["digest"] in set(digests)]
-    print(f"two daemons over libp2p: trained {count} deltas in {train_s:.2f} s; fetch + verify {count} deltas "
-          f"({sum(sizes)} bytes) {fetch_s:.2f} s ({1000 * fetch_s / count:.1f} ms each); merge own + "
-          f"{len(merged['peers'])} {merge_s:.2f} s")
+    print(
+        f"two daemons over libp2p: trained {count} deltas in {train_s:.2f} s; fetch + verify {count} deltas "
+        f"({sum(sizes)} bytes) {fetch_s:.2f} s ({1000 * fetch_s / count:.1f} ms each); merge own + "
+        f"{len(merged['peers'])} {merge_s:.2f} s"
+    )
 
 
 def main() -> None:
@@ -106,11 +110,13 @@ def main() -> None:
     report = run_scenario(load_scenario(REPO / "configs/sim/lora.toml"), out_dir=None)
     metrics = report["metrics"]
     accuracy = metrics["personal_accuracy"]
-    print(f"simulator, 50 nodes in 5 groups ({report['wall_seconds']:.1f} s wall): personal test accuracy "
-          f"local {accuracy['local']:.4f}, merge-all {accuracy['merge_all']:.4f}, policy {accuracy['policy']:.4f} "
-          f"(policy merged {metrics['peers_merged_by_policy']} peers on average, "
-          f"{100 * metrics['policy_same_cluster_share']:.1f}% from the node's own group); "
-          f"{metrics['bytes_per_node']} bytes on the wire per node")
+    print(
+        f"simulator, 50 nodes in 5 groups ({report['wall_seconds']:.1f} s wall): personal test accuracy "
+        f"local {accuracy['local']:.4f}, merge-all {accuracy['merge_all']:.4f}, policy {accuracy['policy']:.4f} "
+        f"(policy merged {metrics['peers_merged_by_policy']} peers on average, "
+        f"{100 * metrics['policy_same_cluster_share']:.1f}% from the node's own group); "
+        f"{metrics['bytes_per_node']} bytes on the wire per node"
+    )
 
     base = digits.load_base()
     deltas, samples = [], []
@@ -125,10 +131,14 @@ def main() -> None:
     print(f"FLoRA stacking of 20 deltas of ranks 4/8/12: relative error {error:.2e} against sum p_i s_i B_i A_i")
     same_rank = [d for d in deltas if d.rank == 4]
     even = normalise([1] * len(same_rank))
-    print(f"FedAvg of A and B separately over the {len(same_rank)} rank-4 deltas: relative error "
-          f"{merge_error(fedavg_ab(same_rank, even), same_rank, even):.3f} (inexact by construction)")
-    print(f"policy={accuracy['policy']:.4f} merge_all={accuracy['merge_all']:.4f} local={accuracy['local']:.4f} "
-          f"bytes_per_node={metrics['bytes_per_node']} exact_merge_err={error:.3e}")
+    print(
+        f"FedAvg of A and B separately over the {len(same_rank)} rank-4 deltas: relative error "
+        f"{merge_error(fedavg_ab(same_rank, even), same_rank, even):.3f} (inexact by construction)"
+    )
+    print(
+        f"policy={accuracy['policy']:.4f} merge_all={accuracy['merge_all']:.4f} local={accuracy['local']:.4f} "
+        f"bytes_per_node={metrics['bytes_per_node']} exact_merge_err={error:.3e}"
+    )
 
 
 if __name__ == "__main__":

@@ -52,9 +52,11 @@ def main() -> None:
         return cache[key]
 
     archives, walls = {}, {}
-    for name, run in (("linas", lambda a, b: nas.linas(a, budget=b, seed=args.seed)[0]),
-                      ("nsga2", lambda a, b: nas.nsga2_measured(a, budget=b, seed=args.seed)),
-                      ("random", lambda a, b: nas.random_search(a, budget=b, seed=args.seed))):
+    for name, run in (
+        ("linas", lambda a, b: nas.linas(a, budget=b, seed=args.seed)[0]),
+        ("nsga2", lambda a, b: nas.nsga2_measured(a, budget=b, seed=args.seed)),
+        ("random", lambda a, b: nas.random_search(a, budget=b, seed=args.seed)),
+    ):
         started = time.perf_counter()
         archives[name] = run(nas.Archive(supernet.EDGE, measure), budgets[name])
         walls[name] = time.perf_counter() - started
@@ -67,31 +69,39 @@ def main() -> None:
     reached = {name: nas.evals_to_reach(c, target) or budgets[name] + 1 for name, c in curves.items()}
     print(f"measurements: {len(cache)} distinct subnets, {spent['seconds']:.0f} s measuring (2 cores)")
     for name in archives:
-        print(f"  {name:7s} budget {budgets[name]:4d}  wall {walls[name]:6.1f} s  final HV {curves[name][-1]:.4f}  "
-              f"measurements to 95% of the best HV: {reached[name]}")
+        print(
+            f"  {name:7s} budget {budgets[name]:4d}  wall {walls[name]:6.1f} s  final HV {curves[name][-1]:.4f}  "
+            f"measurements to 95% of the best HV: {reached[name]}"
+        )
 
     train = archives["linas"]
-    held_out = [(g, r) for g, r in zip(archives["random"].genomes, archives["random"].results)
-                if not train.knows(g)]
+    held_out = [(g, r) for g, r in zip(archives["random"].genomes, archives["random"].results) if not train.knows(g)]
     predictor = nas.Predictor(supernet.EDGE).fit(np.array(train.genomes), np.array([lat for _, lat in train.results]))
     predicted = predictor.predict(np.array([g for g, _ in held_out]))
     latency_mape = nas.mape(predicted, np.array([r[1] for _, r in held_out]))
     accuracy_model = nas.Predictor(supernet.EDGE).fit(np.array(train.genomes), np.array([a for a, _ in train.results]))
-    accuracy_mape = nas.mape(accuracy_model.predict(np.array([g for g, _ in held_out])),
-                             np.array([r[0] for _, r in held_out]))
-    print(f"latency predictor (ridge on genome one-hots, fit on the LINAS measurements): MAPE {latency_mape:.3f} "
-          f"on {len(held_out)} unseen subnets; accuracy predictor MAPE {accuracy_mape:.3f}")
+    accuracy_mape = nas.mape(
+        accuracy_model.predict(np.array([g for g, _ in held_out])), np.array([r[0] for _, r in held_out])
+    )
+    print(
+        f"latency predictor (ridge on genome one-hots, fit on the LINAS measurements): MAPE {latency_mape:.3f} "
+        f"on {len(held_out)} unseen subnets; accuracy predictor MAPE {accuracy_mape:.3f}"
+    )
 
     with tempfile.TemporaryDirectory(prefix="edgeswarm-subnet-") as tmp:
         for device in ("phone", "laptop", "gateway"):
             profile = load_device(REPO / "configs" / "devices" / f"{device}.toml")
             started = time.perf_counter()
             chosen = select(profile, Path(tmp), budget=24 if args.quick else 40, seed=args.seed)  # one cache
-            print(f"  {device:8s} budget {chosen['budget_ms']:5.2f} ms: predicted {chosen['predicted_latency_ms']:.3f} ms, "
-                  f"measured {chosen['measured_latency_ms']:.3f} ms, test accuracy {chosen['accuracy']:.3f}, "
-                  f"depths {chosen['config']['d']} ({time.perf_counter() - started:.0f} s)")
-    print(f"linas_evals={reached['linas']} nsga2_evals={reached['nsga2']} random_evals={reached['random']} "
-          f"latency_mape={latency_mape:.4f}")
+            print(
+                f"  {device:8s} budget {chosen['budget_ms']:5.2f} ms: predicted {chosen['predicted_latency_ms']:.3f} ms, "
+                f"measured {chosen['measured_latency_ms']:.3f} ms, test accuracy {chosen['accuracy']:.3f}, "
+                f"depths {chosen['config']['d']} ({time.perf_counter() - started:.0f} s)"
+            )
+    print(
+        f"linas_evals={reached['linas']} nsga2_evals={reached['nsga2']} random_evals={reached['random']} "
+        f"latency_mape={latency_mape:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ print(json.dumps({
 def child(nodes: int, duration: float, scenario: Path) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(nodes), str(duration), str(scenario)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -56,18 +58,24 @@ def main() -> None:
 
     base = child(0, args.duration, args.scenario)["rss_mb"]
     print(f"baseline process (imports only): {base:.1f} MB RSS")
-    print(f"{'nodes':>6} {'wall s':>8} {'virt s/wall s':>14} {'peak RSS MB':>12} {'MB/node':>8} {'msgs':>9} {'connected':>9}")
+    print(
+        f"{'nodes':>6} {'wall s':>8} {'virt s/wall s':>14} {'peak RSS MB':>12} {'MB/node':>8} {'msgs':>9} {'connected':>9}"
+    )
     last = None
     for n in args.sizes:
         r = child(n, args.duration, args.scenario)
         per_node = (r["rss_mb"] - base) / n
         speed = args.duration / r["wall_seconds"]
-        print(f"{n:>6} {r['wall_seconds']:>8.1f} {speed:>14.1f} {r['rss_mb']:>12.1f} {per_node:>8.3f} "
-              f"{r['messages']:>9} {r['strongly_connected']!s:>9}")
+        print(
+            f"{n:>6} {r['wall_seconds']:>8.1f} {speed:>14.1f} {r['rss_mb']:>12.1f} {per_node:>8.3f} "
+            f"{r['messages']:>9} {r['strongly_connected']!s:>9}"
+        )
         last = (n, r["wall_seconds"], per_node, speed)
     n, wall, per_node, speed = last
-    print(f"nodes={n} virtual_s={args.duration:g} wall_s={wall:.1f} (target<60) "
-          f"mb_per_node={per_node:.3f} (target<2) virtual_per_wall={speed:.1f}")
+    print(
+        f"nodes={n} virtual_s={args.duration:g} wall_s={wall:.1f} (target<60) "
+        f"mb_per_node={per_node:.3f} (target<2) virtual_per_wall={speed:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -28,9 +28,23 @@ CLI = Path(sys.executable).parent / "edgeswarm"
 def run(device: str, data_dir: Path, measurements: int) -> tuple[float, float, dict]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    out = subprocess.run([str(CLI), "subnet", "select", "--device", str(REPO / f"configs/devices/{device}.toml"),
-                          "--data-dir", str(data_dir), "--measurements", str(measurements), "--json"],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            str(CLI),
+            "subnet",
+            "select",
+            "--device",
+            str(REPO / f"configs/devices/{device}.toml"),
+            "--data-dir",
+            str(data_dir),
+            "--measurements",
+            str(measurements),
+            "--json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -45,11 +59,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgeswarm-select-") as tmp:
         for label, device in (("first", "phone"), ("repeat", "phone"), ("other_device", "gateway")):
             cpu[label], wall, chosen = run(device, Path(tmp), args.measurements)
-            print(f"{label:12s} {device:8s} cpu {cpu[label]:6.1f} s  wall {wall:6.1f} s  "
-                  f"{chosen['from_cache']}/{chosen['measurements']} from the cache  "
-                  f"validation accuracy {chosen['validation_accuracy']:.4f}  test {chosen['accuracy']:.4f}  "
-                  f"measured {chosen['measured_latency_ms']:.3f} of {chosen['budget_ms']} ms  depths {chosen['config']['d']}")
-    print(f"first_cpu_s={cpu['first']:.1f} repeat_cpu_s={cpu['repeat']:.1f} other_device_cpu_s={cpu['other_device']:.1f}")
+            print(
+                f"{label:12s} {device:8s} cpu {cpu[label]:6.1f} s  wall {wall:6.1f} s  "
+                f"{chosen['from_cache']}/{chosen['measurements']} from the cache  "
+                f"validation accuracy {chosen['validation_accuracy']:.4f}  test {chosen['accuracy']:.4f}  "
+                f"measured {chosen['measured_latency_ms']:.3f} of {chosen['budget_ms']} ms  depths {chosen['config']['d']}"
+            )
+    print(
+        f"first_cpu_s={cpu['first']:.1f} repeat_cpu_s={cpu['repeat']:.1f} other_device_cpu_s={cpu['other_device']:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -132,8 +132,13 @@ def gossip(root: Path, seconds: float, daemons: int = 10, rate: float = 20.0) ->
             delays.append(info["delays"])
         p50 = statistics.median(x["p50_ms"] for x in delays)
         p99 = max(x["p99_ms"] for x in delays)
-        return {"published": published, "rate": published / seconds, "delivery": received / (received + lost),
-                "p50_ms": p50, "p99_ms": p99}
+        return {
+            "published": published,
+            "rate": published / seconds,
+            "delivery": received / (received + lost),
+            "p50_ms": p50,
+            "p99_ms": p99,
+        }
 
 
 def core_footprint(root: Path) -> tuple[float, float]:
@@ -141,22 +146,35 @@ def core_footprint(root: Path) -> tuple[float, float]:
     venv = root / "core-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", str(REPO)], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", str(REPO)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     size = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink()) / 1e6
     daemon = Daemon(root / "core-node", ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"], root / "core-node.log")
     daemon.data_dir.mkdir(parents=True, mode=0o700)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     daemon.process = subprocess.Popen(
         [str(py), "-m", "edgeswarm.node", "node", "run", "--data-dir", str(daemon.data_dir), *daemon.args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True, cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+        cwd=root,
     )
     try:
         daemon.wait_ready()
         time.sleep(5)
-        rss_kb = next(int(line.split()[1]) for line in Path(f"/proc/{daemon.process.pid}/status").read_text().splitlines()
-                      if line.startswith("VmRSS:"))
-        torch_present = subprocess.run([str(py), "-c", "import torch"], capture_output=True, check=False).returncode == 0
+        rss_kb = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{daemon.process.pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
+        torch_present = (
+            subprocess.run([str(py), "-c", "import torch"], capture_output=True, check=False).returncode == 0
+        )
         assert not torch_present, "the core-only venv must not contain torch"
     finally:
         daemon.stop()
@@ -177,16 +195,25 @@ def main() -> None:
         tcp_p50, tcp_p99 = quantiles(tcp)
         ours_mbs = 2 * SIZE / 1e6 / (statistics.fmean(ours) / 1000)
         tcp_mbs = 2 * SIZE / 1e6 / (statistics.fmean(tcp) / 1000)
-        print(f"request/response 128 KiB x {args.pings}: edgeswarm {ours_mbs:.1f} MB/s p50 {ours_p50:.2f} ms "
-              f"p99 {ours_p99:.2f} ms | trio TCP {tcp_mbs:.1f} MB/s p50 {tcp_p50:.2f} ms p99 {tcp_p99:.2f} ms")
+        print(
+            f"request/response 128 KiB x {args.pings}: edgeswarm {ours_mbs:.1f} MB/s p50 {ours_p50:.2f} ms "
+            f"p99 {ours_p99:.2f} ms | trio TCP {tcp_mbs:.1f} MB/s p50 {tcp_p50:.2f} ms p99 {tcp_p99:.2f} ms"
+        )
         g = gossip(root / "gossip", args.gossip_seconds)
-        print(f"gossip 10 daemons {g['rate']:.1f} msg/s for {args.gossip_seconds:g} s: delivery {g['delivery']:.4%} "
-              f"p50 {g['p50_ms']:.1f} ms p99 {g['p99_ms']:.1f} ms")
-        footprint = "" if args.skip_install else "core_install_mb={:.0f} idle_daemon_rss_mb={:.1f} ".format(
-            *core_footprint(root / "core"))
-        print(f"rr_mb_per_s={ours_mbs:.1f} tcp_mb_per_s={tcp_mbs:.1f} ratio={ours_mbs / tcp_mbs:.3f} "
-              f"gossip_delivery={g['delivery']:.4f} gossip_p50_ms={g['p50_ms']:.1f} gossip_p99_ms={g['p99_ms']:.1f} "
-              f"{footprint}".strip())
+        print(
+            f"gossip 10 daemons {g['rate']:.1f} msg/s for {args.gossip_seconds:g} s: delivery {g['delivery']:.4%} "
+            f"p50 {g['p50_ms']:.1f} ms p99 {g['p99_ms']:.1f} ms"
+        )
+        footprint = (
+            ""
+            if args.skip_install
+            else "core_install_mb={:.0f} idle_daemon_rss_mb={:.1f} ".format(*core_footprint(root / "core"))
+        )
+        print(
+            f"rr_mb_per_s={ours_mbs:.1f} tcp_mb_per_s={tcp_mbs:.1f} ratio={ours_mbs / tcp_mbs:.3f} "
+            f"gossip_delivery={g['delivery']:.4f} gossip_p50_ms={g['p50_ms']:.1f} gossip_p99_ms={g['p99_ms']:.1f} "
+            f"{footprint}".strip()
+        )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,16 @@ from .supernet import IMAGE
 def export_onnx(model: nn.Module, path: Path) -> Path:
     model.eval()
     dummy = torch.zeros(1, 3, IMAGE, IMAGE)
-    torch.onnx.export(model, (dummy,), str(path), input_names=["images"], output_names=["logits"],
-                      dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        model,
+        (dummy,),
+        str(path),
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
     return path
 
 
@@ -38,8 +46,9 @@ def session(path: Path, threads: int = 1):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def measure_latency_ms(path: Path, threads: int = 1, warmup: int = 10, repeats: int = 50,
-                       shape: tuple[int, ...] = (1, 3, IMAGE, IMAGE)) -> float:
+def measure_latency_ms(
+    path: Path, threads: int = 1, warmup: int = 10, repeats: int = 50, shape: tuple[int, ...] = (1, 3, IMAGE, IMAGE)
+) -> float:
     """Median single-image latency in milliseconds, measured with onnxruntime."""
     runner = session(path, threads)
     image = np.zeros(shape, dtype=np.float32)
@@ -66,8 +75,15 @@ def microbenchmark_ms(threads: int = 1) -> float:
     reference = nn.Sequential(*[nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.ReLU()) for _ in range(4)])
     with tempfile.TemporaryDirectory(prefix="edgeswarm-onnx-") as tmp:
         path = Path(tmp) / "reference.onnx"
-        torch.onnx.export(reference, (torch.zeros(1, 64, 32, 32),), str(path), input_names=["images"],
-                          output_names=["out"], opset_version=17, dynamo=False)
+        torch.onnx.export(
+            reference,
+            (torch.zeros(1, 64, 32, 32),),
+            str(path),
+            input_names=["images"],
+            output_names=["out"],
+            opset_version=17,
+            dynamo=False,
+        )
         return measure_latency_ms(path, threads, shape=(1, 64, 32, 32))
 
 
@@ -79,7 +95,9 @@ def macs(model: nn.Module) -> int:
     def count(module: nn.Module, inputs, output) -> None:
         nonlocal total
         if isinstance(module, nn.Conv2d):
-            total += output.numel() * (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
+            total += (
+                output.numel() * (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
+            )
         elif isinstance(module, nn.Linear):
             total += module.in_features * module.out_features
 

@@ -83,8 +83,10 @@ def load_shared(model: nn.Module, shared: dict[str, torch.Tensor]) -> None:
     """Load received shared weights, keeping this client's masks; refuses missing or extra keys."""
     expected = {k for k in model.state_dict() if MASK_KEY not in k}
     if set(shared) != expected:
-        raise ValueError(f"shared weights do not fit the model: missing {sorted(expected - set(shared))[:3]}, "
-                         f"unexpected {sorted(set(shared) - expected)[:3]}")
+        raise ValueError(
+            f"shared weights do not fit the model: missing {sorted(expected - set(shared))[:3]}, "
+            f"unexpected {sorted(set(shared) - expected)[:3]}"
+        )
     model.load_state_dict(shared, strict=False)
 
 
@@ -95,7 +97,9 @@ class ProxyGraph:
 
 
 @lru_cache(maxsize=8)
-def proxy_graph(features: int, seed: int = 1234, blocks: int = 5, block_nodes: int = 100, p_in: float = 0.1) -> ProxyGraph:
+def proxy_graph(
+    features: int, seed: int = 1234, blocks: int = 5, block_nodes: int = 100, p_in: float = 0.1
+) -> ProxyGraph:
     """The random graph every client embeds: ``blocks`` x ``block_nodes`` nodes, edges only
     inside a block with probability ``p_in``, N(0, 1) features; a fixed seed makes it shared."""
     rng = np.random.default_rng(seed)
@@ -145,7 +149,10 @@ class LocalTraining:
 
 
 def train_epochs(
-    model: GCN, graph, optimizer: torch.optim.Optimizer, settings: LocalTraining,
+    model: GCN,
+    graph,
+    optimizer: torch.optim.Optimizer,
+    settings: LocalTraining,
     reference: dict[str, torch.Tensor] | None = None,
 ) -> float:
     """Full-batch epochs on the client's training nodes; returns the last loss value."""

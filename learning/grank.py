@@ -101,7 +101,9 @@ class _QueryClicks:
         slot = self.pairs.get((item, node))
         if slot is None:
             if self.size == len(self.items):
-                self.items, self.nodes, self.counts = (np.resize(a, 2 * len(a)) for a in (self.items, self.nodes, self.counts))
+                self.items, self.nodes, self.counts = (
+                    np.resize(a, 2 * len(a)) for a in (self.items, self.nodes, self.counts)
+                )
             slot = self.pairs[(item, node)] = self.size
             self.items[slot], self.nodes[slot], self.counts[slot] = item, node, 0.0
             self.size += 1
@@ -241,7 +243,9 @@ def _term_key(entry: tuple[str, int]) -> tuple[int, str]:
     return count, term
 
 
-def full_scores(clicks: Sequence[Click], me: str, query: str | Iterable[str], params: GRankParams | None = None) -> dict[str, float]:
+def full_scores(
+    clicks: Sequence[Click], me: str, query: str | Iterable[str], params: GRankParams | None = None
+) -> dict[str, float]:
     """R_i(k | Q) recomputed from the whole log, straight from the formulas (a reference)."""
     params = params or GRankParams()
     terms: defaultdict[str, Counter[str]] = defaultdict(Counter)

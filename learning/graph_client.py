@@ -69,9 +69,12 @@ def data_identity(node_config: dict) -> dict[str, str]:
     source = str(node_config.get("graph-source", "builtin"))
     if source.startswith("planetoid:"):
         source = "planetoid:" + planetoid_source(source)[1]
-    return {"dataset": source, "num-partitions": str(node_config.get("num-partitions")),
-            "partition-mode": str(node_config.get("partition-mode", "disjoint")),
-            "seed": str(node_config.get("seed", 1234))}
+    return {
+        "dataset": source,
+        "num-partitions": str(node_config.get("num-partitions")),
+        "partition-mode": str(node_config.get("partition-mode", "disjoint")),
+        "seed": str(node_config.get("seed", 1234)),
+    }
 
 
 def initial_model(node_config: dict, method: str, seed: int = 0) -> ArrayRecord:
@@ -121,8 +124,11 @@ def _optimizer(model: GCN, settings: LocalTraining, state: RecordDict) -> torch.
 
 
 def _save_optimizer(optimizer: torch.optim.Adam, state: RecordDict) -> None:
-    flat = {f"{i}.{name}": t.detach().clone().reshape(t.shape) for i, s in optimizer.state_dict()["state"].items()
-            for name, t in s.items()}
+    flat = {
+        f"{i}.{name}": t.detach().clone().reshape(t.shape)
+        for i, s in optimizer.state_dict()["state"].items()
+        for name, t in s.items()
+    }
     state["adam"] = ArrayRecord(flat)
 
 
@@ -146,8 +152,14 @@ def build_client_app() -> ClientApp:
         if method == "local":
             context.state["own-weights"] = ArrayRecord(shared_state(model))
         scores = accuracy(model, graph, "val", "test")
-        metrics = MetricRecord({"num-examples": int(graph.train.sum()), "train-loss": loss,
-                                "val-acc": scores["val"][0], "test-acc": scores["test"][0]})
+        metrics = MetricRecord(
+            {
+                "num-examples": int(graph.train.sum()),
+                "train-loss": loss,
+                "val-acc": scores["val"][0],
+                "test-acc": scores["test"][0],
+            }
+        )
         content = RecordDict({"arrays": ArrayRecord(shared_state(model)), "metrics": metrics})
         if method == "fedpub":
             h = functional_embedding(model, proxy_graph(graph.num_features))
@@ -160,8 +172,9 @@ def build_client_app() -> ClientApp:
         graph, classes = client_data(context.node_config)
         model = _model(method, graph, classes, message.content["arrays"], context.state)
         scores = accuracy(model, graph, "val", "test")
-        metrics = MetricRecord({"num-examples": scores["test"][1], "val-acc": scores["val"][0],
-                                "test-acc": scores["test"][0]})
+        metrics = MetricRecord(
+            {"num-examples": scores["test"][1], "val-acc": scores["val"][0], "test-acc": scores["test"][0]}
+        )
         return Message(content=RecordDict({"metrics": metrics}), reply_to=message)
 
     return app

@@ -25,20 +25,30 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     config = context.run_config
     minimum = int(config.get("min-nodes", 2))
-    node_config = {"graph-source": str(config.get("graph-source", "builtin")),
-                   "num-partitions": int(config.get("num-partitions", minimum)), "partition-id": 0}
+    node_config = {
+        "graph-source": str(config.get("graph-source", "builtin")),
+        "num-partitions": int(config.get("num-partitions", minimum)),
+        "partition-id": 0,
+    }
     strategy = FedAvg(min_train_nodes=minimum, min_evaluate_nodes=minimum, min_available_nodes=minimum)
     started = time.time()
     result = strategy.start(
-        grid=grid, initial_arrays=initial_model(node_config, "fedavg"), num_rounds=int(config.get("num-server-rounds", 1)),
-        train_config=ConfigRecord({"method": "fedavg"}), evaluate_config=ConfigRecord({"method": "fedavg"}),
+        grid=grid,
+        initial_arrays=initial_model(node_config, "fedavg"),
+        num_rounds=int(config.get("num-server-rounds", 1)),
+        train_config=ConfigRecord({"method": "fedavg"}),
+        evaluate_config=ConfigRecord({"method": "fedavg"}),
     )
     if config.get("result-file"):
         path = Path(str(config["result-file"]))
         partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps({
-            "seconds": time.time() - started,
-            "train": {str(r): dict(m) for r, m in result.train_metrics_clientapp.items()},
-            "evaluate": {str(r): dict(m) for r, m in result.evaluate_metrics_clientapp.items()},
-        }))
+        partial.write_text(
+            json.dumps(
+                {
+                    "seconds": time.time() - started,
+                    "train": {str(r): dict(m) for r, m in result.train_metrics_clientapp.items()},
+                    "evaluate": {str(r): dict(m) for r, m in result.evaluate_metrics_clientapp.items()},
+                }
+            )
+        )
         partial.replace(path)  # whoever sees the file sees all of it

@@ -44,8 +44,12 @@ class Graph:
         src, dst = relabel[self.edge_index[0]], relabel[self.edge_index[1]]
         inside = (src >= 0) & (dst >= 0)
         return Graph(
-            x=self.x[keep], edge_index=torch.stack([src[inside], dst[inside]]), y=self.y[keep],
-            train=self.train[keep], val=self.val[keep], test=self.test[keep],
+            x=self.x[keep],
+            edge_index=torch.stack([src[inside], dst[inside]]),
+            y=self.y[keep],
+            train=self.train[keep],
+            val=self.val[keep],
+            test=self.test[keep],
         )
 
 

@@ -40,8 +40,9 @@ def hier_fedavg_weights(samples: np.ndarray, share: np.ndarray) -> tuple[np.ndar
     return semspace_weights(samples, member, np.ones(len(samples)))
 
 
-def aggregate(models: list[dict[str, np.ndarray]], pi: np.ndarray, rho: np.ndarray,
-              fallback: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def aggregate(
+    models: list[dict[str, np.ndarray]], pi: np.ndarray, rho: np.ndarray, fallback: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """Cloud model from satellite models through the gateways; ``fallback`` if nobody counts."""
     if rho.sum() <= 0:
         return {k: v.copy() for k, v in fallback.items()}

@@ -22,14 +22,21 @@ class JSCC(nn.Module):
     def __init__(self, symbols: int = 64) -> None:
         super().__init__()
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.PReLU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.PReLU(),
-            nn.Flatten(), nn.Linear(32 * 4 * 4, symbols),
+            nn.Conv2d(1, 16, 3, stride=2, padding=1),
+            nn.PReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.PReLU(),
+            nn.Flatten(),
+            nn.Linear(32 * 4 * 4, symbols),
         )
         self.decoder = nn.Sequential(
-            nn.Linear(symbols, 32 * 4 * 4), nn.PReLU(), nn.Unflatten(1, (32, 4, 4)),
-            nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), nn.PReLU(),
-            nn.ConvTranspose2d(16, 1, 4, stride=2, padding=1), nn.Sigmoid(),
+            nn.Linear(symbols, 32 * 4 * 4),
+            nn.PReLU(),
+            nn.Unflatten(1, (32, 4, 4)),
+            nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1),
+            nn.PReLU(),
+            nn.ConvTranspose2d(16, 1, 4, stride=2, padding=1),
+            nn.Sigmoid(),
         )
 
     def forward(self, images: torch.Tensor, snr_db: float, channel: str = "awgn") -> torch.Tensor:
@@ -81,8 +88,17 @@ def images() -> dict[str, torch.Tensor]:
     return {"train": x[order[:cut]], "test": x[order[cut:]]}
 
 
-def train_steps(model: JSCC, data: torch.Tensor, *, steps: int, snr_db: float, channel: str = "awgn",
-                lr: float = 1e-3, batch: int = 64, seed: int = 0) -> float:
+def train_steps(
+    model: JSCC,
+    data: torch.Tensor,
+    *,
+    steps: int,
+    snr_db: float,
+    channel: str = "awgn",
+    lr: float = 1e-3,
+    batch: int = 64,
+    seed: int = 0,
+) -> float:
     """Local training (MSE); returns the last loss."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -99,7 +115,9 @@ def train_steps(model: JSCC, data: torch.Tensor, *, steps: int, snr_db: float, c
 
 
 @torch.no_grad()
-def quality(model: JSCC, data: torch.Tensor, snr_db: float, channel: str = "awgn", seed: int = 0) -> tuple[float, float]:
+def quality(
+    model: JSCC, data: torch.Tensor, snr_db: float, channel: str = "awgn", seed: int = 0
+) -> tuple[float, float]:
     """(PSNR dB, SSIM) of ``model`` on ``data`` at ``snr_db`` (seeded channel noise)."""
     torch.manual_seed(seed)
     model.eval()

@@ -44,15 +44,22 @@ def build_client_app() -> ClientApp:
         model.load_state_dict(message.content["arrays"].to_torch_state_dict())
         seed = hash((context.run_id, context.node_id, int(config.get("server-round", 0)))) % 2**31
         torch.manual_seed(seed)
-        loss = train_steps(model, data, steps=int(config.get("local-steps", 10)), snr_db=float(config.get("snr-db", 10.0)),
-                           channel=str(config.get("channel", "awgn")), seed=seed)
+        loss = train_steps(
+            model,
+            data,
+            steps=int(config.get("local-steps", 10)),
+            snr_db=float(config.get("snr-db", 10.0)),
+            channel=str(config.get("channel", "awgn")),
+            seed=seed,
+        )
         samples = len(data)
         factor = 1.0
         if str(config.get("weighting", "data")) == "semspace":
             factor = float(context.node_config.get("association", 1.0)) * float(context.node_config.get("energy", 1.0))
         metrics = MetricRecord({"num-examples": samples, "weight": samples * factor, "train-loss": loss})
-        return Message(content=RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics}),
-                       reply_to=message)
+        return Message(
+            content=RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics}), reply_to=message
+        )
 
     return app
 

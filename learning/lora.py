@@ -120,9 +120,14 @@ def encode(delta: Delta, *, dtype: torch.dtype = torch.float32, meta: dict[str, 
     for module in delta.modules:
         tensors[f"base_model.model.{module}.lora_A.weight"] = delta.a[module].to(dtype).contiguous()
         tensors[f"base_model.model.{module}.lora_B.weight"] = delta.b[module].to(dtype).contiguous()
-    metadata = {"format": "pt", "edgeswarm.rank": str(delta.rank), "edgeswarm.alpha": repr(delta.alpha),
-                "edgeswarm.base_id": delta.base_id, "edgeswarm.base_version": delta.base_version,
-                **{f"edgeswarm.meta.{k}": v for k, v in (meta or delta.meta).items()}}
+    metadata = {
+        "format": "pt",
+        "edgeswarm.rank": str(delta.rank),
+        "edgeswarm.alpha": repr(delta.alpha),
+        "edgeswarm.base_id": delta.base_id,
+        "edgeswarm.base_version": delta.base_version,
+        **{f"edgeswarm.meta.{k}": v for k, v in (meta or delta.meta).items()},
+    }
     return _canonical(save(tensors, metadata=metadata))
 
 
@@ -139,17 +144,26 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def decode(data: bytes, base: nn.Module, *, base_id: str, base_version: str, max_bytes: int = 16 << 20,
-           max_rank: int = MAX_RANK) -> Delta:
+def decode(
+    data: bytes,
+    base: nn.Module,
+    *,
+    base_id: str,
+    base_version: str,
+    max_bytes: int = 16 << 20,
+    max_rank: int = MAX_RANK,
+) -> Delta:
     """Parse and check a delta against ``base``; raises DeltaError with the reason."""
     if len(data) > max_bytes:
         raise DeltaError(f"delta of {len(data)} bytes exceeds {max_bytes}")
     header = _header(data)
     metadata = header.pop("__metadata__", {}) or {}
     if metadata.get("edgeswarm.base_id") != base_id or metadata.get("edgeswarm.base_version") != base_version:
-        raise DeltaError(f"trained on base {metadata.get('edgeswarm.base_id')!r} "
-                         f"{str(metadata.get('edgeswarm.base_version'))[:12]}, not this node's {base_id!r} "
-                         f"{base_version[:12]}")
+        raise DeltaError(
+            f"trained on base {metadata.get('edgeswarm.base_id')!r} "
+            f"{str(metadata.get('edgeswarm.base_version'))[:12]}, not this node's {base_id!r} "
+            f"{base_version[:12]}"
+        )
     try:
         rank, alpha = int(metadata["edgeswarm.rank"]), float(metadata["edgeswarm.alpha"])
     except (KeyError, ValueError):

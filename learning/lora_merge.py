@@ -58,8 +58,11 @@ def ffa(deltas: Sequence[Delta], weights: Sequence[float], *, atol: float = 1e-6
     modules = _check(deltas, weights)
     first = deltas[0]
     for d in deltas[1:]:
-        if d.rank != first.rank or d.alpha != first.alpha or any(
-                not torch.allclose(d.a[m], first.a[m], atol=atol) for m in modules):
+        if (
+            d.rank != first.rank
+            or d.alpha != first.alpha
+            or any(not torch.allclose(d.a[m], first.a[m], atol=atol) for m in modules)
+        ):
             raise DeltaError("FFA-LoRA needs the same frozen A (same seed, rank and alpha) in every delta")
     b = weighted_sum([{m: d.b[m] for m in modules} for d in deltas], weights)
     return Delta(first.rank, first.alpha, dict(first.a), b, first.base_id, first.base_version)
@@ -77,17 +80,22 @@ def flora(deltas: Sequence[Delta], weights: Sequence[float]) -> Delta:
 def merge_error(merged: Delta, deltas: Sequence[Delta], weights: Sequence[float]) -> float:
     """Largest relative Frobenius error of ``merged`` against the exact weighted update."""
     target = exact_update(deltas, weights)
-    return max(float(torch.linalg.norm(merged.update(m) - t) / max(float(torch.linalg.norm(t)), 1e-12))
-               for m, t in target.items())
+    return max(
+        float(torch.linalg.norm(merged.update(m) - t) / max(float(torch.linalg.norm(t)), 1e-12))
+        for m, t in target.items()
+    )
 
 
 MERGES: dict[str, Callable[[Sequence[Delta], Sequence[float]], Delta]] = {
-    "flora": flora, "ffa": ffa, "fedavg": fedavg_ab,
+    "flora": flora,
+    "ffa": ffa,
+    "fedavg": fedavg_ab,
 }
 
 
-def select_by_validation(candidates: Sequence[Delta], score: Callable[[Delta], float], *, threshold: float,
-                         top_k: int = 5) -> list[tuple[Delta, float]]:
+def select_by_validation(
+    candidates: Sequence[Delta], score: Callable[[Delta], float], *, threshold: float, top_k: int = 5
+) -> list[tuple[Delta, float]]:
     """The merge policy: candidates scoring at least ``threshold`` (e.g. the validation gain
     of merging them with ours, on local data), best first, at most ``top_k``: never blindly all."""
     scored = [(d, score(d)) for d in candidates]

@@ -133,9 +133,13 @@ def _nsga2(space: Space, population: int, seed: int):
     from pymoo.operators.repair.rounding import RoundingRepair
     from pymoo.operators.sampling.rnd import IntegerRandomSampling
 
-    return NSGA2(pop_size=population, sampling=IntegerRandomSampling(),
-                 crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
-                 mutation=PM(eta=20, vtype=float, repair=RoundingRepair()), eliminate_duplicates=True)
+    return NSGA2(
+        pop_size=population,
+        sampling=IntegerRandomSampling(),
+        crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
+        mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
+        eliminate_duplicates=True,
+    )
 
 
 def nsga2_measured(archive: Archive, *, budget: int, population: int = 16, seed: int = 0) -> Archive:
@@ -160,8 +164,16 @@ def random_search(archive: Archive, *, budget: int, seed: int = 0) -> Archive:
     return archive
 
 
-def linas(archive: Archive, *, budget: int, initial: int = 16, per_iteration: int = 8, generations: int = 60,
-          population: int = 48, seed: int = 0) -> tuple[Archive, dict[str, float]]:
+def linas(
+    archive: Archive,
+    *,
+    budget: int,
+    initial: int = 16,
+    per_iteration: int = 8,
+    generations: int = 60,
+    population: int = 48,
+    seed: int = 0,
+) -> tuple[Archive, dict[str, float]]:
     """LINAS: measure, fit predictors, search on predictors, measure the best predicted."""
     from pymoo.optimize import minimize
 
@@ -175,8 +187,13 @@ def linas(archive: Archive, *, budget: int, initial: int = 16, per_iteration: in
         latency = Predictor(archive.space).fit(genomes, np.array([lat for _, lat in archive.results]))
         # minimize() below calls the objective within this iteration, with this iteration's predictors
         problem = _problem(archive.space, lambda xs: np.column_stack([1 - accuracy.predict(xs), latency.predict(xs)]))  # noqa: B023
-        result = minimize(problem, _nsga2(archive.space, population, seed + iteration), ("n_gen", generations),
-                          seed=seed + iteration, verbose=False)
+        result = minimize(
+            problem,
+            _nsga2(archive.space, population, seed + iteration),
+            ("n_gen", generations),
+            seed=seed + iteration,
+            verbose=False,
+        )
         candidates = [x for x in np.round(np.atleast_2d(result.X)).astype(np.int64) if not archive.knows(x)]
         rng.shuffle(candidates)
         if not candidates:  # the predicted front is all measured: explore

@@ -80,21 +80,34 @@ def build_client_app() -> ClientApp:
         after = {k: v.detach().clone().numpy() for k, v in net.state_dict().items()}
         mask = touched(before, after)
         accuracy = supernet.evaluate(supernet.subnet(net, genome), "val")
-        content = RecordDict({
-            "arrays": ArrayRecord({k: torch.from_numpy(v) for k, v in after.items()}),
-            MASK: ArrayRecord({k: torch.from_numpy(m.astype(np.uint8)) for k, m in mask.items()}),
-            "metrics": MetricRecord({"num-examples": len(y), "val-acc": accuracy,
-                                     "trained-share": float(sum(m.sum() for m in mask.values())
-                                                            / sum(m.size for m in mask.values()))}),
-        })
+        content = RecordDict(
+            {
+                "arrays": ArrayRecord({k: torch.from_numpy(v) for k, v in after.items()}),
+                MASK: ArrayRecord({k: torch.from_numpy(m.astype(np.uint8)) for k, m in mask.items()}),
+                "metrics": MetricRecord(
+                    {
+                        "num-examples": len(y),
+                        "val-acc": accuracy,
+                        "trained-share": float(
+                            sum(m.sum() for m in mask.values()) / sum(m.size for m in mask.values())
+                        ),
+                    }
+                ),
+            }
+        )
         return Message(content=content, reply_to=message)
 
     @app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
         genome = genome_of(context.node_config)
         model = supernet.subnet(_net(message.content["arrays"]), genome)
-        metrics = MetricRecord({"num-examples": len(supernet.image_data()["test"][1]),
-                                "val-acc": supernet.evaluate(model, "val"), "test-acc": supernet.evaluate(model, "test")})
+        metrics = MetricRecord(
+            {
+                "num-examples": len(supernet.image_data()["test"][1]),
+                "val-acc": supernet.evaluate(model, "val"),
+                "test-acc": supernet.evaluate(model, "test"),
+            }
+        )
         return Message(content=RecordDict({"metrics": metrics}), reply_to=message)
 
     return app

@@ -65,8 +65,9 @@ class Gateway:
         """Inertial position at time ``t`` (the Earth turns underneath), metres."""
         t = np.asarray(t, dtype=np.float64)
         lat, lon = np.radians(self.lat_deg), np.radians(self.lon_deg) + EARTH_RATE * t
-        return EARTH_RADIUS * np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon),
-                                        np.sin(lat) * np.ones_like(lon)], axis=-1)
+        return EARTH_RADIUS * np.stack(
+            [np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat) * np.ones_like(lon)], axis=-1
+        )
 
 
 def elevation_deg(satellites: np.ndarray, station: np.ndarray) -> np.ndarray:
@@ -81,8 +82,15 @@ def slant_range_m(satellites: np.ndarray, station: np.ndarray) -> np.ndarray:
     return np.linalg.norm(satellites - station[..., None, :], axis=-1)
 
 
-def association(walker: Walker, gateways: list[Gateway], start_s: float, length_s: float, *,
-                min_elevation_deg: float = 25.0, step_s: float = 10.0) -> np.ndarray:
+def association(
+    walker: Walker,
+    gateways: list[Gateway],
+    start_s: float,
+    length_s: float,
+    *,
+    min_elevation_deg: float = 25.0,
+    step_s: float = 10.0,
+) -> np.ndarray:
     """a[s, g]: the share of the round [start, start + length) that satellite s is visible to
     and served by gateway g (each instant, the visible gateway at the highest elevation)."""
     times = start_s + np.arange(0.0, length_s, step_s)
@@ -101,5 +109,8 @@ def trace_association(trace: np.ndarray) -> np.ndarray:
     turned into the same a[device, gateway] shares."""
     trace = np.asarray(trace)
     gateways = int(trace.max()) + 1 if (trace >= 0).any() else 0
-    return np.stack([(trace == g).mean(axis=0) for g in range(gateways)], axis=-1) if gateways else \
-        np.zeros((trace.shape[1], 0))
+    return (
+        np.stack([(trace == g).mean(axis=0) for g in range(gateways)], axis=-1)
+        if gateways
+        else np.zeros((trace.shape[1], 0))
+    )

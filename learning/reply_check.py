@@ -18,8 +18,14 @@ from flwr.app import ArrayRecord, Message
 MAX_RECORDS = 8  # array records one reply may carry (arrays, FED-PUB's embedding, OFA's mask)
 
 
-def check_train_reply(reply: Message, sent: ArrayRecord, *, arrays_key: str = "arrays",
-                      weight_key: str = "num-examples", max_weight: float = 1e6) -> str | None:
+def check_train_reply(
+    reply: Message,
+    sent: ArrayRecord,
+    *,
+    arrays_key: str = "arrays",
+    weight_key: str = "num-examples",
+    max_weight: float = 1e6,
+) -> str | None:
     """Why ``reply`` cannot be aggregated against the model ``sent``, or None if it can.
 
     Parameters
@@ -53,8 +59,10 @@ def check_train_reply(reply: Message, sent: ArrayRecord, *, arrays_key: str = "a
             if record_name == arrays_key:
                 expected = sent[name]
                 if values.shape != tuple(expected.shape) or str(values.dtype) != expected.dtype:
-                    return (f"{name!r} is {values.dtype}{list(values.shape)}, "
-                            f"the model's is {expected.dtype}{list(expected.shape)}")
+                    return (
+                        f"{name!r} is {values.dtype}{list(values.shape)}, "
+                        f"the model's is {expected.dtype}{list(expected.shape)}"
+                    )
             if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
                 return f"non-finite values in {record_name}/{name}"
     return check_metrics(reply, weight_key=weight_key, max_weight=max_weight)

@@ -51,16 +51,22 @@ class Space:
     @property
     def upper_bounds(self) -> np.ndarray:
         """Largest index per gene (genes are choice indexes, lower bound 0)."""
-        return np.array([len(self.kernels) - 1] * self.blocks + [len(self.expands) - 1] * self.blocks
-                        + [len(self.depths) - 1] * self.stages)
+        return np.array(
+            [len(self.kernels) - 1] * self.blocks
+            + [len(self.expands) - 1] * self.blocks
+            + [len(self.depths) - 1] * self.stages
+        )
 
     def decode(self, genome) -> dict[str, list[int]]:
         g = [int(v) for v in genome]
         if len(g) != self.genome_length or any(not 0 <= v <= u for v, u in zip(g, self.upper_bounds)):
             raise ValueError(f"genome must be {self.genome_length} indexes within {self.upper_bounds.tolist()}")
         b = self.blocks
-        return {"ks": [self.kernels[i] for i in g[:b]], "e": [self.expands[i] for i in g[b : 2 * b]],
-                "d": [self.depths[i] for i in g[2 * b :]]}
+        return {
+            "ks": [self.kernels[i] for i in g[:b]],
+            "e": [self.expands[i] for i in g[b : 2 * b]],
+            "d": [self.depths[i] for i in g[2 * b :]],
+        }
 
     def active_genes(self, genome) -> np.ndarray:
         """The genome with genes of blocks a shallower depth skips set to 0 (one canonical form)."""
@@ -90,8 +96,14 @@ IMAGENET_MBV3 = Space(width=1.0, kernels=(3, 5, 7), expands=(3, 4, 6), depths=(2
 
 
 def build(space: Space = EDGE, classes: int = CLASSES) -> OFAMobileNetV3:
-    return OFAMobileNetV3(n_classes=classes, width_mult=space.width, ks_list=list(space.kernels),
-                          expand_ratio_list=list(space.expands), depth_list=list(space.depths), dropout_rate=0.0)
+    return OFAMobileNetV3(
+        n_classes=classes,
+        width_mult=space.width,
+        ks_list=list(space.kernels),
+        expand_ratio_list=list(space.expands),
+        depth_list=list(space.depths),
+        dropout_rate=0.0,
+    )
 
 
 def activate(net: OFAMobileNetV3, genome, space: Space = EDGE) -> None:
@@ -110,8 +122,11 @@ def image_data(seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     y = torch.as_tensor(data.target, dtype=torch.long)
     order = torch.as_tensor(np.random.default_rng(seed).permutation(len(y)))
     a, b = int(0.6 * len(y)), int(0.8 * len(y))
-    return {"train": (x[order[:a]], y[order[:a]]), "val": (x[order[a:b]], y[order[a:b]]),
-            "test": (x[order[b:]], y[order[b:]])}
+    return {
+        "train": (x[order[:a]], y[order[:a]]),
+        "val": (x[order[a:b]], y[order[a:b]]),
+        "test": (x[order[b:]], y[order[b:]]),
+    }
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, size: int, rng: random.Random | None = None):
@@ -123,8 +138,16 @@ def batches(x: torch.Tensor, y: torch.Tensor, size: int, rng: random.Random | No
         yield x[index], y[index]
 
 
-def train_supernet(net: OFAMobileNetV3, epochs: int = 20, *, space: Space = EDGE, seed: int = 0, lr: float = 0.01,
-                   batch: int = 64, log=None) -> None:
+def train_supernet(
+    net: OFAMobileNetV3,
+    epochs: int = 20,
+    *,
+    space: Space = EDGE,
+    seed: int = 0,
+    lr: float = 0.01,
+    batch: int = 64,
+    log=None,
+) -> None:
     """Sandwich-rule training with in-place distillation from the largest subnet."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -144,13 +167,16 @@ def train_supernet(net: OFAMobileNetV3, epochs: int = 20, *, space: Space = EDGE
                 activate(net, genome, space)
                 logits = net(xb)
                 loss = 0.5 * F.cross_entropy(logits, yb) + 0.5 * F.kl_div(
-                    logits.log_softmax(dim=1), soft, reduction="batchmean")
+                    logits.log_softmax(dim=1), soft, reduction="batchmean"
+                )
                 loss.backward()
             optimizer.step()
             scheduler.step()
         if log is not None:
-            log(f"epoch {epoch + 1}/{epochs}: largest {accuracy(net, space.largest(), 'val', space):.3f}, "
-                f"smallest {accuracy(net, space.smallest(), 'val', space):.3f}")
+            log(
+                f"epoch {epoch + 1}/{epochs}: largest {accuracy(net, space.largest(), 'val', space):.3f}, "
+                f"smallest {accuracy(net, space.smallest(), 'val', space):.3f}"
+            )
 
 
 def subnet(net: OFAMobileNetV3, genome, space: Space = EDGE) -> nn.Module:

@@ -22,8 +22,9 @@ def touched(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> dict
     return {k: np.asarray(np.asarray(after[k]) != np.asarray(before[k])) for k in before}
 
 
-def aggregate(current: dict[str, np.ndarray], updates: Sequence[tuple[dict[str, np.ndarray], dict[str, np.ndarray], float]]
-              ) -> dict[str, np.ndarray]:
+def aggregate(
+    current: dict[str, np.ndarray], updates: Sequence[tuple[dict[str, np.ndarray], dict[str, np.ndarray], float]]
+) -> dict[str, np.ndarray]:
     """New supernet state from ``(state, mask, weight)`` per client (see the module docstring)."""
     result = {}
     for key, value in current.items():

@@ -41,8 +41,16 @@ class AdapterError(ValueError):
 
 
 class Adapters:
-    def __init__(self, messenger: Messenger, store: Store, config: AdaptersConfig, rng: random.Random,
-                 clock: Callable[[], float], compute: Compute, shelf: BlobShelf) -> None:
+    def __init__(
+        self,
+        messenger: Messenger,
+        store: Store,
+        config: AdaptersConfig,
+        rng: random.Random,
+        clock: Callable[[], float],
+        compute: Compute,
+        shelf: BlobShelf,
+    ) -> None:
         self.messenger = messenger
         self.store = store
         self.config = config
@@ -60,8 +68,9 @@ class Adapters:
     def _lab(self):
         from edgeswarm.learning import digits
 
-        train, held = digits.node_data(self.config.node_index, self.config.nodes, clusters=self.config.clusters,
-                                       samples=self.config.samples)
+        train, held = digits.node_data(
+            self.config.node_index, self.config.nodes, clusters=self.config.clusters, samples=self.config.samples
+        )
         half = len(held) // 2
         val = digits.Split(held.x[:half], held.y[:half])
         test = digits.Split(held.x[half:], held.y[half:])
@@ -78,8 +87,13 @@ class Adapters:
     def _decode(self, data: bytes):
         from edgeswarm.learning.lora import decode
 
-        return decode(data, self._lab[1], base_id=self.base_id, base_version=self.base_version,
-                      max_bytes=int(self.config.max_delta_kb * 1024))
+        return decode(
+            data,
+            self._lab[1],
+            base_id=self.base_id,
+            base_version=self.base_version,
+            max_bytes=int(self.config.max_delta_kb * 1024),
+        )
 
     def accuracy(self, delta, split: str = "test") -> float:
         from edgeswarm.learning.lora import apply
@@ -109,11 +123,24 @@ class Adapters:
         known = self.store.adapters("announced")
         if len(known) >= self.config.max_known:
             return
-        row = AdapterRow(digest, "announced", str(signer), announce.task, announce.rank, announce.blob.size,
-                         announce.metric, announce.samples, "", self.clock())
+        row = AdapterRow(
+            digest,
+            "announced",
+            str(signer),
+            announce.task,
+            announce.rank,
+            announce.blob.size,
+            announce.metric,
+            announce.samples,
+            "",
+            self.clock(),
+        )
         self.store.put_adapter(row, None)
-        compatible = (announce.base_id == self.base_id and announce.base_version == self.base_version
-                      and announce.blob.size <= self.config.max_delta_kb * 1024)
+        compatible = (
+            announce.base_id == self.base_id
+            and announce.base_version == self.base_version
+            and announce.blob.size <= self.config.max_delta_kb * 1024
+        )
         if self.config.auto_fetch and compatible and self._nursery is not None:
             self._nursery.start_soon(self._pull_quietly, digest)
 
@@ -153,8 +180,18 @@ class Adapters:
 
         dtype = torch.float16 if self.config.dtype == "float16" else torch.float32
         data = lora.encode(delta, dtype=dtype)
-        row = AdapterRow(lora.digest(data), origin, str(self.messenger.local_peer), self.config.task, delta.rank,
-                         len(data), self.accuracy(delta, "val"), len(self._lab[2]), note, self.clock())
+        row = AdapterRow(
+            lora.digest(data),
+            origin,
+            str(self.messenger.local_peer),
+            self.config.task,
+            delta.rank,
+            len(data),
+            self.accuracy(delta, "val"),
+            len(self._lab[2]),
+            note,
+            self.clock(),
+        )
         self.store.put_adapter(row, data)
         return row
 
@@ -173,14 +210,23 @@ class Adapters:
 
     async def publish(self, digest: str | None = None) -> AdapterRow:
         """Offer an own or merged delta to anyone and announce it on gossip."""
-        row = self._row(digest) if digest else next(
-            (r for r in reversed(self.store.adapters()) if r.origin in ("own", "merged") and r.stored), None)
+        row = (
+            self._row(digest)
+            if digest
+            else next((r for r in reversed(self.store.adapters()) if r.origin in ("own", "merged") and r.stored), None)
+        )
         if row is None or row.origin not in ("own", "merged"):
-            raise AdapterError("nothing of ours to publish: run `lora train` first" if row is None
-                               else f"{row.digest[:12]} is a peer's delta, not ours")
+            raise AdapterError(
+                "nothing of ours to publish: run `lora train` first"
+                if row is None
+                else f"{row.digest[:12]} is a peer's delta, not ours"
+            )
         ref = self.shelf.offer(self._stored(row.digest), None, ttl=PUBLISH_TTL)
-        await self.messenger.publish(AdapterAnnounce(ref, self.base_id, self.base_version, row.rank, row.task,
-                                                     max(0.0, min(1.0, row.metric)), row.samples))
+        await self.messenger.publish(
+            AdapterAnnounce(
+                ref, self.base_id, self.base_version, row.rank, row.task, max(0.0, min(1.0, row.metric)), row.samples
+            )
+        )
         return row
 
     def list(self) -> list[AdapterRow]:
@@ -193,8 +239,13 @@ class Adapters:
             return row
         signer = PeerId(row.signer)
         try:
-            data = await fetch(self.messenger, signer, BlobRef(bytes.fromhex(row.digest), row.size),
-                               max_bytes=int(self.config.max_delta_kb * 1024), chunk_timeout=30.0)
+            data = await fetch(
+                self.messenger,
+                signer,
+                BlobRef(bytes.fromhex(row.digest), row.size),
+                max_bytes=int(self.config.max_delta_kb * 1024),
+                chunk_timeout=30.0,
+            )
             self._decode(data)  # parse and check against our base before keeping it
         except (BlobError, NetworkError, ValueError) as exc:
             self.store.put_adapter(msgspec.structs.replace(row, note=f"rejected: {exc}"[:300]), None)
@@ -233,8 +284,9 @@ class Adapters:
                 def score(delta):
                     return self.accuracy(merge([own, delta], [0.5, 0.5]), "val") - baseline
 
-                kept = lora_merge.select_by_validation([d for _, d in peers], score, threshold=self.config.min_gain,
-                                                       top_k=self.config.top_k)
+                kept = lora_merge.select_by_validation(
+                    [d for _, d in peers], score, threshold=self.config.min_gain, top_k=self.config.top_k
+                )
                 for delta, gain in kept:
                     gains[id(delta)] = gain
                 chosen = [(r, d) for r, d in peers if id(d) in gains]
@@ -255,12 +307,25 @@ class Adapters:
             self._activate(row.digest)
         else:
             self.messenger.counters.add("adapters", "merges_not_activated")
-            self.store.put_adapter(msgspec.structs.replace(row, note=row.note + f"; not activated: validation "
-                                   f"{row.metric:.3f} < {previous.metric:.3f} of {previous.digest[:12]}"), None)
-        return {"digest": row.digest, "peers": chosen, "considered": len(peers),
-                "val_acc": row.metric, "test_acc": self.accuracy(merged, "test"),
-                "own_test_acc": self.accuracy(own, "test"), "activated": activated, "active": self.active,
-                "active_val_acc": row.metric if activated else previous.metric}
+            self.store.put_adapter(
+                msgspec.structs.replace(
+                    row,
+                    note=row.note + f"; not activated: validation "
+                    f"{row.metric:.3f} < {previous.metric:.3f} of {previous.digest[:12]}",
+                ),
+                None,
+            )
+        return {
+            "digest": row.digest,
+            "peers": chosen,
+            "considered": len(peers),
+            "val_acc": row.metric,
+            "test_acc": self.accuracy(merged, "test"),
+            "own_test_acc": self.accuracy(own, "test"),
+            "activated": activated,
+            "active": self.active,
+            "active_val_acc": row.metric if activated else previous.metric,
+        }
 
     def _stored(self, digest: str) -> bytes:
         """The bytes of an adapter whose row says it is stored."""

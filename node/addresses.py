@@ -62,6 +62,7 @@ def check_free(addrs: Sequence[str]) -> None:
                 probe.bind((host, port))
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    raise ListenError(f"listen address {addr} is in use (another daemon?); "
-                                       f"pick another port with --listen") from None
+                    raise ListenError(
+                        f"listen address {addr} is in use (another daemon?); pick another port with --listen"
+                    ) from None
                 raise ListenError(f"cannot listen on {addr}: {exc.strerror}") from None

@@ -49,14 +49,17 @@ app.add_typer(sim_app, name="sim")
 
 DataDir = Annotated[
     Path,
-    typer.Option("--data-dir", envvar="EDGESWARM_DATA_DIR", help="Node data directory (key and store).", file_okay=False),
+    typer.Option(
+        "--data-dir", envvar="EDGESWARM_DATA_DIR", help="Node data directory (key and store).", file_okay=False
+    ),
 ]
 
 
 @app.callback()
 def main_options(
-    log_json: Annotated[bool, typer.Option("--log-json", envvar="EDGESWARM_LOG_JSON",
-                                           help="Log JSON lines (for machines).")] = False,
+    log_json: Annotated[
+        bool, typer.Option("--log-json", envvar="EDGESWARM_LOG_JSON", help="Log JSON lines (for machines).")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")] = False,
 ) -> None:
@@ -79,7 +82,9 @@ def node_run(
     config: Annotated[Path | None, typer.Option("--config", help="Node config TOML.", dir_okay=False)] = None,
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", envvar="EDGESWARM_DATA_DIR", help="Overrides the config's data_dir.", file_okay=False),
+        typer.Option(
+            "--data-dir", envvar="EDGESWARM_DATA_DIR", help="Overrides the config's data_dir.", file_okay=False
+        ),
     ] = None,
     listen: Annotated[list[str] | None, typer.Option("--listen", help="Listen multiaddr (repeatable).")] = None,
     bootstrap: Annotated[
@@ -160,7 +165,9 @@ def ping(
 def _counter_minimum(text: str) -> tuple[str, int]:
     name, sep, value = text.partition("=")
     if not sep or not value.isdigit():
-        raise typer.BadParameter(f"{text!r} is not NAME=N (a counter as `status` shows it, e.g. membership.shuffle_ok=3)")
+        raise typer.BadParameter(
+            f"{text!r} is not NAME=N (a counter as `status` shows it, e.g. membership.shuffle_ok=3)"
+        )
     return name, int(value)
 
 
@@ -168,29 +175,54 @@ def _counter_minimum(text: str) -> tuple[str, int]:
 def wait(
     peer: Annotated[str | None, typer.Option("--peer", help="Until connected to this PeerID.")] = None,
     peers: Annotated[int, typer.Option("--peers", min=0, help="Until at least this many peers are connected.")] = 0,
-    heard_from: Annotated[int, typer.Option("--heard-from", min=0,
-                                            help="Until presence was heard from at least this many peers.")] = 0,
-    known: Annotated[list[str] | None, typer.Option("--known", help="Until this PeerID is in the view or "
-                                                                         "connected (repeatable).")] = None,
-    in_view: Annotated[list[str] | None, typer.Option("--in-view", help="Until this PeerID is in the membership "
-                                                                             "view (repeatable).")] = None,
-    not_in_view: Annotated[list[str] | None, typer.Option("--not-in-view", help="Until this PeerID has left the "
-                                                                                     "view (repeatable).")] = None,
-    disconnected: Annotated[list[str] | None, typer.Option("--disconnected", help="Until no connection to this "
-                                                                                       "PeerID is left (repeatable).")] = None,
-    counter: Annotated[list[str] | None, typer.Option("--counter", help="NAME=N: until the counter NAME (as "
-                                                         "`status --json` shows it, group.label) is at least N "
-                                                         "(repeatable).")] = None,
-    gossip_peers: Annotated[int, typer.Option("--gossip-peers", min=0, help="Until every gossip topic reaches at "
-                                                                            "least this many peers directly.")] = 0,
+    heard_from: Annotated[
+        int, typer.Option("--heard-from", min=0, help="Until presence was heard from at least this many peers.")
+    ] = 0,
+    known: Annotated[
+        list[str] | None, typer.Option("--known", help="Until this PeerID is in the view or connected (repeatable).")
+    ] = None,
+    in_view: Annotated[
+        list[str] | None, typer.Option("--in-view", help="Until this PeerID is in the membership view (repeatable).")
+    ] = None,
+    not_in_view: Annotated[
+        list[str] | None, typer.Option("--not-in-view", help="Until this PeerID has left the view (repeatable).")
+    ] = None,
+    disconnected: Annotated[
+        list[str] | None,
+        typer.Option("--disconnected", help="Until no connection to this PeerID is left (repeatable)."),
+    ] = None,
+    counter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--counter",
+            help="NAME=N: until the counter NAME (as "
+            "`status --json` shows it, group.label) is at least N "
+            "(repeatable).",
+        ),
+    ] = None,
+    gossip_peers: Annotated[
+        int,
+        typer.Option(
+            "--gossip-peers", min=0, help="Until every gossip topic reaches at least this many peers directly."
+        ),
+    ] = 0,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, max=600, help="Seconds to wait at most.")] = 60.0,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Block until the running daemon meets every condition given (exit 6 when the timeout passes)."""
     counters = dict(_counter_minimum(c) for c in counter or ())
-    request = req.Wait(peer=peer, peers=peers, heard_from=heard_from, known=known or [], in_view=in_view or [],
-                       not_in_view=not_in_view or [], disconnected=disconnected or [], counters=counters,
-                       gossip_peers=gossip_peers, timeout=timeout)
+    request = req.Wait(
+        peer=peer,
+        peers=peers,
+        heard_from=heard_from,
+        known=known or [],
+        in_view=in_view or [],
+        not_in_view=not_in_view or [],
+        disconnected=disconnected or [],
+        counters=counters,
+        gossip_peers=gossip_peers,
+        timeout=timeout,
+    )
     with user_errors():
         result = call(data_dir.expanduser(), request, timeout=timeout + 10)
     typer.echo(f"after {result['waited_s']:g} s: {result['peers']} peers connected, heard from {result['heard_from']}")
@@ -228,7 +260,9 @@ def click(
 
 @catalog_app.command("add")
 def catalog_add(
-    file: Annotated[Path, typer.Argument(help="CSV (item,title,tags with tags split by ';') or JSON list.", dir_okay=False)],
+    file: Annotated[
+        Path, typer.Argument(help="CSV (item,title,tags with tags split by ';') or JSON list.", dir_okay=False)
+    ],
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Import catalog items into the running daemon."""
@@ -248,13 +282,25 @@ def fl_host(
     task: Annotated[str, typer.Option("--task", help="Task to train (this node must offer it too).")],
     # checked by fl_catalog.check_run below (exit 2 naming the choices): no click.Choice, which
     # typer 0.29 no longer takes
-    strategy: Annotated[str, typer.Option("--strategy", help="Aggregation: " + "; ".join(
-        f"{k}: {v}" for k, v in fl_catalog.STRATEGIES.items()) + ".")] = "fedavg",
+    strategy: Annotated[
+        str,
+        typer.Option(
+            "--strategy", help="Aggregation: " + "; ".join(f"{k}: {v}" for k, v in fl_catalog.STRATEGIES.items()) + "."
+        ),
+    ] = "fedavg",
     rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
-    min_clients: Annotated[int, typer.Option("--min-clients", min=1, help="Joins needed to start, replies per round.")] = 2,
-    max_clients: Annotated[int | None, typer.Option("--max-clients", min=1, help="Joins accepted at most; the run "
-                                                       "starts as soon as this many joined.")] = None,
-    join_window: Annotated[float | None, typer.Option("--join-window", min=0.1, help="Seconds to wait for joins.")] = None,
+    min_clients: Annotated[
+        int, typer.Option("--min-clients", min=1, help="Joins needed to start, replies per round.")
+    ] = 2,
+    max_clients: Annotated[
+        int | None,
+        typer.Option(
+            "--max-clients", min=1, help="Joins accepted at most; the run starts as soon as this many joined."
+        ),
+    ] = None,
+    join_window: Annotated[
+        float | None, typer.Option("--join-window", min=0.1, help="Seconds to wait for joins.")
+    ] = None,
     reply_timeout: Annotated[float | None, typer.Option("--reply-timeout", min=0.1, help="Seconds per round.")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
@@ -263,11 +309,20 @@ def fl_host(
         problem = fl_catalog.check_run(task, strategy, min_clients)
         if problem:
             raise UsageProblem(problem)
-    request = req.FlHost(task=task, strategy=strategy, rounds=rounds, min_clients=min_clients,
-                         max_clients=max_clients, join_window=join_window, reply_timeout=reply_timeout)
+    request = req.FlHost(
+        task=task,
+        strategy=strategy,
+        rounds=rounds,
+        min_clients=min_clients,
+        max_clients=max_clients,
+        join_window=join_window,
+        reply_timeout=reply_timeout,
+    )
     with user_errors():
         result = call(data_dir.expanduser(), request)
-    typer.echo(f"announced run {result['round_id']} ({strategy}, {rounds} rounds); follow it with `edgeswarm fl status`")
+    typer.echo(
+        f"announced run {result['round_id']} ({strategy}, {rounds} rounds); follow it with `edgeswarm fl status`"
+    )
 
 
 @fl_app.command("join")
@@ -284,14 +339,18 @@ def fl_join(
 @fl_app.command("wait")
 def fl_wait(
     round_id: Annotated[str, typer.Argument(help="Run id (hosted or joined on this node).")],
-    timeout: Annotated[float, typer.Option("--timeout", min=0.1, max=24 * 3600, help="Seconds to wait at most.")] = 600.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, max=24 * 3600, help="Seconds to wait at most.")
+    ] = 600.0,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Block until a run has ended; print how (exit 6 on timeout, 1 if the run did not end done)."""
     with user_errors():
         record = call(data_dir.expanduser(), req.FlWait(round_id=round_id, timeout=timeout), timeout=timeout + 10)
-    typer.echo(f"{record['round_id']}: {record['state']} after {len(record['history'])}/{record['rounds']} rounds"
-               + (f" ({record['detail']})" if record["detail"] else ""))
+    typer.echo(
+        f"{record['round_id']}: {record['state']} after {len(record['history'])}/{record['rounds']} rounds"
+        + (f" ({record['detail']})" if record["detail"] else "")
+    )
     if record["state"] != "done":
         raise typer.Exit(1)
 
@@ -300,8 +359,12 @@ def fl_wait(
 def fl_status(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-    watch: Annotated[bool, typer.Option("--watch", help="Follow live: redraw until every run shown has ended "
-                                                        "(Ctrl-C stops watching, not the runs).")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", help="Follow live: redraw until every run shown has ended (Ctrl-C stops watching, not the runs)."
+        ),
+    ] = False,
     interval: Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between redraws with --watch.")] = 2.0,
 ) -> None:
     """Runs this node hosts or joined (kept across restarts), their participants and metrics per round."""
@@ -332,24 +395,42 @@ def _fl_view(result: dict):
 
     parts: list = [Text(f"offers: {', '.join(result['offers']) or '-'}")]
     for run in result["runs"]:
-        table = Table(title=f"{run['role']} {run['round_id']}: {run['task']} / {run['strategy']}, {run['state']} "
-                            f"{run['detail']}".strip())
+        table = Table(
+            title=f"{run['role']} {run['round_id']}: {run['task']} / {run['strategy']}, {run['state']} "
+            f"{run['detail']}".strip()
+        )
         for column in ("round", "status", "replies", "failed", "rejected", "mean client test acc"):
             table.add_column(column)
         for r in run["history"]:
             accs = [c.get("test-acc") for c in r["clients"].values() if "test-acc" in c]
             mean = f"{sum(accs) / len(accs):.4f}" if accs else "-"
-            table.add_row(str(r["round"]), r["status"], str(r["replies"]), str(r["failures"]),
-                          str(len(r.get("rejected", {}))), mean)
+            table.add_row(
+                str(r["round"]),
+                r["status"],
+                str(r["replies"]),
+                str(r["failures"]),
+                str(len(r.get("rejected", {}))),
+                mean,
+            )
         parts.append(table)
-        parts += [Text(f"round {r['round']}: rejected {peer}: {why}") for r in run["history"]
-                  for peer, why in r.get("rejected", {}).items()]
+        parts += [
+            Text(f"round {r['round']}: rejected {peer}: {why}")
+            for r in run["history"]
+            for peer, why in r.get("rejected", {}).items()
+        ]
         done = len(run["history"])
-        parts.append(Text(f"rounds {done}/{run['rounds']}" + (f", participants: {len(run['participants'])}"
-                                                               if run["participants"] else "")))
+        parts.append(
+            Text(
+                f"rounds {done}/{run['rounds']}"
+                + (f", participants: {len(run['participants'])}" if run["participants"] else "")
+            )
+        )
     joined = {run["round_id"] for run in result["runs"]}
-    parts += [Text(f"announced: {a['round_id']} task {a['task']} ({a['strategy']}, {a['rounds']} rounds) by {a['host']}")
-              for a in result["announced"] if a["round_id"] not in joined]
+    parts += [
+        Text(f"announced: {a['round_id']} task {a['task']} ({a['strategy']}, {a['rounds']} rounds) by {a['host']}")
+        for a in result["announced"]
+        if a["round_id"] not in joined
+    ]
     return Group(*parts)
 
 
@@ -358,8 +439,10 @@ def lora_train(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Train an adapter on this node's data and keep it (content-addressed)."""
     with user_errors():
         row = call(data_dir.expanduser(), req.LoraTrain(), timeout=600)
-    typer.echo(f"trained {row['digest'][:16]} (rank {row['rank']}, {row['size']} bytes, "
-               f"validation accuracy {row['metric']:.3f})")
+    typer.echo(
+        f"trained {row['digest'][:16]} (rank {row['rank']}, {row['size']} bytes, "
+        f"validation accuracy {row['metric']:.3f})"
+    )
 
 
 @lora_app.command("publish")
@@ -390,8 +473,15 @@ def lora_list(
         table.add_column(column)
     for a in result["adapters"]:
         mark = " *" if a["digest"] == result["active"] else ""
-        table.add_row(a["digest"][:16] + mark, a["origin"], str(a["rank"]), str(a["size"]), f"{a['metric']:.3f}",
-                      a["signer"][-10:], a["note"])
+        table.add_row(
+            a["digest"][:16] + mark,
+            a["origin"],
+            str(a["rank"]),
+            str(a["size"]),
+            f"{a['metric']:.3f}",
+            a["signer"][-10:],
+            a["note"],
+        )
     Console().print(table)
 
 
@@ -408,20 +498,28 @@ def lora_pull(
 
 @lora_app.command("merge")
 def lora_merge(
-    policy: Annotated[str, typer.Option("--policy", help="validation (peers that help locally) or all.")] = "validation",
+    policy: Annotated[
+        str, typer.Option("--policy", help="validation (peers that help locally) or all.")
+    ] = "validation",
     method: Annotated[str, typer.Option("--method", help="flora (exact stacking), ffa or fedavg.")] = "flora",
-    force: Annotated[bool, typer.Option("--force", help="Activate the merge even if it is worse on validation.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Activate the merge even if it is worse on validation.")
+    ] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Merge our adapter with peers' chosen by the policy; it becomes active unless it is worse."""
     with user_errors():
         result = call(data_dir.expanduser(), req.LoraMerge(policy=policy, method=method, force=force), timeout=600)
-    typer.echo(f"merged own + {len(result['peers'])} of {result['considered']} peers into {result['digest'][:16]}: "
-               f"test accuracy {result['test_acc']:.3f} (own alone {result['own_test_acc']:.3f})")
+    typer.echo(
+        f"merged own + {len(result['peers'])} of {result['considered']} peers into {result['digest'][:16]}: "
+        f"test accuracy {result['test_acc']:.3f} (own alone {result['own_test_acc']:.3f})"
+    )
     if not result["activated"]:
-        typer.echo(f"kept, not activated: validation accuracy {result['val_acc']:.3f} is below the active "
-                   f"{result['active'][:16]}'s {result['active_val_acc']:.3f} "
-                   f"(`lora use {result['digest'][:16]}` or `lora merge --force` to use it anyway)")
+        typer.echo(
+            f"kept, not activated: validation accuracy {result['val_acc']:.3f} is below the active "
+            f"{result['active'][:16]}'s {result['active_val_acc']:.3f} "
+            f"(`lora use {result['digest'][:16]}` or `lora merge --force` to use it anyway)"
+        )
 
 
 @lora_app.command("use")
@@ -437,12 +535,23 @@ def lora_use(
 
 @subnet_app.command("select")
 def subnet_select(
-    device: Annotated[Path | None, typer.Option("--device", help="Declared profile (configs/devices/*.toml); "
-                                                   "default: measure this machine.", dir_okay=False)] = None,
-    budget_ms: Annotated[float | None, typer.Option("--budget-ms", min=0.001, help="Latency budget when measuring "
-                                                       "this machine (default 1.0 ms).")] = None,
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Supernet weights to use instead of the "
-                                                       "shipped ones (safetensors or torch state dict).")] = None,
+    device: Annotated[
+        Path | None,
+        typer.Option(
+            "--device", help="Declared profile (configs/devices/*.toml); default: measure this machine.", dir_okay=False
+        ),
+    ] = None,
+    budget_ms: Annotated[
+        float | None,
+        typer.Option("--budget-ms", min=0.001, help="Latency budget when measuring this machine (default 1.0 ms)."),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="Supernet weights to use instead of the shipped ones (safetensors or torch state dict).",
+        ),
+    ] = None,
     measurements: Annotated[int, typer.Option("--measurements", min=8, help="Subnets measured by the search.")] = 40,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
@@ -461,24 +570,33 @@ def subnet_select(
             profile, here = load_device(device), False
         else:
             profile, here = measure_device(budget_ms or 1.0), True
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[cached]}"), TimeElapsedColumn(), console=Console(stderr=True)) as bar:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[cached]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        ) as bar:
             task = bar.add_task(f"{profile.name}: measuring subnets", total=measurements, cached="")
 
             def advance(done: int, total: int, cached: int) -> None:
                 bar.update(task, completed=done, total=total, cached=f"({cached} from the cache)" if cached else "")
 
             try:
-                result = select(profile, data_dir, measured_here=here, checkpoint=checkpoint, budget=measurements,
-                                progress=advance)
+                result = select(
+                    profile, data_dir, measured_here=here, checkpoint=checkpoint, budget=measurements, progress=advance
+                )
             except (FileNotFoundError, CheckpointError) as exc:
                 raise ConfigError(f"cannot load the supernet: {exc}") from None
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"{profile.name}: subnet with accuracy {result['accuracy']:.3f}, measured "
-               f"{result['measured_latency_ms']:.3f} ms (predicted {result['predicted_latency_ms']:.3f}, budget "
-               f"{result['budget_ms']} ms) -> {result['onnx_path']}")
+    typer.echo(
+        f"{profile.name}: subnet with accuracy {result['accuracy']:.3f}, measured "
+        f"{result['measured_latency_ms']:.3f} ms (predicted {result['predicted_latency_ms']:.3f}, budget "
+        f"{result['budget_ms']} ms) -> {result['onnx_path']}"
+    )
 
 
 @subnet_app.command("infer")
@@ -498,8 +616,10 @@ def subnet_infer(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
         except FileNotFoundError as exc:
             raise UsageProblem(str(exc)) from None
     elapsed = time.perf_counter() - started
-    typer.echo(f"{len(y)} images: accuracy {(predicted == y.numpy()).mean():.3f}, "
-               f"{1000 * elapsed / len(y):.3f} ms per image (batched)")
+    typer.echo(
+        f"{len(y)} images: accuracy {(predicted == y.numpy()).mean():.3f}, "
+        f"{1000 * elapsed / len(y):.3f} ms per image (batched)"
+    )
 
 
 def main() -> None:

@@ -37,8 +37,9 @@ class RowAdmission:
     def __init__(self, limits: ClickLogLimits) -> None:
         self.limits = limits
         self._per_peer = RateLimiter(Rate(limits.rows_per_peer_minute / 60, limits.rows_per_peer_minute))
-        self._per_issuer = RateLimiter(Rate(limits.rows_per_issuer_minute / 60, limits.rows_per_issuer_minute),
-                                       max_keys=4 * limits.max_issuers)
+        self._per_issuer = RateLimiter(
+            Rate(limits.rows_per_issuer_minute / 60, limits.rows_per_issuer_minute), max_keys=4 * limits.max_issuers
+        )
         self._evicted: OrderedDict[PeerId, None] = OrderedDict()
 
     def evicted(self, issuer: PeerId) -> bool:

@@ -233,7 +233,8 @@ class AdaptersConfig(Section, frozen=True):
     rank: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
     alpha: Positive = 16.0
     targets: list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]] = msgspec.field(
-        default_factory=lambda: ["out"])
+        default_factory=lambda: ["out"]
+    )
     epochs: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
     lr: Positive = 0.01
     dtype: Literal["float32", "float16"] = "float32"

@@ -54,14 +54,25 @@ async def _wait(node: Node, request: req.Wait) -> Any:
     def unmet() -> tuple[list[str], NodeStatus]:
         status = node.ticks.snapshot("status", node.status)
         gossip = node.ticks.snapshot("gossip", node.network.gossip_peers) if request.gossip_peers else {}
-        return waits.unmet(request, peers=set(status.peers), view=set(status.view), heard_from=status.heard_from,
-                           counters=status.counters, transport=status.transport, gossip=gossip), status
+        return waits.unmet(
+            request,
+            peers=set(status.peers),
+            view=set(status.view),
+            heard_from=status.heard_from,
+            counters=status.counters,
+            transport=status.transport,
+            gossip=gossip,
+        ), status
 
     started = trio.current_time()
     with trio.move_on_after(request.timeout):
         status = await node.ticks.until(lambda: None if (checked := unmet())[0] else checked[1])
-        return {"waited_s": round(trio.current_time() - started, 3), "peers": len(status.peers),
-                "heard_from": status.heard_from, "status": msgspec.to_builtins(status)}
+        return {
+            "waited_s": round(trio.current_time() - started, 3),
+            "peers": len(status.peers),
+            "heard_from": status.heard_from,
+            "status": msgspec.to_builtins(status),
+        }
     raise ValueError(f"not met within {request.timeout:g} s: " + "; ".join(unmet()[0]))
 
 
@@ -111,8 +122,11 @@ async def _fl_status(node: Node, request: req.FlStatus) -> Any:
         {"round_id": a.round_id, "host": str(host), "task": a.task, "strategy": a.strategy, "rounds": a.rounds}
         for host, a in federation.announced.values()
     ]
-    return {"runs": msgspec.to_builtins(list(federation.runs.values())), "announced": announced,
-            "offers": sorted(federation.config.tasks)}
+    return {
+        "runs": msgspec.to_builtins(list(federation.runs.values())),
+        "announced": announced,
+        "offers": sorted(federation.config.tasks),
+    }
 
 
 async def _fl_wait(node: Node, request: req.FlWait) -> Any:
@@ -187,7 +201,9 @@ HANDLERS: dict[type, Callable[[Node, Any], Awaitable[Any]]] = {
 assert set(HANDLERS) == set(get_args(req.Request)), "every request type has one handler"
 
 
-async def serve_control(node: Node, data_dir: Path, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_control(
+    node: Node, data_dir: Path, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED
+) -> None:
     """Serve the control socket until cancelled; ``task_status`` receives its path."""
     path = data_dir / SOCKET_FILE
     if path.exists():

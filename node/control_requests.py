@@ -137,8 +137,25 @@ class LoraUse(_Request, tag="lora_use", frozen=True):
     digest: Name
 
 
-Request = (Status | Ping | Wait | Presence | Search | Click | CatalogAdd | FlHost | FlJoin | FlStatus | FlWait
-           | LoraTrain | LoraPublish | LoraList | LoraPull | LoraMerge | LoraUse)
+Request = (
+    Status
+    | Ping
+    | Wait
+    | Presence
+    | Search
+    | Click
+    | CatalogAdd
+    | FlHost
+    | FlJoin
+    | FlStatus
+    | FlWait
+    | LoraTrain
+    | LoraPublish
+    | LoraList
+    | LoraPull
+    | LoraMerge
+    | LoraUse
+)
 COMMANDS: tuple[str, ...] = tuple(t.__struct_config__.tag for t in get_args(Request))
 
 _decoder = msgspec.json.Decoder(Request)

@@ -41,9 +41,12 @@ def transport_limits(net: NetworkConfig):
 
     mib = 1024 * 1024
     return TransportLimits(
-        streams_per_peer=net.streams_per_peer, eclipse_protection=net.eclipse_protection,
-        inbound_connections=net.inbound_connections, connections_per_ip=net.connections_per_ip,
-        handshake_timeout=net.handshake_timeout, inbound_streams=net.inbound_streams,
+        streams_per_peer=net.streams_per_peer,
+        eclipse_protection=net.eclipse_protection,
+        inbound_connections=net.inbound_connections,
+        connections_per_ip=net.connections_per_ip,
+        handshake_timeout=net.handshake_timeout,
+        inbound_streams=net.inbound_streams,
         inflight_request_bytes=int(net.inflight_request_mb * mib),
         inflight_request_bytes_per_peer=int(net.inflight_request_mb_per_peer * mib),
         gossip_per_origin=Rate(net.gossip_per_origin, net.gossip_burst),
@@ -56,8 +59,10 @@ def _bind_store(store: Store, identity: Identity) -> None:
     if recorded is None:
         store.set_meta("peer_id", identity.peer_id)
     elif recorded != identity.peer_id:
-        raise IdentityError(f"the store in '{store.location}' belongs to {recorded}, but the key file names "
-                            f"{identity.peer_id}; restore the matching key file")
+        raise IdentityError(
+            f"the store in '{store.location}' belongs to {recorded}, but the key file names "
+            f"{identity.peer_id}; restore the matching key file"
+        )
 
 
 async def run_daemon(config: NodeConfig, data_dir: Path) -> None:
@@ -88,8 +93,9 @@ async def run_daemon(config: NodeConfig, data_dir: Path) -> None:
     log.info("stopped cleanly")
 
 
-async def _serve(config: NodeConfig, data_dir: Path, identity: Identity, store: Store,
-                 bootstrap: list[Descriptor]) -> None:
+async def _serve(
+    config: NodeConfig, data_dir: Path, identity: Identity, store: Store, bootstrap: list[Descriptor]
+) -> None:
     """The node on libp2p with its control socket, until SIGINT or SIGTERM."""
     from edgeswarm.protocols.libp2p_network import Libp2pNetwork
 
@@ -97,8 +103,9 @@ async def _serve(config: NodeConfig, data_dir: Path, identity: Identity, store: 
     async with Libp2pNetwork.open(
         identity.seed(), listen=net_config.listen, mdns=net_config.mdns, limits=transport_limits(net_config)
     ) as network:
-        node = Node(identity=identity, network=network, store=store, config=config, rng=random.Random(),
-                    bootstrap=bootstrap)
+        node = Node(
+            identity=identity, network=network, store=store, config=config, rng=random.Random(), bootstrap=bootstrap
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
             await nursery.start(serve_control, node, data_dir)

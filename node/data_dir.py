@@ -37,8 +37,10 @@ def claim(data_dir: Path) -> Iterator[None]:
     mode = stat.S_IMODE(info.st_mode)
     if mode & 0o077:
         if info.st_uid != os.getuid():
-            raise DataDirError(f"data dir '{data_dir}' (mode {mode:04o}) belongs to another user and others may "
-                               f"write to it; use a directory of your own")
+            raise DataDirError(
+                f"data dir '{data_dir}' (mode {mode:04o}) belongs to another user and others may "
+                f"write to it; use a directory of your own"
+            )
         os.chmod(data_dir, 0o700)
         log.warning("data dir %s had mode %04o, others could read or write it: set to 0700", data_dir, mode)
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
@@ -47,8 +49,10 @@ def claim(data_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise DataDirError(f"data dir '{data_dir}' is in use by another daemon (pid {holder}); "
-                               f"stop it first or use another --data-dir") from None
+            raise DataDirError(
+                f"data dir '{data_dir}' is in use by another daemon (pid {holder}); "
+                f"stop it first or use another --data-dir"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

@@ -68,7 +68,13 @@ def measure_device(latency_budget_ms: float, threads: int = 1) -> DeviceProfile:
 
     speed = REFERENCE_MICROBENCHMARK_MS / microbenchmark_ms(threads)
     return DeviceProfile(
-        name="measured", cores=os.cpu_count() or 1, memory_mb=int(psutil.virtual_memory().total / 2**20),
-        compute_speed=round(speed, 3), latency_budget_ms=latency_budget_ms, energy_budget_j=1000.0,
-        uplink_mbps=10.0, downlink_mbps=10.0, threads=threads,
+        name="measured",
+        cores=os.cpu_count() or 1,
+        memory_mb=int(psutil.virtual_memory().total / 2**20),
+        compute_speed=round(speed, 3),
+        latency_budget_ms=latency_budget_ms,
+        energy_budget_j=1000.0,
+        uplink_mbps=10.0,
+        downlink_mbps=10.0,
+        threads=threads,
     )

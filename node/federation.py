@@ -46,9 +46,17 @@ class Federation:
         Where run records are kept across restarts (None: in memory only).
     """
 
-    def __init__(self, messenger: Messenger, config: FederationConfig, rng: random.Random,
-                 clock: Callable[[], float], compute: Compute, shelf: BlobShelf,
-                 hooks: FederationHooks | None = None, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        messenger: Messenger,
+        config: FederationConfig,
+        rng: random.Random,
+        clock: Callable[[], float],
+        compute: Compute,
+        shelf: BlobShelf,
+        hooks: FederationHooks | None = None,
+        store: Store | None = None,
+    ) -> None:
         for task in config.tasks:
             if task not in TASKS:
                 raise ValueError(f"[node.federation.tasks] offers unknown task {task!r} (known: {', '.join(TASKS)})")
@@ -56,8 +64,9 @@ class Federation:
         logs.adopt_flower()
         self.config = config
         self.runs = RunBook(store)
-        payloads = Payloads(messenger, shelf, max_bytes=int(config.max_payload_mb * 1024 * 1024),
-                            timeout=config.chunk_timeout)
+        payloads = Payloads(
+            messenger, shelf, max_bytes=int(config.max_payload_mb * 1024 * 1024), timeout=config.chunk_timeout
+        )
         self._host = FlHost(messenger, config, rng, clock, payloads, self.runs)
         self._client = FlClient(messenger, config, compute, payloads, self.runs, hooks or FederationHooks())
         self._nursery: trio.Nursery | None = None
@@ -85,8 +94,14 @@ class Federation:
             async for opened in subscription:
                 self._client.on_announce(opened.sender, opened.body)
 
-    async def host(self, spec: RoundSpec, *, on_round: OnRound | None = None, initial: ArrayRecord | None = None,
-                   evaluate: Evaluate | None = None) -> RunRecord:
+    async def host(
+        self,
+        spec: RoundSpec,
+        *,
+        on_round: OnRound | None = None,
+        initial: ArrayRecord | None = None,
+        evaluate: Evaluate | None = None,
+    ) -> RunRecord:
         """Announce, gather joins, run ``spec.rounds`` rounds; returns the run's record.
 
         ``initial`` replaces the task's starting model; ``evaluate`` scores each round's

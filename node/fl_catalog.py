@@ -58,10 +58,10 @@ def check_run(task: str, strategy: str, min_clients: int) -> str | None:
     if strategy not in STRATEGIES:
         return f"unknown strategy {strategy!r} (one of {', '.join(STRATEGIES)})"
     if strategy not in TASK_STRATEGIES[task]:
-        return (f"strategy {strategy!r} cannot train task {task!r} "
-                f"(it can: {', '.join(sorted(TASK_STRATEGIES[task]))})")
+        return f"strategy {strategy!r} cannot train task {task!r} (it can: {', '.join(sorted(TASK_STRATEGIES[task]))})"
     needed = min_clients_for(strategy)
     if min_clients < needed:
-        return (f"{strategy} with {min_clients} clients would be plain averaging "
-                f"(it needs --min-clients {needed} or more)")
+        return (
+            f"{strategy} with {min_clients} clients would be plain averaging (it needs --min-clients {needed} or more)"
+        )
     return None

@@ -73,8 +73,15 @@ class JoinedRun:
 class FlClient:
     """Join runs and answer their tasks (see the module docstring)."""
 
-    def __init__(self, messenger: Messenger, config: FederationConfig, compute: Compute, payloads: Payloads,
-                 runs: RunBook, hooks: FederationHooks) -> None:
+    def __init__(
+        self,
+        messenger: Messenger,
+        config: FederationConfig,
+        compute: Compute,
+        payloads: Payloads,
+        runs: RunBook,
+        hooks: FederationHooks,
+    ) -> None:
         self.messenger = messenger
         self.config = config
         self.compute = compute
@@ -94,8 +101,13 @@ class FlClient:
         bound(self.announced, MAX_ANNOUNCED)  # forget the oldest: a flood cannot grow memory
         offered = self.config.tasks.get(announce.task)
         policy = self.hooks.join_policy
-        if self.config.auto_join and offered is not None and meets(announce.requirements, announce.task, offered) \
-                and self.nursery is not None and (policy is None or policy(announce) is not None):
+        if (
+            self.config.auto_join
+            and offered is not None
+            and meets(announce.requirements, announce.task, offered)
+            and self.nursery is not None
+            and (policy is None or policy(announce) is not None)
+        ):
             self.nursery.start_soon(self._join_quietly, announce.round_id)
 
     async def _join_quietly(self, round_id: str) -> None:
@@ -125,8 +137,13 @@ class FlClient:
             if extra is None:
                 raise ValueError("this node's join policy declines the run")
             node_config |= extra
-        context = Context(run_id=flower_wire.flower_id(round_id), node_id=reply.node_id, node_config=node_config,
-                          state=RecordDict(), run_config={})
+        context = Context(
+            run_id=flower_wire.flower_id(round_id),
+            node_id=reply.node_id,
+            node_config=node_config,
+            state=RecordDict(),
+            run_config={},
+        )
         record = RunRecord(round_id, "client", announce.task, announce.strategy, announce.rounds, str(host), "joined")
         self._joined[round_id] = JoinedRun(record, host, context, announce.task)
         self.runs.add(record)
@@ -155,10 +172,15 @@ class FlClient:
                 reply = await self.hooks.async_apps[joined.task](message, joined.context)
             else:
                 app = self.client_apps[joined.task]
-                reply = await self.compute.run(lambda: _call(app, message, joined.context),
-                                               reference_seconds=TASKS[joined.task].reference_seconds)
-            flower_wire.stamp(reply, run_id=joined.context.run_id, message_id=f"r-{message.metadata.message_id}",
-                              src_node_id=joined.context.node_id)
+                reply = await self.compute.run(
+                    lambda: _call(app, message, joined.context), reference_seconds=TASKS[joined.task].reference_seconds
+                )
+            flower_wire.stamp(
+                reply,
+                run_id=joined.context.run_id,
+                message_id=f"r-{message.metadata.message_id}",
+                src_node_id=joined.context.node_id,
+            )
             self._remember(joined.record, message, reply)  # before the host can see the reply and end the run
             await self.payloads.send(joined.host, Result, task.round_id, flower_wire.encode(reply))
         except (BlobError, flower_wire.WireError, NetworkError, Rejected, ValueError):

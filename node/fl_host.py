@@ -67,8 +67,15 @@ class HostedRun:
 class FlHost:
     """Host runs over the swarm (see the module docstring)."""
 
-    def __init__(self, messenger: Messenger, config: FederationConfig, rng: random.Random,
-                 clock: Callable[[], float], payloads: Payloads, runs: RunBook) -> None:
+    def __init__(
+        self,
+        messenger: Messenger,
+        config: FederationConfig,
+        rng: random.Random,
+        clock: Callable[[], float],
+        payloads: Payloads,
+        runs: RunBook,
+    ) -> None:
         self.messenger = messenger
         self.config = config
         self.rng = rng
@@ -83,8 +90,14 @@ class FlHost:
     def me(self) -> PeerId:
         return self.messenger.local_peer
 
-    async def announce(self, spec: RoundSpec, *, initial: ArrayRecord | None = None,
-                       evaluate: Evaluate | None = None, on_round: OnRound | None = None) -> HostedRun:
+    async def announce(
+        self,
+        spec: RoundSpec,
+        *,
+        initial: ArrayRecord | None = None,
+        evaluate: Evaluate | None = None,
+        on_round: OnRound | None = None,
+    ) -> HostedRun:
         """Check ``spec``, open the run for joins and gossip its announcement."""
         if spec.task not in TASKS:
             raise ValueError(f"unknown task {spec.task!r} (known: {', '.join(TASKS)})")
@@ -100,19 +113,42 @@ class FlHost:
         strategy = make_strategy(spec.strategy, spec.min_clients, spec.strategy_options)
         self._counter += 1
         round_id = f"{str(self.me)[-8:]}-{self._counter}-{self.rng.getrandbits(32):08x}"
-        grid = SwarmGrid(flower_wire.flower_id(round_id), flower_node_id(self.me),
-                         lambda peer, data: self.payloads.send(peer, Task, round_id, data))
+        grid = SwarmGrid(
+            flower_wire.flower_id(round_id),
+            flower_node_id(self.me),
+            lambda peer, data: self.payloads.send(peer, Task, round_id, data),
+        )
         join_window = spec.join_window or self.config.join_window
         record = RunRecord(round_id, "host", spec.task, spec.strategy, spec.rounds, str(self.me), "announced")
-        hosted = HostedRun(record, spec, grid, strategy, join_window, self.clock() + join_window,
-                           spec.reply_timeout or self.config.reply_timeout, initial, evaluate, on_round)
+        hosted = HostedRun(
+            record,
+            spec,
+            grid,
+            strategy,
+            join_window,
+            self.clock() + join_window,
+            spec.reply_timeout or self.config.reply_timeout,
+            initial,
+            evaluate,
+            on_round,
+        )
         self._hosted[round_id] = hosted
         self.runs.add(record)
         bound(self._hosted, MAX_RUNS)
         required = requirements(spec.task, dict(self.config.tasks[spec.task])) | dict(spec.requirements)
-        await self.messenger.publish(RoundAnnounce(
-            round_id, spec.task, spec.task, spec.strategy, spec.rounds, spec.min_clients, hosted.reply_timeout,
-            hosted.join_until, required))
+        await self.messenger.publish(
+            RoundAnnounce(
+                round_id,
+                spec.task,
+                spec.task,
+                spec.strategy,
+                spec.rounds,
+                spec.min_clients,
+                hosted.reply_timeout,
+                hosted.join_until,
+                required,
+            )
+        )
         return hosted
 
     async def drive(self, hosted: HostedRun) -> None:
@@ -136,8 +172,13 @@ class FlHost:
             return
         record.state = "running"  # closes joining
         self.runs.save(record)
-        arrays = hosted.initial if hosted.initial is not None else TASKS[spec.task].initial_model(
-            dict(self.config.tasks[spec.task]), str(round_config(spec.strategy)["method"]))
+        arrays = (
+            hosted.initial
+            if hosted.initial is not None
+            else TASKS[spec.task].initial_model(
+                dict(self.config.tasks[spec.task]), str(round_config(spec.strategy)["method"])
+            )
+        )
         for number in range(1, spec.rounds + 1):
             started = self.clock()
             arrays, metrics = await self._one_round(hosted, number, arrays)
@@ -157,13 +198,20 @@ class FlHost:
         strategy, grid, spec = hosted.strategy, hosted.grid, hosted.spec
         config = round_config(spec.strategy, spec.train_config)
         minimum = getattr(strategy, "min_train_nodes", 1)
-        train_replies = await self._exchange(hosted, strategy.configure_train(number, arrays, ConfigRecord(dict(config)), grid))
+        train_replies = await self._exchange(
+            hosted, strategy.configure_train(number, arrays, ConfigRecord(dict(config)), grid)
+        )
         weight_key = getattr(strategy, "weighted_by_key", NUM_EXAMPLES)
         rejected: dict[str, str] = {}
         valid = []
         for reply in (m for m in train_replies if not m.has_error()):
-            reason = check_train_reply(reply, arrays, arrays_key=getattr(strategy, "arrayrecord_key", ARRAYS),
-                                       weight_key=weight_key, max_weight=self.config.max_examples)
+            reason = check_train_reply(
+                reply,
+                arrays,
+                arrays_key=getattr(strategy, "arrayrecord_key", ARRAYS),
+                weight_key=weight_key,
+                max_weight=self.config.max_examples,
+            )
             if reason is None:
                 valid.append(reply)
             else:
@@ -171,16 +219,25 @@ class FlHost:
         self.messenger.counters.add("fl", "replies_rejected", len(rejected))
         failures = len(train_replies) - len(valid) - len(rejected)
         if len(valid) < minimum:
-            return arrays, RoundMetrics(number, f"failed: {len(valid)} valid replies, {minimum} needed", len(valid),
-                                        failures, {}, {}, {}, rejected=rejected)
+            return arrays, RoundMetrics(
+                number,
+                f"failed: {len(valid)} valid replies, {minimum} needed",
+                len(valid),
+                failures,
+                {},
+                {},
+                {},
+                rejected=rejected,
+            )
         capped = self._cap_weights(grid, valid, weight_key)
         clients_train = self._by_peer(grid, valid)
         new_arrays, train_metrics = strategy.aggregate_train(number, valid)
         if new_arrays is not None:
             arrays = new_arrays
         evaluate_replies = []
-        for reply in await self._exchange(hosted, strategy.configure_evaluate(number, arrays, ConfigRecord(dict(config)),
-                                                                              grid)):
+        for reply in await self._exchange(
+            hosted, strategy.configure_evaluate(number, arrays, ConfigRecord(dict(config)), grid)
+        ):
             reason = None if reply.has_error() else check_metrics(reply, max_weight=self.config.max_examples)
             if reason is None:
                 evaluate_replies.append(reply)
@@ -189,9 +246,18 @@ class FlHost:
                 self.messenger.counters.add("fl", "replies_rejected")
         evaluate_metrics = strategy.aggregate_evaluate(number, evaluate_replies)
         clients = self._by_peer(grid, [r for r in evaluate_replies if not r.has_error()])
-        return arrays, RoundMetrics(number, "ok", len(valid), failures, floats(train_metrics),
-                                    floats(evaluate_metrics), clients, clients_train=clients_train,
-                                    rejected=rejected, capped=capped)
+        return arrays, RoundMetrics(
+            number,
+            "ok",
+            len(valid),
+            failures,
+            floats(train_metrics),
+            floats(evaluate_metrics),
+            clients,
+            clients_train=clients_train,
+            rejected=rejected,
+            capped=capped,
+        )
 
     @staticmethod
     async def _exchange(hosted: HostedRun, instructions: Iterable[Message]) -> list[Message]:
@@ -220,7 +286,7 @@ class FlHost:
         weights = [_scalar(m.content.metric_records[METRICS][key]) for m in replies]
         capped = {}
         for i, reply in enumerate(replies):
-            others = weights[:i] + weights[i + 1:]
+            others = weights[:i] + weights[i + 1 :]
             if not others:
                 break
             cap = self.config.weight_cap * float(np.median(others))

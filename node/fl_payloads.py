@@ -27,7 +27,11 @@ class Payloads:
         """Send ``data`` inline or as a blob offered to ``peer``; raise if it is refused."""
         if len(data) > self.max_bytes:
             raise ValueError(f"message of {len(data)} bytes is over the {self.max_bytes}-byte limit")
-        body = kind(round_id, inline=data) if len(data) <= INLINE_BYTES else kind(round_id, blob=self.shelf.offer(data, peer))
+        body = (
+            kind(round_id, inline=data)
+            if len(data) <= INLINE_BYTES
+            else kind(round_id, blob=self.shelf.offer(data, peer))
+        )
         with deadline(self.timeout):
             ack = await self.messenger.request(peer, body, Ack)
         if not ack.accepted:

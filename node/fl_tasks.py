@@ -97,11 +97,17 @@ STRATEGIES: dict[str, StrategyKind] = {
     "weightsharing": _plain(WeightSharing),  # OFA subnets of different sizes into one supernet
     # FedAvg weighted by each reply's "weight" metric, no client-side evaluation: SemSpaceFL's
     # gateway (D x association x energy) and cloud (gateway totals) steps, and the baselines
-    "weighted": StrategyKind(lambda minimum, _: FedAvg(min_train_nodes=minimum, min_available_nodes=minimum,
-                                                       fraction_evaluate=0.0, weighted_by_key=WEIGHT)),
+    "weighted": StrategyKind(
+        lambda minimum, _: FedAvg(
+            min_train_nodes=minimum, min_available_nodes=minimum, fraction_evaluate=0.0, weighted_by_key=WEIGHT
+        )
+    ),
     # central DP (Flower's server-side fixed clipping around FedAvg); noise is relative to the norm
-    "dp-fedavg": StrategyKind(lambda minimum, _: DifferentialPrivacyServerSideFixedClipping(
-        FedAvg(**_every_joined(minimum)), noise_multiplier=0.1, clipping_norm=10.0, num_sampled_clients=minimum)),
+    "dp-fedavg": StrategyKind(
+        lambda minimum, _: DifferentialPrivacyServerSideFixedClipping(
+            FedAvg(**_every_joined(minimum)), noise_multiplier=0.1, clipping_norm=10.0, num_sampled_clients=minimum
+        )
+    ),
 }
 
 

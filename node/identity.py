@@ -122,7 +122,6 @@ def load(path: Path) -> Identity:
         recorded = data.split(b"\n", 1)[0][len(_PEER_ID_LINE) :].decode(errors="replace").strip()
         if recorded != identity.peer_id:
             raise IdentityError(
-                f"key file '{path}' is corrupt: its key names {identity.peer_id}, "
-                f"but the file records {recorded}"
+                f"key file '{path}' is corrupt: its key names {identity.peer_id}, but the file records {recorded}"
             )
     return identity

@@ -116,7 +116,8 @@ class Node:
         self.presence = Presence(self.messenger, config.presence, rng, clock, self.services)
         self.ranking = (
             Ranking(self.messenger, store, config.ranking, rng, identity, self._pull_candidates, self._met)
-            if config.ranking.enabled else None
+            if config.ranking.enabled
+            else None
         )
         # payloads too big to inline (models, adapters), served in chunks by hash
         self.shelf = BlobShelf(clock)
@@ -127,8 +128,9 @@ class Node:
         if config.federation.enabled:  # torch and Flower load only when asked for
             from .federation import Federation
 
-            self.federation = Federation(self.messenger, config.federation, rng, clock, self.compute, self.shelf,
-                                         federation_hooks, store)
+            self.federation = Federation(
+                self.messenger, config.federation, rng, clock, self.compute, self.shelf, federation_hooks, store
+            )
         self.adapters = None
         if config.adapters.enabled:  # torch and peft load only when asked for
             from .adapters import Adapters
@@ -200,8 +202,12 @@ class Node:
 
     def services(self) -> list[str]:
         """The services this node runs (announced to peers)."""
-        optional = {"presence": self.config.presence.enabled, "ranking": self.config.ranking.enabled,
-                    "federation": self.config.federation.enabled, "adapters": self.config.adapters.enabled}
+        optional = {
+            "presence": self.config.presence.enabled,
+            "ranking": self.config.ranking.enabled,
+            "federation": self.config.federation.enabled,
+            "adapters": self.config.adapters.enabled,
+        }
         return ["membership", "ping", *(name for name, on in optional.items() if on)]
 
     def status(self, *, gossip: bool = False) -> NodeStatus:

@@ -120,8 +120,11 @@ class Ranking:
         self._met = met or peers
         self._clock = clock or trio.current_time
         self.me = messenger.local_peer
-        self._admission = RowAdmission(ClickLogLimits(
-            config.rows_per_peer_minute, config.rows_per_issuer_minute, config.max_rows, config.max_issuers))
+        self._admission = RowAdmission(
+            ClickLogLimits(
+                config.rows_per_peer_minute, config.rows_per_issuer_minute, config.max_rows, config.max_issuers
+            )
+        )
         self._held: defaultdict[PeerId, _SeenNumbers] = defaultdict(_SeenNumbers)
         self._last: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self._next_number = 0
@@ -159,7 +162,9 @@ class Ranking:
         if not terms:
             raise ValueError("a query needs at least one word")
         p = self._config.p_explore if explore else 0.0
-        ranked = rank(self.grank, self.index.matches(terms), terms, rng=self._rng, p_explore=p, limit=self._config.results)
+        ranked = rank(
+            self.grank, self.index.matches(terms), terms, rng=self._rng, p_explore=p, limit=self._config.results
+        )
         self._last = (terms, tuple(ranked))
         return [Result(k, *self._meta.get(k, ("", ()))) for k in ranked]
 
@@ -188,8 +193,14 @@ class Ranking:
             raise ValueError(f"{item!r} is neither among the last results nor in the catalog")
         title, tags = self._meta.get(item, ("", ()))
         row = ClickRow(
-            node=self.me, number=self._next_number, terms=terms, seen_before=self.grank.clicked_for(terms),
-            shown=shown, item=item, title=title[:256], tags=tuple(tags)[:16],
+            node=self.me,
+            number=self._next_number,
+            terms=terms,
+            seen_before=self.grank.clicked_for(terms),
+            shown=shown,
+            item=item,
+            title=title[:256],
+            tags=tuple(tags)[:16],
         )
         signed = sign_row(self._signer, row)
         self._store.add_click_row(row.node, row.number, signed.row, signed.sig)
@@ -375,4 +386,3 @@ class Ranking:
         if self._meta.get(item) != (title, tags):
             self._meta[item] = (title, tags)
             self.index.add(item, title, tags)
-

@@ -284,7 +284,9 @@ class Store:
         """Append ``(node, number, row, sig)`` rows in one transaction; ones already here are skipped."""
         if rows:
             with self.transaction():
-                self._conn.executemany("INSERT OR IGNORE INTO click_log (node, number, row, sig) VALUES (?, ?, ?, ?)", rows)
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO click_log (node, number, row, sig) VALUES (?, ?, ?, ?)", rows
+                )
 
     def click_rows_after(self, seq: int, limit: int, max_bytes: int) -> list[tuple[int, bytes, bytes]]:
         """Rows with a sequence number above ``seq``, oldest first, within both bounds."""
@@ -342,16 +344,32 @@ class Store:
             "INSERT INTO adapters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET "
             "origin = CASE WHEN adapters.origin = 'announced' THEN excluded.origin ELSE adapters.origin END, "
             "data = COALESCE(adapters.data, excluded.data), note = excluded.note",
-            (row.digest, row.origin, row.signer, row.task, row.rank, row.size, row.metric, row.samples, data,
-             row.note, row.added_at),
+            (
+                row.digest,
+                row.origin,
+                row.signer,
+                row.task,
+                row.rank,
+                row.size,
+                row.metric,
+                row.samples,
+                data,
+                row.note,
+                row.added_at,
+            ),
         )
 
     def adapters(self, origin: str | None = None) -> list[AdapterRow]:
-        query = "SELECT digest, origin, signer, task, rank, size, metric, samples, note, added_at, data IS NOT NULL " \
-                "FROM adapters" + (" WHERE origin = ?" if origin else "") + " ORDER BY added_at, digest"
-        return [AdapterRow(digest, origin_, signer, task, rank, size, metric, samples, note, added_at, bool(stored))
-                for digest, origin_, signer, task, rank, size, metric, samples, note, added_at, stored
-                in self._conn.execute(query, (origin,) if origin else ())]
+        query = (
+            "SELECT digest, origin, signer, task, rank, size, metric, samples, note, added_at, data IS NOT NULL "
+            "FROM adapters" + (" WHERE origin = ?" if origin else "") + " ORDER BY added_at, digest"
+        )
+        return [
+            AdapterRow(digest, origin_, signer, task, rank, size, metric, samples, note, added_at, bool(stored))
+            for digest, origin_, signer, task, rank, size, metric, samples, note, added_at, stored in self._conn.execute(
+                query, (origin,) if origin else ()
+            )
+        ]
 
     def adapter_data(self, digest: str) -> bytes | None:
         row = self._conn.execute("SELECT data FROM adapters WHERE digest = ?", (digest,)).fetchone()

@@ -60,8 +60,16 @@ def _torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def select(profile: DeviceProfile, data_dir: Path, *, measured_here: bool = False, checkpoint: Path | None = None,
-           budget: int = 40, seed: int = 0, progress: Progress | None = None) -> dict[str, Any]:
+def select(
+    profile: DeviceProfile,
+    data_dir: Path,
+    *,
+    measured_here: bool = False,
+    checkpoint: Path | None = None,
+    budget: int = 40,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Choose, verify and write the subnet for ``profile``; returns what ``subnet select --json`` prints.
 
     ``budget`` is the number of subnets the search measures (cached ones count too, so a
@@ -122,12 +130,19 @@ def select(profile: DeviceProfile, data_dir: Path, *, measured_here: bool = Fals
             if fresh * scale <= profile.latency_budget_ms or index == ranked[-1]:
                 break
             passed_over += 1
-        latency_model = nas.Predictor(supernet.EDGE).fit(np.array(archive.genomes),
-                                                         np.array([lat for _, lat in scaled]))
+        latency_model = nas.Predictor(supernet.EDGE).fit(
+            np.array(archive.genomes), np.array([lat for _, lat in scaled])
+        )
         accuracy = supernet.evaluate(model, "test")
     verified_ms = fresh * scale
-    config = {"genome": [int(v) for v in genome], **supernet.EDGE.decode(genome), "width": supernet.EDGE.width,
-              "image": supernet.IMAGE, "device": profile.name, "threads": profile.threads}
+    config = {
+        "genome": [int(v) for v in genome],
+        **supernet.EDGE.decode(genome),
+        "width": supernet.EDGE.width,
+        "image": supernet.IMAGE,
+        "device": profile.name,
+        "threads": profile.threads,
+    }
     result = {
         "onnx_path": str(onnx_path),
         "config": config,
@@ -140,11 +155,18 @@ def select(profile: DeviceProfile, data_dir: Path, *, measured_here: bool = Fals
         "measurements": len(archive),
         "from_cache": served,
         "passed_over": passed_over,
-        "pareto": [{"genome": [int(v) for v in archive.genomes[i]], "accuracy": round(archive.results[i][0], 4),
-                    "latency_ms": round(scaled[i][1], 4)}
-                   for i in sorted(nas.pareto(archive.points()), key=lambda i: archive.results[i][1])],
-        "measured": [{"genome": [int(v) for v in g], "accuracy": a, "latency_ms": lat}
-                     for g, (a, lat) in zip(archive.genomes, scaled, strict=True)],
+        "pareto": [
+            {
+                "genome": [int(v) for v in archive.genomes[i]],
+                "accuracy": round(archive.results[i][0], 4),
+                "latency_ms": round(scaled[i][1], 4),
+            }
+            for i in sorted(nas.pareto(archive.points()), key=lambda i: archive.results[i][1])
+        ],
+        "measured": [
+            {"genome": [int(v) for v in g], "accuracy": a, "latency_ms": lat}
+            for g, (a, lat) in zip(archive.genomes, scaled, strict=True)
+        ],
     }
     (out / "config.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

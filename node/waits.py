@@ -68,9 +68,16 @@ def counter_value(path: str, counters: Mapping[str, Mapping[str, int]], transpor
     return values.get(label, 0) if label else sum(values.values())
 
 
-def unmet(request: Wait, *, peers: set[str], view: set[str], heard_from: int,
-          counters: Mapping[str, Mapping[str, int]], transport: Mapping[str, int],
-          gossip: Mapping[str, int]) -> list[str]:
+def unmet(
+    request: Wait,
+    *,
+    peers: set[str],
+    view: set[str],
+    heard_from: int,
+    counters: Mapping[str, Mapping[str, int]],
+    transport: Mapping[str, int],
+    gossip: Mapping[str, int],
+) -> list[str]:
     """What ``request`` waits for that does not hold yet, one phrase per condition."""
     missing = []
     if request.peer is not None and request.peer not in peers:
@@ -88,6 +95,9 @@ def unmet(request: Wait, *, peers: set[str], view: set[str], heard_from: int,
         if value < least:
             missing.append(f"{path} = {value} (want {least})")
     if request.gossip_peers:
-        missing += [f"gossip on {topic} reaches {n} peers (want {request.gossip_peers})"
-                    for topic, n in gossip.items() if n < request.gossip_peers]
+        missing += [
+            f"gossip on {topic} reaches {n} peers (want {request.gossip_peers})"
+            for topic, n in gossip.items()
+            if n < request.gossip_peers
+        ]
     return missing

@@ -251,9 +251,7 @@ class Codec:
         if expect is not None and body_type is not expect:
             raise Rejected(RejectReason.MALFORMED, f"expected {expect.KIND!r}, got {env.kind!r}")
         if len(env.body) > body_type.MAX_BYTES:
-            raise Rejected(
-                RejectReason.OVERSIZE, f"{env.kind} body of {len(env.body)} bytes > {body_type.MAX_BYTES}"
-            )
+            raise Rejected(RejectReason.OVERSIZE, f"{env.kind} body of {len(env.body)} bytes > {body_type.MAX_BYTES}")
         now = self._now()
         if not (math.isfinite(env.ts) and now - self._freshness.max_age <= env.ts <= now + self._freshness.max_skew):
             raise Rejected(RejectReason.STALE, f"ts {env.ts!r} outside the window around {now:.3f}")

@@ -59,8 +59,14 @@ class Guards:
         Disconnect a peer soon.
     """
 
-    def __init__(self, stats: dict[str, int], policy: PeerPolicy, connections: SlotLimiter,
-                 penalize: Callable[[PeerId, str], None], hang_up: Callable[[PeerId], None]) -> None:
+    def __init__(
+        self,
+        stats: dict[str, int],
+        policy: PeerPolicy,
+        connections: SlotLimiter,
+        penalize: Callable[[PeerId, str], None],
+        hang_up: Callable[[PeerId], None],
+    ) -> None:
         self._stats = stats
         self._policy = policy
         self._connections = connections

@@ -103,8 +103,9 @@ async def _read_frame(stream: INetStream, limit: int) -> bytes:
 class Libp2pNetwork:
     """A node's libp2p host behind the ``Network`` interface. Create with ``Libp2pNetwork.open``."""
 
-    def __init__(self, host: IHost, pubsub: Pubsub, gossipsub: GossipSub, limits: TransportLimits,
-                 policy: PeerPolicy) -> None:
+    def __init__(
+        self, host: IHost, pubsub: Pubsub, gossipsub: GossipSub, limits: TransportLimits, policy: PeerPolicy
+    ) -> None:
         self._host = host
         self._pubsub = pubsub
         self._gossipsub = gossipsub
@@ -431,8 +432,9 @@ class Libp2pNetwork:
                 self._request_bytes.release(peer, reserved)
             self._inbound.release(peer)
 
-    async def request(self, peer: PeerId, protocol: str, data: bytes, *, max_response_bytes: int = MAX_FRAME_BYTES
-                      ) -> bytes:
+    async def request(
+        self, peer: PeerId, protocol: str, data: bytes, *, max_response_bytes: int = MAX_FRAME_BYTES
+    ) -> bytes:
         if len(data) > MAX_FRAME_BYTES:
             raise LocalProtocolError(f"request of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
         if peer == self._peer:

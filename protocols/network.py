@@ -130,8 +130,9 @@ class Network(Protocol):
         """
         ...
 
-    async def request(self, peer: PeerId, protocol: str, data: bytes, *, max_response_bytes: int = MAX_FRAME_BYTES
-                      ) -> bytes:
+    async def request(
+        self, peer: PeerId, protocol: str, data: bytes, *, max_response_bytes: int = MAX_FRAME_BYTES
+    ) -> bytes:
         """Send one request and wait for its response (at most ``max_response_bytes``).
 
         Waits as long as the caller's cancel scope lets it (``with deadline(s): ...``); a

@@ -64,8 +64,9 @@ def read_click_log(path: Path) -> list[LoggedClick]:
             header = reader.fieldnames or []
             missing = [c for c in REQUIRED if c not in header]
             if missing:
-                raise ClickLogError(f"{path}:1: the header lacks {', '.join(missing)} "
-                                    f"(needs {', '.join(REQUIRED)}, optional shown)")
+                raise ClickLogError(
+                    f"{path}:1: the header lacks {', '.join(missing)} (needs {', '.join(REQUIRED)}, optional shown)"
+                )
             rows = []
             for row in reader:
                 if len(rows) == MAX_ROWS:

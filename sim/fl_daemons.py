@@ -35,28 +35,63 @@ partition-id = {partition}
 """
 
 
-def daemon_config(work: Path, name: str, *, partition: int, clients: int, auto_join: bool = True,
-                  join_window: float = 300.0, graph_source: str = "builtin") -> list[str]:
+def daemon_config(
+    work: Path,
+    name: str,
+    *,
+    partition: int,
+    clients: int,
+    auto_join: bool = True,
+    join_window: float = 300.0,
+    graph_source: str = "builtin",
+) -> list[str]:
     """``--config`` arguments for a daemon offering client partition ``partition``."""
     path = work / f"{name}.toml"
-    path.write_text(FAST.format(auto_join=str(auto_join).lower(), join_window=join_window, graph_source=graph_source,
-                                clients=clients, partition=partition))
+    path.write_text(
+        FAST.format(
+            auto_join=str(auto_join).lower(),
+            join_window=join_window,
+            graph_source=graph_source,
+            clients=clients,
+            partition=partition,
+        )
+    )
     return ["--config", str(path)]
 
 
-def run_swarm_round(work: Path, *, clients: int = 2, rounds: int = 1, strategy: str = "fedavg",
-                    graph_source: str = "builtin", timeout: float = 300.0) -> dict[str, Any]:
+def run_swarm_round(
+    work: Path,
+    *,
+    clients: int = 2,
+    rounds: int = 1,
+    strategy: str = "fedavg",
+    graph_source: str = "builtin",
+    timeout: float = 300.0,
+) -> dict[str, Any]:
     """Host a run on a daemon with ``clients`` auto-joining daemons; returns the host's run record."""
     work.mkdir(parents=True, exist_ok=True)
     with DaemonGroup(work / "swarm") as group:
-        host = group.spawn("host", args=daemon_config(work, "host", partition=0, clients=clients, auto_join=False,
-                                                      graph_source=graph_source))
+        host = group.spawn(
+            "host",
+            args=daemon_config(work, "host", partition=0, clients=clients, auto_join=False, graph_source=graph_source),
+        )
         seed = host.status()["addresses"][0]
         for i in range(clients):
-            group.spawn(f"client{i}", bootstrap=[seed],
-                        args=daemon_config(work, f"client{i}", partition=i, clients=clients, graph_source=graph_source))
+            group.spawn(
+                f"client{i}",
+                bootstrap=[seed],
+                args=daemon_config(work, f"client{i}", partition=i, clients=clients, graph_source=graph_source),
+            )
         # every client connected, and in the host's gossip mesh: the announcement reaches them all
         host.wait(peers=clients, gossip_peers=min(clients, GOSSIP_DEGREE))
-        round_id = host.request({"cmd": "fl_host", "task": "subgraph", "strategy": strategy, "rounds": rounds,
-                                 "min_clients": clients, "max_clients": clients})["round_id"]
+        round_id = host.request(
+            {
+                "cmd": "fl_host",
+                "task": "subgraph",
+                "strategy": strategy,
+                "rounds": rounds,
+                "min_clients": clients,
+                "max_clients": clients,
+            }
+        )["round_id"]
         return host.request({"cmd": "fl_wait", "round_id": round_id, "timeout": timeout}, timeout=timeout + 30)

@@ -164,8 +164,12 @@ class FlExperiment(Workload):
         else:
             task |= {"graph-source": spec.graph_source, "partition-mode": spec.partition_mode, "seed": spec.seed}
         federation = msgspec.structs.replace(
-            base.federation, enabled=True, auto_join=index != HOST, tasks={spec.task: task},
-            reply_timeout=spec.reply_timeout, join_window=spec.join_window,
+            base.federation,
+            enabled=True,
+            auto_join=index != HOST,
+            tasks={spec.task: task},
+            reply_timeout=spec.reply_timeout,
+            join_window=spec.join_window,
         )
         return msgspec.structs.replace(base, federation=federation)
 
@@ -175,8 +179,9 @@ class FlExperiment(Workload):
         from edgeswarm.node.fl_tasks import TASKS
 
         seed = derive_seed(self.seed, "fl-attacker", str(host.identity.peer_id))
-        app = attacker_app(TASKS[self.spec.task].client_app, self.spec.malicious_kind, self.spec.malicious_scale,
-                           seed=seed)
+        app = attacker_app(
+            TASKS[self.spec.task].client_app, self.spec.malicious_kind, self.spec.malicious_scale, seed=seed
+        )
         return FederationHooks(client_apps={self.spec.task: app})
 
     async def run(self, nursery: trio.Nursery) -> None:
@@ -195,13 +200,22 @@ class FlExperiment(Workload):
                 if spec.dropout and metrics.round == spec.dropout_round - 1:
                     nursery.start_soon(self._drop, _dropped)
 
-            record = await host.node.federation.host(RoundSpec(
-                task=spec.task, strategy=strategy, rounds=spec.rounds,
-                min_clients=spec.min_clients or spec.clients, reply_timeout=spec.reply_timeout,
-                join_window=spec.join_window, train_config=dict(spec.train_config),
-                # FED-PUB's tau: 3 for disjoint, 5 for overlapping partitions (the paper's values)
-                strategy_options={"tau": 5.0 if spec.partition_mode == "overlapping" else 3.0}
-                if strategy == "fedpub" else {}), on_round=on_round)
+            record = await host.node.federation.host(
+                RoundSpec(
+                    task=spec.task,
+                    strategy=strategy,
+                    rounds=spec.rounds,
+                    min_clients=spec.min_clients or spec.clients,
+                    reply_timeout=spec.reply_timeout,
+                    join_window=spec.join_window,
+                    train_config=dict(spec.train_config),
+                    # FED-PUB's tau: 3 for disjoint, 5 for overlapping partitions (the paper's values)
+                    strategy_options={"tau": 5.0 if spec.partition_mode == "overlapping" else 3.0}
+                    if strategy == "fedpub"
+                    else {},
+                ),
+                on_round=on_round,
+            )
             self.runs[strategy] = record
         self.done.set()
 
@@ -222,8 +236,15 @@ class FlExperiment(Workload):
                 clients = [c for peer, c in metrics.clients.items() if peer not in attackers]
                 val.append(float(np.mean([c["val-acc"] for c in clients])) if clients else None)
                 test.append(float(np.mean([c["test-acc"] for c in clients])) if clients else None)
-                status.append({"round": metrics.round, "status": metrics.status, "replies": metrics.replies,
-                               "failures": metrics.failures, "rejected": len(metrics.rejected)})
+                status.append(
+                    {
+                        "round": metrics.round,
+                        "status": metrics.status,
+                        "replies": metrics.replies,
+                        "failures": metrics.failures,
+                        "rejected": len(metrics.rejected),
+                    }
+                )
             scored = [i for i, v in enumerate(val) if v is not None]
             best = max(scored, key=lambda i: (val[i], -i)) if scored else None
             final["accuracy"][strategy] = round(test[best], 6) if best is not None else None
@@ -238,10 +259,14 @@ class FlExperiment(Workload):
                     for peer, c in record.history[-1].clients.items():
                         by_device.setdefault(kind.get(peer, "?"), []).append(c["test-acc"])
                 final.setdefault("accuracy_by_device", {})[strategy] = {
-                    d: round(float(np.mean(v)), 6) for d, v in sorted(by_device.items())}
+                    d: round(float(np.mean(v)), 6) for d, v in sorted(by_device.items())
+                }
         if self.spec.task == "ofa":
-            final["subnets"] = {h.device.name: h.node.federation.config.tasks["ofa"]["genome"]
-                                for h in self.clients if h.node is not None}
+            final["subnets"] = {
+                h.device.name: h.node.federation.config.tasks["ofa"]["genome"]
+                for h in self.clients
+                if h.node is not None
+            }
         return {"final": final, "series": series}
 
     @staticmethod
@@ -262,5 +287,10 @@ class FlExperiment(Workload):
 
     @staticmethod
     def summary(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-        return [(f"accuracy {strategy} (round {metrics['best_round'][strategy]})",
-                 f"{value:.4f}" if value is not None else "-") for strategy, value in metrics.get("accuracy", {}).items()]
+        return [
+            (
+                f"accuracy {strategy} (round {metrics['best_round'][strategy]})",
+                f"{value:.4f}" if value is not None else "-",
+            )
+            for strategy, value in metrics.get("accuracy", {}).items()
+        ]

@@ -41,23 +41,28 @@ def _tool(name: str) -> str:
     return path
 
 
-def run_flower_round(work: Path, *, clients: int = 2, rounds: int = 1, graph_source: str = "builtin",
-                     timeout: float = 300.0) -> dict[str, Any]:
+def run_flower_round(
+    work: Path, *, clients: int = 2, rounds: int = 1, graph_source: str = "builtin", timeout: float = 300.0
+) -> dict[str, Any]:
     """Run ``rounds`` FedAvg rounds under superlink + ``clients`` supernodes; returns the metrics.
 
     The result has ``seconds`` (the ServerApp's ``Strategy.start`` wall time), ``train`` and
     ``evaluate`` metrics per round as the ServerApp recorded them.
     """
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_HOME": str(work / "home"),
-           # the superlink starts `flower-superexec` by name: find it beside this Python, venv activated or not
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    env = {
+        **os.environ,
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "FLWR_HOME": str(work / "home"),
+        # the superlink starts `flower-superexec` by name: find it beside this Python, venv activated or not
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
     port = _free_port()  # Flower 1.42 serves its Fleet, Control and runtime APIs on one HTTP port
     app = work / "app"
     shutil.copytree(APP_DIR, app, dirs_exist_ok=True)  # `flwr run` rewrites the app's pyproject
     (work / "home").mkdir(exist_ok=True)
-    (work / "home" / "config.toml").write_text(
-        f'[superlink.local]\naddress = "127.0.0.1:{port}"\ninsecure = true\n')
+    (work / "home" / "config.toml").write_text(f'[superlink.local]\naddress = "127.0.0.1:{port}"\ninsecure = true\n')
     result_file = work / "result.json"
     processes: list[subprocess.Popen] = []
 
@@ -68,22 +73,55 @@ def run_flower_round(work: Path, *, clients: int = 2, rounds: int = 1, graph_sou
         return process
 
     try:
-        start([_tool("flower-superlink"), "--insecure", "--database", str(work / "state.db"),
-               "--disable-runtime-dependency-installation", "--host", "127.0.0.1", "--port", str(port)],
-              "superlink.log")
+        start(
+            [
+                _tool("flower-superlink"),
+                "--insecure",
+                "--database",
+                str(work / "state.db"),
+                "--disable-runtime-dependency-installation",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            "superlink.log",
+        )
         for i in range(clients):
-            start([_tool("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{port}",
-                   "--port", str(_free_port()),
-                   "--node-config", f'partition-id={i} num-partitions={clients} graph-source="{graph_source}"'],
-                  f"supernode-{i}.log")
-        config = (f'num-server-rounds={rounds} min-nodes={clients} num-partitions={clients} '
-                  f'graph-source="{graph_source}" result-file="{result_file}"')
+            start(
+                [
+                    _tool("flower-supernode"),
+                    "--insecure",
+                    "--superlink",
+                    f"127.0.0.1:{port}",
+                    "--port",
+                    str(_free_port()),
+                    "--node-config",
+                    f'partition-id={i} num-partitions={clients} graph-source="{graph_source}"',
+                ],
+                f"supernode-{i}.log",
+            )
+        config = (
+            f"num-server-rounds={rounds} min-nodes={clients} num-partitions={clients} "
+            f'graph-source="{graph_source}" result-file="{result_file}"'
+        )
         deadline = time.monotonic() + timeout
         while True:  # the superlink takes a moment to accept runs
-            run = subprocess.run([_tool("flwr"), "run", str(app), "local", "--run-config", config, "--stream"], check=False,
-                                 env=env, cwd=work, capture_output=True, text=True, timeout=timeout)
+            run = subprocess.run(
+                [_tool("flwr"), "run", str(app), "local", "--run-config", config, "--stream"],
+                check=False,
+                env=env,
+                cwd=work,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
             (work / "flwr-run.log").write_text(run.stdout + run.stderr)
-            if run.returncode == 0 or time.monotonic() > deadline or "unavailable" not in (run.stdout + run.stderr).lower():
+            if (
+                run.returncode == 0
+                or time.monotonic() > deadline
+                or "unavailable" not in (run.stdout + run.stderr).lower()
+            ):
                 break
             time.sleep(1.0)
         while not result_file.exists():

@@ -238,8 +238,10 @@ class GRankExperiment(Workload):
         relevance = self.catalog.relevance(tag)
         for position, item in enumerate(results):
             # examined (cascade), then clicked by relevance: the second draw only for an examined item
-            if (self.rng.random() < self.spec.cascade_decay**position
-                    and self.rng.random() < 0.9 * relevance.get(item, 0) / 3):
+            if (
+                self.rng.random() < self.spec.cascade_decay**position
+                and self.rng.random() < 0.9 * relevance.get(item, 0) / 3
+            ):
                 return item
         return None
 
@@ -262,7 +264,9 @@ class GRankExperiment(Workload):
                 for tag in self.catalog.tags:
                     ranked = host.node.ranking.ranking_by(method, tag)
                     query_id = f"{h}:{tag}"
-                    run += [ir_measures.ScoredDoc(query_id, item, float(len(ranked) - r)) for r, item in enumerate(ranked)]
+                    run += [
+                        ir_measures.ScoredDoc(query_id, item, float(len(ranked) - r)) for r, item in enumerate(ranked)
+                    ]
                     top = self._most_clicked(tag)
                     hits.append(top is None or top in ranked)
                     distances.append(self._distance(tag, ranked))
@@ -274,8 +278,12 @@ class GRankExperiment(Workload):
             self.series["top_item_rate"][method].append(round(sum(hits) / len(hits), 6))
             self.series["positional_distance"][method].append(round(sum(distances) / len(distances), 6))
             if "attack_success" in self.series:
-                self.series["attack_success"][method].append(round(sum(hijacked) / len(hijacked), 6) if hijacked else 0.0)
-        log_distances = [self._log_distance(tag, h.node.ranking.click_counts(tag)) for h in hosts for tag in self.catalog.tags]
+                self.series["attack_success"][method].append(
+                    round(sum(hijacked) / len(hijacked), 6) if hijacked else 0.0
+                )
+        log_distances = [
+            self._log_distance(tag, h.node.ranking.click_counts(tag)) for h in hosts for tag in self.catalog.tags
+        ]
         coverage = [h.store.click_row_count() / max(1, self.rows_issued) for h in hosts]
         self.log_series["log_distance"].append(round(sum(log_distances) / len(log_distances), 6))
         self.log_series["log_coverage"].append(round(sum(coverage) / len(coverage), 6))
@@ -311,7 +319,8 @@ class GRankExperiment(Workload):
         """Final values per metric and method, and the series, for ``report.json``."""
         final = {
             metric: {m: (values[m][-1] if values[m] else None) for m in METHODS}
-            for metric, values in self.series.items() if metric != "queries"
+            for metric, values in self.series.items()
+            if metric != "queries"
         }
         rows = [h.store.click_row_count() for h in self.hosts]
         gossip = [h.counters().get("bytes_in", {}) for h in self.hosts]
@@ -325,8 +334,12 @@ class GRankExperiment(Workload):
         final["nodes_below_10pct"] = self.behind[-1] if self.behind else None
         final["clicks"] = self.clicks
         final["queries"] = self.issued
-        series = {"queries": self.series["queries"], "t": self.times, "log_coverage_min": self.coverage_min,
-                  "nodes_below_10pct": self.behind}
+        series = {
+            "queries": self.series["queries"],
+            "t": self.times,
+            "log_coverage_min": self.coverage_min,
+            "nodes_below_10pct": self.behind,
+        }
         for metric, values in self.series.items():
             if metric != "queries":
                 series[metric] = {m: values[m] for m in METHODS}
@@ -339,14 +352,17 @@ class GRankExperiment(Workload):
         import matplotlib.pyplot as plt
 
         series = report["grank_series"]
-        panels = [("positional_distance", "positional distance (0 = global click ranking)"),
-                  ("top_item_rate", "results holding the most clicked item"),
-                  ("rr10", "RR@10 of the most popular item"), ("ndcg10", "nDCG@10")]
+        panels = [
+            ("positional_distance", "positional distance (0 = global click ranking)"),
+            ("top_item_rate", "results holding the most clicked item"),
+            ("rr10", "RR@10 of the most popular item"),
+            ("ndcg10", "nDCG@10"),
+        ]
         attacked = "attack_success" in series
         if attacked:
             panels.insert(2, ("attack_success", "honest results topped by the attackers' item"))
         fig, axes = plt.subplots(2, 3, figsize=(15, 7), sharex=True)
-        for ax in axes.flat[len(panels) + 1:]:
+        for ax in axes.flat[len(panels) + 1 :]:
             ax.set_visible(False)
         for ax, (metric, title) in zip(axes.flat, panels):
             for method, values in series[metric].items():
@@ -357,10 +373,16 @@ class GRankExperiment(Workload):
         log.plot(series["queries"], series["log_distance"], color="black", label="the paper's distance (left)")
         log.set_title("node's log vs all clicks: paper's distance, share held", fontsize=10)
         held = log.twinx()
-        held.plot(series["queries"], series["log_coverage"], color="tab:green", linestyle="--",
-                  label="rows held (right)")
-        held.plot(series["queries"], gaps(series["log_coverage_min"]), color="tab:olive", linestyle=":",
-                  label="rows held, least node (right)")
+        held.plot(
+            series["queries"], series["log_coverage"], color="tab:green", linestyle="--", label="rows held (right)"
+        )
+        held.plot(
+            series["queries"],
+            gaps(series["log_coverage_min"]),
+            color="tab:olive",
+            linestyle=":",
+            label="rows held, least node (right)",
+        )
         held.set_ylim(0, 1.05)
         log.legend(handles=log.get_lines() + held.get_lines(), fontsize=8)
         for ax in axes[-1]:
@@ -371,9 +393,13 @@ class GRankExperiment(Workload):
     @staticmethod
     def summary(metrics: dict[str, Any]) -> list[tuple[str, str]]:
         rows = [(f"RR@10 {method}", _fixed(value)) for method, value in metrics.get("rr10", {}).items()]
-        rows += [(f"positional distance {method}", _fixed(value))
-                 for method, value in metrics.get("positional_distance", {}).items()]
-        rows += [(name.replace("_", " "), _fixed(metrics[name])) for name in LOG_SERIES if metrics.get(name) is not None]
+        rows += [
+            (f"positional distance {method}", _fixed(value))
+            for method, value in metrics.get("positional_distance", {}).items()
+        ]
+        rows += [
+            (name.replace("_", " "), _fixed(metrics[name])) for name in LOG_SERIES if metrics.get(name) is not None
+        ]
         if metrics.get("log_coverage_min") is not None:
             rows.append(("log coverage, least node", _fixed(metrics["log_coverage_min"])))
             rows.append(("nodes holding < 10% of rows", str(metrics["nodes_below_10pct"])))

@@ -108,4 +108,3 @@ class SimHost:
                     self.tallies.end_session(self.node.status())
                 self.node = None
                 self._scope = None
-

@@ -86,8 +86,9 @@ class _Run:
         for daemon in daemons:
             daemon.wait_ready()
         members = [_Member(daemon) for daemon in daemons]
-        events = sorted((at, index, action) for index, timeline in churn_schedule(spec).items()
-                        for at, action in timeline)
+        events = sorted(
+            (at, index, action) for index, timeline in churn_schedule(spec).items() for at, action in timeline
+        )
         start = time.monotonic()
         next_sample = spec.sample_interval
         while True:

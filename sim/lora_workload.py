@@ -48,8 +48,9 @@ class LoraExperiment(Workload):
     @classmethod
     def node_config(cls, spec: LoraSpec, base: NodeConfig, index: int, nodes: int, device: DeviceProfile) -> NodeConfig:
         """Adapters on; node ``index`` holds its share of the digits of its cluster."""
-        adapters = msgspec.structs.replace(base.adapters, enabled=True, node_index=index, nodes=nodes,
-                                           clusters=spec.clusters, samples=spec.samples)
+        adapters = msgspec.structs.replace(
+            base.adapters, enabled=True, node_index=index, nodes=nodes, clusters=spec.clusters, samples=spec.samples
+        )
         return msgspec.structs.replace(base, adapters=adapters)
 
     async def run(self, nursery: trio.Nursery) -> None:
@@ -99,14 +100,18 @@ class LoraExperiment(Workload):
 
     def report(self) -> dict[str, Any]:
         counters = [h.counters() for h in self.hosts]
-        wire = [sum(v for kind, v in c.get(direction, {}).items() if kind.startswith(("lora.", "blob.")))
-                for c in counters for direction in ("bytes_in", "bytes_out")]
+        wire = [
+            sum(v for kind, v in c.get(direction, {}).items() if kind.startswith(("lora.", "blob.")))
+            for c in counters
+            for direction in ("bytes_in", "bytes_out")
+        ]
         final = {
             "personal_accuracy": {k: round(float(np.mean(list(v.values()))), 6) for k, v in self.results.items() if v},
             "bytes_per_node": int(sum(wire) / max(len(self.hosts), 1)),
             "peers_merged_by_policy": round(float(np.mean(self.chosen)), 3) if self.chosen else 0.0,
             "policy_same_cluster_share": round(float(np.mean(self.same_cluster_share)), 6)
-            if self.same_cluster_share else None,
+            if self.same_cluster_share
+            else None,
             "failed_pulls": self.failed_pulls,
         }
         series = {k: [round(v[i], 6) for i in sorted(v)] for k, v in self.results.items()}  # per node, by index
@@ -114,5 +119,7 @@ class LoraExperiment(Workload):
 
     @staticmethod
     def summary(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-        rows = [(f"personal accuracy {how}", f"{value:.4f}") for how, value in metrics.get("personal_accuracy", {}).items()]
+        rows = [
+            (f"personal accuracy {how}", f"{value:.4f}") for how, value in metrics.get("personal_accuracy", {}).items()
+        ]
         return rows + [("peers merged by policy", str(metrics.get("peers_merged_by_policy")))]

@@ -18,8 +18,15 @@ from .overlay import overlay_stats
 if TYPE_CHECKING:
     from .scenario import Scenario
 
-SERIES = ("online", "coverage", "live_entry_fraction", "strongly_connected", "largest_component",
-          "gossip_coverage", "shuffle_success")
+SERIES = (
+    "online",
+    "coverage",
+    "live_entry_fraction",
+    "strongly_connected",
+    "largest_component",
+    "gossip_coverage",
+    "shuffle_success",
+)
 
 
 class Tallies:
@@ -140,7 +147,8 @@ def build_report(
         "events": {
             "churn": (
                 {"fraction": spec.churn.fraction, "start": spec.churn.start, "end": spec.churn.end}
-                if spec.churn.fraction > 0 else None
+                if spec.churn.fraction > 0
+                else None
             ),
             "partitions": [{"start": p.start, "end": p.end, "groups": p.groups} for p in spec.partitions],
         },

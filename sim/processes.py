@@ -52,7 +52,10 @@ class Daemon:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLWR_TELEMETRY_ENABLED": "0", "NOTIFY_SOCKET": "@" + name}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "edgeswarm.node", "node", "run", "--data-dir", str(self.data_dir), *self.args],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
             start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop them
         )
         log.close()
@@ -68,7 +71,9 @@ class Daemon:
                 readable, _, _ = select.select([self._notify, exited], [], [], timeout)
                 if exited in readable:
                     self.process.wait()
-                    raise DaemonError(f"daemon for {self.data_dir} exited with {self.process.returncode}:\n{self.log()}")
+                    raise DaemonError(
+                        f"daemon for {self.data_dir} exited with {self.process.returncode}:\n{self.log()}"
+                    )
                 if not readable:
                     raise DaemonError(f"daemon for {self.data_dir} not ready in {timeout:g}s:\n{self.log()}")
                 if b"READY=1" in self._notify.recv(4096).split(b"\n"):
@@ -145,7 +150,9 @@ class DaemonGroup:
         for daemon in self.daemons:
             daemon.stop()
 
-    def spawn(self, name: str, *, bootstrap: Sequence[str] = (), ready: bool = True, args: Sequence[str] = ()) -> Daemon:
+    def spawn(
+        self, name: str, *, bootstrap: Sequence[str] = (), ready: bool = True, args: Sequence[str] = ()
+    ) -> Daemon:
         """Start daemon ``name``; ``args`` replace the group's extra arguments for this one."""
         args = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", *(args or self.extra_args)]
         for addr in bootstrap:

@@ -169,7 +169,9 @@ class ReplayExperiment(Workload):
             qrels.append(ir_measures.Qrel(query_id, click.item, 1))
             for method in METHODS:
                 ranked = ranking.ranking_by(method, click.query, candidates)
-                runs[method] += [ir_measures.ScoredDoc(query_id, k, float(len(ranked) - r)) for r, k in enumerate(ranked)]
+                runs[method] += [
+                    ir_measures.ScoredDoc(query_id, k, float(len(ranked) - r)) for r, k in enumerate(ranked)
+                ]
         final: dict[str, Any] = {name: {} for name in measures}
         for method in METHODS:
             # a query with no results still counts (ir_measures scores it 0)
@@ -192,7 +194,8 @@ class ReplayExperiment(Workload):
             final[name] = self.samples[name][-1] if self.samples[name] else None
         gossip = [h.counters().get("bytes_in", {}) for h in self.hosts]
         final["gossip_bytes_per_node"] = round(
-            sum(v for b in gossip for kind, v in b.items() if kind.startswith("ranking.")) / len(gossip))
+            sum(v for b in gossip for kind, v in b.items() if kind.startswith("ranking.")) / len(gossip)
+        )
         return {"final": final, "series": self.samples}
 
     @staticmethod
@@ -223,13 +226,18 @@ class ReplayExperiment(Workload):
         rows = []
         for name, label in (("rr10", "RR@10"), ("ndcg10", "nDCG@10"), ("success10", "Success@10")):
             values = metrics.get(name, {})
-            rows.append((f"{label}: grank / popularity / random / local",
-                         " / ".join(_fixed(values.get(m)) for m in METHODS)))
+            rows.append(
+                (f"{label}: grank / popularity / random / local", " / ".join(_fixed(values.get(m)) for m in METHODS))
+            )
         rows.append(("held-out clicks scored", f"{metrics.get('held_out_scored')} of {metrics.get('held_out')}"))
         rows.append(("item among the candidates", _fixed(metrics.get("reachable"))))
         if metrics.get("log_coverage_min") is not None:
-            rows.append(("rows held, mean / least node",
-                         f"{_fixed(metrics['log_coverage'])} / {_fixed(metrics['log_coverage_min'])}"))
+            rows.append(
+                (
+                    "rows held, mean / least node",
+                    f"{_fixed(metrics['log_coverage'])} / {_fixed(metrics['log_coverage_min'])}",
+                )
+            )
             rows.append(("nodes holding < 10% of rows", str(metrics["nodes_below_10pct"])))
         return rows
 

@@ -40,8 +40,7 @@ def _plot_membership(report: dict[str, Any], path: Path) -> Path:
     top.plot(ts["t"], ts["coverage"], label="coverage (live nodes in some view)")
     top.plot(ts["t"], ts["live_entry_fraction"], label="live share of view entries")
     top.plot(ts["t"], ts["largest_component"], label="largest connected part", linestyle="--")
-    top.plot(ts["t"], gaps(ts["shuffle_success"]),
-             label="shuffles answered (per interval)", linestyle=":")
+    top.plot(ts["t"], gaps(ts["shuffle_success"]), label="shuffles answered (per interval)", linestyle=":")
     for window, colour, label in _windows(report):
         for ax in (top, bottom):
             ax.axvspan(*window, color=colour, alpha=0.12, label=label if ax is top else None)

@@ -106,8 +106,11 @@ class ScenarioBase(Section):
 
 
 Scenario = msgspec.defstruct(
-    "Scenario", [(name, kind.Spec | None, None) for name, kind in WORKLOADS.items()], bases=(ScenarioBase,),
-    module=__name__)
+    "Scenario",
+    [(name, kind.Spec | None, None) for name, kind in WORKLOADS.items()],
+    bases=(ScenarioBase,),
+    module=__name__,
+)
 Scenario.__doc__ = ScenarioBase.__doc__
 
 
@@ -136,7 +139,9 @@ def load_scenario(path: Path, *, seed: int | None = None, nodes: int | None = No
             )
     tables = [name for name in WORKLOADS if getattr(scenario, name) is not None]
     if len(tables) > 1:
-        raise ConfigError(f"{path}: run one workload per scenario ({' or '.join(WORKLOADS)}), not {' and '.join(tables)}")
+        raise ConfigError(
+            f"{path}: run one workload per scenario ({' or '.join(WORKLOADS)}), not {' and '.join(tables)}"
+        )
     if scenario.workload is not None:
         kind, workload = scenario.workload
         workload = kind.resolve_paths(workload, path.parent)
@@ -145,9 +150,10 @@ def load_scenario(path: Path, *, seed: int | None = None, nodes: int | None = No
         if problem:
             raise ConfigError(f"{path}: {problem}")
         if scenario.transport == "libp2p":  # the libp2p runner drives no workload
-            raise ConfigError(f"{path}: the {kind.name} workload runs on the virtual network only; "
-                              "transport = 'libp2p' runs the swarm itself (membership, gossip, churn)")
+            raise ConfigError(
+                f"{path}: the {kind.name} workload runs on the virtual network only; "
+                "transport = 'libp2p' runs the swarm itself (membership, gossip, churn)"
+            )
     devices_dir = (path.parent / scenario.devices_dir).resolve()
     devices = {name: load_device(devices_dir / f"{name}.toml") for name in scenario.devices}
     return LoadedScenario(scenario, devices)
-

@@ -40,8 +40,13 @@ class GatewaySpec(Section):
 
 
 def _default_gateways() -> list[GatewaySpec]:
-    return [GatewaySpec("tokyo", 35.7, 139.7), GatewaySpec("delft", 52.0, 4.4), GatewaySpec("nairobi", -1.3, 36.8),
-            GatewaySpec("santiago", -33.4, -70.7), GatewaySpec("hawaii", 19.8, -155.5)]
+    return [
+        GatewaySpec("tokyo", 35.7, 139.7),
+        GatewaySpec("delft", 52.0, 4.4),
+        GatewaySpec("nairobi", -1.3, 36.8),
+        GatewaySpec("santiago", -33.4, -70.7),
+        GatewaySpec("hawaii", 19.8, -155.5),
+    ]
 
 
 class SemSpaceSpec(Section):
@@ -72,7 +77,8 @@ class SemSpaceSpec(Section):
     channel: Literal["awgn", "rayleigh"] = "awgn"
     battery_j: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     schemes: list[Literal["semspace", "hier_fedavg", "flat_fedavg"]] = msgspec.field(
-        default_factory=lambda: ["semspace", "hier_fedavg", "flat_fedavg"])
+        default_factory=lambda: ["semspace", "hier_fedavg", "flat_fedavg"]
+    )
     join_window: Annotated[float, msgspec.Meta(gt=0)] = 3.0
     reply_timeout: Annotated[float, msgspec.Meta(gt=0)] = 120.0
 
@@ -118,8 +124,9 @@ class SemSpaceExperiment(Workload):
         return None
 
     @classmethod
-    def node_config(cls, spec: SemSpaceSpec, base: NodeConfig, index: int, nodes: int,
-                    device: DeviceProfile) -> NodeConfig:
+    def node_config(
+        cls, spec: SemSpaceSpec, base: NodeConfig, index: int, nodes: int, device: DeviceProfile
+    ) -> NodeConfig:
         """The cloud hosts, gateways join the cloud's runs and host regional ones, satellites join."""
         satellites = spec.planes * spec.per_plane
         shared = {"num-partitions": satellites}
@@ -129,8 +136,14 @@ class SemSpaceExperiment(Workload):
             tasks, auto = {"jscc-gateway": shared, "jscc": shared}, True
         else:
             tasks, auto = {"jscc": shared | {"partition-id": index - 1 - len(spec.gateways)}}, True
-        federation = msgspec.structs.replace(base.federation, enabled=True, auto_join=auto, tasks=tasks,
-                                             join_window=spec.join_window, reply_timeout=spec.reply_timeout)
+        federation = msgspec.structs.replace(
+            base.federation,
+            enabled=True,
+            auto_join=auto,
+            tasks=tasks,
+            join_window=spec.join_window,
+            reply_timeout=spec.reply_timeout,
+        )
         return msgspec.structs.replace(base, federation=federation)
 
     # ---- satellites ------------------------------------------------------------------
@@ -138,8 +151,9 @@ class SemSpaceExperiment(Workload):
         from edgeswarm.learning.orbits import association
 
         if epoch not in self._shares:
-            self._shares[epoch] = association(self.walker, self.stations, epoch, self.spec.round_s,
-                                              min_elevation_deg=self.spec.min_elevation_deg)
+            self._shares[epoch] = association(
+                self.walker, self.stations, epoch, self.spec.round_s, min_elevation_deg=self.spec.min_elevation_deg
+            )
         return self._shares[epoch]
 
     def _satellite_hooks(self, number: int):
@@ -200,12 +214,24 @@ class SemSpaceExperiment(Workload):
             config = message.content["config"]
             scheme = str(config["scheme"])
             epoch = (int(config["server-round"]) - 1) * spec.round_s
-            record = await federation.host(RoundSpec(
-                task="jscc", strategy="weighted", rounds=1, min_clients=1, join_window=spec.join_window,
-                reply_timeout=spec.reply_timeout, requirements={"scheme": scheme, "gateway": name, "epoch": repr(epoch)},
-                train_config={"local-steps": spec.local_steps, "snr-db": spec.snr_db, "channel": spec.channel,
-                              "weighting": "semspace" if scheme == "semspace" else "data"},
-            ), initial=message.content["arrays"])
+            record = await federation.host(
+                RoundSpec(
+                    task="jscc",
+                    strategy="weighted",
+                    rounds=1,
+                    min_clients=1,
+                    join_window=spec.join_window,
+                    reply_timeout=spec.reply_timeout,
+                    requirements={"scheme": scheme, "gateway": name, "epoch": repr(epoch)},
+                    train_config={
+                        "local-steps": spec.local_steps,
+                        "snr-db": spec.snr_db,
+                        "channel": spec.channel,
+                        "weighting": "semspace" if scheme == "semspace" else "data",
+                    },
+                ),
+                initial=message.content["arrays"],
+            )
             served = record.history[-1].clients_train if record.history else {}
             self.participation.setdefault(scheme, {}).setdefault(name, []).append(len(served))
             arrays = federation.models.pop(record.round_id, None)
@@ -214,12 +240,16 @@ class SemSpaceExperiment(Workload):
             weight = sum(c["weight"] for c in served.values())
             samples = sum(c["num-examples"] for c in served.values())
             metrics = MetricRecord({"num-examples": int(samples), "weight": float(weight), "satellites": len(served)})
-            return Message(content=RecordDict({"arrays": ArrayRecord(arrays.to_torch_state_dict()), "metrics": metrics}),
-                           reply_to=message)
+            return Message(
+                content=RecordDict({"arrays": ArrayRecord(arrays.to_torch_state_dict()), "metrics": metrics}),
+                reply_to=message,
+            )
 
         # a gateway is a client of the cloud's runs only, never a satellite of a regional run
-        return FederationHooks(async_apps={"jscc-gateway": regional},
-                               join_policy=lambda announce: {} if announce.task == "jscc-gateway" else None)
+        return FederationHooks(
+            async_apps={"jscc-gateway": regional},
+            join_policy=lambda announce: {} if announce.task == "jscc-gateway" else None,
+        )
 
     # ---- the cloud -------------------------------------------------------------------
     async def run(self, nursery: trio.Nursery) -> None:
@@ -240,16 +270,31 @@ class SemSpaceExperiment(Workload):
             await trio.sleep(2.0)
             sent_before = sum(sum(h.counters().get("bytes_out", {}).values()) for h in self.hosts)
             flat = scheme == "flat_fedavg"
-            record = await cloud.host(RoundSpec(
-                task="jscc" if flat else "jscc-gateway", strategy="weighted", rounds=spec.rounds, min_clients=1,
-                join_window=spec.join_window, reply_timeout=4 * spec.reply_timeout if not flat else spec.reply_timeout,
-                requirements={"scheme": scheme},
-                train_config={"scheme": scheme, "local-steps": spec.local_steps, "snr-db": spec.snr_db,
-                              "channel": spec.channel, "weighting": "data"}), evaluate=evaluate)
+            record = await cloud.host(
+                RoundSpec(
+                    task="jscc" if flat else "jscc-gateway",
+                    strategy="weighted",
+                    rounds=spec.rounds,
+                    min_clients=1,
+                    join_window=spec.join_window,
+                    reply_timeout=4 * spec.reply_timeout if not flat else spec.reply_timeout,
+                    requirements={"scheme": scheme},
+                    train_config={
+                        "scheme": scheme,
+                        "local-steps": spec.local_steps,
+                        "snr-db": spec.snr_db,
+                        "channel": spec.channel,
+                        "weighting": "data",
+                    },
+                ),
+                evaluate=evaluate,
+            )
             sent = sum(sum(h.counters().get("bytes_out", {}).values()) for h in self.hosts) - sent_before
             self.bytes_per_round[scheme] = sent / max(len(record.history), 1)
             if flat:
-                self.energy[scheme] = {r.round - 1: sum(self._flat_cost(p) for p in r.clients_train) for r in record.history}
+                self.energy[scheme] = {
+                    r.round - 1: sum(self._flat_cost(p) for p in r.clients_train) for r in record.history
+                }
             final_model = cloud.models.get(record.round_id)
             if final_model is not None:  # the final model across channel qualities
                 model = JSCC()
@@ -259,7 +304,9 @@ class SemSpaceExperiment(Workload):
                 "psnr": [r.central.get("psnr") for r in record.history],
                 "ssim": [r.central.get("ssim") for r in record.history],
                 # satellites whose update reached the cloud (through gateways, or directly)
-                "satellites": [int(sum(c.get("satellites", 1) for c in r.clients_train.values())) for r in record.history],
+                "satellites": [
+                    int(sum(c.get("satellites", 1) for c in r.clients_train.values())) for r in record.history
+                ],
             }
         self.done.set()
 
@@ -269,20 +316,33 @@ class SemSpaceExperiment(Workload):
 
     def report(self) -> dict[str, Any]:
         final = {
-            "psnr_final": {s: round(v["psnr"][-1], 4) if v["psnr"] and v["psnr"][-1] is not None else None
-                           for s, v in self.series.items()},
-            "ssim_final": {s: round(v["ssim"][-1], 4) if v["ssim"] and v["ssim"][-1] is not None else None
-                           for s, v in self.series.items()},
-            "energy_j_per_round": {s: round(float(sum(v.values())) / self.spec.rounds, 2) for s, v in self.energy.items()},
+            "psnr_final": {
+                s: round(v["psnr"][-1], 4) if v["psnr"] and v["psnr"][-1] is not None else None
+                for s, v in self.series.items()
+            },
+            "ssim_final": {
+                s: round(v["ssim"][-1], 4) if v["ssim"] and v["ssim"][-1] is not None else None
+                for s, v in self.series.items()
+            },
+            "energy_j_per_round": {
+                s: round(float(sum(v.values())) / self.spec.rounds, 2) for s, v in self.energy.items()
+            },
             "bytes_per_round": {s: int(v) for s, v in self.bytes_per_round.items()},
-            "psnr_vs_snr": {s: {f"{snr:g}": round(v[0], 3) for snr, v in d.items()} for s, d in self.versus_snr.items()},
-            "ssim_vs_snr": {s: {f"{snr:g}": round(v[1], 4) for snr, v in d.items()} for s, d in self.versus_snr.items()},
+            "psnr_vs_snr": {
+                s: {f"{snr:g}": round(v[0], 3) for snr, v in d.items()} for s, d in self.versus_snr.items()
+            },
+            "ssim_vs_snr": {
+                s: {f"{snr:g}": round(v[1], 4) for snr, v in d.items()} for s, d in self.versus_snr.items()
+            },
             "satellites_per_gateway_round": {
                 s: {g: round(float(np.mean(v)), 2) for g, v in sorted(per.items())}
-                for s, per in self.participation.items()},
+                for s, per in self.participation.items()
+            },
         }
-        series = {s: {k: [round(x, 4) if x is not None else None for x in v] for k, v in d.items()}
-                  for s, d in self.series.items()}
+        series = {
+            s: {k: [round(x, 4) if x is not None else None for x in v] for k, v in d.items()}
+            for s, d in self.series.items()
+        }
         return {"final": final, "series": series}
 
     @staticmethod
@@ -304,7 +364,11 @@ class SemSpaceExperiment(Workload):
 
     @staticmethod
     def summary(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-        rows = [(f"PSNR {scheme} (dB)", f"{value:.2f}" if value is not None else "-")
-                for scheme, value in metrics.get("psnr_final", {}).items()]
-        return rows + [(f"energy per round {scheme} (J)", f"{value:.1f}")
-                       for scheme, value in metrics.get("energy_j_per_round", {}).items()]
+        rows = [
+            (f"PSNR {scheme} (dB)", f"{value:.2f}" if value is not None else "-")
+            for scheme, value in metrics.get("psnr_final", {}).items()
+        ]
+        return rows + [
+            (f"energy per round {scheme} (J)", f"{value:.1f}")
+            for scheme, value in metrics.get("energy_j_per_round", {}).items()
+        ]

@@ -27,12 +27,33 @@ import numpy as np
 
 START = 1_704_067_200  # 2024-01-01T00:00:00Z
 DAY = 86_400.0
-WORDS = ("jazz", "rock", "folk", "blues", "metal", "soul", "punk", "disco", "techno", "opera",
-         "reggae", "swing", "ambient", "gospel", "funk", "grunge", "salsa", "tango", "house", "indie")
+WORDS = (
+    "jazz",
+    "rock",
+    "folk",
+    "blues",
+    "metal",
+    "soul",
+    "punk",
+    "disco",
+    "techno",
+    "opera",
+    "reggae",
+    "swing",
+    "ambient",
+    "gospel",
+    "funk",
+    "grunge",
+    "salsa",
+    "tango",
+    "house",
+    "indie",
+)
 
 
-def generate(*, seed: int = 7, users: int = 100, items: int = 300, communities: int = 5, boost: float = 8.0,
-             days: float = 30.0) -> list[tuple[str, int, str, str]]:
+def generate(
+    *, seed: int = 7, users: int = 100, items: int = 300, communities: int = 5, boost: float = 8.0, days: float = 30.0
+) -> list[tuple[str, int, str, str]]:
     """Rows ``(user, unix seconds, query, item)`` in time order."""
     rng = np.random.default_rng(seed)
     tags = [rng.choice(len(WORDS), size=rng.integers(1, 4), replace=False) for _ in range(items)]

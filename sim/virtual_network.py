@@ -273,7 +273,8 @@ class VirtualEndpoint:
         _check_size(data, MAX_GOSSIP_BYTES)
         net = self._net
         targets = [
-            ep for p, ep in net._endpoints.items()
+            ep
+            for p, ep in net._endpoints.items()
             if p != self.peer and topic in ep._topics and net.reachable(self.peer, p)
         ]
         if targets:
@@ -286,8 +287,9 @@ class VirtualEndpoint:
                     net._at(when, net._deliver_topic, ep, TopicMessage(topic, self.peer, data))
         await trio.lowlevel.checkpoint()
 
-    async def request(self, peer: PeerId, protocol: str, data: bytes, *, max_response_bytes: int = MAX_FRAME_BYTES
-                      ) -> bytes:
+    async def request(
+        self, peer: PeerId, protocol: str, data: bytes, *, max_response_bytes: int = MAX_FRAME_BYTES
+    ) -> bytes:
         _check_size(data)
         if peer == self.peer:
             raise LocalProtocolError("a node does not send requests to itself")

@@ -9,10 +9,13 @@ from .replay_workload import ReplayExperiment
 from .semspace_workload import SemSpaceExperiment
 from .workload import Workload
 
-WORKLOADS: dict[str, type[Workload]] = {kind.name: kind for kind in (
-    GRankExperiment,
-    ReplayExperiment,
-    FlExperiment,
-    LoraExperiment,
-    SemSpaceExperiment,
-)}
+WORKLOADS: dict[str, type[Workload]] = {
+    kind.name: kind
+    for kind in (
+        GRankExperiment,
+        ReplayExperiment,
+        FlExperiment,
+        LoraExperiment,
+        SemSpaceExperiment,
+    )
+}

@@ -39,10 +39,16 @@ def config(index: int) -> NodeConfig:
 
 
 def node(n: int, endpoint, bootstrap=()) -> Node:
-    return Node(identity=identity(n), network=endpoint, store=Store.open(":memory:"), config=config(n),
-                rng=random.Random(n), clock=lambda: 1.8e9 + trio.current_time(),
-                bootstrap=[Descriptor(identity(b).peer_id) for b in bootstrap],
-                compute=ModelledCompute(1.0))  # virtual time stands still while torch trains
+    return Node(
+        identity=identity(n),
+        network=endpoint,
+        store=Store.open(":memory:"),
+        config=config(n),
+        rng=random.Random(n),
+        clock=lambda: 1.8e9 + trio.current_time(),
+        bootstrap=[Descriptor(identity(b).peer_id) for b in bootstrap],
+        compute=ModelledCompute(1.0),
+    )  # virtual time stands still while torch trains
 
 
 def test_adapters_are_announced_fetched_verified_and_bad_ones_refused_with_a_reason():
@@ -50,8 +56,11 @@ def test_adapters_are_announced_fetched_verified_and_bad_ones_refused_with_a_rea
         net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
         async with trio.open_nursery() as nursery:
             await nursery.start(net.run)
-            async with net.attach(identity(1).peer_id) as e1, net.attach(identity(2).peer_id) as e2, \
-                    net.attach(identity(3).peer_id) as e3:
+            async with (
+                net.attach(identity(1).peer_id) as e1,
+                net.attach(identity(2).peer_id) as e2,
+                net.attach(identity(3).peer_id) as e3,
+            ):
                 a, b, evil = node(1, e1), node(2, e2, [1]), node(3, e3, [1])
                 for n in (a, b, evil):
                     await nursery.start(n.run)
@@ -61,8 +70,9 @@ def test_adapters_are_announced_fetched_verified_and_bad_ones_refused_with_a_rea
                 await a.adapters.publish()
                 # the evil node announces bytes it does not have, and bytes for another base
                 ref = evil.shelf.offer(b"not a delta at all", None)
-                await evil.messenger.publish(AdapterAnnounce(ref, "digits-mlp", a.adapters.base_version, 8, "digits",
-                                                             0.9, 60))
+                await evil.messenger.publish(
+                    AdapterAnnounce(ref, "digits-mlp", a.adapters.base_version, 8, "digits", 0.9, 60)
+                )
                 other = evil.shelf.offer(b"x" * 100, None)
                 await evil.messenger.publish(AdapterAnnounce(other, "digits-mlp", "f" * 64, 8, "digits", 0.9, 60))
                 await trio.sleep(10)
@@ -86,8 +96,21 @@ def test_adapters_are_announced_fetched_verified_and_bad_ones_refused_with_a_rea
                 theirs = b.adapters._decode(b.store.adapter_data(own.digest))
                 harmful = dataclasses.replace(theirs, b={k: -30 * v for k, v in theirs.b.items()})
                 data = lora.encode(harmful)
-                b.store.put_adapter(AdapterRow(lora.digest(data), "peer", str(a.peer_id), "digits", harmful.rank,
-                                               len(data), 0.9, 60, "verified", 0.0), data)
+                b.store.put_adapter(
+                    AdapterRow(
+                        lora.digest(data),
+                        "peer",
+                        str(a.peer_id),
+                        "digits",
+                        harmful.rank,
+                        len(data),
+                        0.9,
+                        60,
+                        "verified",
+                        0.0,
+                    ),
+                    data,
+                )
                 merged = await b.adapters.merge(policy="all", method="fedavg")
                 assert len(merged["peers"]) == 2 and merged["val_acc"] < mine.metric
                 assert not merged["activated"] and b.adapters.active == mine.digest  # refused: the good one stays
@@ -112,10 +135,12 @@ def test_adapters_are_announced_fetched_verified_and_bad_ones_refused_with_a_rea
 def small_lora(seed: int = 1):
     loaded = load_scenario(REPO / "configs/sim/lora.toml")
     workload = msgspec.structs.replace(loaded.scenario.lora, clusters=2)
-    node_config = msgspec.structs.replace(loaded.scenario.node,
-                                          adapters=msgspec.structs.replace(loaded.scenario.node.adapters, epochs=60))
-    scenario = msgspec.structs.replace(loaded.scenario, nodes=10, seed=seed, bootstrap=2, lora=workload,
-                                       node=node_config)
+    node_config = msgspec.structs.replace(
+        loaded.scenario.node, adapters=msgspec.structs.replace(loaded.scenario.node.adapters, epochs=60)
+    )
+    scenario = msgspec.structs.replace(
+        loaded.scenario, nodes=10, seed=seed, bootstrap=2, lora=workload, node=node_config
+    )
     return run_scenario(msgspec.structs.replace(loaded, scenario=scenario), out_dir=None)
 
 

@@ -21,8 +21,12 @@ def test_sim_run_writes_report_plot_and_summary(tmp_path, repo):
 
 
 def test_a_replay_that_ends_early_ends_its_progress_bar_full_and_prints_its_scores(tmp_path, repo):
-    text = (repo / "configs/sim/replay.toml").read_text().replace('"data/clicks-small.csv"', repr(str(
-        repo / "configs/sim/data/clicks-small.csv"))).replace("holdout = 0.2", "holdout = 0.2\nusers = 10")
+    text = (
+        (repo / "configs/sim/replay.toml")
+        .read_text()
+        .replace('"data/clicks-small.csv"', repr(str(repo / "configs/sim/data/clicks-small.csv")))
+        .replace("holdout = 0.2", "holdout = 0.2\nusers = 10")
+    )
     scenario = tmp_path / "replay.toml"
     scenario.write_text(f"devices_dir = '{repo / 'configs/devices'}'\n" + text)
     result = runner.invoke(app, ["sim", "run", str(scenario), "--out", str(tmp_path / "run"), "--nodes", "5"])
@@ -95,17 +99,56 @@ def test_catalog_files_are_validated(tmp_path):
 def test_fl_status_and_lora_list_render_what_the_daemon_returns(monkeypatch, tmp_path):
     from edgeswarm.node import cli
 
-    status = {"offers": ["subgraph"], "announced": [{"round_id": "r-2", "host": "12D3KooWx", "task": "subgraph",
-                                                     "strategy": "fedpub", "rounds": 5}],
-              "runs": [{"round_id": "r-1", "role": "host", "task": "subgraph", "strategy": "fedavg", "rounds": 1,
-                        "host": "12D3KooWme", "state": "done", "detail": "", "participants": ["a", "b"],
-                        "history": [{"round": 1, "status": "ok", "replies": 2, "failures": 0, "train": {},
-                                     "evaluate": {}, "clients": {"a": {"test-acc": 0.5}, "b": {"test-acc": 0.7}},
-                                     "seconds": 1.0, "clients_train": {}, "central": {},
-                                     "rejected": {"12D3KooWevil": "non-finite values in arrays/w"}}]}]}
-    adapters = {"active": "ab" * 32, "adapters": [{"digest": "ab" * 32, "origin": "own", "signer": "12D3KooWme",
-                                                   "task": "digits", "rank": 8, "size": 4816, "metric": 0.9,
-                                                   "samples": 60, "note": "", "added_at": 1.0, "stored": True}]}
+    status = {
+        "offers": ["subgraph"],
+        "announced": [{"round_id": "r-2", "host": "12D3KooWx", "task": "subgraph", "strategy": "fedpub", "rounds": 5}],
+        "runs": [
+            {
+                "round_id": "r-1",
+                "role": "host",
+                "task": "subgraph",
+                "strategy": "fedavg",
+                "rounds": 1,
+                "host": "12D3KooWme",
+                "state": "done",
+                "detail": "",
+                "participants": ["a", "b"],
+                "history": [
+                    {
+                        "round": 1,
+                        "status": "ok",
+                        "replies": 2,
+                        "failures": 0,
+                        "train": {},
+                        "evaluate": {},
+                        "clients": {"a": {"test-acc": 0.5}, "b": {"test-acc": 0.7}},
+                        "seconds": 1.0,
+                        "clients_train": {},
+                        "central": {},
+                        "rejected": {"12D3KooWevil": "non-finite values in arrays/w"},
+                    }
+                ],
+            }
+        ],
+    }
+    adapters = {
+        "active": "ab" * 32,
+        "adapters": [
+            {
+                "digest": "ab" * 32,
+                "origin": "own",
+                "signer": "12D3KooWme",
+                "task": "digits",
+                "rank": 8,
+                "size": 4816,
+                "metric": 0.9,
+                "samples": 60,
+                "note": "",
+                "added_at": 1.0,
+                "stored": True,
+            }
+        ],
+    }
     replies = {"fl_status": status, "lora_list": adapters}
     monkeypatch.setattr(cli, "call", lambda data_dir, request, **kw: replies[type(request).__struct_config__.tag])
     result = runner.invoke(cli.app, ["fl", "status", "--data-dir", str(tmp_path)])
@@ -121,10 +164,21 @@ def test_fl_status_watch_redraws_until_every_run_has_ended(monkeypatch, tmp_path
     from edgeswarm.node import cli
 
     def status(state, rounds_done):
-        history = [{"round": r, "status": "ok", "replies": 2, "failures": 0, "clients": {"a": {"test-acc": 0.5}}}
-                   for r in range(1, rounds_done + 1)]
-        run = {"round_id": "r-1", "role": "client", "task": "subgraph", "strategy": "fedavg", "rounds": 2,
-               "state": state, "detail": "", "participants": [], "history": history}
+        history = [
+            {"round": r, "status": "ok", "replies": 2, "failures": 0, "clients": {"a": {"test-acc": 0.5}}}
+            for r in range(1, rounds_done + 1)
+        ]
+        run = {
+            "round_id": "r-1",
+            "role": "client",
+            "task": "subgraph",
+            "strategy": "fedavg",
+            "rounds": 2,
+            "state": state,
+            "detail": "",
+            "participants": [],
+            "history": history,
+        }
         return {"offers": ["subgraph"], "announced": [], "runs": [run]}
 
     answers = iter([status("joined", 0), status("training", 1), status("done", 2)])
@@ -140,8 +194,17 @@ def test_lora_merge_says_when_a_worse_merge_was_kept_but_not_activated(monkeypat
     from edgeswarm.node import cli
 
     sent = []
-    answer = {"digest": "m" * 64, "peers": ["p" * 64], "considered": 1, "val_acc": 0.27, "test_acc": 0.26,
-              "own_test_acc": 0.77, "activated": False, "active": "a" * 64, "active_val_acc": 0.77}
+    answer = {
+        "digest": "m" * 64,
+        "peers": ["p" * 64],
+        "considered": 1,
+        "val_acc": 0.27,
+        "test_acc": 0.26,
+        "own_test_acc": 0.77,
+        "activated": False,
+        "active": "a" * 64,
+        "active_val_acc": 0.77,
+    }
     monkeypatch.setattr(cli, "call", lambda data_dir, request, timeout=None: sent.append(request) or answer)
     result = runner.invoke(app, ["lora", "merge", "--method", "fedavg", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0 and not sent[0].force
@@ -149,8 +212,13 @@ def test_lora_merge_says_when_a_worse_merge_was_kept_but_not_activated(monkeypat
     assert "lora use mmmmmmmmmmmmmmmm" in result.stdout
     runner.invoke(app, ["lora", "merge", "--force", "--data-dir", str(tmp_path)])
     assert sent[1].force
-    monkeypatch.setattr(cli, "call", lambda data_dir, request, timeout=None: sent.append(request) or
-                        {"digest": "a" * 64, "origin": "own", "metric": 0.77})
+    monkeypatch.setattr(
+        cli,
+        "call",
+        lambda data_dir, request, timeout=None: (
+            sent.append(request) or {"digest": "a" * 64, "origin": "own", "metric": 0.77}
+        ),
+    )
     used = runner.invoke(app, ["lora", "use", "aaaaaa", "--data-dir", str(tmp_path)])
     assert used.exit_code == 0 and sent[2].digest == "aaaaaa" and "active: aaaaaaaaaaaaaaaa" in used.stdout
 
@@ -175,25 +243,44 @@ def test_flower_log_lines_come_once_without_colour_codes_under_log_json(capsys):
         root.setLevel(saved[1])
     lines = [line for line in err.splitlines() if "configure_train" in line]
     assert len(lines) == 1 and "\x1b[" not in err  # once, and no raw ANSI escapes
-    assert json.loads(lines[0]) | {"ts": 0} == {"ts": 0, "level": "info", "logger": "flwr",
-                                               "msg": "configure_train: Sampled 2 nodes (out of 2)"}
+    assert json.loads(lines[0]) | {"ts": 0} == {
+        "ts": 0,
+        "level": "info",
+        "logger": "flwr",
+        "msg": "configure_train: Sampled 2 nodes (out of 2)",
+    }
 
 
-@pytest.mark.parametrize(("workload", "metrics", "rows"), [
-    ("lora", {"personal_accuracy": {"local": 0.8, "policy": 0.906}, "peers_merged_by_policy": 7.6},
-     ["personal accuracy local", "0.9060", "peers merged by policy"]),
-    ("semspace", {"psnr_final": {"semspacefl": 21.5, "flat": None}, "energy_j_per_round": {"semspacefl": 12.0}},
-     ["PSNR semspacefl (dB)", "21.50", "energy per round semspacefl (J)"]),
-])
+@pytest.mark.parametrize(
+    ("workload", "metrics", "rows"),
+    [
+        (
+            "lora",
+            {"personal_accuracy": {"local": 0.8, "policy": 0.906}, "peers_merged_by_policy": 7.6},
+            ["personal accuracy local", "0.9060", "peers merged by policy"],
+        ),
+        (
+            "semspace",
+            {"psnr_final": {"semspacefl": 21.5, "flat": None}, "energy_j_per_round": {"semspacefl": 12.0}},
+            ["PSNR semspacefl (dB)", "21.50", "energy per round semspacefl (J)"],
+        ),
+    ],
+)
 def test_every_workloads_summary_prints_its_headline_metrics(workload, metrics, rows):
     from rich.console import Console
 
     from edgeswarm.sim.cli import summary_table
 
-    report = {"scenario": workload, "seed": 1, "nodes": 3, "virtual_seconds": 10.0, "wall_seconds": 1.0,
-              "wall_virtual_per_wall_second": 10.0, f"{workload}_series": {},
-              "metrics": {"counters": {}, "membership": {}, "network": {}, "churn": {"crashes": 0, "sessions": 3},
-                          **metrics}}
+    report = {
+        "scenario": workload,
+        "seed": 1,
+        "nodes": 3,
+        "virtual_seconds": 10.0,
+        "wall_seconds": 1.0,
+        "wall_virtual_per_wall_second": 10.0,
+        f"{workload}_series": {},
+        "metrics": {"counters": {}, "membership": {}, "network": {}, "churn": {"crashes": 0, "sessions": 3}, **metrics},
+    }
     console = Console(record=True, width=200)
     console.print(summary_table(report))
     text = console.export_text()

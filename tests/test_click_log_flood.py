@@ -23,8 +23,11 @@ ITEMS = [("a", "Blue Train", ["jazz"]), ("b", "Kind of Blue", ["jazz"])]
 
 
 def config(**ranking) -> NodeConfig:
-    return NodeConfig(membership=MembershipConfig(view_size=4, shuffle_length=2), presence=PresenceConfig(enabled=False),
-                      ranking=RankingConfig(p_explore=0.0, **ranking))
+    return NodeConfig(
+        membership=MembershipConfig(view_size=4, shuffle_length=2),
+        presence=PresenceConfig(enabled=False),
+        ranking=RankingConfig(p_explore=0.0, **ranking),
+    )
 
 
 def junk_rows(count: int, seed: int) -> tuple[SignedRow, ...]:
@@ -47,8 +50,13 @@ def test_eviction_prefers_never_met_issuers_then_fewest_rows_then_oldest():
     assert admission.choose_evictions(counts, {"friend"}, "me") == ["old-sybil", "new-sybil"]
     assert admission.evicted("old-sybil") and not admission.evicted("friend")
     admission = RowAdmission(ClickLogLimits(max_rows=30, max_issuers=50))  # 27 rows at most: a friend goes too
-    assert admission.choose_evictions(counts, {"friend"}, "me") == ["old-sybil", "new-sybil", "stranger",
-                                                                     "big-stranger", "friend"]
+    assert admission.choose_evictions(counts, {"friend"}, "me") == [
+        "old-sybil",
+        "new-sybil",
+        "stranger",
+        "big-stranger",
+        "friend",
+    ]
 
 
 def test_rates_per_sender_and_per_issuer():
@@ -68,9 +76,15 @@ def _pair(attacker_config: NodeConfig, victim_config: NodeConfig, scenario):
             async with net.attach(identity(1).peer_id) as ea, net.attach(identity(2).peer_id) as eb:
                 nodes = []
                 for k, (endpoint, cfg, peer) in enumerate(((ea, attacker_config, 2), (eb, victim_config, 1))):
-                    node = Node(identity=identity(k + 1), network=endpoint, store=Store.open(":memory:"), config=cfg,
-                                rng=random.Random(k), clock=lambda: 1.8e9 + trio.current_time(),
-                                bootstrap=[Descriptor(identity(peer).peer_id)])
+                    node = Node(
+                        identity=identity(k + 1),
+                        network=endpoint,
+                        store=Store.open(":memory:"),
+                        config=cfg,
+                        rng=random.Random(k),
+                        clock=lambda: 1.8e9 + trio.current_time(),
+                        bootstrap=[Descriptor(identity(peer).peer_id)],
+                    )
                     if node.ranking is not None:
                         node.ranking.add_items(ITEMS)
                     await n.start(node.run)
@@ -118,9 +132,15 @@ def test_a_peer_serving_a_sybil_flood_in_pull_replies_is_held_to_its_rates_and_c
         assert counters["issuers_evicted"] > 0
         assert victim.ranking._held[victim.peer_id].below == 1  # our own row stayed
 
-    _pair(NodeConfig(membership=MembershipConfig(view_size=4, shuffle_length=2), presence=PresenceConfig(enabled=False),
-                     ranking=RankingConfig(enabled=False)),
-          config(rows_per_peer_minute=1000, max_rows=500, max_issuers=500), scenario)
+    _pair(
+        NodeConfig(
+            membership=MembershipConfig(view_size=4, shuffle_length=2),
+            presence=PresenceConfig(enabled=False),
+            ranking=RankingConfig(enabled=False),
+        ),
+        config(rows_per_peer_minute=1000, max_rows=500, max_issuers=500),
+        scenario,
+    )
 
 
 def test_pulls_go_only_to_peers_met_never_to_issuers_read_of():

@@ -11,8 +11,14 @@ from edgeswarm.sim.scenario import LoadedScenario, Scenario, load_scenario
 from edgeswarm.sim.synthetic_click_log import generate
 
 LAPTOP = DeviceProfile(
-    name="laptop", cores=8, memory_mb=16384, compute_speed=1.0, latency_budget_ms=20,
-    energy_budget_j=2000, uplink_mbps=40, downlink_mbps=200,
+    name="laptop",
+    cores=8,
+    memory_mb=16384,
+    compute_speed=1.0,
+    latency_budget_ms=20,
+    energy_budget_j=2000,
+    uplink_mbps=40,
+    downlink_mbps=200,
 )
 METHODS = {"grank", "popularity", "random", "local"}
 
@@ -24,28 +30,36 @@ def write(tmp_path, text, name="log.csv"):
 
 
 def test_a_log_reads_seconds_and_iso_times_and_optional_shown_items(tmp_path):
-    path = write(tmp_path, "query,user,item,timestamp,shown,extra\n"
-                           "blue jazz,ann,a1,1700000000,a1|a2 | a3,x\n"
-                           "rock,bob,b1,2023-11-14T22:13:21,,\n"
-                           "rock,bob,b2,2023-11-14T23:13:21+01:00,,\n")
+    path = write(
+        tmp_path,
+        "query,user,item,timestamp,shown,extra\n"
+        "blue jazz,ann,a1,1700000000,a1|a2 | a3,x\n"
+        "rock,bob,b1,2023-11-14T22:13:21,,\n"
+        "rock,bob,b2,2023-11-14T23:13:21+01:00,,\n",
+    )
     rows = read_click_log(path)
     assert rows[0] == LoggedClick("ann", 1_700_000_000.0, "blue jazz", "a1", ("a1", "a2", "a3"))
     assert rows[1].time == 1_700_000_001.0 and rows[1].shown == ()  # no zone: UTC
     assert rows[2].time == rows[1].time  # the same instant, written in another zone
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("user,query,item\nann,rock,a\n", r"log.csv:1: the header lacks timestamp"),
-    ("user,timestamp,query,item\nann,yesterday,rock,a\n", r"log.csv:2: timestamp 'yesterday' is neither"),
-    ("user,timestamp,query,item\nann,1,rock,a\nann,nan,rock,a\n", r"log.csv:3: timestamp 'nan' is not a finite"),
-    ("user,timestamp,query,item\nann,1,!!!,a\n", r"log.csv:2: the query '!!!' has no word"),
-    ("user,timestamp,query,item\nann,1,rock,\n", r"log.csv:2: empty item"),
-    ("user,timestamp,query,item\n" + "ann,1," + "q" * 300 + ",a\n", r"log.csv:2: query longer than 256"),
-    ("user,timestamp,query,item,shown\nann,1,rock,a," + "|".join(f"i{n}" for n in range(101)) + "\n",
-     r"log.csv:2: more than 100 shown items"),
-    ("user,timestamp,query,item\n", r"log.csv: no rows after the header"),
-    (b"user,timestamp,query,item\nann,1,rock,\xff\xfe\n", r"log.csv: not UTF-8 text"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("user,query,item\nann,rock,a\n", r"log.csv:1: the header lacks timestamp"),
+        ("user,timestamp,query,item\nann,yesterday,rock,a\n", r"log.csv:2: timestamp 'yesterday' is neither"),
+        ("user,timestamp,query,item\nann,1,rock,a\nann,nan,rock,a\n", r"log.csv:3: timestamp 'nan' is not a finite"),
+        ("user,timestamp,query,item\nann,1,!!!,a\n", r"log.csv:2: the query '!!!' has no word"),
+        ("user,timestamp,query,item\nann,1,rock,\n", r"log.csv:2: empty item"),
+        ("user,timestamp,query,item\n" + "ann,1," + "q" * 300 + ",a\n", r"log.csv:2: query longer than 256"),
+        (
+            "user,timestamp,query,item,shown\nann,1,rock,a," + "|".join(f"i{n}" for n in range(101)) + "\n",
+            r"log.csv:2: more than 100 shown items",
+        ),
+        ("user,timestamp,query,item\n", r"log.csv: no rows after the header"),
+        (b"user,timestamp,query,item\nann,1,rock,\xff\xfe\n", r"log.csv: not UTF-8 text"),
+    ],
+)
 def test_a_bad_log_names_the_line_and_the_reason(tmp_path, text, message):
     with pytest.raises(ClickLogError, match=message):
         read_click_log(write(tmp_path, text))
@@ -68,8 +82,18 @@ def test_the_shipped_log_is_the_generators_output(repo):
 def replay(log, *, nodes=12, users=24, anti_entropy=30.0, seed=3, churn=None):
     spec = ReplaySpec(log=str(log), users=users, replay_seconds=600.0, settle_seconds=200.0)
     node = NodeConfig(presence=PresenceConfig(enabled=False), ranking=RankingConfig(anti_entropy_interval=anti_entropy))
-    scenario = Scenario(name="replay-small", nodes=nodes, duration=2000.0, seed=seed, bootstrap=2, join_window=10.0,
-                        sample_interval=60.0, node=node, replay=spec, **({"churn": churn} if churn else {}))
+    scenario = Scenario(
+        name="replay-small",
+        nodes=nodes,
+        duration=2000.0,
+        seed=seed,
+        bootstrap=2,
+        join_window=10.0,
+        sample_interval=60.0,
+        node=node,
+        replay=spec,
+        **({"churn": churn} if churn else {}),
+    )
     return run_scenario(LoadedScenario(scenario, {"laptop": LAPTOP}), out_dir=None)
 
 

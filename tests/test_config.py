@@ -89,7 +89,9 @@ def test_every_workload_is_one_scenario_table(tmp_path, repo):
     assert set(WORKLOADS) == {"grank", "replay", "fl", "lora", "semspace"}
     for name, kind in WORKLOADS.items():
         assert kind.name == name and name in Scenario.__struct_fields__
-    text = f"devices_dir = '{repo / 'configs/devices'}'\n" + (repo / "configs/sim/grank.toml").read_text() + "\n[lora]\n"
+    text = (
+        f"devices_dir = '{repo / 'configs/devices'}'\n" + (repo / "configs/sim/grank.toml").read_text() + "\n[lora]\n"
+    )
     path = tmp_path / "s.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match="run one workload per scenario .* not grank and lora"):

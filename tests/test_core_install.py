@@ -69,7 +69,7 @@ nodes = 20
 duration = 300.0
 seed = 3
 bootstrap = 2
-devices_dir = "{REPO / 'configs/devices'}"
+devices_dir = "{REPO / "configs/devices"}"
 [devices]
 phone = 0.5
 laptop = 0.5

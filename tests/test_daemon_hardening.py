@@ -51,8 +51,13 @@ def test_garbage_on_pubsub_and_hostile_control_requests_leave_the_daemon_serving
 
     trio.run(garbage_on_meshsub)
     assert a.status()["transport"]["stream_handler_errors"] == 1
-    for line in (b'{"cmd":[]}', b'{"cmd":{}}', b'{"cmd":"status","x":' + b"[" * 30000 + b"]" * 30000 + b"}",
-                 b"\xff\xfe not json", b'{"cmd":"ping","peer":7}'):
+    for line in (
+        b'{"cmd":[]}',
+        b'{"cmd":{}}',
+        b'{"cmd":"status","x":' + b"[" * 30000 + b"]" * 30000 + b"}",
+        b"\xff\xfe not json",
+        b'{"cmd":"ping","peer":7}',
+    ):
         reply = raw_control(a.data_dir, line)
         assert reply["ok"] is False and reply["error"]
     self_ping = raw_control(a.data_dir, json.dumps({"cmd": "ping", "peer": a_id}).encode())
@@ -93,10 +98,12 @@ def test_a_second_daemon_on_a_busy_port_or_data_dir_refuses_and_touches_nothing(
 
 def test_bad_addresses_are_usage_errors_before_anything_starts(tmp_path):
     runner = CliRunner()
-    for args, says in ((["--listen", "127.0.0.1:4160"], "is not a multiaddr"),
-                       (["--listen", "/ip4/127.0.0.1/udp/4160"], "must be /ip4/<address>/tcp/<port>"),
-                       (["--bootstrap", "/ip4/127.0.0.1/tcp/4001"], "lacks /p2p/<peer id>"),
-                       (["--bootstrap", "nonsense"], "is not a multiaddr")):
+    for args, says in (
+        (["--listen", "127.0.0.1:4160"], "is not a multiaddr"),
+        (["--listen", "/ip4/127.0.0.1/udp/4160"], "must be /ip4/<address>/tcp/<port>"),
+        (["--bootstrap", "/ip4/127.0.0.1/tcp/4001"], "lacks /p2p/<peer id>"),
+        (["--bootstrap", "nonsense"], "is not a multiaddr"),
+    ):
         result = runner.invoke(app, ["node", "run", "--data-dir", str(tmp_path / "d"), *args])
         assert result.exit_code == 2 and says in result.stderr, result.output
         assert len(result.stderr.strip().splitlines()) == 1

@@ -111,8 +111,11 @@ def test_daemons_find_each_other_by_mdns_without_bootstrap(tmp_path):
     with DaemonGroup(tmp_path / "lan") as group:  # spawn() turns mDNS off: start these by hand
         daemons = []
         for name in ("a", "b"):
-            d = Daemon(tmp_path / "lan" / name, ["--listen", "/ip4/127.0.0.1/tcp/0", "--mdns", "--config", str(config)],
-                       tmp_path / f"{name}.log")
+            d = Daemon(
+                tmp_path / "lan" / name,
+                ["--listen", "/ip4/127.0.0.1/tcp/0", "--mdns", "--config", str(config)],
+                tmp_path / f"{name}.log",
+            )
             group.daemons.append(d)
             d.start()
             d.wait_ready()
@@ -191,8 +194,9 @@ def test_an_asyncio_program_drives_a_node_through_the_control_socket(group):
 
     async def session():
         status = await control(a.data_dir, {"cmd": "status"})
-        added = await control(a.data_dir, {"cmd": "catalog_add", "items": [
-            {"item": "kob", "title": "Kind of Blue", "tags": ["jazz"]}]})
+        added = await control(
+            a.data_dir, {"cmd": "catalog_add", "items": [{"item": "kob", "title": "Kind of Blue", "tags": ["jazz"]}]}
+        )
         found = await control(a.data_dir, {"cmd": "search", "query": "jazz"})
         with pytest.raises(RuntimeError, match="invalid request.*commands: status"):
             await control(a.data_dir, {"cmd": "no_such_command"})

@@ -23,8 +23,11 @@ def test_smoke_scenario_is_reproducible(tmp_path, repo):
     reports = []
     for n, hash_seed in enumerate(["1", "2"]):
         out = tmp_path / f"run{n}"
-        run_cli(["-q", "sim", "run", "configs/sim/smoke.toml", "--out", str(out), "--seed", "7"],
-                {"PYTHONHASHSEED": hash_seed}, repo)
+        run_cli(
+            ["-q", "sim", "run", "configs/sim/smoke.toml", "--out", str(out), "--seed", "7"],
+            {"PYTHONHASHSEED": hash_seed},
+            repo,
+        )
         reports.append(json.loads((out / "report.json").read_text()))
         assert (out / "membership.png").stat().st_size > 10_000
         assert len(list((out / "nodes").glob("*.sqlite"))) == 100

@@ -67,7 +67,9 @@ def test_each_rejection_reason():
         fields = {f: getattr(env, f) for f in Envelope.__struct_fields__} | changes
         from edgeswarm.protocols.envelope import _signed_bytes
 
-        sig = identity(1).sign(_signed_bytes(fields["kind"], fields["sender"], fields["seq"], fields["ts"], fields["body"]))
+        sig = identity(1).sign(
+            _signed_bytes(fields["kind"], fields["sender"], fields["seq"], fields["ts"], fields["body"])
+        )
         return msgspec.msgpack.encode(Envelope(**(fields | {"sig": sig})))
 
     assert reason_of(bob, b"\xc1garbage") is RejectReason.MALFORMED
@@ -78,7 +80,10 @@ def test_each_rejection_reason():
     assert reason_of(bob, resign(ts=NOW - 61)) is RejectReason.STALE
     assert reason_of(bob, resign(ts=NOW + 11)) is RejectReason.STALE
     assert reason_of(bob, resign(ts=float("nan"))) is RejectReason.STALE
-    assert reason_of(bob, msgspec.msgpack.encode(Envelope(**{**msgspec.structs.asdict(env), "seq": 9}))) is RejectReason.BAD_SIGNATURE
+    assert (
+        reason_of(bob, msgspec.msgpack.encode(Envelope(**{**msgspec.structs.asdict(env), "seq": 9})))
+        is RejectReason.BAD_SIGNATURE
+    )
     assert reason_of(bob, resign(body=msgspec.msgpack.encode({"text": 5}))) is RejectReason.MALFORMED
     assert reason_of(bob, resign(body=msgspec.msgpack.encode(Ping("x" * 101)))) is RejectReason.MALFORMED
     bob.open(good)
@@ -131,11 +136,19 @@ def test_sealing_an_oversize_body_is_our_error():
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.one_of(st.binary(max_size=2048), st.builds(msgspec.msgpack.encode, st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text() | st.binary(),
-    lambda inner: st.lists(inner, max_size=7) | st.dictionaries(st.text(max_size=5), inner, max_size=5),
-    max_leaves=20,
-))))
+@given(
+    st.one_of(
+        st.binary(max_size=2048),
+        st.builds(
+            msgspec.msgpack.encode,
+            st.recursive(
+                st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text() | st.binary(),
+                lambda inner: st.lists(inner, max_size=7) | st.dictionaries(st.text(max_size=5), inner, max_size=5),
+                max_leaves=20,
+            ),
+        ),
+    )
+)
 def test_random_bytes_only_ever_raise_rejected(data):
     try:
         codec(2).open(data)

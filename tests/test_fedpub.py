@@ -25,10 +25,15 @@ from edgeswarm.learning.graphs import builtin_graph, largest_component, partitio
 from edgeswarm.learning.weighted import weighted_sum
 
 # the shared, read-only datasets: beside the checkout, or where EDGESWARM_SHARED_DATA says
-_CANDIDATES = [Path(os.environ["EDGESWARM_SHARED_DATA"]) if "EDGESWARM_SHARED_DATA" in os.environ else None,
-               Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")]
-CORA = next((c / "Planetoid" for c in _CANDIDATES if c is not None and (c / "Planetoid" / "Cora" / "raw").is_dir()),
-            Path("/nonexistent"))
+_CANDIDATES = [
+    Path(os.environ["EDGESWARM_SHARED_DATA"]) if "EDGESWARM_SHARED_DATA" in os.environ else None,
+    Path(__file__).resolve().parents[2] / "shared" / "data",
+    Path("/work/shared/data"),
+]
+CORA = next(
+    (c / "Planetoid" for c in _CANDIDATES if c is not None and (c / "Planetoid" / "Cora" / "raw").is_dir()),
+    Path("/nonexistent"),
+)
 
 
 def test_similarity_weights_match_a_hand_computed_softmax():
@@ -146,8 +151,13 @@ def test_fedpub_strategy_sends_each_client_its_similarity_weighted_model():
     for m in messages:
         node = m.metadata.dst_node_id
         flower_wire.stamp(m, run_id=1, message_id=f"m{node}", src_node_id=99)
-        content = RecordDict({"arrays": ArrayRecord({"w": weights[node]}), "embedding": ArrayRecord([embeddings[node]]),
-                              "metrics": MetricRecord({"num-examples": 10 * node})})
+        content = RecordDict(
+            {
+                "arrays": ArrayRecord({"w": weights[node]}),
+                "embedding": ArrayRecord([embeddings[node]]),
+                "metrics": MetricRecord({"num-examples": 10 * node}),
+            }
+        )
         replies.append(Message(content=content, reply_to=m))
     global_model, _ = strategy.aggregate_train(1, replies)
     alpha = similarity_weights(np.stack([embeddings[1], embeddings[2]]), 3.0)
@@ -155,7 +165,9 @@ def test_fedpub_strategy_sends_each_client_its_similarity_weighted_model():
         expected = alpha[i, 0] * weights[1].numpy() + alpha[i, 1] * weights[2].numpy()
         assert strategy.personal[node]["w"].numpy() == pytest.approx(expected, rel=1e-6)
     assert global_model["w"].numpy() == pytest.approx((10 * weights[1] + 20 * weights[2]).numpy() / 30)
-    sent = {m.metadata.dst_node_id: m.content["arrays"]["w"].numpy()
-            for m in strategy.configure_evaluate(2, global_model, ConfigRecord(), grid)}
+    sent = {
+        m.metadata.dst_node_id: m.content["arrays"]["w"].numpy()
+        for m in strategy.configure_evaluate(2, global_model, ConfigRecord(), grid)
+    }
     assert sent[1] == pytest.approx(strategy.personal[1]["w"].numpy())
     assert sent[2] == pytest.approx(strategy.personal[2]["w"].numpy())

@@ -26,8 +26,16 @@ def test_daemons_host_and_join_a_fedavg_run_over_libp2p(tmp_path):
 
         with pytest.raises(Exception, match="unknown strategy"):
             host.request({"cmd": "fl_host", "task": "subgraph", "strategy": "nope"})
-        round_id = host.request({"cmd": "fl_host", "task": "subgraph", "strategy": "fedavg", "rounds": 2,
-                                 "min_clients": 2, "max_clients": 2})["round_id"]
+        round_id = host.request(
+            {
+                "cmd": "fl_host",
+                "task": "subgraph",
+                "strategy": "fedavg",
+                "rounds": 2,
+                "min_clients": 2,
+                "max_clients": 2,
+            }
+        )["round_id"]
         manual.wait(counters={"msgs_in.fl.round": 1})
         joined = manual.request({"cmd": "fl_join", "round_id": round_id})
         assert joined["role"] == "client" and joined["host"] == host.status()["peer_id"]
@@ -35,8 +43,10 @@ def test_daemons_host_and_join_a_fedavg_run_over_libp2p(tmp_path):
         assert run["state"] == "done", run
         assert len(run["participants"]) == 2
         assert [r["status"] for r in run["history"]] == ["ok", "ok"]
-        assert all(len(r["clients"]) == 2 and all(0 < c["test-acc"] <= 1 for c in r["clients"].values())
-                   for r in run["history"])
+        assert all(
+            len(r["clients"]) == 2 and all(0 < c["test-acc"] <= 1 for c in r["clients"].values())
+            for r in run["history"]
+        )
         # the clients follow the run to its end: their own metrics per round, then "done"
         mine = auto.request({"cmd": "fl_wait", "round_id": round_id, "timeout": 120}, timeout=150)
         assert mine["state"] == "done"

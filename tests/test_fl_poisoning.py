@@ -22,8 +22,12 @@ SENT = ArrayRecord({"w": torch.zeros(3, 2), "b": torch.zeros(2)})
 
 
 def reply(arrays: dict, examples=10, **records) -> Message:
-    content = RecordDict({"arrays": ArrayRecord({k: torch.as_tensor(v) for k, v in arrays.items()}),
-                          "metrics": MetricRecord({"num-examples": examples, "train-loss": 0.5})})
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({k: torch.as_tensor(v) for k, v in arrays.items()}),
+            "metrics": MetricRecord({"num-examples": examples, "train-loss": 0.5}),
+        }
+    )
     for name, record in records.items():
         content[name] = record
     return Message(content=content, dst_node_id=1, message_type="train")
@@ -37,19 +41,22 @@ def test_a_reply_that_matches_the_model_passes():
     assert check_train_reply(reply(honest()), SENT) is None
 
 
-@pytest.mark.parametrize(("poisoned", "reason"), [
-    (reply(honest(w=np.ones((4, 2), np.float32))), "'w' is float32[4, 2], the model's is float32[3, 2]"),
-    (reply(honest(w=np.ones((3, 2), np.float64))), "'w' is float64[3, 2]"),
-    (reply(honest(extra=np.ones(2, np.float32))), "array names differ from the model's (extra ['extra']"),
-    (reply({"w": np.ones((3, 2), np.float32)}), "missing ['b']"),
-    (reply(honest(b=np.array([1.0, np.nan], np.float32))), "non-finite values in arrays/b"),
-    (reply(honest(w=np.full((3, 2), np.inf, np.float32))), "non-finite values in arrays/w"),
-    (reply(honest(), examples=10**12), "num-examples = 1e+12 is outside (0, 1e+06]"),
-    (reply(honest(), examples=0), "num-examples = 0 is outside"),
-    (reply(honest(), examples=float("nan")), "metric 'num-examples' is not finite"),
-    (reply(honest(), embedding=ArrayRecord([np.ones(100, np.float32)])), "'embedding' is larger than the model"),
-    (reply(honest(), embedding=ArrayRecord([np.array([np.nan], np.float32)])), "non-finite values in embedding"),
-])
+@pytest.mark.parametrize(
+    ("poisoned", "reason"),
+    [
+        (reply(honest(w=np.ones((4, 2), np.float32))), "'w' is float32[4, 2], the model's is float32[3, 2]"),
+        (reply(honest(w=np.ones((3, 2), np.float64))), "'w' is float64[3, 2]"),
+        (reply(honest(extra=np.ones(2, np.float32))), "array names differ from the model's (extra ['extra']"),
+        (reply({"w": np.ones((3, 2), np.float32)}), "missing ['b']"),
+        (reply(honest(b=np.array([1.0, np.nan], np.float32))), "non-finite values in arrays/b"),
+        (reply(honest(w=np.full((3, 2), np.inf, np.float32))), "non-finite values in arrays/w"),
+        (reply(honest(), examples=10**12), "num-examples = 1e+12 is outside (0, 1e+06]"),
+        (reply(honest(), examples=0), "num-examples = 0 is outside"),
+        (reply(honest(), examples=float("nan")), "metric 'num-examples' is not finite"),
+        (reply(honest(), embedding=ArrayRecord([np.ones(100, np.float32)])), "'embedding' is larger than the model"),
+        (reply(honest(), embedding=ArrayRecord([np.array([np.nan], np.float32)])), "non-finite values in embedding"),
+    ],
+)
 def test_poisoned_replies_are_refused_with_the_reason(poisoned, reason):
     assert reason in check_train_reply(poisoned, SENT)
 
@@ -71,8 +78,9 @@ def test_one_poisoning_client_is_rejected_every_round_and_the_run_still_learns(k
 
 
 def test_nan_updates_do_not_ruin_the_robust_strategies_either(small_fl):
-    report = small_fl(strategies=["fedmedian", "fedtrimmedavg"], clients=6, min_clients=5, malicious=1,
-                      malicious_kind="nan")
+    report = small_fl(
+        strategies=["fedmedian", "fedtrimmedavg"], clients=6, min_clients=5, malicious=1, malicious_kind="nan"
+    )
     assert all(report["metrics"]["accuracy"][s] > 0.6 for s in ("fedmedian", "fedtrimmedavg"))
 
 
@@ -90,11 +98,25 @@ def test_fl_host_refuses_an_impossible_pair_with_exit_2_before_calling_the_daemo
     from edgeswarm.node.cli import app
 
     runner = CliRunner()
-    result = runner.invoke(app, ["fl", "host", "--task", "subgraph", "--strategy", "weightsharing",
-                                 "--data-dir", str(tmp_path)])
+    result = runner.invoke(
+        app, ["fl", "host", "--task", "subgraph", "--strategy", "weightsharing", "--data-dir", str(tmp_path)]
+    )
     assert result.exit_code == 2 and "cannot train task 'subgraph'" in result.stderr
-    trimmed = runner.invoke(app, ["fl", "host", "--task", "subgraph", "--strategy", "fedtrimmedavg",
-                                  "--min-clients", "3", "--data-dir", str(tmp_path)])
+    trimmed = runner.invoke(
+        app,
+        [
+            "fl",
+            "host",
+            "--task",
+            "subgraph",
+            "--strategy",
+            "fedtrimmedavg",
+            "--min-clients",
+            "3",
+            "--data-dir",
+            str(tmp_path),
+        ],
+    )
     assert trimmed.exit_code == 2 and "plain averaging" in trimmed.stderr
     unknown = runner.invoke(app, ["fl", "host", "--task", "subgraph", "--strategy", "fedbest"])
     assert unknown.exit_code == 2
@@ -120,8 +142,9 @@ def test_the_daemon_side_refuses_the_same_pairs():
         def on_request(self, *args):
             pass
 
-    federation = Federation(Offline(), FederationConfig(enabled=True, tasks={"subgraph": {}}), random.Random(0),
-                            lambda: 0.0, None, None)
+    federation = Federation(
+        Offline(), FederationConfig(enabled=True, tasks={"subgraph": {}}), random.Random(0), lambda: 0.0, None, None
+    )
     with pytest.raises(ValueError, match="cannot train task 'subgraph'"):
         trio.run(federation.host, RoundSpec(task="subgraph", strategy="weightsharing"))
 

@@ -41,8 +41,11 @@ def test_blobs_move_in_chunks_verified_and_only_to_the_named_peer():
         net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
         async with trio.open_nursery() as nursery:
             await nursery.start(net.run)
-            async with net.attach(identity(1).peer_id) as ea, net.attach(identity(2).peer_id) as eb, \
-                    net.attach(identity(3).peer_id) as ec:
+            async with (
+                net.attach(identity(1).peer_id) as ea,
+                net.attach(identity(2).peer_id) as eb,
+                net.attach(identity(3).peer_id) as ec,
+            ):
                 a, b, c = messenger(1, ea), messenger(2, eb), messenger(3, ec)
                 for m in (a, b, c):
                     m.register(ChunkRequest, Chunk)
@@ -56,6 +59,7 @@ def test_blobs_move_in_chunks_verified_and_only_to_the_named_peer():
                     data = shelf.chunk(peer, request)
                     if data is None:
                         from edgeswarm.protocols.network import RequestRefused
+
                         raise RequestRefused("no such blob")
                     return Chunk(data)
 
@@ -89,8 +93,9 @@ def test_grid_turns_missed_deadlines_and_failed_sends_into_error_replies():
         grid = SwarmGrid(5, 1, send)
         ok, down = grid.add_peer(identity(1).peer_id), grid.add_peer(identity(2).peer_id)
         strategy = FedAvg(min_available_nodes=2)
-        exchange = grid.exchange(strategy.configure_train(1, ArrayRecord({"w": __import__("torch").zeros(1)}),
-                                                          ConfigRecord(), grid))
+        exchange = grid.exchange(
+            strategy.configure_train(1, ArrayRecord({"w": __import__("torch").zeros(1)}), ConfigRecord(), grid)
+        )
         messages = exchange.messages
         start = trio.current_time()
         with trio.move_on_after(30.0):  # the caller's deadline
@@ -111,8 +116,14 @@ def test_federation_refuses_tasks_and_results_from_strangers_and_bad_payloads():
             await nursery.start(net.run)
             async with net.attach(identity(1).peer_id) as ea, net.attach(identity(2).peer_id) as eb:
                 node = messenger(1, ea)
-                fed = Federation(node, FederationConfig(enabled=True), random.Random(0),
-                                 lambda: 1.8e9 + trio.current_time(), ModelledCompute(1.0), BlobShelf(trio.current_time))
+                fed = Federation(
+                    node,
+                    FederationConfig(enabled=True),
+                    random.Random(0),
+                    lambda: 1.8e9 + trio.current_time(),
+                    ModelledCompute(1.0),
+                    BlobShelf(trio.current_time),
+                )
                 await nursery.start(fed.run)
                 stranger = messenger(2, eb)
                 stranger.register(*MESSAGES)
@@ -151,8 +162,12 @@ def test_joiners_must_share_the_hosts_dataset_and_partitioning_but_not_its_paths
 
     host = {"graph-source": "planetoid:/data/a:Cora", "num-partitions": 10, "partition-id": 0}
     required = requirements("subgraph", host)
-    assert required == {"dataset": "planetoid:Cora", "num-partitions": "10", "partition-mode": "disjoint",
-                        "seed": "1234"}
+    assert required == {
+        "dataset": "planetoid:Cora",
+        "num-partitions": "10",
+        "partition-mode": "disjoint",
+        "seed": "1234",
+    }
     assert meets(required, "subgraph", {**host, "graph-source": "planetoid:/elsewhere:Cora", "partition-id": 7})
     assert not meets(required, "subgraph", {**host, "num-partitions": 5})
     assert not meets(required, "subgraph", {**host, "graph-source": "builtin"})
@@ -177,10 +192,14 @@ def test_run_records_survive_a_restart_and_clients_see_their_rounds_end(tmp_path
 
     def config(index: int) -> NodeConfig:
         task = {"num-partitions": 2, "partition-id": max(0, index - 1)}
-        return NodeConfig(membership=MembershipConfig(view_size=4, shuffle_length=2),
-                          presence=PresenceConfig(enabled=False), ranking=RankingConfig(enabled=False),
-                          federation=FederationConfig(enabled=True, auto_join=index > 0, tasks={"subgraph": task},
-                                                      join_window=5.0, reply_timeout=60.0))
+        return NodeConfig(
+            membership=MembershipConfig(view_size=4, shuffle_length=2),
+            presence=PresenceConfig(enabled=False),
+            ranking=RankingConfig(enabled=False),
+            federation=FederationConfig(
+                enabled=True, auto_join=index > 0, tasks={"subgraph": task}, join_window=5.0, reply_timeout=60.0
+            ),
+        )
 
     stores = [Store.open(tmp_path / f"{n}.sqlite") for n in range(3)]
 
@@ -188,17 +207,30 @@ def test_run_records_survive_a_restart_and_clients_see_their_rounds_end(tmp_path
         net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
         async with trio.open_nursery() as nursery:
             await nursery.start(net.run)
-            async with net.attach(identity(0).peer_id) as e0, net.attach(identity(1).peer_id) as e1, \
-                    net.attach(identity(2).peer_id) as e2:
-                nodes = [Node(identity=identity(n), network=e, store=stores[n], config=config(n), rng=random.Random(n),
-                              clock=lambda: 1.8e9 + trio.current_time(), compute=ModelledCompute(1.0),
-                              bootstrap=[Descriptor(identity(0).peer_id)] if n else [])
-                         for n, e in enumerate((e0, e1, e2))]
+            async with (
+                net.attach(identity(0).peer_id) as e0,
+                net.attach(identity(1).peer_id) as e1,
+                net.attach(identity(2).peer_id) as e2,
+            ):
+                nodes = [
+                    Node(
+                        identity=identity(n),
+                        network=e,
+                        store=stores[n],
+                        config=config(n),
+                        rng=random.Random(n),
+                        clock=lambda: 1.8e9 + trio.current_time(),
+                        compute=ModelledCompute(1.0),
+                        bootstrap=[Descriptor(identity(0).peer_id)] if n else [],
+                    )
+                    for n, e in enumerate((e0, e1, e2))
+                ]
                 for n in nodes:
                     await nursery.start(n.run)
                 await trio.sleep(10)
-                record = await nodes[0].federation.host(RoundSpec(task="subgraph", strategy="fedavg", rounds=2,
-                                                                   min_clients=2, join_window=5.0))
+                record = await nodes[0].federation.host(
+                    RoundSpec(task="subgraph", strategy="fedavg", rounds=2, min_clients=2, join_window=5.0)
+                )
                 assert record.state == "done" and [r.round for r in record.history] == [1, 2]
                 for client in nodes[1:]:
                     (mine,) = client.federation.runs.values()
@@ -230,10 +262,10 @@ def test_a_clients_record_keeps_only_the_announced_rounds_and_a_bounded_history(
     RunBook().add(record)
 
     def answer(round_number, kind="evaluate"):
-        task = Message(RecordDict({"config": ConfigRecord({"server-round": round_number})}), dst_node_id=1,
-                       message_type=kind)
-        client._remember(record, task, Message(RecordDict({"metrics": MetricRecord({"test-acc": 0.5})}),
-                                               reply_to=task))
+        task = Message(
+            RecordDict({"config": ConfigRecord({"server-round": round_number})}), dst_node_id=1, message_type=kind
+        )
+        client._remember(record, task, Message(RecordDict({"metrics": MetricRecord({"test-acc": 0.5})}), reply_to=task))
 
     answer(0), answer(1501), answer(10**9)  # rounds the host never announced: ignored
     assert record.history == []

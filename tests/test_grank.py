@@ -58,8 +58,7 @@ def test_counts_are_every_node_s_clicks_per_query():
 
 
 def test_top_k_limits_the_terms_compared():
-    log = [Click("i", ("x",), "a"), Click("i", ("x",), "a"), Click("i", ("y",), "b"),
-           Click("j", ("y",), "c")]
+    log = [Click("i", ("x",), "a"), Click("i", ("x",), "a"), Click("i", ("y",), "b"), Click("j", ("y",), "c")]
     # K = 1: TopK(i) = {x}, TopK(j) = {y}: no common term; km = 0 -> 0 similarity
     assert grank(log, top_k_terms=1).similarity("j") == 0.0
     # K = 2: {x, y} & {y} -> kt = 1, ku = |{a,b,c}| = 3 -> 1/3, normalised to 1
@@ -102,8 +101,9 @@ def test_rank_returns_only_candidates_best_first():
     from edgeswarm.learning.grank import rank, rank_baseline
 
     index = index_of([("a", "Blue Train", ["jazz"]), ("c", "Kind of Blue", ["jazz", "modal"]), ("z", "Zed", ["jazz"])])
-    g = grank([Click("i", ("jazz",), "c"), Click("i", ("jazz",), "c"), Click("i", ("jazz",), "a"),
-               Click("i", ("jazz",), "q")])  # q: clicked for jazz but not tagged jazz here
+    g = grank(
+        [Click("i", ("jazz",), "c"), Click("i", ("jazz",), "c"), Click("i", ("jazz",), "a"), Click("i", ("jazz",), "q")]
+    )  # q: clicked for jazz but not tagged jazz here
     never = random.Random(0)
 
     def ranked(query, candidates=None):

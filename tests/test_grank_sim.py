@@ -12,8 +12,14 @@ from edgeswarm.sim.runner import run_scenario
 from edgeswarm.sim.scenario import LoadedScenario, Scenario, load_scenario
 
 LAPTOP = DeviceProfile(
-    name="laptop", cores=8, memory_mb=16384, compute_speed=1.0, latency_budget_ms=20,
-    energy_budget_j=2000, uplink_mbps=40, downlink_mbps=200,
+    name="laptop",
+    cores=8,
+    memory_mb=16384,
+    compute_speed=1.0,
+    latency_budget_ms=20,
+    energy_budget_j=2000,
+    uplink_mbps=40,
+    downlink_mbps=200,
 )
 METHODS = {"grank", "popularity", "random", "local"}
 
@@ -22,8 +28,15 @@ def simulate(click_model="top", seed=4, gossip="digest"):
     workload = GRankSpec(items=64, tags=8, queries=1500, eval_every=500, eval_nodes=4, click_model=click_model)
     node = NodeConfig(presence=PresenceConfig(enabled=False), ranking=RankingConfig(gossip=gossip))
     scenario = Scenario(
-        name="grank-small", nodes=20, duration=600.0, seed=seed, bootstrap=2, join_window=10.0,
-        sample_interval=60.0, node=node, grank=workload,
+        name="grank-small",
+        nodes=20,
+        duration=600.0,
+        seed=seed,
+        bootstrap=2,
+        join_window=10.0,
+        sample_interval=60.0,
+        node=node,
+        grank=workload,
     )
     return run_scenario(LoadedScenario(scenario, {"laptop": LAPTOP}), out_dir=None)
 
@@ -84,10 +97,28 @@ def test_shipped_grank_scenario_is_the_papers_setup(repo):
 
 
 def test_targeted_sybils_hijack_popularity_but_not_grank():
-    workload = GRankSpec(items=64, tags=8, queries=3000, eval_every=500, eval_nodes=4,
-                             attack="targeted_sybil", attackers=5, attack_join=500, attack_start=1000)
-    scenario = Scenario(name="sybil", nodes=40, duration=1200.0, seed=4, bootstrap=2, join_window=10.0,
-                        sample_interval=60.0, node=NodeConfig(presence=PresenceConfig(enabled=False)), grank=workload)
+    workload = GRankSpec(
+        items=64,
+        tags=8,
+        queries=3000,
+        eval_every=500,
+        eval_nodes=4,
+        attack="targeted_sybil",
+        attackers=5,
+        attack_join=500,
+        attack_start=1000,
+    )
+    scenario = Scenario(
+        name="sybil",
+        nodes=40,
+        duration=1200.0,
+        seed=4,
+        bootstrap=2,
+        join_window=10.0,
+        sample_interval=60.0,
+        node=NodeConfig(presence=PresenceConfig(enabled=False)),
+        grank=workload,
+    )
     report = run_scenario(LoadedScenario(scenario, {"laptop": LAPTOP}), out_dir=None)
     success = report["grank_series"]["attack_success"]
     assert max(success["popularity"]) >= 0.5  # counting every click lets 5 Sybils win the tag

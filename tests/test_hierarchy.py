@@ -28,8 +28,11 @@ def test_visibility_windows_have_plausible_length_for_leo():
     times = np.arange(0.0, 6 * 3600.0, 5.0)
     visible = elevation_deg(walker.positions(times), station.position(times))[:, 0] >= 10.0
     edges = np.flatnonzero(np.diff(visible.astype(int)))
-    windows = [(b - a) * 5.0 for a, b in zip(edges[::2], edges[1::2])] if not visible[0] else \
-        [(b - a) * 5.0 for a, b in zip(edges[1::2], edges[2::2])]
+    windows = (
+        [(b - a) * 5.0 for a, b in zip(edges[::2], edges[1::2])]
+        if not visible[0]
+        else [(b - a) * 5.0 for a, b in zip(edges[1::2], edges[2::2])]
+    )
     assert windows and all(240 < w < 900 for w in windows)  # a few minutes per pass at 550 km
 
 

@@ -86,11 +86,14 @@ def test_libp2p_scenario_reports_like_the_virtual_one(repo, tmp_path):
     assert len(list((out / "nodes").glob("*/node.sqlite"))) == 4
 
 
-@pytest.mark.parametrize(("table", "message"), [
-    ("[[partitions]]\nstart = 1.0\nend = 2.0\n", "partitions"),
-    # a workload is refused, not silently skipped (the runner drives none on real daemons)
-    ("[grank]\nqueries = 10\n", "grank workload runs on the virtual network only"),
-])
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("[[partitions]]\nstart = 1.0\nend = 2.0\n", "partitions"),
+        # a workload is refused, not silently skipped (the runner drives none on real daemons)
+        ("[grank]\nqueries = 10\n", "grank workload runs on the virtual network only"),
+    ],
+)
 def test_what_libp2p_cannot_run_is_refused_before_any_daemon_starts(repo, tmp_path, table, message):
     path = tmp_path / "s.toml"
     path.write_text((SCENARIO + "\n" + table).format(devices=repo / "configs/devices"))

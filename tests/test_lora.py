@@ -83,11 +83,14 @@ def test_saved_adapter_loads_with_peft_from_pretrained_and_computes_the_same(tmp
         assert torch.allclose(loaded(x), apply(BASE, delta)(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("mutate, reason", [
-    (lambda d: d[:20], "header"),
-    (lambda d: b"\x00" * 8 + d[8:], "header"),
-    (lambda d: (10**9).to_bytes(8, "little") + d[8:], "header"),
-])
+@pytest.mark.parametrize(
+    "mutate, reason",
+    [
+        (lambda d: d[:20], "header"),
+        (lambda d: b"\x00" * 8 + d[8:], "header"),
+        (lambda d: (10**9).to_bytes(8, "little") + d[8:], "header"),
+    ],
+)
 def test_malformed_bytes_are_refused_before_any_tensor_is_read(mutate, reason):
     with pytest.raises(DeltaError):
         decode(mutate(encode(random_delta(4, 0))), BASE, base_id=digits.BASE_ID, base_version=VERSION)
@@ -103,8 +106,9 @@ def test_incompatible_deltas_are_refused_with_a_reason():
     nowhere = Delta(4, 8.0, {"head": torch.zeros(4, 128)}, {"head": torch.zeros(10, 4)}, digits.BASE_ID, VERSION)
     with pytest.raises(DeltaError, match="no linear layer"):
         decode(encode(nowhere), BASE, base_id=digits.BASE_ID, base_version=VERSION)
-    poisoned = Delta(4, 8.0, {"out": torch.full((4, 128), float("nan"))}, {"out": torch.zeros(10, 4)},
-                     digits.BASE_ID, VERSION)
+    poisoned = Delta(
+        4, 8.0, {"out": torch.full((4, 128), float("nan"))}, {"out": torch.zeros(10, 4)}, digits.BASE_ID, VERSION
+    )
     with pytest.raises(DeltaError, match="NaN"):
         decode(encode(poisoned), BASE, base_id=digits.BASE_ID, base_version=VERSION)
     with pytest.raises(DeltaError, match="exceeds"):

@@ -14,7 +14,9 @@ from conftest import FAST
 
 def config(tmp_path, index: int):
     path = tmp_path / f"lora{index}.toml"
-    path.write_text(FAST + f"\n[adapters]\nenabled = true\nnode_index = {index}\nnodes = 10\nclusters = 1\nepochs = 30\n")
+    path.write_text(
+        FAST + f"\n[adapters]\nenabled = true\nnode_index = {index}\nnodes = 10\nclusters = 1\nepochs = 30\n"
+    )
     return ["--config", str(path)]
 
 

@@ -8,13 +8,21 @@ from edgeswarm.sim.runner import run_scenario
 from edgeswarm.sim.scenario import ChurnSpec, LoadedScenario, NetworkSpec, Scenario
 
 LAPTOP = DeviceProfile(
-    name="laptop", cores=8, memory_mb=16384, compute_speed=1.0, latency_budget_ms=20,
-    energy_budget_j=2000, uplink_mbps=40, downlink_mbps=200,
+    name="laptop",
+    cores=8,
+    memory_mb=16384,
+    compute_speed=1.0,
+    latency_budget_ms=20,
+    energy_budget_j=2000,
+    uplink_mbps=40,
+    downlink_mbps=200,
 )
 
 
 def simulate(**fields):
-    scenario = Scenario(name="t", nodes=100, duration=180.0, seed=3, node=NodeConfig(presence=PresenceConfig(enabled=False)))
+    scenario = Scenario(
+        name="t", nodes=100, duration=180.0, seed=3, node=NodeConfig(presence=PresenceConfig(enabled=False))
+    )
     scenario = msgspec.structs.replace(scenario, **fields)
     return run_scenario(LoadedScenario(scenario, {"laptop": LAPTOP}), out_dir=None)
 

@@ -28,8 +28,13 @@ def clock():
 
 def make_node(n, endpoint, store, bootstrap=()):
     return Node(
-        identity=identity(n), network=endpoint, store=store, config=CONFIG,
-        rng=random.Random(n), clock=clock, bootstrap=[Descriptor(identity(b).peer_id) for b in bootstrap],
+        identity=identity(n),
+        network=endpoint,
+        store=store,
+        config=CONFIG,
+        rng=random.Random(n),
+        clock=clock,
+        bootstrap=[Descriptor(identity(b).peer_id) for b in bootstrap],
     )
 
 
@@ -51,7 +56,9 @@ def bad_envelopes(codec, request):
         "stale": stale.seal(request),
         "wrong_sender": attacker_codec(8).seal(request),  # valid signature, not the sending peer
         "malformed": b"\x93garbage",
-        "oversize": msgspec.msgpack.encode(Envelope(env.kind, env.sender, env.seq + 6, env.ts, b"\x00" * 32_800, env.sig)),
+        "oversize": msgspec.msgpack.encode(
+            Envelope(env.kind, env.sender, env.seq + 6, env.ts, b"\x00" * 32_800, env.sig)
+        ),
         "bad_signature": msgspec.msgpack.encode(Envelope(**{**msgspec.structs.asdict(env), "seq": env.seq + 5})),
     }
 

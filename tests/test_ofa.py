@@ -93,10 +93,16 @@ def test_searches_spend_exactly_their_measurement_budget():
 
 def test_weight_sharing_averages_each_entry_over_the_clients_that_trained_it():
     current = {"w": np.zeros(4, np.float32), "steps": np.array(7)}
-    a = ({"w": np.array([1, 1, 9, 9], np.float32), "steps": np.array(8)},
-         {"w": np.array([1, 1, 0, 0], bool), "steps": np.array(True)}, 1.0)
-    b = ({"w": np.array([9, 5, 5, 9], np.float32), "steps": np.array(9)},
-         {"w": np.array([0, 1, 1, 0], bool), "steps": np.array(True)}, 3.0)
+    a = (
+        {"w": np.array([1, 1, 9, 9], np.float32), "steps": np.array(8)},
+        {"w": np.array([1, 1, 0, 0], bool), "steps": np.array(True)},
+        1.0,
+    )
+    b = (
+        {"w": np.array([9, 5, 5, 9], np.float32), "steps": np.array(9)},
+        {"w": np.array([0, 1, 1, 0], bool), "steps": np.array(True)},
+        3.0,
+    )
     merged = aggregate(current, [a, b])
     assert merged["w"].tolist() == [1.0, 4.0, 5.0, 0.0]  # (1*1 + 3*5) / 4 = 4; nobody trained entry 3
     assert merged["steps"] == 7  # counters are not averaged
@@ -124,8 +130,17 @@ def test_a_small_subnet_trains_only_its_own_entries_of_the_supernet():
 def device(name="test", speed=1.0, budget_ms=50.0):
     from edgeswarm.node.device import DeviceProfile
 
-    return DeviceProfile(name=name, cores=2, memory_mb=1024, compute_speed=speed, latency_budget_ms=budget_ms,
-                         energy_budget_j=1.0, uplink_mbps=1.0, downlink_mbps=1.0, threads=1)
+    return DeviceProfile(
+        name=name,
+        cores=2,
+        memory_mb=1024,
+        compute_speed=speed,
+        latency_budget_ms=budget_ms,
+        energy_budget_j=1.0,
+        uplink_mbps=1.0,
+        downlink_mbps=1.0,
+        threads=1,
+    )
 
 
 def assert_choice_is_the_best_verified(result):
@@ -151,9 +166,17 @@ def test_subnet_select_writes_a_verified_onnx_model_and_its_progress_agrees(tmp_
     checkpoint = tmp_path / "supernet.pt"
     torch.save({"state_dict": supernet.load().state_dict()}, checkpoint)  # a checkpoint a user already has
     seen = []
-    result = select(device(budget_ms=1.0), tmp_path / "node", checkpoint=checkpoint, budget=8,
-                    progress=lambda *a: seen.append(a))
-    assert set(result) >= {"onnx_path", "config", "predicted_latency_ms", "measured_latency_ms", "budget_ms", "accuracy"}
+    result = select(
+        device(budget_ms=1.0), tmp_path / "node", checkpoint=checkpoint, budget=8, progress=lambda *a: seen.append(a)
+    )
+    assert set(result) >= {
+        "onnx_path",
+        "config",
+        "predicted_latency_ms",
+        "measured_latency_ms",
+        "budget_ms",
+        "accuracy",
+    }
     assert_choice_is_the_best_verified(result)
     m = result["measurements"]
     assert m in (8, 9) and len(result["measured"]) == m  # 9: nothing fitted, and the smallest was measured too
@@ -265,22 +288,26 @@ def test_subnet_select_and_infer_commands(tmp_path):
 
     runner = CliRunner()
     phone = Path(__file__).resolve().parent.parent / "configs/devices/phone.toml"
-    result = runner.invoke(app, ["subnet", "select", "--device", str(phone), "--data-dir", str(tmp_path),
-                                 "--measurements", "8", "--json"])
+    result = runner.invoke(
+        app, ["subnet", "select", "--device", str(phone), "--data-dir", str(tmp_path), "--measurements", "8", "--json"]
+    )
     assert result.exit_code == 0, result.output
     chosen = json.loads(result.stdout)
     assert chosen["budget_ms"] == 1.0 and Path(chosen["onnx_path"]).exists()
     assert len(chosen["config"]["d"]) == 5 and len(chosen["config"]["genome"]) == 35
     m = chosen["measurements"]  # 8, or 9 where nothing fits this machine's phone budget
     assert f"{m}/{m}" in result.stderr  # the search's progress
-    repeated = runner.invoke(app, ["subnet", "select", "--device", str(phone), "--data-dir", str(tmp_path),
-                                   "--measurements", "8"])
+    repeated = runner.invoke(
+        app, ["subnet", "select", "--device", str(phone), "--data-dir", str(tmp_path), "--measurements", "8"]
+    )
     assert repeated.exit_code == 0 and f"({m} from the cache)" in repeated.stderr
     inferred = runner.invoke(app, ["subnet", "infer", "--data-dir", str(tmp_path)])
     assert inferred.exit_code == 0 and "accuracy" in inferred.stdout
     empty = runner.invoke(app, ["subnet", "infer", "--data-dir", str(tmp_path / "none")])
     assert empty.exit_code == 2 and "subnet select" in empty.output
-    both = runner.invoke(app, ["subnet", "select", "--device", str(phone), "--budget-ms", "1", "--data-dir", str(tmp_path)])
+    both = runner.invoke(
+        app, ["subnet", "select", "--device", str(phone), "--budget-ms", "1", "--data-dir", str(tmp_path)]
+    )
     assert both.exit_code == 2
 
 

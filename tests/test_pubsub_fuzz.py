@@ -40,8 +40,9 @@ def hostile_rpc(rng: random.Random, victim: bytes) -> bytes:
     for _ in range(rng.randrange(3)):
         rpc.subscriptions.add(subscribe=rng.random() < 0.5, topicid=topic())
     for _ in range(rng.randrange(4)):
-        rpc.publish.add(from_id=ids(), data=junk(200), seqno=junk(12), topicIDs=[topic()], signature=junk(80),
-                        key=junk(50))
+        rpc.publish.add(
+            from_id=ids(), data=junk(200), seqno=junk(12), topicIDs=[topic()], signature=junk(80), key=junk(50)
+        )
     control = rpc.control
     for _ in range(rng.randrange(3)):
         control.ihave.add(topicID=topic(), messageIDs=[junk() for _ in range(rng.randrange(50))])
@@ -68,8 +69,10 @@ def test_random_hostile_rpcs_never_end_the_node():
             victim.subscribe(TOPIC)
             rng = random.Random(13)
             victim_id = ID.from_base58(victim.local_peer)
-            async with Libp2pNetwork.open(identity(2).seed(), limits=limits) as evil, \
-                    Libp2pNetwork.open(identity(3).seed(), limits=limits) as honest:
+            async with (
+                Libp2pNetwork.open(identity(2).seed(), limits=limits) as evil,
+                Libp2pNetwork.open(identity(3).seed(), limits=limits) as honest,
+            ):
                 for n in range(300):
                     if victim.local_peer not in evil.peers():
                         with trio.fail_after(FAILURE_BOUND):

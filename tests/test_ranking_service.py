@@ -39,7 +39,10 @@ def test_rows_verify_and_refuse_alteration_and_forgery():
     with pytest.raises(Rejected) as info:
         open_row(SignedRow(bytes(altered), signed.sig))
     assert info.value.reason is RejectReason.BAD_SIGNATURE
-    forged = SignedRow(msgspec.msgpack.encode(row(1, 5)), identity(2).sign(b"edgeswarm/click-row/v1\x00" + msgspec.msgpack.encode(row(1, 5))))
+    forged = SignedRow(
+        msgspec.msgpack.encode(row(1, 5)),
+        identity(2).sign(b"edgeswarm/click-row/v1\x00" + msgspec.msgpack.encode(row(1, 5))),
+    )
     with pytest.raises(Rejected):
         open_row(forged)  # signed by node 2 in the name of node 1
     with pytest.raises(ValueError):
@@ -50,8 +53,15 @@ def test_rows_verify_and_refuse_alteration_and_forgery():
 
 
 def make(n, endpoint, store, bootstrap=()):
-    return Node(identity=identity(n), network=endpoint, store=store, config=CONFIG, rng=random.Random(n),
-                clock=lambda: 1.8e9 + trio.current_time(), bootstrap=[Descriptor(identity(b).peer_id) for b in bootstrap])
+    return Node(
+        identity=identity(n),
+        network=endpoint,
+        store=store,
+        config=CONFIG,
+        rng=random.Random(n),
+        clock=lambda: 1.8e9 + trio.current_time(),
+        bootstrap=[Descriptor(identity(b).peer_id) for b in bootstrap],
+    )
 
 
 def test_pull_gossip_spreads_rows_once_each_and_survives_restart(tmp_path):
@@ -80,12 +90,14 @@ def test_pull_gossip_spreads_rows_once_each_and_survives_restart(tmp_path):
                 assert counters["rows_received"] == 1 and "rows_rejected" not in counters
                 scores = b.ranking.grank.scores("jazz")
                 n.cancel_scope.cancel()
+
         # a fresh service on the same store rebuilds the same model
         async def restart():
             async with net2.attach(identity(2).peer_id) as eb:
                 again = make(2, eb, store_b)
                 assert again.ranking.grank.scores("jazz") == scores
                 assert again.ranking.search("jazz", explore=False)[0].title == "Kind of Blue"
+
         net2 = VirtualNetwork(random.Random(0))
         await restart()
 
@@ -132,9 +144,15 @@ async def swarm(config, size=2):
         nodes = []
         for i in range(1, size + 1):
             endpoint = await stack.enter_async_context(net.attach(identity(i).peer_id))
-            node = Node(identity=identity(i), network=endpoint, store=Store.open(":memory:"), config=config,
-                        rng=random.Random(i), clock=lambda: 1.8e9 + trio.current_time(),
-                        bootstrap=[Descriptor(identity(i % size + 1).peer_id)])
+            node = Node(
+                identity=identity(i),
+                network=endpoint,
+                store=Store.open(":memory:"),
+                config=config,
+                rng=random.Random(i),
+                clock=lambda: 1.8e9 + trio.current_time(),
+                bootstrap=[Descriptor(identity(i % size + 1).peer_id)],
+            )
             node.ranking.add_items(ITEMS)
             await n.start(node.run)
             nodes.append(node)
@@ -232,20 +250,36 @@ def test_a_digest_longer_than_the_bound_is_refused():
 @pytest.mark.parametrize("interval", [30.0, 0.0])
 def test_a_node_that_never_clicks_still_converges_by_background_pulls(interval):
     """A click on a reaches b without b clicking (the bug: b learned only when it clicked)."""
-    config = msgspec.structs.replace(CONFIG, ranking=msgspec.structs.replace(
-        CONFIG.ranking, anti_entropy_interval=interval, anti_entropy_max_interval=480.0))
+    config = msgspec.structs.replace(
+        CONFIG,
+        ranking=msgspec.structs.replace(
+            CONFIG.ranking, anti_entropy_interval=interval, anti_entropy_max_interval=480.0
+        ),
+    )
 
     async def main():
         net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
         async with trio.open_nursery() as n:
             await n.start(net.run)
             async with net.attach(identity(1).peer_id) as ea, net.attach(identity(2).peer_id) as eb:
-                a = Node(identity=identity(1), network=ea, store=Store.open(":memory:"), config=config,
-                         rng=random.Random(1), clock=lambda: 1.8e9 + trio.current_time(),
-                         bootstrap=[Descriptor(identity(2).peer_id)])
-                b = Node(identity=identity(2), network=eb, store=Store.open(":memory:"), config=config,
-                         rng=random.Random(2), clock=lambda: 1.8e9 + trio.current_time(),
-                         bootstrap=[Descriptor(identity(1).peer_id)])
+                a = Node(
+                    identity=identity(1),
+                    network=ea,
+                    store=Store.open(":memory:"),
+                    config=config,
+                    rng=random.Random(1),
+                    clock=lambda: 1.8e9 + trio.current_time(),
+                    bootstrap=[Descriptor(identity(2).peer_id)],
+                )
+                b = Node(
+                    identity=identity(2),
+                    network=eb,
+                    store=Store.open(":memory:"),
+                    config=config,
+                    rng=random.Random(2),
+                    clock=lambda: 1.8e9 + trio.current_time(),
+                    bootstrap=[Descriptor(identity(1).peer_id)],
+                )
                 for node in (a, b):
                     node.ranking.add_items(ITEMS)
                     await n.start(node.run)

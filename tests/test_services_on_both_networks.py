@@ -43,15 +43,25 @@ async def exercise(open_networks):
     async with trio.open_nursery() as nursery, open_networks(nursery) as networks:
         seed = Descriptor(networks[0].local_peer, tuple(networks[0].addrs()))
         nodes = [
-            Node(identity=identity(i), network=net, store=Store.open(":memory:"), config=CONFIG,
-                 rng=random.Random(i), clock=lambda: 1.8e9 + trio.current_time(), bootstrap=[seed] if i else [])
+            Node(
+                identity=identity(i),
+                network=net,
+                store=Store.open(":memory:"),
+                config=CONFIG,
+                rng=random.Random(i),
+                clock=lambda: 1.8e9 + trio.current_time(),
+                bootstrap=[seed] if i else [],
+            )
             for i, net in enumerate(networks)
         ]
         for node in nodes:
             await nursery.start(node.run)
-        await until(lambda: all(
-            len(node.membership.view()) == N - 1 or len(node.status().peers) == N - 1 for node in nodes
-        ) and all(node.status().heard_from >= N - 1 for node in nodes))
+        await until(
+            lambda: (
+                all(len(node.membership.view()) == N - 1 or len(node.status().peers) == N - 1 for node in nodes)
+                and all(node.status().heard_from >= N - 1 for node in nodes)
+            )
+        )
         everyone = {node.peer_id for node in nodes}
         for node in nodes:
             status = node.status()

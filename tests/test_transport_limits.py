@@ -111,8 +111,10 @@ def test_a_gossip_flood_is_cut_at_the_per_origin_rate_and_the_flooder_dropped():
     limits = TransportLimits(eclipse_protection=False, gossip_per_origin=Rate(5.0, 10.0))
 
     async def main() -> None:
-        async with Libp2pNetwork.open(identity(5).seed(), limits=limits) as server, \
-                Libp2pNetwork.open(identity(6).seed(), limits=TransportLimits(eclipse_protection=False)) as evil:
+        async with (
+            Libp2pNetwork.open(identity(5).seed(), limits=limits) as server,
+            Libp2pNetwork.open(identity(6).seed(), limits=TransportLimits(eclipse_protection=False)) as evil,
+        ):
             received = server.subscribe("flood")
             evil.subscribe("flood")
             await evil.connect(server.addrs()[0])

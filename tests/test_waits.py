@@ -11,8 +11,14 @@ TRANSPORT = {"offences": 2}
 
 
 def state(**changes):
-    now = {"peers": {"a", "b"}, "view": {"b", "c"}, "heard_from": 2, "counters": COUNTERS, "transport": TRANSPORT,
-           "gossip": {"presence": 2, "ranking": 1}}
+    now = {
+        "peers": {"a", "b"},
+        "view": {"b", "c"},
+        "heard_from": 2,
+        "counters": COUNTERS,
+        "transport": TRANSPORT,
+        "gossip": {"presence": 2, "ranking": 1},
+    }
     return {**now, **changes}
 
 
@@ -25,26 +31,54 @@ def test_counters_are_named_as_status_shows_them():
 
 
 def test_every_condition_met_leaves_nothing_unmet():
-    request = Wait(peer="a", peers=2, heard_from=2, known=["a", "c"], in_view=["c"], not_in_view=["a"],
-                   disconnected=["c"], counters={"membership.shuffle_ok": 3, "transport.offences": 1}, gossip_peers=1)
+    request = Wait(
+        peer="a",
+        peers=2,
+        heard_from=2,
+        known=["a", "c"],
+        in_view=["c"],
+        not_in_view=["a"],
+        disconnected=["c"],
+        counters={"membership.shuffle_ok": 3, "transport.offences": 1},
+        gossip_peers=1,
+    )
     assert unmet(request, **state()) == []
 
 
 def test_each_unmet_condition_is_named():
-    request = Wait(peer="z", peers=3, heard_from=5, known=["z"], in_view=["a"], not_in_view=["b"],
-                   disconnected=["a"], counters={"membership.shuffle_ok": 4}, gossip_peers=2)
+    request = Wait(
+        peer="z",
+        peers=3,
+        heard_from=5,
+        known=["z"],
+        in_view=["a"],
+        not_in_view=["b"],
+        disconnected=["a"],
+        counters={"membership.shuffle_ok": 4},
+        gossip_peers=2,
+    )
     assert unmet(request, **state()) == [
-        "z not connected", "2 peers connected (want 3)", "heard from 2 (want 5)", "z neither in the view nor connected",
-        "a not in the view", "b still in the view", "a still connected", "membership.shuffle_ok = 3 (want 4)",
+        "z not connected",
+        "2 peers connected (want 3)",
+        "heard from 2 (want 5)",
+        "z neither in the view nor connected",
+        "a not in the view",
+        "b still in the view",
+        "a still connected",
+        "membership.shuffle_ok = 3 (want 4)",
         "gossip on ranking reaches 1 peers (want 2)",
     ]
 
 
 def test_a_wait_request_is_checked_on_decode():
     assert decode_request(b'{"cmd": "wait", "counters": {"msgs_in.fl.announce": 1}}').counters == {
-        "msgs_in.fl.announce": 1}
-    for bad in (b'{"cmd": "wait", "counters": {"Not A Counter!": 1}}', b'{"cmd": "wait", "counters": {"a.b": -1}}',
-                b'{"cmd": "wait", "in_view": ' + b'["x"]' * 1 + b', "timeout": 0}'):
+        "msgs_in.fl.announce": 1
+    }
+    for bad in (
+        b'{"cmd": "wait", "counters": {"Not A Counter!": 1}}',
+        b'{"cmd": "wait", "counters": {"a.b": -1}}',
+        b'{"cmd": "wait", "in_view": ' + b'["x"]' * 1 + b', "timeout": 0}',
+    ):
         try:
             decode_request(bad)
         except BadRequest:

@@ -46,27 +46,38 @@ class FedPub(FedAvg):
         super().summary()
         log(INFO, "\t└──> FED-PUB: tau %.1f, %d personalized models", self.tau, len(self.personal))
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         return [self._personalise(m) for m in super().configure_train(server_round, arrays, config, grid)]
 
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         return [self._personalise(m) for m in super().configure_evaluate(server_round, arrays, config, grid)]
 
     def _personalise(self, message: Message) -> Message:
         node = message.metadata.dst_node_id
-        content = RecordDict({
-            self.arrayrecord_key: self.personal.get(node, message.content[self.arrayrecord_key]),
-            self.configrecord_key: message.content[self.configrecord_key],
-        })
+        content = RecordDict(
+            {
+                self.arrayrecord_key: self.personal.get(node, message.content[self.arrayrecord_key]),
+                self.configrecord_key: message.content[self.configrecord_key],
+            }
+        )
         return Message(content=content, message_type=message.metadata.message_type, dst_node_id=node)
 
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         valid, _ = self._check_and_log_replies(replies, is_train=True, validate=False)
         valid = [m for m in valid if self._well_formed(m)]
         if valid:  # every state and embedding must fit the first one's keys and shapes
+
             def layout(m: Message):
-                return ({k: tuple(v.shape) for k, v in m.content[self.arrayrecord_key].items()},
-                        [tuple(v.shape) for v in m.content[EMBEDDING].values()])
+                return (
+                    {k: tuple(v.shape) for k, v in m.content[self.arrayrecord_key].items()},
+                    [tuple(v.shape) for v in m.content[EMBEDDING].values()],
+                )
 
             first = layout(valid[0])
             valid = [m for m in valid if layout(m) == first]
@@ -80,15 +91,24 @@ class FedPub(FedAvg):
         for i, node in enumerate(nodes):
             self.personal[node] = to_record(weighted_sum(states, alpha[i]))
         global_model = to_record(weighted_sum(states, sizes / sizes.sum()))
-        metrics = self.train_metrics_aggr_fn([RecordDict({METRICS: m.content[METRICS]}) for m in valid],
-                                             self.weighted_by_key)
+        metrics = self.train_metrics_aggr_fn(
+            [RecordDict({METRICS: m.content[METRICS]}) for m in valid], self.weighted_by_key
+        )
         return global_model, metrics
 
     def _well_formed(self, message: Message) -> bool:
         content = message.content
-        ok = (self.arrayrecord_key in content.array_records and EMBEDDING in content.array_records
-              and METRICS in content.metric_records and self.weighted_by_key in content[METRICS])
+        ok = (
+            self.arrayrecord_key in content.array_records
+            and EMBEDDING in content.array_records
+            and METRICS in content.metric_records
+            and self.weighted_by_key in content[METRICS]
+        )
         if not ok:
-            log(INFO, "FED-PUB: dropping a reply from node %d without arrays, embedding or %s",
-                message.metadata.src_node_id, self.weighted_by_key)
+            log(
+                INFO,
+                "FED-PUB: dropping a reply from node %d without arrays, embedding or %s",
+                message.metadata.src_node_id,
+                self.weighted_by_key,
+            )
         return ok

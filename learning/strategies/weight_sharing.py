@@ -27,11 +27,15 @@ class WeightSharing(FedAvg):
     trained, and ``num-examples``; entries nobody trained keep the current value.
     """
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         self._current = {k: v.numpy() for k, v in arrays.items()}
         return super().configure_train(server_round, arrays, config, grid)
 
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         valid, _ = self._check_and_log_replies(replies, is_train=True, validate=False)
         updates = []
         for m in valid:
@@ -50,6 +54,7 @@ class WeightSharing(FedAvg):
         except ValueError as exc:
             log(INFO, "weight sharing: dropping the round's updates: %s", exc)
             return None, None
-        metrics = self.train_metrics_aggr_fn([RecordDict({METRICS: m.content[METRICS]}) for m in valid],
-                                             self.weighted_by_key)
+        metrics = self.train_metrics_aggr_fn(
+            [RecordDict({METRICS: m.content[METRICS]}) for m in valid], self.weighted_by_key
+        )
         return to_record(merged), metrics

@@ -74,8 +74,9 @@ class SwarmGrid(Grid):
     def run(self) -> Run:
         return self._run
 
-    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str,
-                       ttl: float | None = None) -> Message:
+    def create_message(
+        self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str, ttl: float | None = None
+    ) -> Message:
         return Message(content=content, message_type=message_type, dst_node_id=dst_node_id, group_id=group_id, ttl=ttl)
 
     def get_node_ids(self) -> Iterable[int]:
@@ -95,8 +96,12 @@ class SwarmGrid(Grid):
         """Stamp ``messages`` as this run's and return them as one exchange to ``run``."""
         outgoing = list(messages)
         for message in outgoing:
-            flower_wire.stamp(message, run_id=self._run.run_id, message_id=f"{self._run.run_id}-{next(self._ids)}",
-                              src_node_id=self._host)
+            flower_wire.stamp(
+                message,
+                run_id=self._run.run_id,
+                message_id=f"{self._run.run_id}-{next(self._ids)}",
+                src_node_id=self._host,
+            )
         return Exchange(self, outgoing)
 
     def deliver(self, peer: PeerId, reply: Message) -> str:
@@ -136,8 +141,10 @@ class Exchange:
 
     def replies(self) -> list[Message]:
         """A reply per message, in message order (error replies for the missing ones)."""
-        return [self._replies.get(m.metadata.message_id) or _error(m, DEADLINE_MISSED, "no reply before the deadline")
-                for m in self.messages]
+        return [
+            self._replies.get(m.metadata.message_id) or _error(m, DEADLINE_MISSED, "no reply before the deadline")
+            for m in self.messages
+        ]
 
     async def _one(self, message: Message) -> None:
         grid, message_id = self._grid, message.metadata.message_id
