@@ -14,6 +14,7 @@ import argparse
 import random
 import statistics
 import time
+from functools import partial
 
 from edgeswarm.learning.grank import Click, GRank, ItemIndex, rank, rank_baseline
 
@@ -47,6 +48,14 @@ def latencies(fn, tags: list[str], queries: int, rng: random.Random) -> list[flo
     return out
 
 
+def grank_query(grank: GRank, index: ItemIndex, rng: random.Random, tag: str):
+    return rank(grank, index.matches(tag), tag, rng=rng, p_explore=0.0)
+
+
+def popularity_query(grank: GRank, index: ItemIndex, rng: random.Random, tag: str):
+    return rank_baseline("popularity", grank, index.matches(tag), tag, rng=rng)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
@@ -58,11 +67,8 @@ def main() -> None:
         start = time.perf_counter()
         grank, index, tags = build(rows, rng)
         build_s = time.perf_counter() - start
-        # the lambdas run within this iteration (latencies calls them before returning)
-        ours = latencies(lambda t: rank(grank, index.matches(t), t, rng=rng, p_explore=0.0), tags, args.queries, rng)  # noqa: B023
-        base = latencies(
-            lambda t: rank_baseline("popularity", grank, index.matches(t), t, rng=rng), tags, args.queries, rng
-        )  # noqa: B023
+        ours = latencies(partial(grank_query, grank, index, rng), tags, args.queries, rng)
+        base = latencies(partial(popularity_query, grank, index, rng), tags, args.queries, rng)
         p50, p99 = statistics.median(ours), statistics.quantiles(ours, n=100)[98]
         b50 = statistics.median(base)
         print(
