@@ -198,9 +198,13 @@ def test_a_peer_it_hung_up_on_is_not_called_back(group):
             before = await trio.to_thread.run_sync(lambda: a.wait(disconnected=[evil.peer_id])["status"])
             # a dozen of a's shuffle rounds on, while we stay online and listening
             rounds = before["counters"]["membership"]["rounds"] + 12
-            return await trio.to_thread.run_sync(lambda: a.wait(counters={"membership.rounds": rounds})["status"])
+            after = await trio.to_thread.run_sync(lambda: a.wait(counters={"membership.rounds": rounds})["status"])
+            return before, after
 
-    after = trio.run(offend_once)
+    before, after = trio.run(offend_once)
     assert evil.peer_id not in after["peers"]
     assert after["transport"]["offences"] == 1 and after["transport"].get("peers_banned", 0) == 0  # not refused:
-    assert after["counters"]["membership"].get("shuffle_failed", 0) == 0  # just never dialled again
+    # just never dialled again: no shuffle tried with us since (one may have been on its way as
+    # a hung up; and a may have tried one before the offence: we speak no edgeswarm protocol)
+    failed = [s["counters"]["membership"].get("shuffle_failed", 0) for s in (before, after)]
+    assert failed[1] - failed[0] <= 1
