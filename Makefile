@@ -6,10 +6,13 @@ INSTALLED := $(VENV)/.installed
 # the core alone (`pip install .`, no extras) in a venv of its own, as a phone or a small box gets it
 CORE_VENV ?= .venv-core
 CORE_INSTALLED := $(CORE_VENV)/.installed
+# and at the lowest release each core range allows (uv's lowest-direct resolution)
+CORE_LOWEST_VENV ?= .venv-core-lowest
+TEST_TOOLS := 'pytest>=8' 'pytest-timeout>=2.3' 'hypothesis>=6.100'
 TYPECHECK_TREE := build/typecheck
 RUN_DIR := runs/smoke-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test lint typecheck test-core test-slow test-loaded bench install clean
+.PHONY: demo test lint typecheck test-core test-core-lowest test-slow test-loaded bench install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +30,7 @@ demo: $(INSTALLED)
 # lint, types, the default suite, then the core install's own run: CI runs exactly this
 test: lint typecheck $(INSTALLED)
 	$(PY) -m pytest -q
-	$(MAKE) --no-print-directory test-core
+	$(MAKE) --no-print-directory test-core test-core-lowest
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
@@ -46,13 +49,20 @@ $(CORE_INSTALLED): pyproject.toml
 	rm -rf $(CORE_VENV)
 	$(PYTHON) -m venv $(CORE_VENV)
 	$(CORE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(CORE_VENV)/bin/python -m pip install --quiet . 'pytest>=8' 'pytest-timeout>=2.3'
+	$(CORE_VENV)/bin/python -m pip install --quiet . $(TEST_TOOLS)
 	touch $@
 
 # the tests marked `core` against the core install (the newest releases its ranges allow)
 test-core: $(CORE_INSTALLED)
 	$(CORE_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall .
 	$(CORE_VENV)/bin/python -m pytest -q -p no:cacheprovider -m core
+
+# the same tests against the lower end of every core range: both ends of each range are tested
+test-core-lowest: $(INSTALLED)
+	rm -rf $(CORE_LOWEST_VENV)
+	$(VENV)/bin/uv venv --quiet --python $(PYTHON) $(CORE_LOWEST_VENV)
+	$(VENV)/bin/uv pip install --quiet --python $(CORE_LOWEST_VENV)/bin/python --resolution lowest-direct . $(TEST_TOOLS)
+	$(CORE_LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider -m core
 
 test-slow: $(INSTALLED)
 	$(PY) -m pytest -q -m slow
@@ -67,4 +77,4 @@ bench: $(INSTALLED)
 	$(PY) benchmarks/sim_scale.py
 
 clean:
-	rm -rf $(VENV) $(CORE_VENV) build runs .pytest_cache .hypothesis
+	rm -rf $(VENV) $(CORE_VENV) $(CORE_LOWEST_VENV) build runs .pytest_cache .hypothesis
