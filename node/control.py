@@ -64,9 +64,13 @@ async def _wait(node: Node, request: req.Wait) -> Any:
             gossip=gossip,
         ), status
 
+    def met() -> NodeStatus | None:
+        missing, status = unmet()
+        return None if missing else status
+
     started = trio.current_time()
     with trio.move_on_after(request.timeout):
-        status = await node.ticks.until(lambda: None if (checked := unmet())[0] else checked[1])
+        status = await node.ticks.until(met)
         return {
             "waited_s": round(trio.current_time() - started, 3),
             "peers": len(status.peers),

@@ -19,6 +19,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -45,11 +47,15 @@ class Daemon:
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        name = f"edgeswarm-{os.getpid()}-{secrets.token_hex(6)}"  # abstract: no path, nothing to clean up
         self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._notify.bind("\0" + name)
+        if sys.platform == "linux":  # an abstract socket: no path, nothing to clean up
+            address = f"@edgeswarm-{os.getpid()}-{secrets.token_hex(6)}"
+            self._notify.bind("\0" + address[1:])
+        else:
+            address = os.path.join(tempfile.mkdtemp(prefix="es-"), "notify")  # unix paths: ~100 bytes at most
+            self._notify.bind(address)
         log = self.log_path.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLWR_TELEMETRY_ENABLED": "0", "NOTIFY_SOCKET": "@" + name}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLWR_TELEMETRY_ENABLED": "0", "NOTIFY_SOCKET": address}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "edgeswarm.node", "node", "run", "--data-dir", str(self.data_dir), *self.args],
             stdout=log,
@@ -65,25 +71,30 @@ class Daemon:
         if self._ready:
             return self.status()
         assert self.process is not None and self._notify is not None, "start() first"
-        exited = os.pidfd_open(self.process.pid)
+        # Linux says when the process exits (a pidfd turns readable); elsewhere we look twice a second
+        exited = os.pidfd_open(self.process.pid) if hasattr(os, "pidfd_open") else None
+        deadline = time.monotonic() + timeout
         try:
             while True:
-                readable, _, _ = select.select([self._notify, exited], [], [], timeout)
-                if exited in readable:
+                watched = [self._notify] if exited is None else [self._notify, exited]
+                left = deadline - time.monotonic()
+                readable, _, _ = select.select(watched, [], [], max(0.0, left) if exited is not None else 0.5)
+                if (exited in readable) or (exited is None and self.process.poll() is not None):
                     self.process.wait()
                     raise DaemonError(
                         f"daemon for {self.data_dir} exited with {self.process.returncode}:\n{self.log()}"
                     )
-                if not readable:
-                    raise DaemonError(f"daemon for {self.data_dir} not ready in {timeout:g}s:\n{self.log()}")
-                if b"READY=1" in self._notify.recv(4096).split(b"\n"):
+                if self._notify in readable and b"READY=1" in self._notify.recv(4096).split(b"\n"):
                     self._ready = True
                     return self.status()
+                if time.monotonic() >= deadline:
+                    raise DaemonError(f"daemon for {self.data_dir} not ready in {timeout:g}s:\n{self.log()}")
         finally:
-            os.close(exited)
+            if exited is not None:
+                os.close(exited)
 
     def status(self) -> dict[str, Any]:
-        return call(self.data_dir, {"cmd": "status"}, timeout=10)
+        return call(self.data_dir, {"cmd": "status"}, timeout=60)
 
     def request(self, command: dict[str, Any], timeout: float = 60) -> Any:
         return call(self.data_dir, command, timeout=timeout)
