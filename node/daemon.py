@@ -16,7 +16,7 @@ from edgeswarm.protocols.membership.messages import Descriptor
 from edgeswarm.protocols.network import NetworkError
 
 from . import logs
-from .addresses import check_free, parse_bootstrap, parse_listen
+from .addresses import claim_ports, parse_bootstrap, parse_listen
 from .config import ConfigError, NetworkConfig, NodeConfig
 from .control import serve_control
 from .data_dir import claim
@@ -70,7 +70,7 @@ async def run_daemon(config: NodeConfig, data_dir: Path) -> None:
 
     Before anything in ``data_dir`` is opened: the addresses are checked (ConfigError),
     the directory is claimed for this process (DataDirError if another daemon holds it)
-    and the listen ports are checked free (ListenError).
+    and so are the listen ports (ListenError), for as long as the daemon runs.
     """
     logs.adopt_libp2p()
     os.umask(0o077)  # every file this daemon writes is its user's alone
@@ -81,8 +81,7 @@ async def run_daemon(config: NodeConfig, data_dir: Path) -> None:
             parse_listen(addr)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    with claim(data_dir):
-        check_free(net_config.listen)
+    with claim(data_dir), claim_ports(net_config.listen):
         identity = load_or_create(data_dir)
         store = Store.open(data_dir / STORE_FILE)
         try:

@@ -164,8 +164,12 @@ class DaemonGroup:
     def spawn(
         self, name: str, *, bootstrap: Sequence[str] = (), ready: bool = True, args: Sequence[str] = ()
     ) -> Daemon:
-        """Start daemon ``name``; ``args`` replace the group's extra arguments for this one."""
-        args = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", *(args or self.extra_args)]
+        """Start daemon ``name``; ``args`` replace the group's extra arguments for this one.
+
+        It listens on a free loopback port unless ``args`` name a ``--listen`` of their own.
+        """
+        args = [*(args or self.extra_args)]
+        args = ["--no-mdns", *args] if "--listen" in args else ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", *args]
         for addr in bootstrap:
             args += ["--bootstrap", addr]
         daemon = Daemon(self.root / name, args, self.root / f"{name}.log")

@@ -7,12 +7,14 @@ import json
 import os
 import socket
 import stat
+from pathlib import Path
 
 import trio
 from typer.testing import CliRunner
 
 from edgeswarm.node.cli import app
 from edgeswarm.node.control import SOCKET_FILE
+from edgeswarm.sim.processes import DaemonError
 
 from conftest import identity
 
@@ -208,3 +210,64 @@ def test_a_peer_it_hung_up_on_is_not_called_back(group):
     # a hung up; and a may have tried one before the offence: we speak no edgeswarm protocol)
     failed = [s["counters"]["membership"].get("shuffle_failed", 0) for s in (before, after)]
     assert failed[1] - failed[0] <= 1
+
+
+def leftover_sockets(port: int) -> list[str]:
+    """TCP states of the sockets on local ``port`` that are not listening (from /proc/net/tcp)."""
+    states = {
+        "01": "ESTABLISHED",
+        "04": "FIN_WAIT1",
+        "05": "FIN_WAIT2",
+        "06": "TIME_WAIT",
+        "07": "CLOSE",
+        "08": "CLOSE_WAIT",
+        "09": "LAST_ACK",
+        "0B": "CLOSING",
+    }
+    found = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if int(local.split(":")[1], 16) == port and state in states:
+            found.append(states[state])
+    return found
+
+
+def connection_left_in_time_wait(port: int, end) -> None:
+    """Connect to ``port``, let ``end()`` end the daemon, then close our side: the daemon closed
+    first, so its side of the connection waits out TIME-WAIT on its port for a minute."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        assert sock.recv(4096)  # its greeting (multistream-select): the daemon holds the connection
+        end()
+        while sock.recv(4096):  # until its FIN
+            pass
+    assert "TIME_WAIT" in leftover_sockets(port)
+
+
+def test_a_stopped_or_killed_daemon_restarts_on_its_port_at_once(group):
+    """A supervisor restarts a daemon at once: the connections it closed, left in TIME-WAIT on
+    its port for a minute, must not keep it down (they did: exit 7 for 62 s)."""
+    port = free_port()
+    a = group.spawn("a", args=[*group.extra_args, "--listen", f"/ip4/127.0.0.1/tcp/{port}"])
+    connection_left_in_time_wait(port, a.stop)
+    again = group.restart(a)  # raises if it exits (7: port in use)
+    assert any(f"/tcp/{port}/" in addr for addr in again.status()["addresses"])
+    connection_left_in_time_wait(port, again.kill)  # and after kill -9
+    assert any(f"/tcp/{port}/" in addr for addr in group.restart(again).status()["addresses"])
+
+
+def test_of_two_daemons_started_at_once_on_one_port_exactly_one_runs(group):
+    for attempt in range(3):
+        port = free_port()
+        args = [*group.extra_args, "--listen", f"/ip4/127.0.0.1/tcp/{port}"]
+        pair = [group.spawn(f"twin{attempt}{n}", args=args, ready=False) for n in (0, 1)]
+        outcomes = []
+        for daemon in pair:
+            try:
+                daemon.wait_ready()
+                outcomes.append("runs")
+            except DaemonError:
+                outcomes.append(daemon.process.returncode)
+        assert sorted(outcomes, key=str) == [7, "runs"], outcomes
+        loser = pair[outcomes.index(7)]
+        assert f"listen address /ip4/127.0.0.1/tcp/{port} is in use" in loser.log()
+        pair[outcomes.index("runs")].stop()
