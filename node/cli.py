@@ -21,6 +21,7 @@ from . import control_requests as req
 from . import fl_catalog, logs
 from .config import load_node_config
 from .control import call
+from .data_dir import prepare
 from .fl_records import LIVE as LIVE_RUN_STATES
 from .identity import load_or_create
 from .user_errors import UsageProblem, user_errors
@@ -73,6 +74,7 @@ def main_options(
 def id_show(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Print this node's PeerID (creating its key on first use)."""
     with user_errors():
+        prepare(data_dir.expanduser())  # a directory the daemon would refuse gets no key either
         identity = load_or_create(data_dir.expanduser())
     typer.echo(identity.peer_id)
 

@@ -11,10 +11,12 @@ ones are counted (``control.bad_requests``) and answered with what is wrong.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, get_args
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 SOCKET_FILE = "control.sock"
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_REPLY_BYTES = 16 * 1024 * 1024
+MAX_CONNECTIONS = 64
+"""Requests served at once; more are answered "busy" at once and counted (``control.refused_busy``)."""
 
 
 class ControlError(Exception):
@@ -110,10 +114,11 @@ def _federation(node: Node):
 
 
 async def _fl_host(node: Node, request: req.FlHost) -> Any:
-    from .federation import RoundSpec
+    federation = _federation(node)  # before anything imports Flower: a node without it stays light
+    from .fl_records import RoundSpec
 
     fields = msgspec.structs.asdict(request)
-    return {"round_id": await _federation(node).start_host(RoundSpec(**fields))}
+    return {"round_id": await federation.start_host(RoundSpec(**fields))}
 
 
 async def _fl_join(node: Node, request: req.FlJoin) -> Any:
@@ -221,40 +226,61 @@ async def serve_control(
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)
-    sock.listen(16)
+    sock.listen(128)
     listener = trio.SocketListener(sock)
+    slots = trio.CapacityLimiter(MAX_CONNECTIONS)
     try:
         async with trio.open_nursery() as nursery:
             task_status.started(path)
             while True:
                 stream = await listener.accept()
-                nursery.start_soon(_handle, node, stream)
+                try:
+                    slots.acquire_on_behalf_of_nowait(stream)
+                except trio.WouldBlock:
+                    node.counters.add("control", "refused_busy")
+                    nursery.start_soon(_refuse_busy, stream)
+                    continue
+                nursery.start_soon(_handle, node, stream, slots)
     finally:
         path.unlink(missing_ok=True)  # first: the await below raises at once when cancelled
         await listener.aclose()
 
 
-async def _handle(node: Node, stream: trio.SocketStream) -> None:
-    """Answer one request; whatever it holds, the reply is an answer and the daemon lives on."""
+async def _refuse_busy(stream: trio.SocketStream) -> None:
+    """Tell a client over the cap so at once, without reading its request."""
+    async with stream:
+        with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            reply = {"ok": False, "error": f"busy: {MAX_CONNECTIONS} requests in progress; try again"}
+            await stream.send_all(msgspec.json.encode(reply) + b"\n")
+
+
+async def _handle(node: Node, stream: trio.SocketStream, slot: trio.CapacityLimiter) -> None:
+    """Answer one request on the ``slot`` it holds; whatever the request, the reply is an
+    answer and the daemon lives on."""
     async with stream:
         try:
-            with trio.fail_after(10):
-                line = await _read_line(stream)
-            request = req.decode_request(line)
-            reply = {"ok": True, "result": await HANDLERS[type(request)](node, request)}
-        except req.BadRequest as exc:
-            node.counters.add("control", "bad_requests")
-            reply = {"ok": False, "error": str(exc)}
-        except (ValueError, NetworkError, Rejected, trio.TooSlowError) as exc:
-            reply = {"ok": False, "error": str(exc) or type(exc).__name__}
-        except Exception as exc:  # a bug behind one command must not end the daemon
-            node.counters.add("control", "internal_errors")
-            log.exception("control command failed")
-            reply = {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"[:1000]}
-        try:
+            reply = await _answer(node, stream)
+        finally:
+            slot.release_on_behalf_of(stream)  # before the reply goes out: who has it may ask again
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await stream.send_all(msgspec.json.encode(reply) + b"\n")
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+
+
+async def _answer(node: Node, stream: trio.SocketStream) -> dict[str, Any]:
+    try:
+        with trio.fail_after(10):
+            line = await _read_line(stream)
+        request = req.decode_request(line)
+        return {"ok": True, "result": await HANDLERS[type(request)](node, request)}
+    except req.BadRequest as exc:
+        node.counters.add("control", "bad_requests")
+        return {"ok": False, "error": str(exc)}
+    except (ValueError, NetworkError, Rejected, trio.TooSlowError) as exc:
+        return {"ok": False, "error": str(exc) or type(exc).__name__}
+    except Exception as exc:  # a bug behind one command must not end the daemon
+        node.counters.add("control", "internal_errors")
+        log.exception("control command failed")
+        return {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"[:1000]}
 
 
 async def _read_line(stream: trio.SocketStream) -> bytes:
@@ -286,13 +312,16 @@ def call(data_dir: Path, request: req.Request | dict[str, Any], *, timeout: floa
     """
     path = data_dir / SOCKET_FILE
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
+        # a blocking connect waits (at most `timeout`) while the daemon's backlog is full; with
+        # settimeout's non-blocking mode a unix socket would fail at once with EAGAIN instead
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(timeout), int(timeout % 1 * 1e6)))
         try:
             sock.connect(str(path))
         except FileNotFoundError:
             raise ControlError(f"no daemon is running for '{data_dir}' (no {SOCKET_FILE})") from None
         except OSError as exc:
             raise ControlError(f"cannot reach the daemon at '{path}': {exc.strerror}") from None
+        sock.settimeout(timeout)
         sock.sendall(msgspec.json.encode(request) + b"\n")
         data = b""
         while not data.endswith(b"\n"):

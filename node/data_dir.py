@@ -26,9 +26,15 @@ class DataDirError(Exception):
     """The data directory is in use by another daemon, or unsafe to use."""
 
 
-@contextmanager
-def claim(data_dir: Path) -> Iterator[None]:
-    """Hold ``data_dir`` for this process (see the module docstring)."""
+def prepare(data_dir: Path) -> None:
+    """Make ``data_dir`` (0700) or make it private, as ``claim`` does, without taking the lock:
+    what a command that only reads or creates the key (``id show``) needs.
+
+    Raises
+    ------
+    DataDirError
+        It cannot be made, or it belongs to another user and others may write to it.
+    """
     try:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         info = data_dir.stat()
@@ -43,6 +49,12 @@ def claim(data_dir: Path) -> Iterator[None]:
             )
         os.chmod(data_dir, 0o700)
         log.warning("data dir %s had mode %04o, others could read or write it: set to 0700", data_dir, mode)
+
+
+@contextmanager
+def claim(data_dir: Path) -> Iterator[None]:
+    """Hold ``data_dir`` for this process (see the module docstring)."""
+    prepare(data_dir)
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

@@ -97,7 +97,9 @@ class Node:
         self.store = store
         self.config = config
         self.clock = clock
-        self.counters = Counters()
+        self.ticks = Ticks()
+        """What waits on this node's state (``edgeswarm wait``) wakes on its counters' changes."""
+        self.counters = Counters(on_change=self.ticks.touch)
         env = config.envelope
         codec = Codec(
             identity,
@@ -136,8 +138,6 @@ class Node:
             from .adapters import Adapters
 
             self.adapters = Adapters(self.messenger, store, config.adapters, rng, clock, self.compute, self.shelf)
-        self.ticks = Ticks()
-        """Shared ticks for whatever waits on this node's state (``edgeswarm wait``)."""
         self._stop = trio.Event()
         self.stopped = trio.Event()
         """Set once a graceful stop has saved state and every service has ended."""

@@ -2,10 +2,13 @@
 
 A script, test or SDK call that needs "until a peer is in my view" or "until 3 shuffles
 succeeded" asks the daemon once and blocks; it never polls the control socket with sleeps.
-Inside the daemon, all waiters share ticks on the node's own clock (``Ticks``): each tick
-takes one status snapshot, however many requests wait, and every waiter checks its
-conditions against it. ``unmet`` is the pure part: which conditions of a ``Wait`` a status
-does not meet yet, in words (what a timed-out wait reports).
+Inside the daemon, waiters sleep until the node changes (``Ticks.touch``: every counter the
+node adds, so every message in or out, every shuffle, click and round), then check together
+at the next tick of the node's clock against one shared status snapshot; what changes
+without a counter (a connection dropped, a gossip mesh grown) is caught by a check once a
+second. A thousand idle waiters cost a thousand cheap checks a second, not a thousand status
+snapshots ten times a second. ``unmet`` is the pure part: which conditions of a ``Wait`` a
+status does not meet yet, in words (what a timed-out wait reports).
 """
 
 from __future__ import annotations
@@ -22,17 +25,29 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 TICK = 0.1
-"""Seconds between checks of what waiters wait for (on the node's clock)."""
+"""Seconds between checks of what waiters wait for, at most (on the node's clock)."""
+
+IDLE = 1.0
+"""Seconds a waiter sleeps without a change before it checks anyway."""
 
 
 class Ticks:
-    """Shared ticks: waiters wake together at multiples of ``every`` seconds and share one
-    snapshot a tick (``snapshot``), so a thousand waits cost what one does."""
+    """Shared ticks: waiters wake on a change (``touch``), or after ``idle`` seconds without
+    one, and check together at the next multiple of ``every`` seconds against one snapshot a
+    tick (``snapshot``), so a thousand waits cost little more than one."""
 
-    def __init__(self, every: float = TICK) -> None:
+    def __init__(self, every: float = TICK, idle: float = IDLE) -> None:
         self.every = every
+        self.idle = idle
         self._tick = -1
         self._memo: dict[str, object] = {}
+        self._changed: trio.Event | None = None  # made only while someone waits
+
+    def touch(self) -> None:
+        """Something a waiter may wait for has changed: wake them (cheap when none waits)."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     def snapshot(self, key: str, compute: Callable[[], T]) -> T:
         """``compute()``, computed at most once per tick for ``key``."""
@@ -44,7 +59,8 @@ class Ticks:
         return self._memo[key]  # type: ignore[return-value]
 
     async def until(self, check: Callable[[], T | None]) -> T:
-        """Return the first value of ``check()`` that is not None, checking once a tick.
+        """Return the first value of ``check()`` that is not None, checked after each change
+        (at the next tick) and at least every ``idle`` seconds.
 
         Bounded by the caller's cancel scope (``with trio.move_on_after(...)``).
         """
@@ -52,8 +68,12 @@ class Ticks:
             value = check()
             if value is not None:
                 return value
-            now = trio.current_time()
-            await trio.sleep_until((math.floor(now / self.every) + 1) * self.every)
+            if self._changed is None:
+                self._changed = trio.Event()
+            with trio.move_on_after(self.idle) as idle:
+                await self._changed.wait()
+            if not idle.cancelled_caught:  # woken by a change: check with the others at the next tick
+                await trio.sleep_until((math.floor(trio.current_time() / self.every) + 1) * self.every)
 
 
 def counter_value(path: str, counters: Mapping[str, Mapping[str, int]], transport: Mapping[str, int]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 
 class Counters:
@@ -12,13 +13,16 @@ class Counters:
     never from peer-supplied strings, so the number of keys stays bounded.
     """
 
-    __slots__ = ("_values",)
+    __slots__ = ("_on_change", "_values")
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
         self._values: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self._on_change = on_change  # told of every add (the node wakes whoever waits on it)
 
     def add(self, name: str, label: str = "", amount: int = 1) -> None:
         self._values[(name, label)] += amount
+        if self._on_change is not None:
+            self._on_change()
 
     def get(self, name: str, label: str = "") -> int:
         return self._values.get((name, label), 0)

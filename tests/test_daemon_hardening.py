@@ -7,8 +7,11 @@ import json
 import os
 import socket
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import trio
 from typer.testing import CliRunner
 
@@ -22,8 +25,8 @@ from conftest import identity
 def raw_control(data_dir, line: bytes) -> dict:
     """Send one raw line to the control socket and read the one-line reply."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(data_dir / SOCKET_FILE))  # blocking: waits while the listen backlog is full
         sock.settimeout(20)
-        sock.connect(str(data_dir / SOCKET_FILE))
         sock.sendall(line + b"\n")
         data = b""
         while not data.endswith(b"\n"):
@@ -271,3 +274,61 @@ def test_of_two_daemons_started_at_once_on_one_port_exactly_one_runs(group):
         loser = pair[outcomes.index(7)]
         assert f"listen address /ip4/127.0.0.1/tcp/{port} is in use" in loser.log()
         pair[outcomes.index("runs")].stop()
+
+
+def test_control_requests_over_the_cap_are_told_busy_at_once_and_counted(group):
+    from edgeswarm.node.control import MAX_CONNECTIONS
+
+    a = group.spawn("a")
+    waiting = []
+    for _ in range(MAX_CONNECTIONS):  # each holds a slot until somebody is refused for being busy
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(str(a.data_dir / SOCKET_FILE))  # blocking: waits while the listen backlog is full
+        sock.settimeout(120)
+        sock.sendall(
+            json.dumps({"cmd": "wait", "counters": {"control.refused_busy": 1}, "timeout": 120}).encode() + b"\n"
+        )
+        waiting.append(sock)
+    # accepted in order: every slot is held when this one is accepted
+    assert raw_control(a.data_dir, b'{"cmd": "status"}') == {
+        "ok": False,
+        "error": f"busy: {MAX_CONNECTIONS} requests in progress; try again",
+    }
+    for sock in waiting:  # which woke them: their condition holds now
+        with sock:
+            reply = json.loads(sock.makefile().readline())
+        assert reply["ok"] and reply["result"]["status"]["counters"]["control"]["refused_busy"] == 1
+    assert a.status()["counters"]["control"]["refused_busy"] == 1
+
+
+def test_a_command_for_a_service_that_is_off_loads_nothing_of_it():
+    """`fl host` sent to a node without federation used to import Flower first (200 MB)."""
+    code = (
+        "import sys, trio\n"
+        "from edgeswarm.node import control, control_requests as req\n"
+        "class Node: federation = None\n"
+        "async def main():\n"
+        "    try:\n"
+        "        await control._fl_host(Node(), req.FlHost(task='subgraph'))\n"
+        "    except ValueError as exc:\n"
+        "        print(exc)\n"
+        "trio.run(main)\n"
+        "print('flwr' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "federated learning is disabled in this node's config ([node.federation] enabled = true)",
+        "False False",
+    ]
+
+
+def test_id_show_refuses_a_data_dir_the_daemon_would_refuse(tmp_path):
+    if os.getuid() != 0:
+        pytest.skip("needs root to give a directory to another user")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, 65534, 65534)  # nobody's, and anyone may write to it
+    os.chmod(shared, 0o777)
+    result = CliRunner().invoke(app, ["id", "show", "--data-dir", str(shared)])
+    assert result.exit_code == 8 and "belongs to another user" in result.stderr
+    assert not (shared / "identity.key").exists()

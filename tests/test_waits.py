@@ -86,23 +86,51 @@ def test_a_wait_request_is_checked_on_decode():
         raise AssertionError(f"accepted {bad!r}")
 
 
-def test_waiters_share_one_snapshot_a_tick_and_wake_at_the_first_tick_that_meets_them():
-    ticks = Ticks(every=0.1)
-    snapshots = []
-    woke = {}
+def test_waiters_wake_on_changes_and_share_one_snapshot_a_tick():
+    ticks = Ticks(every=0.1, idle=1.0)
+    state = {"x": 0}
+    snapshots, woke = [], {}
 
     def snapshot():
         snapshots.append(trio.current_time())
-        return trio.current_time()
+        return dict(state)
 
-    async def waiter(name, until):
-        woke[name] = await ticks.until(lambda: t if (t := ticks.snapshot("now", snapshot)) >= until else None)
+    async def waiter(name, least):
+        await ticks.until(lambda: ticks.snapshot("state", snapshot)["x"] >= least or None)
+        woke[name] = round(trio.current_time(), 6)
+
+    async def changes():
+        for at in (0.25, 0.52, 0.77):
+            await trio.sleep_until(at)
+            state["x"] += 1
+            ticks.touch()
 
     async def main():
         async with trio.open_nursery() as nursery:
             for i in range(100):
-                nursery.start_soon(waiter, i, 0.25 if i % 2 else 1.0)
+                nursery.start_soon(waiter, i, 1 if i % 2 else 3)
+            nursery.start_soon(changes)
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    assert {round(v, 6) for v in woke.values()} == {0.3, 1.0}  # the first tick at or after each target
-    assert len(snapshots) == 11  # ticks 0, 0.1, ..., 1.0: one snapshot each for 100 waiters
+    # each change wakes them at the next tick, where they all share one snapshot
+    assert set(woke.values()) == {0.3, 0.8}
+    assert [round(t, 6) for t in snapshots] == [0.0, 0.3, 0.6, 0.8]
+
+
+def test_a_change_no_counter_announces_is_seen_within_the_idle_check():
+    ticks = Ticks(every=0.1, idle=1.0)
+    state = {"connected": True}
+    checks = []
+
+    def check():
+        checks.append(round(trio.current_time(), 6))
+        return None if state["connected"] else trio.current_time()
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticks.until, check)
+            await trio.sleep(2.35)
+            state["connected"] = False  # a connection dropped: no touch
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert checks == [0.0, 1.0, 2.0, 3.0]  # once a second while nothing changes, however many wait
