@@ -401,7 +401,7 @@ def _fl_view(result: dict):
             title=f"{run['role']} {run['round_id']}: {run['task']} / {run['strategy']}, {run['state']} "
             f"{run['detail']}".strip()
         )
-        for column in ("round", "status", "replies", "failed", "rejected", "mean client test acc"):
+        for column in ("round", "status", "replies", "failed", "rejected", "dropped", "mean client test acc"):
             table.add_column(column)
         for r in run["history"]:
             accs = [c.get("test-acc") for c in r["clients"].values() if "test-acc" in c]
@@ -412,13 +412,15 @@ def _fl_view(result: dict):
                 str(r["replies"]),
                 str(r["failures"]),
                 str(len(r.get("rejected", {}))),
+                str(len(r.get("dropped", {}))),
                 mean,
             )
         parts.append(table)
         parts += [
-            Text(f"round {r['round']}: rejected {peer}: {why}")
+            Text(f"round {r['round']}: {what} {peer}: {why}")
             for r in run["history"]
-            for peer, why in r.get("rejected", {}).items()
+            for what in ("rejected", "dropped")
+            for peer, why in r.get(what, {}).items()
         ]
         done = len(run["history"])
         parts.append(

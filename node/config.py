@@ -176,6 +176,9 @@ class FederationConfig(Section, frozen=True):
         e.g. ``[node.federation.tasks.subgraph]`` with ``partition-id = 3``.
     join_window : float (default: 10.0)
         Seconds a host waits for joins after announcing.
+    max_clients : int (default: 64)
+        Participants a hosted run takes at most (a run's own ``max_clients`` may ask for
+        fewer); once that many joined, the run starts and refuses the rest.
     reply_timeout : float (default: 120.0)
         Seconds a host waits for each round's replies.
     chunk_timeout : float (default: 30.0)
@@ -192,6 +195,7 @@ class FederationConfig(Section, frozen=True):
     auto_join: bool = True
     tasks: dict[str, dict[str, TaskValue]] = msgspec.field(default_factory=dict)
     join_window: Positive = 10.0
+    max_clients: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64
     reply_timeout: Positive = 120.0
     chunk_timeout: Positive = 30.0
     max_payload_mb: Positive = 256.0

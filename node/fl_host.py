@@ -1,14 +1,19 @@
 """The host side of federated runs: announce, admit joiners, drive the rounds.
 
 Hosting gossips a signed ``RoundAnnounce``, accepts ``Join`` requests for the join window
-(or until ``max_clients`` have joined: the run then starts at once and refuses more), then drives a Flower strategy round by round over a ``SwarmGrid``: ``configure_train``, the
+(or until ``max_clients`` have joined, the run's or the config's: the run then starts at once
+and refuses more), then drives a Flower strategy round by round over a ``SwarmGrid``: ``configure_train``, the
 replies, ``aggregate_train``, then the same for evaluate (the order of Flower's
 ``Strategy.start``, awaiting the network instead of blocking a thread on it). Every reply
 is checked against the round's model before the strategy sees it
 (``learning.reply_check``: names, shapes, dtypes, finite values, a bounded weight); those
-that fail are dropped and recorded per round. A round with fewer valid replies than the
-minimum keeps the previous model and is marked failed; a run whose strategy raises ends
-as failed, the node carries on.
+that fail are dropped and recorded per round; a result declared larger than the round's
+reply limit (a few times the model sent) is refused before a byte of it is fetched. A
+participant that misses a round's deadline, or cannot be reached, is dropped from the rounds
+after it, so a silent joiner costs one timeout, not one per round. A round with fewer valid
+replies than the minimum keeps the previous model and is marked failed; a run ends ``done``
+only if every round succeeded, ``degraded`` if some failed, ``failed`` if all did (or its
+strategy raised; the node carries on).
 """
 
 from __future__ import annotations
@@ -24,10 +29,10 @@ from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp.strategy import Strategy
 
 from edgeswarm.learning.keys import ARRAYS, METRICS, NUM_EXAMPLES
-from edgeswarm.learning.reply_check import check_metrics, check_train_reply
+from edgeswarm.learning.reply_check import check_metrics, check_train_reply, unexpected_records
 from edgeswarm.protocols.blobs import BlobError
 from edgeswarm.protocols.fl import flower_wire
-from edgeswarm.protocols.fl.grid import SwarmGrid, flower_node_id
+from edgeswarm.protocols.fl.grid import REFUSED, SwarmGrid, flower_node_id
 from edgeswarm.protocols.fl.messages import Ack, Join, JoinReply, Result, RoundAnnounce, Task
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.peer_id import PeerId
@@ -41,14 +46,16 @@ from .fl_tasks import TASKS, make_strategy, requirements, round_config
 log = logging.getLogger(__name__)
 
 MAX_MODELS = 8  # latest aggregated models kept, one per hosted run
+REPLY_FACTOR = 3  # a result may declare this many times the largest instruction of its round ...
+REPLY_SLACK = 1 << 20  # ... plus this (metrics; the model, FED-PUB's embedding or OFA's mask fit well within)
 
 Evaluate = Callable[[ArrayRecord], dict[str, float]]
 OnRound = Callable[[RoundMetrics], None]
 
 
-@dataclass(frozen=True)
+@dataclass
 class HostedRun:
-    """Everything fixed about a run this node hosts; its progress lives in ``record``."""
+    """A run this node hosts: what is fixed about it, and its progress (``record``)."""
 
     record: RunRecord
     spec: RoundSpec
@@ -60,8 +67,11 @@ class HostedRun:
     initial: ArrayRecord | None = None
     evaluate: Evaluate | None = None
     on_round: OnRound | None = None
+    max_clients: int = 64
     full: trio.Event = field(default_factory=trio.Event)
-    """Set once ``spec.max_clients`` have joined: joining closes early."""
+    """Set once ``max_clients`` have joined: joining closes early."""
+    reply_limit: int = 0
+    """Bytes a result may declare this round (set as each round's instructions go out)."""
 
 
 class FlHost:
@@ -105,8 +115,9 @@ class FlHost:
             raise ValueError(f"the host must offer task {spec.task!r} too (it builds the initial model from it)")
         if spec.rounds < 1 or spec.min_clients < 1:
             raise ValueError("rounds and min_clients must be at least 1")
-        if spec.max_clients is not None and spec.max_clients < spec.min_clients:
-            raise ValueError(f"max_clients ({spec.max_clients}) is below min_clients ({spec.min_clients})")
+        max_clients = min(spec.max_clients or self.config.max_clients, self.config.max_clients)
+        if max_clients < spec.min_clients:
+            raise ValueError(f"max_clients ({max_clients}) is below min_clients ({spec.min_clients})")
         problem = check_run(spec.task, spec.strategy, spec.min_clients)
         if problem:
             raise ValueError(problem)
@@ -131,6 +142,7 @@ class FlHost:
             initial,
             evaluate,
             on_round,
+            max_clients,
         )
         self._hosted[round_id] = hosted
         self.runs.add(record)
@@ -179,7 +191,12 @@ class FlHost:
                 dict(self.config.tasks[spec.task]), str(round_config(spec.strategy)["method"])
             )
         )
+        needed = _min_available(hosted.strategy)
         for number in range(1, spec.rounds + 1):
+            left = len(list(grid.get_node_ids()))
+            if left < needed:  # none joins once the run started: no later round can work either
+                record.detail = f"{left} participants left, {needed} needed"
+                break
             started = self.clock()
             arrays, metrics = await self._one_round(hosted, number, arrays)
             metrics.seconds = round(self.clock() - started, 3)
@@ -191,24 +208,36 @@ class FlHost:
             self.runs.save(record)
             if hosted.on_round is not None:
                 hosted.on_round(metrics)
-        record.state = "done"
+        ok = sum(m.status == "ok" for m in record.history)
+        why = record.detail or (record.history[-1].status if record.history else "")
+        if ok == spec.rounds:
+            record.state = "done"
+        elif ok:
+            record.state, record.detail = (
+                "degraded",
+                f"{spec.rounds - ok} of {spec.rounds} rounds failed or not run ({why})",
+            )
+        else:
+            record.state, record.detail = "failed", f"no round succeeded ({why})"
 
     async def _one_round(self, hosted: HostedRun, number: int, arrays: ArrayRecord) -> tuple[ArrayRecord, RoundMetrics]:
         """One train + evaluate round, in the order of ``Strategy.start``."""
         strategy, grid, spec = hosted.strategy, hosted.grid, hosted.spec
         config = round_config(spec.strategy, spec.train_config)
         minimum = getattr(strategy, "min_train_nodes", 1)
+        dropped: dict[str, str] = {}
         train_replies = await self._exchange(
-            hosted, strategy.configure_train(number, arrays, ConfigRecord(dict(config)), grid)
+            hosted, strategy.configure_train(number, arrays, ConfigRecord(dict(config)), grid), dropped
         )
         weight_key = getattr(strategy, "weighted_by_key", NUM_EXAMPLES)
-        rejected: dict[str, str] = {}
+        rejected = _refused(grid, train_replies)
         valid = []
         for reply in (m for m in train_replies if not m.has_error()):
             reason = check_train_reply(
                 reply,
                 arrays,
                 arrays_key=getattr(strategy, "arrayrecord_key", ARRAYS),
+                side_records=TASKS[spec.task].side_records,
                 weight_key=weight_key,
                 max_weight=self.config.max_examples,
             )
@@ -228,6 +257,7 @@ class FlHost:
                 {},
                 {},
                 rejected=rejected,
+                dropped=dropped,
             )
         capped = self._cap_weights(grid, valid, weight_key)
         clients_train = self._by_peer(grid, valid)
@@ -235,10 +265,22 @@ class FlHost:
         if new_arrays is not None:
             arrays = new_arrays
         evaluate_replies = []
-        for reply in await self._exchange(
-            hosted, strategy.configure_evaluate(number, arrays, ConfigRecord(dict(config)), grid)
-        ):
-            reason = None if reply.has_error() else check_metrics(reply, max_weight=self.config.max_examples)
+        # Flower's sampling waits, sleeping, until enough nodes are there: with fewer left (some
+        # were dropped this round), ask none rather than block the node
+        evaluating = len(list(grid.get_node_ids())) >= _min_available(strategy)
+        instructions = (
+            strategy.configure_evaluate(number, arrays, ConfigRecord(dict(config)), grid) if evaluating else []
+        )
+        answers = await self._exchange(hosted, instructions, dropped)
+        for peer, reason in _refused(grid, answers).items():
+            rejected.setdefault(peer, f"evaluate: {reason}")
+            self.messenger.counters.add("fl", "replies_rejected")
+        for reply in answers:
+            reason = (
+                None
+                if reply.has_error()
+                else unexpected_records(reply) or check_metrics(reply, max_weight=self.config.max_examples)
+            )
             if reason is None:
                 evaluate_replies.append(reply)
             else:
@@ -257,14 +299,23 @@ class FlHost:
             clients_train=clients_train,
             rejected=rejected,
             capped=capped,
+            dropped=dropped,
         )
 
-    @staticmethod
-    async def _exchange(hosted: HostedRun, instructions: Iterable[Message]) -> list[Message]:
-        """Send a round's instructions; what is not back within the reply timeout is missed."""
+    async def _exchange(
+        self, hosted: HostedRun, instructions: Iterable[Message], dropped: dict[str, str]
+    ) -> list[Message]:
+        """Send a round's instructions; what is not back within the reply timeout is missed,
+        and whoever missed it (or could not be reached) is dropped from the run (``dropped``)."""
         exchange = hosted.grid.exchange(instructions)
+        hosted.reply_limit = REPLY_FACTOR * max(map(len, exchange.encoded), default=0) + REPLY_SLACK
         with trio.move_on_after(hosted.reply_timeout):
             await exchange.run()
+        for node_id, why in exchange.lost().items():
+            peer = hosted.grid.drop_peer(node_id)
+            if peer is not None:
+                dropped[str(peer)] = why
+                self.messenger.counters.add("fl", "participants_dropped")
         return exchange.replies()
 
     @staticmethod
@@ -306,11 +357,11 @@ class FlHost:
         if join.task != hosted.spec.task:
             return JoinReply(False, 0, "wrong task")
         if hosted.full.is_set() and str(peer) not in hosted.record.participants:
-            return JoinReply(False, 0, f"the run is full ({hosted.spec.max_clients} clients)")
+            return JoinReply(False, 0, f"the run is full ({hosted.max_clients} clients)")
         node_id = hosted.grid.add_peer(peer)
         hosted.record.participants = sorted({*hosted.record.participants, str(peer)})
         self.runs.save(hosted.record)
-        if hosted.spec.max_clients is not None and len(hosted.record.participants) >= hosted.spec.max_clients:
+        if len(hosted.record.participants) >= hosted.max_clients:
             hosted.full.set()
         return JoinReply(True, node_id)
 
@@ -318,11 +369,33 @@ class FlHost:
         hosted = self._hosted.get(result.round_id)
         if hosted is None or hosted.grid.peer_of(flower_node_id(peer)) != peer:
             return Ack(False, "not a participant of that run")
+        declared = result.blob.size if result.blob is not None else len(result.inline or b"")
+        if hosted.reply_limit and declared > hosted.reply_limit:  # refused before a byte is fetched
+            reason = f"a result of {declared} bytes is over this round's limit of {hosted.reply_limit}"
+            hosted.grid.refuse(peer, reason)
+            return Ack(False, reason)
         try:
             reason = hosted.grid.deliver(peer, flower_wire.decode(await self.payloads.receive(peer, result)))
         except (BlobError, flower_wire.WireError, ValueError) as exc:
             reason = str(exc)
+            hosted.grid.refuse(peer, reason)  # the round takes it as a rejection now, not a missed deadline
         return Ack(not reason, reason[:200])
+
+
+def _min_available(strategy: Strategy) -> int:
+    """The participants a strategy's sampling waits for (Flower's sample_nodes sleeps, in a
+    loop, until that many are there: never call configure_* with fewer)."""
+    inner = getattr(strategy, "strategy", strategy)  # DP wrappers hold the strategy that samples
+    return max(getattr(s, "min_available_nodes", 1) for s in (strategy, inner))
+
+
+def _refused(grid: SwarmGrid, replies: list[Message]) -> dict[str, str]:
+    """The replies the host refused before reading them (``SwarmGrid.refuse``): peer -> why."""
+    return {
+        str(grid.peer_of(reply.metadata.src_node_id)): reply.error.reason or "refused"
+        for reply in replies
+        if reply.has_error() and reply.error.code == REFUSED
+    }
 
 
 def _scalar(value: object) -> float:

@@ -47,6 +47,7 @@ class RoundMetrics(msgspec.Struct):
     central: dict[str, float] = {}  # the host's own evaluation of the aggregated model
     rejected: dict[str, str] = {}  # peer -> why its reply was dropped before aggregation
     capped: dict[str, float] = {}  # peer -> the weight it claimed, where it was cut to the cap
+    dropped: dict[str, str] = {}  # peer -> why it takes no part in the rounds after this one
 
 
 class RunRecord(msgspec.Struct):
@@ -58,7 +59,7 @@ class RunRecord(msgspec.Struct):
     strategy: str
     rounds: int
     host: str
-    state: str  # announced, running, done, failed, joined, training, interrupted
+    state: str  # announced, running, done, degraded (some rounds failed), failed, joined, training, interrupted
     participants: list[str] = []
     history: list[RoundMetrics] = []
     detail: str = ""

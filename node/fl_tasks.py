@@ -23,7 +23,7 @@ from flwr.serverapp.strategy import (
 )
 
 from edgeswarm.learning import graph_client, jscc_client, ofa_client
-from edgeswarm.learning.keys import WEIGHT
+from edgeswarm.learning.keys import EMBEDDING, MASK, WEIGHT
 from edgeswarm.learning.strategies import FedPub, WeightSharing
 
 from . import fl_catalog
@@ -38,14 +38,15 @@ class FlTask:
     initial_model: Callable[[dict[str, Any], str], ArrayRecord]
     reference_seconds: float  # one local round on a reference laptop core (modelled in sim)
     data_identity: Callable[[dict[str, Any]], dict[str, str]] = lambda config: {}
+    side_records: tuple[str, ...] = ()  # array records its clients reply with beside the model
 
 
 TASKS: dict[str, FlTask] = {
     # subgraph node classification (FED-PUB's setting); 0.1 s = one epoch + evaluation of a
     # 2-layer GCN on a Cora client here
-    "subgraph": FlTask(graph_client.app, graph_client.initial_model, 0.1, graph_client.data_identity),
+    "subgraph": FlTask(graph_client.app, graph_client.initial_model, 0.1, graph_client.data_identity, (EMBEDDING,)),
     # each device trains its own OFA subnet inside the shared supernet (one local epoch)
-    "ofa": FlTask(ofa_client.app, ofa_client.initial_model, 2.0, ofa_client.data_identity),
+    "ofa": FlTask(ofa_client.app, ofa_client.initial_model, 2.0, ofa_client.data_identity, (MASK,)),
     # a satellite's local JSCC training (SemSpaceFL); "jscc-gateway" is a gateway's regional
     # run, answered by async code on the gateway (sim.semspace_workload), not a ClientApp
     "jscc": FlTask(jscc_client.app, jscc_client.initial_model, 1.0, jscc_client.data_identity),

@@ -42,8 +42,12 @@ class FlSpec(Section):
 
     ``malicious``: that many clients send ``malicious_scale`` x N(0, 1) instead of their
     update (``malicious_kind`` "noise"), or NaN weights ("nan"), a tensor of another shape
-    ("shape"), an extra array ("extra-key"), or noise claiming 1e12 examples ("inflate"). ``dropout``: that many clients crash ``dropout_after`` virtual seconds into round
-    ``dropout_round`` of every run and stay down; the round must complete without them.
+    ("shape"), an extra array ("extra-key"), or noise claiming 1e12 examples ("inflate"); or
+    they join and never answer ("silent"), add a 1 MB junk config record to honest replies
+    ("config-junk"), or pad them with 8 MB of zeros ("oversize"). ``dropout``: that many
+    clients crash ``dropout_after`` virtual seconds into round ``dropout_round`` of every run
+    and stay down; the round must complete without them. ``max_clients``: the run takes at
+    most that many joiners (default: the host's config).
     """
 
     task: Literal["subgraph", "ofa"] = "subgraph"
@@ -51,6 +55,7 @@ class FlSpec(Section):
     rounds: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
     clients: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     min_clients: Annotated[int, msgspec.Meta(ge=1)] | None = None  # default: every client
+    max_clients: Annotated[int, msgspec.Meta(ge=1)] | None = None
     graph_source: str = "builtin"
     partition_mode: Literal["disjoint", "overlapping"] = "disjoint"
     seed: int = 1234
@@ -59,7 +64,9 @@ class FlSpec(Section):
     train_config: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
     malicious: Annotated[int, msgspec.Meta(ge=0)] = 0
     malicious_scale: Annotated[float, msgspec.Meta(ge=0)] = 10.0
-    malicious_kind: Literal["noise", "nan", "shape", "extra-key", "inflate"] = "noise"
+    malicious_kind: Literal["noise", "nan", "shape", "extra-key", "inflate", "silent", "config-junk", "oversize"] = (
+        "noise"
+    )
     dropout: Annotated[int, msgspec.Meta(ge=0)] = 0
     dropout_round: Annotated[int, msgspec.Meta(ge=1)] = 2
     dropout_after: Annotated[float, msgspec.Meta(ge=0)] = 0.01
@@ -98,10 +105,11 @@ def attacker_app(honest, kind: str, scale: float, seed: int):
 
     ``noise``: ``scale`` x N(0, 1) in place of its weights; ``nan``: NaN weights; ``shape``:
     the first tensor one row larger; ``extra-key``: one array more than the model has;
-    ``inflate``: a claimed ``num-examples`` of 1e12.
+    ``inflate``: a claimed ``num-examples`` of 1e12; ``config-junk``: an honest reply with a
+    1 MB config record beside it; ``oversize``: an honest reply padded with 8 MB of zeros.
     """
     import torch
-    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+    from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
     rng = np.random.default_rng(seed)
 
@@ -110,6 +118,12 @@ def attacker_app(honest, kind: str, scale: float, seed: int):
         if message.metadata.message_type != "train" or reply.has_error():
             return reply
         content = RecordDict(dict(reply.content.items()))
+        if kind == "config-junk":
+            content["junk"] = ConfigRecord({"junk": "x" * 1_000_000})
+            return Message(content=content, reply_to=message)
+        if kind == "oversize":
+            content["padding"] = ArrayRecord([np.zeros(2_000_000, np.float32)])
+            return Message(content=content, reply_to=message)
         arrays = {key: array.numpy() for key, array in reply.content["arrays"].items()}
         if kind == "noise":
             arrays = {k: (scale * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in arrays.items()}
@@ -178,6 +192,12 @@ class FlExperiment(Workload):
         from edgeswarm.node.fl_client import FederationHooks
         from edgeswarm.node.fl_tasks import TASKS
 
+        if self.spec.malicious_kind == "silent":  # joins, takes every task, never answers one
+
+            async def silent(message, context):
+                await trio.sleep_forever()
+
+            return FederationHooks(async_apps={self.spec.task: silent})
         seed = derive_seed(self.seed, "fl-attacker", str(host.identity.peer_id))
         app = attacker_app(
             TASKS[self.spec.task].client_app, self.spec.malicious_kind, self.spec.malicious_scale, seed=seed
@@ -206,6 +226,7 @@ class FlExperiment(Workload):
                     strategy=strategy,
                     rounds=spec.rounds,
                     min_clients=spec.min_clients or spec.clients,
+                    max_clients=spec.max_clients,
                     reply_timeout=spec.reply_timeout,
                     join_window=spec.join_window,
                     train_config=dict(spec.train_config),
@@ -243,6 +264,8 @@ class FlExperiment(Workload):
                         "replies": metrics.replies,
                         "failures": metrics.failures,
                         "rejected": len(metrics.rejected),
+                        "dropped": len(metrics.dropped),
+                        "seconds": metrics.seconds,
                     }
                 )
             scored = [i for i, v in enumerate(val) if v is not None]

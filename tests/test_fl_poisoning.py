@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 pytest.importorskip("flwr")
 
 import torch
-from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from edgeswarm.learning.reply_check import check_train_reply
 from edgeswarm.node.fl_catalog import STRATEGIES, check_run
@@ -55,10 +55,20 @@ def test_a_reply_that_matches_the_model_passes():
         (reply(honest(), examples=float("nan")), "metric 'num-examples' is not finite"),
         (reply(honest(), embedding=ArrayRecord([np.ones(100, np.float32)])), "'embedding' is larger than the model"),
         (reply(honest(), embedding=ArrayRecord([np.array([np.nan], np.float32)])), "non-finite values in embedding"),
+        # only the records the task's clients send: no config (a 7.5 MB junk one rode along before)
+        (reply(honest(), junk=ConfigRecord({"x": "y" * 1000})), "unexpected records ['junk']"),
+        (reply(honest(), backdoor=ArrayRecord([np.ones(2, np.float32)])), "unexpected records ['backdoor']"),
+        (reply(honest(), more=MetricRecord({"x": 1.0})), "unexpected records ['more']"),
     ],
 )
 def test_poisoned_replies_are_refused_with_the_reason(poisoned, reason):
-    assert reason in check_train_reply(poisoned, SENT)
+    assert reason in check_train_reply(poisoned, SENT, side_records=("embedding",))
+
+
+def test_a_side_record_of_another_task_is_refused():
+    with_mask = reply(honest(), mask=ArrayRecord([np.ones(2, np.float32)]))
+    assert check_train_reply(with_mask, SENT, side_records=("mask",)) is None
+    assert "unexpected records ['mask']" in check_train_reply(with_mask, SENT, side_records=("embedding",))
 
 
 def test_an_array_whose_bytes_contradict_its_declared_shape_is_refused():
@@ -162,3 +172,42 @@ def test_fedpub_drops_a_reply_whose_embedding_has_another_shape():
     arrays, _ = strategy.aggregate_train(1, [fedpub_reply(1, 4), fedpub_reply(2, 4), fedpub_reply(3, 5)])
     assert arrays is not None and set(arrays.keys()) == {"w", "b"}
     assert set(strategy.personal) == {1, 2}  # the third, whose embedding does not fit, is left out
+
+
+def test_silent_joiners_cost_one_reply_timeout_not_one_per_round(small_fl):
+    """28 joiners that took tasks and never answered made every round last two timeouts."""
+    report = small_fl(
+        strategies=["fedavg"], clients=5, min_clients=3, malicious=2, malicious_kind="silent", reply_timeout=60.0
+    )
+    rounds = report["fl_series"]["fedavg"]["rounds"]
+    assert [(r["status"], r["replies"], r["dropped"]) for r in rounds] == [("ok", 3, 2), ("ok", 3, 0), ("ok", 3, 0)]
+    assert rounds[0]["seconds"] >= 60 and all(r["seconds"] < 60 for r in rounds[1:])  # virtual time, exact model
+    assert report["metrics"]["state"] == {"fedavg": "done"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"), [("config-junk", "unexpected records ['junk']"), ("oversize", "over this round's limit")]
+)
+def test_junk_and_oversize_replies_are_rejected_and_never_wait_for_the_deadline(kind, reason, small_fl):
+    report = small_fl(
+        strategies=["fedavg"], clients=4, min_clients=3, malicious=1, malicious_kind=kind, reply_timeout=60.0
+    )
+    rounds = report["fl_series"]["fedavg"]["rounds"]
+    assert [(r["status"], r["replies"], r["rejected"], r["failures"]) for r in rounds] == [("ok", 3, 1, 0)] * 3
+    assert all(r["seconds"] < 60 for r in rounds)  # rejected on arrival, not a missed deadline
+    assert report["metrics"]["counters"]["fl"]["replies_rejected"] == 3
+
+
+def test_a_run_whose_rounds_fail_never_ends_done(small_fl):
+    every = small_fl(strategies=["fedavg"], clients=4, min_clients=4, malicious=1, malicious_kind="nan")
+    assert every["metrics"]["state"] == {"fedavg": "failed"} and every["metrics"]["rounds_ok"] == {"fedavg": 0}
+    some = small_fl(strategies=["fedavg"], clients=4, min_clients=4, dropout=1, dropout_round=2)
+    assert some["metrics"]["state"] == {"fedavg": "degraded"} and some["metrics"]["rounds_ok"] == {"fedavg": 1}
+
+
+def test_a_run_takes_at_most_max_clients_and_starts_once_it_has_them(small_fl):
+    report = small_fl(strategies=["fedavg"], clients=5, min_clients=3, max_clients=3, join_window=600.0)
+    rounds = report["fl_series"]["fedavg"]["rounds"]
+    assert [r["replies"] for r in rounds] == [3, 3, 3]
+    assert report["metrics"]["counters"]["fl"]["joins_failed"] == 2  # refused: the run is full
+    assert report["virtual_seconds"] < 600  # it did not wait out the join window

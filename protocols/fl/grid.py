@@ -10,6 +10,7 @@ reply, so strategies count it as a failure and a round never hangs.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -27,6 +28,7 @@ from . import flower_wire
 
 SEND_FAILED = 1  # Error codes of the replies this grid makes up
 DEADLINE_MISSED = 2
+REFUSED = 3  # the host refused what the participant sent before decoding it (``SwarmGrid.refuse``)
 
 
 def flower_node_id(peer: PeerId) -> int:
@@ -53,7 +55,8 @@ class SwarmGrid(Grid):
         self._host = host_node_id
         self._send = send
         self._peers: dict[int, PeerId] = {}
-        self._waiting: dict[str, trio.MemorySendChannel[Message]] = {}
+        # message id -> (the node it went to, where its reply goes: the Message, or why it was refused)
+        self._waiting: dict[str, tuple[int, trio.MemorySendChannel[Message | str]]] = {}
         self._ids = itertools.count(1)
         self._trio_token: trio.lowlevel.TrioToken | None = None
 
@@ -65,6 +68,10 @@ class SwarmGrid(Grid):
 
     def peer_of(self, node_id: int) -> PeerId | None:
         return self._peers.get(node_id)
+
+    def drop_peer(self, node_id: int) -> PeerId | None:
+        """Take a participant out of the run (no more instructions); returns who it was."""
+        return self._peers.pop(node_id, None)
 
     # flwr.serverapp.Grid
     def set_run(self, run: Run) -> None:
@@ -110,15 +117,24 @@ class SwarmGrid(Grid):
         waiting = self._waiting.get(meta.reply_to_message_id)
         if waiting is None:
             return "not awaiting a reply to that message"
-        if self._peers.get(meta.src_node_id) != peer:
+        if self._peers.get(meta.src_node_id) != peer or waiting[0] != meta.src_node_id:
             return "reply claims another node id"
         if meta.run_id != self._run.run_id:
             return "reply for another run"
         try:
-            waiting.send_nowait(reply)
+            waiting[1].send_nowait(reply)
         except trio.WouldBlock:
             return "already answered"
         return ""
+
+    def refuse(self, peer: PeerId, reason: str) -> None:
+        """What ``peer`` sent was refused before it could be read: answer its outstanding
+        instructions with that at once (a rejection, not a missed deadline)."""
+        node_id = flower_node_id(peer)
+        for waiting_for, reply in list(self._waiting.values()):
+            if waiting_for == node_id:
+                with contextlib.suppress(trio.WouldBlock):
+                    reply.send_nowait(reason[:300])
 
 
 class Exchange:
@@ -132,12 +148,15 @@ class Exchange:
     def __init__(self, grid: SwarmGrid, messages: list[Message]) -> None:
         self._grid = grid
         self.messages = messages
+        self.encoded = [flower_wire.encode(m) for m in messages]
+        """The bytes each instruction goes out as (what its reply may be sized against)."""
         self._replies: dict[str, Message] = {}
+        self._lost: dict[int, str] = {}
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
-            for message in self.messages:
-                nursery.start_soon(self._one, message)
+            for message, data in zip(self.messages, self.encoded, strict=True):
+                nursery.start_soon(self._one, message, data)
 
     def replies(self) -> list[Message]:
         """A reply per message, in message order (error replies for the missing ones)."""
@@ -146,19 +165,30 @@ class Exchange:
             for m in self.messages
         ]
 
-    async def _one(self, message: Message) -> None:
+    def lost(self) -> dict[int, str]:
+        """Participants this exchange could not reach or that did not answer in time: node id -> why."""
+        missed = {
+            m.metadata.dst_node_id: "missed the reply deadline"
+            for m in self.messages
+            if m.metadata.message_id not in self._replies
+        }
+        return missed | self._lost
+
+    async def _one(self, message: Message, data: bytes) -> None:
         grid, message_id = self._grid, message.metadata.message_id
         peer = grid.peer_of(message.metadata.dst_node_id)
         if peer is None:
             self._replies[message_id] = _error(message, SEND_FAILED, "not a participant of this run")
             return
-        send_reply, receive_reply = trio.open_memory_channel[Message](1)
-        grid._waiting[message_id] = send_reply
+        send_reply, receive_reply = trio.open_memory_channel[Message | str](1)
+        grid._waiting[message_id] = (message.metadata.dst_node_id, send_reply)
         try:
-            await grid._send(peer, flower_wire.encode(message))
-            self._replies[message_id] = await receive_reply.receive()
+            await grid._send(peer, data)
+            reply = await receive_reply.receive()
+            self._replies[message_id] = reply if isinstance(reply, Message) else _error(message, REFUSED, reply)
         except (NetworkError, Rejected, BlobError, ValueError) as exc:  # unreachable, refused, too big: a failure
             self._replies[message_id] = _error(message, SEND_FAILED, f"{type(exc).__name__}: {exc}")
+            self._lost[message.metadata.dst_node_id] = f"unreachable: {type(exc).__name__}: {exc}"[:200]
         finally:
             grid._waiting.pop(message_id, None)
 
