@@ -9,8 +9,8 @@ is checked against the round's model before the strategy sees it
 (``learning.reply_check``: names, shapes, dtypes, finite values, a bounded weight); those
 that fail are dropped and recorded per round; a result declared larger than the round's
 reply limit (a few times the model sent) is refused before a byte of it is fetched. A
-participant that misses a round's deadline, or cannot be reached, is dropped from the rounds
-after it, so a silent joiner costs one timeout, not one per round. A round with fewer valid
+participant that takes a round's instruction and misses its deadline is dropped from the
+rounds after it, so a silent joiner costs one timeout, not one per round. A round with fewer valid
 replies than the minimum keeps the previous model and is marked failed; a run ends ``done``
 only if every round succeeded, ``degraded`` if some failed, ``failed`` if all did (or its
 strategy raised; the node carries on).
@@ -306,15 +306,15 @@ class FlHost:
         self, hosted: HostedRun, instructions: Iterable[Message], dropped: dict[str, str]
     ) -> list[Message]:
         """Send a round's instructions; what is not back within the reply timeout is missed,
-        and whoever missed it (or could not be reached) is dropped from the run (``dropped``)."""
+        and whoever missed it is dropped from the run (``dropped``)."""
         exchange = hosted.grid.exchange(instructions)
         hosted.reply_limit = REPLY_FACTOR * max(map(len, exchange.encoded), default=0) + REPLY_SLACK
         with trio.move_on_after(hosted.reply_timeout):
             await exchange.run()
-        for node_id, why in exchange.lost().items():
+        for node_id in exchange.missed():
             peer = hosted.grid.drop_peer(node_id)
             if peer is not None:
-                dropped[str(peer)] = why
+                dropped[str(peer)] = f"missed the reply deadline ({hosted.reply_timeout:g} s)"
                 self.messenger.counters.add("fl", "participants_dropped")
         return exchange.replies()
 

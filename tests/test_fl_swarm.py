@@ -151,13 +151,16 @@ def test_fl_simulation_runs_fedpub_fedavg_and_local_over_the_swarm_deterministic
     assert again["fl_series"] == first["fl_series"]
 
 
-def test_a_round_completes_when_clients_vanish_mid_round_and_they_are_not_waited_for_again(small_fl):
+def test_a_round_completes_when_clients_vanish_mid_round(small_fl):
     report = small_fl(strategies=["fedavg"], dropout=1, dropout_round=2, min_clients=2)
     rounds = report["fl_series"]["fedavg"]["rounds"]
+    # the crashed client cannot be reached: each round's send to it fails at once (no wait),
+    # and it stays in the run in case it comes back (one that takes a task and never answers
+    # is dropped: test_fl_poisoning's silent joiners)
     assert [(r["status"], r["replies"], r["failures"], r["dropped"]) for r in rounds] == [
         ("ok", 4, 0, 0),
-        ("ok", 3, 1, 1),  # it missed round 2's deadline: dropped from the run
-        ("ok", 3, 0, 0),  # so round 3 neither asks it nor waits for it
+        ("ok", 3, 1, 0),
+        ("ok", 3, 1, 0),
     ]
 
 

@@ -151,7 +151,6 @@ class Exchange:
         self.encoded = [flower_wire.encode(m) for m in messages]
         """The bytes each instruction goes out as (what its reply may be sized against)."""
         self._replies: dict[str, Message] = {}
-        self._lost: dict[int, str] = {}
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -165,14 +164,12 @@ class Exchange:
             for m in self.messages
         ]
 
-    def lost(self) -> dict[int, str]:
-        """Participants this exchange could not reach or that did not answer in time: node id -> why."""
-        missed = {
-            m.metadata.dst_node_id: "missed the reply deadline"
-            for m in self.messages
-            if m.metadata.message_id not in self._replies
-        }
-        return missed | self._lost
+    def missed(self) -> list[int]:
+        """The participants that took an instruction and did not answer it in time (node ids).
+
+        One that could not be reached is not among them: that failed fast, costing no wait.
+        """
+        return [m.metadata.dst_node_id for m in self.messages if m.metadata.message_id not in self._replies]
 
     async def _one(self, message: Message, data: bytes) -> None:
         grid, message_id = self._grid, message.metadata.message_id
@@ -188,7 +185,6 @@ class Exchange:
             self._replies[message_id] = reply if isinstance(reply, Message) else _error(message, REFUSED, reply)
         except (NetworkError, Rejected, BlobError, ValueError) as exc:  # unreachable, refused, too big: a failure
             self._replies[message_id] = _error(message, SEND_FAILED, f"{type(exc).__name__}: {exc}")
-            self._lost[message.metadata.dst_node_id] = f"unreachable: {type(exc).__name__}: {exc}"[:200]
         finally:
             grid._waiting.pop(message_id, None)
 
