@@ -311,6 +311,7 @@ class FlHost:
         hosted.reply_limit = REPLY_FACTOR * max(map(len, exchange.encoded), default=0) + REPLY_SLACK
         with trio.move_on_after(hosted.reply_timeout):
             await exchange.run()
+        self.payloads.release(hosted.record.round_id)  # what a participant did not fetch by now, it never will
         for node_id in exchange.missed():
             peer = hosted.grid.drop_peer(node_id)
             if peer is not None:

@@ -2,7 +2,10 @@
 
 A ``Task`` (host -> client) or ``Result`` (client -> host) carries the message's bytes
 itself up to ``INLINE_BYTES``; a larger one is offered on this node's ``BlobShelf`` to that
-one peer, who fetches it by hash. Both directions are bounded by ``max_payload_mb``.
+one peer, who fetches it by hash. The offer goes once that peer has it all, or when the
+sender ``release``s what it offered for the run (the host, as each round's exchange ends):
+a host holds at most the payloads of the round in flight. Both directions are bounded by
+``max_payload_mb``.
 """
 
 from __future__ import annotations
@@ -22,20 +25,27 @@ class Payloads:
         self.shelf = shelf
         self.max_bytes = max_bytes
         self.timeout = timeout
+        self._offered: dict[str, list[tuple[bytes, PeerId]]] = {}  # run -> what we put on the shelf for it
 
     async def send(self, peer: PeerId, kind: type[Task | Result], round_id: str, data: bytes) -> None:
         """Send ``data`` inline or as a blob offered to ``peer``; raise if it is refused."""
         if len(data) > self.max_bytes:
             raise ValueError(f"message of {len(data)} bytes is over the {self.max_bytes}-byte limit")
-        body = (
-            kind(round_id, inline=data)
-            if len(data) <= INLINE_BYTES
-            else kind(round_id, blob=self.shelf.offer(data, peer))
-        )
+        if len(data) <= INLINE_BYTES:
+            body = kind(round_id, inline=data)
+        else:
+            ref = self.shelf.offer(data, peer)
+            self._offered.setdefault(round_id, []).append((ref.digest, peer))
+            body = kind(round_id, blob=ref)
         with deadline(self.timeout):
             ack = await self.messenger.request(peer, body, Ack)
         if not ack.accepted:
             raise RequestRefused(f"{kind.KIND} refused: {ack.reason}")
+
+    def release(self, round_id: str) -> None:
+        """Withdraw what is still offered for run ``round_id`` (its round is over)."""
+        for digest, peer in self._offered.pop(round_id, []):
+            self.shelf.withdraw(digest, peer)
 
     async def receive(self, peer: PeerId, message: Task | Result) -> bytes:
         """The bytes a Task or Result carries, fetching its blob from ``peer`` if it has one."""

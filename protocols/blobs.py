@@ -4,7 +4,9 @@ A signed message names a blob (``BlobRef``: SHA-256 and size); the holder keeps 
 a ``BlobShelf``, for named peers only (a model sent to one participant) or for anyone (a
 published adapter). The receiver pulls ``CHUNK_BYTES`` pieces with ``ChunkRequest`` and
 accepts the whole only if size and hash match what the signed message promised. A shelf
-holds a bounded total; the oldest offers go first.
+holds a bounded total; the oldest offers go first. An offer to named peers is released as
+each has pulled its last chunk (or is withdrawn by its owner, e.g. when a federated round
+ends), so a node does not carry stale payloads until they expire.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class BlobError(Exception):
 
 
 class BlobShelf:
-    """Blobs offered to given peers until they expire or the shelf needs the room."""
+    """Blobs offered to given peers until they have them, they expire, their owner withdraws
+    them or the shelf needs the room."""
 
     def __init__(self, clock: Callable[[], float], max_bytes: int = 512 * 1024 * 1024, ttl: float = 3600.0) -> None:
         self._clock = clock
@@ -93,10 +96,26 @@ class BlobShelf:
         start = request.index * CHUNK_BYTES
         if (peers is not None and peer not in peers) or start >= max(len(data), 1):
             return None
+        if peers is not None and start + CHUNK_BYTES >= len(data):  # its last piece: the peer has it all
+            self.withdraw(request.digest, peer)
         return data[start : start + CHUNK_BYTES]
+
+    def withdraw(self, digest: bytes, peer: PeerId | None = None) -> None:
+        """No longer offer ``digest`` to ``peer`` (to anyone if None); drop it once nobody is left."""
+        entry = self._blobs.get(digest)
+        if entry is None:
+            return
+        data, peers, _ = entry
+        if peers is not None and peer is not None:
+            peers.discard(peer)
+            if peers:
+                return
+        del self._blobs[digest]
+        self._bytes -= len(data)
 
     @property
     def stored_bytes(self) -> int:
+        """Bytes on the shelf now."""
         return self._bytes
 
 

@@ -66,9 +66,11 @@ def test_blobs_move_in_chunks_verified_and_only_to_the_named_peer():
                 a.on_request(ChunkRequest, serve)
                 data = random.Random(1).randbytes(2 * CHUNK_BYTES + 123)
                 ref = shelf.offer(data, b.local_peer)
-                assert await fetch(b, a.local_peer, ref, max_bytes=10 * CHUNK_BYTES, chunk_timeout=5) == data
                 with pytest.raises(BlobError):  # offered to b, not to c
                     await fetch(c, a.local_peer, ref, max_bytes=10 * CHUNK_BYTES, chunk_timeout=5)
+                assert await fetch(b, a.local_peer, ref, max_bytes=10 * CHUNK_BYTES, chunk_timeout=5) == data
+                assert shelf.stored_bytes == 0  # b has it all: the offer is gone
+                shelf.offer(data, b.local_peer)
                 public = shelf.offer(b"for anyone", None)
                 assert await fetch(c, a.local_peer, public, max_bytes=100, chunk_timeout=5) == b"for anyone"
                 with pytest.raises(BlobError, match="over this node's limit"):
@@ -282,3 +284,20 @@ def test_a_clients_record_keeps_only_the_announced_rounds_and_a_bounded_history(
     assert record.state == "joined"  # round 1200 of 1500: not over
     answer(1500)
     assert record.state == "done" and record.history[-1].round == 1500
+
+
+def test_a_shelf_lets_an_offer_go_once_each_peer_has_it_or_it_is_withdrawn():
+    shelf = BlobShelf(lambda: 0.0)
+    data = bytes(CHUNK_BYTES + 10)
+    ref = shelf.offer(data, "b")
+    shelf.offer(data, "c")  # the same model to two participants: one copy, two peers
+    last = ChunkRequest(ref.digest, 1)
+    assert shelf.chunk("b", ChunkRequest(ref.digest, 0)) and shelf.stored_bytes == len(data)
+    assert len(shelf.chunk("b", last)) == 10 and shelf.stored_bytes == len(data)  # c has not fetched it
+    assert shelf.chunk("b", last) is None  # b's share is gone
+    assert len(shelf.chunk("c", last)) == 10 and shelf.stored_bytes == 0
+    other = shelf.offer(b"x" * 100, "d")
+    shelf.withdraw(other.digest, "d")  # its round ended before d fetched it
+    public = shelf.offer(b"for anyone", None)
+    assert shelf.chunk("e", ChunkRequest(public.digest, 0)) == b"for anyone"
+    assert shelf.stored_bytes == len(b"for anyone")  # public offers stay until they expire
