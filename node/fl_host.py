@@ -1,19 +1,19 @@
 """The host side of federated runs: announce, admit joiners, drive the rounds.
 
 Hosting gossips a signed ``RoundAnnounce``, accepts ``Join`` requests for the join window
-(or until ``max_clients`` have joined, the run's or the config's: the run then starts at once
-and refuses more), then drives a Flower strategy round by round over a ``SwarmGrid``: ``configure_train``, the
-replies, ``aggregate_train``, then the same for evaluate (the order of Flower's
-``Strategy.start``, awaiting the network instead of blocking a thread on it). Every reply
-is checked against the round's model before the strategy sees it
-(``learning.reply_check``: names, shapes, dtypes, finite values, a bounded weight); those
-that fail are dropped and recorded per round; a result declared larger than the round's
-reply limit (a few times the model sent) is refused before a byte of it is fetched. A
-participant that takes a round's instruction and misses its deadline is dropped from the
-rounds after it, so a silent joiner costs one timeout, not one per round. A round with fewer valid
-replies than the minimum keeps the previous model and is marked failed; a run ends ``done``
-only if every round succeeded, ``degraded`` if some failed, ``failed`` if all did (or its
-strategy raised; the node carries on).
+(or until ``max_clients`` have joined, the run's or the config's: the run then starts at
+once and refuses more), then drives a Flower strategy round by round over a ``SwarmGrid``:
+``configure_train``, the replies, ``aggregate_train``, then the same for evaluate (the
+order of Flower's ``Strategy.start``, awaiting the network instead of blocking a thread on
+it). Every reply is checked against the round's model before the strategy sees it
+(``learning.reply_check``: only the task's records, names, shapes, dtypes, finite values, a
+bounded weight); those that fail are dropped and recorded per round, and a result declared
+larger than the round's reply limit (a few times the model sent) is refused before a byte
+of it is fetched. A participant that takes a round's instruction and misses its deadline is
+dropped from the rounds after it, so a silent joiner costs one timeout, not one per round.
+A round with fewer valid replies than the minimum keeps the previous model and is marked
+failed; a run ends ``done`` only if every round succeeded, ``degraded`` if some failed,
+``failed`` if none did or its strategy raised (the node carries on).
 """
 
 from __future__ import annotations
