@@ -47,3 +47,17 @@ def test_smoke_scenario_is_reproducible(tmp_path, repo):
 
 def test_trio_still_has_a_seedable_scheduler():
     seed_trio_scheduler(1)  # raises if trio moved its scheduler RNG
+
+
+def test_timers_due_at_the_same_instant_expire_in_the_order_they_were_set():
+    """trio broke such ties by the cancel scopes' memory addresses, which move between runs:
+    in virtual time many timers are due together, and who woke first drew first from shared RNGs."""
+    import trio
+    from trio._core import _run
+
+    seed_trio_scheduler(1)  # the simulator's: also orders equal deadlines
+    scopes = [trio.CancelScope() for _ in range(50)]
+    deadlines = _run.Deadlines()
+    for scope in reversed(scopes):  # set in the reverse of the order they were made in
+        deadlines.add(5.0, scope)
+    assert [entry[2] for entry in sorted(deadlines._heap, key=lambda e: e[:2])] == scopes[::-1]
