@@ -27,22 +27,32 @@ class Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
 
 
 class MembershipConfig(Section, frozen=True):
-    """Cyclon peer sampling (see ``protocols.membership.cyclon``).
+    """Peer sampling: Cyclon shuffles, and min-wise samplers that Sybils cannot bias by volume
+    (see ``protocols.membership.cyclon`` and ``protocols.membership.samplers``).
 
     Parameters
     ----------
     view_size : int (default: 20)
     shuffle_length : int (default: 8)
+        Entries exchanged per shuffle; no shuffle brings in more.
     shuffle_interval : float (default: 10.0)
         Seconds between a node's shuffles.
     request_timeout : float (default: 5.0)
         Seconds to wait for a shuffle reply before dropping the peer from the view.
+    samplers : int (default: 20)
+        Min-wise sampler slots; the view services draw from is what they hold. 0 turns them
+        off, leaving the plain Cyclon view (open to one-shuffle eclipse: for comparison only).
+    pushes_per_interval : int (default: 4)
+        Incoming shuffles per ``shuffle_interval`` whose entries may enter the Cyclon view
+        (each peer at most one); the rest are answered but not taken in.
     """
 
     view_size: Annotated[int, msgspec.Meta(ge=2, le=1000)] = 20
     shuffle_length: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
     shuffle_interval: Positive = 10.0
     request_timeout: Positive = 5.0
+    samplers: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 20
+    pushes_per_interval: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 4
 
 
 class EnvelopeConfig(Section, frozen=True):

@@ -1,7 +1,9 @@
 """Membership service: runs Cyclon shuffles on a timer over the node's Messenger.
 
 Discovers the swarm from a few bootstrap peers and keeps a bounded, continuously refreshed
-random sample of live peers that other services draw from.
+random sample of live peers that other services draw from. Everything heard is also offered
+to min-wise samplers (``protocols.membership.samplers``); the view services draw from is
+what the samplers hold, so Sybils that shuffle hard fill the Cyclon view, not the sample.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import trio
 from edgeswarm.protocols.envelope import Rejected
 from edgeswarm.protocols.membership.cyclon import Cyclon, CyclonParams
 from edgeswarm.protocols.membership.messages import Descriptor, ShuffleReply, ShuffleRequest
+from edgeswarm.protocols.membership.samplers import Samplers
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import NetworkError, deadline
 from edgeswarm.protocols.peer_id import PeerId
@@ -49,9 +52,18 @@ class Membership:
     answer is not taken back into the view (from discovery, the known peers or other
     peers' shuffles) for ``shuffle_interval * 2**failures`` seconds (at most an hour); after
     ``FORGET_AFTER`` failures in a row it is no longer known either, here or in the store.
+
+    Sybil resistance (issue 21): no shuffle brings in more than ``shuffle_length`` entries;
+    at most ``pushes_per_interval`` incoming shuffles per interval (one per peer) enter the
+    Cyclon view; every other round shuffles with a sampled peer rather than Cyclon's oldest,
+    which checks that sampled peers are alive; and one sampler is reseeded per round.
     """
 
     MAX_KNOWN = 256
+    FAST_JOIN_ROUNDS = 20
+    """A joining node shuffles ten times faster while each round meets new peers, at most
+    this many rounds: samplers are only as fair as the set of peers seen, and Sybils that
+    push hard are all seen within seconds, so the honest swarm has to be learned fast too."""
     FORGET_AFTER = 3
     MAX_BACKOFF = 3600.0
 
@@ -79,7 +91,15 @@ class Membership:
         self._rng = rng
         self._bootstrap = tuple(bootstrap)
         local = Descriptor(messenger.local_peer, tuple(messenger.network.addrs()), 0)
-        self.cyclon = Cyclon(local, CyclonParams(config.view_size, config.shuffle_length), rng)
+        self.samplers = Samplers(local.peer, config.samplers, rng) if config.samplers else None
+        params = CyclonParams(config.view_size, config.shuffle_length)
+        self.cyclon = Cyclon(local, params, rng, mix=self.sample if self.samplers else None)
+        self._rounds = 0
+        self._pushed_at: OrderedDict[PeerId, float] = OrderedDict()  # peer -> when its push was last taken in
+        self._window: tuple[float, int] = (-float("inf"), 0)  # (start, pushes taken in since)
+        self._offer(initial)
+        self._offer(bootstrap)
+        self._offer(self._alive(d for d, _ in known))
         messenger.register(ShuffleRequest, ShuffleReply)
         messenger.on_request(ShuffleRequest, self._on_shuffle)
         self._tell_network(initial)
@@ -88,7 +108,19 @@ class Membership:
             self._rejoin()
 
     def view(self) -> list[PeerId]:
-        return [d.peer for d in self.cyclon.view()]
+        """The peers services draw from."""
+        return [d.peer for d in self.sample()]
+
+    def sample(self) -> list[Descriptor]:
+        """``view_size`` peers from the samplers (the Cyclon view when they are off): what
+        services draw from, and what the store keeps to restart from."""
+        if self.samplers is None:
+            return self.cyclon.view()
+        return self.samplers.sample(self._config.view_size)
+
+    def _offer(self, entries: Iterable[Descriptor]) -> None:
+        if self.samplers is not None:
+            self.samplers.offer(entries)
 
     def known(self) -> list[tuple[Descriptor, float]]:
         """Peers met so far with when we last heard from them directly, most recent first."""
@@ -116,6 +148,8 @@ class Membership:
         self._failures[peer] = (count, self._clock() + wait)
         if len(self._failures) > 4 * self.MAX_KNOWN:
             self._failures.popitem(last=False)
+        if self.samplers is not None:
+            self.samplers.remove(peer)
         if count >= self.FORGET_AFTER and self._known.pop(peer, None) is not None:
             self._forgotten.add(peer)
             self._changed.discard(peer)
@@ -127,19 +161,33 @@ class Membership:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Shuffle every ``shuffle_interval`` seconds, starting at a random offset."""
         task_status.started()
-        await trio.sleep(self._rng.uniform(0, self._config.shuffle_interval))
+        interval = self._config.shuffle_interval
+        await trio.sleep(self._rng.uniform(0, interval))
+        fast = self.FAST_JOIN_ROUNDS if self.samplers is not None else 0
         while True:
+            seen = self.samplers.seen() if self.samplers is not None else 0
             await self.shuffle_once()
-            await trio.sleep(self._config.shuffle_interval)
+            if fast and self.samplers is not None and self.samplers.seen() > seen:
+                fast -= 1  # still meeting new peers: keep learning the swarm quickly
+                await trio.sleep(interval / 10)
+            else:
+                fast = 0
+                await trio.sleep(interval)
 
     async def shuffle_once(self) -> None:
         counters = self._messenger.counters
         counters.add("membership", "rounds")
+        self._rounds += 1
         if len(self.cyclon) < self._config.view_size:
             self._add_discovered()
         if not len(self.cyclon):
             self._rejoin()
-        step = self.cyclon.start_shuffle()
+        check = None
+        if self.samplers is not None:
+            self.samplers.reseed()
+            if self._rounds % 3 != 0:
+                check = self.samplers.next_to_check(self._config.view_size)
+        step = self.cyclon.start_shuffle(check)
         if step is None:
             counters.add("membership", "isolated")
             return
@@ -154,14 +202,41 @@ class Membership:
             counters.add("membership", "shuffle_failed")
             return
         self._met(target)
-        self._tell_network(reply.entries)
-        self.cyclon.on_reply(target.peer, self._alive(reply.entries))
+        entries = reply.entries[: self._config.shuffle_length]  # however many the wire allowed
+        self._tell_network(entries)
+        alive = self._alive(entries)
+        self._offer(alive)
+        self.cyclon.on_reply(target.peer, alive)
         counters.add("membership", "shuffle_ok")
 
     async def _on_shuffle(self, peer: PeerId, request: ShuffleRequest) -> ShuffleReply:
-        self._met(next((d for d in request.entries if d.peer == peer), Descriptor(peer)))
-        self._tell_network(request.entries)
-        return ShuffleReply(self.cyclon.on_request(peer, self._alive(request.entries)))
+        entries = request.entries[: self._config.shuffle_length]  # however many the wire allowed
+        self._met(next((d for d in entries if d.peer == peer), Descriptor(peer)))
+        self._tell_network(entries)
+        alive = self._alive(entries)
+        self._offer(alive)  # the samplers weigh each peer once, however often it is pushed
+        if not self._take_push(peer):
+            self._messenger.counters.add("membership", "pushes_limited")
+            alive = []
+        return ShuffleReply(self.cyclon.on_request(peer, alive))
+
+    def _take_push(self, peer: PeerId) -> bool:
+        """Whether ``peer``'s shuffle may enter the Cyclon view now (Brahms' limited pushes):
+        each peer once per interval, and ``pushes_per_interval`` in all."""
+        now, interval = trio.current_time(), self._config.shuffle_interval
+        start, taken = self._window
+        if now - start >= interval:
+            start, taken = now, 0
+        last = self._pushed_at.get(peer)
+        if taken >= self._config.pushes_per_interval or (last is not None and now - last < interval):
+            self._window = (start, taken)
+            return False
+        self._window = (start, taken + 1)
+        self._pushed_at.pop(peer, None)
+        self._pushed_at[peer] = now
+        if len(self._pushed_at) > self.MAX_KNOWN:
+            self._pushed_at.popitem(last=False)
+        return True
 
     def _met(self, peer: Descriptor) -> None:
         """Record direct contact with ``peer`` (keeping addresses we knew if it sent none)."""
@@ -183,7 +258,9 @@ class Membership:
     def _add_discovered(self) -> None:
         """Fill free view slots with peers the transport found itself (e.g. mDNS)."""
         found = [Descriptor(peer, tuple(addrs[:8]), 0) for peer, addrs in self._messenger.network.known_peers()]
-        self.cyclon.add(self._alive(self._rng.sample(found, len(found))))
+        found = self._alive(self._rng.sample(found, len(found)))
+        self._offer(found)
+        self.cyclon.add(found)
 
     def _rejoin(self) -> None:
         """Refill an empty view from the bootstrap peers, then the most recently known ones."""

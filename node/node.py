@@ -178,7 +178,7 @@ class Node:
     def persist(self) -> None:
         """Commit the view, the known peers and a counters snapshot to the store."""
         now = self.clock()
-        self.store.save_peers(((d.peer, d.addrs, d.age) for d in self.membership.cyclon.view()), now)
+        self.store.save_peers(((d.peer, d.addrs, d.age) for d in self.membership.sample()), now)
         self.store.save_known_peers((d.peer, d.addrs, seen) for d, seen in self.membership.take_changed())
         self.store.forget_known_peers(self.membership.take_forgotten())
         self.store.save_metrics(now, self.counters.snapshot(), keep=self.config.store.metrics_snapshots_kept)

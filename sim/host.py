@@ -43,8 +43,11 @@ class SimHost:
         network: VirtualNetwork,
         clock: Callable[[], float],
         bootstrap: Sequence[Descriptor],
+        addrs: Sequence[str] = (),
     ) -> None:
         self.index = index
+        self.addrs = tuple(addrs)
+        """What the node advertises on the virtual network (modelled, e.g. for Sybil studies)."""
         self.identity = identity
         self.store = store
         self.device = device
@@ -88,7 +91,7 @@ class SimHost:
             self._scope = scope
             try:
                 async with self._network.attach(
-                    self.identity.peer_id, uplink_bytes_per_s=self.device.uplink_bytes_per_s
+                    self.identity.peer_id, uplink_bytes_per_s=self.device.uplink_bytes_per_s, addrs=self.addrs
                 ) as endpoint:
                     node = Node(
                         identity=self.identity,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import trio
 import trio.testing
 
@@ -23,6 +24,7 @@ from .determinism import VIRTUAL_EPOCH, derive_bytes, derive_rng, seed_trio_sche
 from .host import SimHost
 from .observe import SwarmObserver, build_report, observe, total_counters
 from .scenario import LoadedScenario, Scenario
+from .sybils import SybilAttack, modelled_addresses
 from .virtual_network import LinkModel, VirtualNetwork
 from .workload import Workload
 
@@ -58,6 +60,8 @@ class Simulation:
         weights = [spec.devices[n] for n in names]
         device_rng = derive_rng(spec.seed, "devices")
         chosen_devices = [loaded.devices[device_rng.choices(names, weights)[0]] for _ in identities]
+        sybils = self.sybil_count = spec.sybils.count(spec.nodes, spec.bootstrap)
+        addrs = modelled_addresses(spec.sybils, spec.seed, spec.nodes, sybils) if sybils else [()] * spec.nodes
         self.hosts = [
             SimHost(
                 index=i,
@@ -69,23 +73,30 @@ class Simulation:
                 network=self.network,
                 clock=lambda: VIRTUAL_EPOCH + trio.current_time(),
                 bootstrap=bootstrap,
+                addrs=addrs[i],
             )
             for i, identity in enumerate(identities)
         ]
+        self.sybils = SybilAttack(spec.sybils, spec.seed, self.hosts, sybils) if sybils else None
         self.observer = SwarmObserver()
         self.experiment: Workload | None = None
         if spec.workload is not None:
             kind, workload = spec.workload
-            self.experiment = kind(workload, spec.seed, self.hosts)
+            self.experiment = kind(workload, spec.seed, self.hosts[: spec.nodes - sybils])  # Sybils are no users
         self.crashes = 0
         self._final_counters: dict[str, Any] = {}
 
     def _node_config(self, index: int, device):
-        """The scenario's node config; the workload gives node i its share of the data."""
+        """The scenario's node config; the workload gives node i its share of the data, and
+        Sybils withhold: they serve no click rows."""
+        if index >= self.spec.nodes - self.sybil_count:
+            return msgspec.structs.replace(
+                self.spec.node, ranking=msgspec.structs.replace(self.spec.node.ranking, enabled=False)
+            )
         if self.spec.workload is None:
             return self.spec.node
         kind, workload = self.spec.workload
-        return kind.node_config(workload, self.spec.node, index, self.spec.nodes, device)
+        return kind.node_config(workload, self.spec.node, index, self.spec.nodes - self.sybil_count, device)
 
     def _open_store(self, out_dir: Path | None, index: int) -> Store:
         if self.spec.store == "files":
@@ -110,6 +121,8 @@ class Simulation:
             for index, partition in enumerate(spec.partitions):
                 nursery.start_soon(self._partition, index, partition)
             nursery.start_soon(self._observe)
+            if self.sybils is not None:
+                nursery.start_soon(self.sybils.run)
             if self.experiment is not None:
                 await trio.sleep(spec.join_window)
                 nursery.start_soon(self.experiment.run, nursery)
@@ -153,6 +166,8 @@ class Simulation:
 
     def _sample(self) -> None:
         observe(self.observer, trio.current_time(), self.hosts)
+        if self.sybils is not None:
+            self.sybils.sample(trio.current_time())
         if self._progress is not None:
             self._progress(trio.current_time())
 
@@ -167,6 +182,9 @@ class Simulation:
             observer=self.observer,
             virtual_seconds=self._ended_at,
         )
+        if self.sybils is not None:
+            report["metrics"].update(self.sybils.report())
+            report["sybil_series"] = self.sybils.series
         if self.experiment is not None and self._experiment_report is not None:
             report["metrics"].update(self._experiment_report["final"])
             report[f"{self.experiment.name}_series"] = self._experiment_report["series"]

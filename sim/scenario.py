@@ -10,6 +10,7 @@ import msgspec
 from edgeswarm.node.config import ConfigError, NodeConfig, Section, convert, read_toml
 from edgeswarm.node.device import DeviceProfile, load_device
 
+from .sybils import SybilSpec
 from .workload import Workload
 from .workloads import WORKLOADS
 
@@ -72,6 +73,8 @@ class ScenarioBase(Section):
     transport : "virtual" or "libp2p" (default: "virtual")
         ``libp2p`` runs each node as a real daemon process on 127.0.0.1 and ``duration``
         is then wall-clock seconds; link model and partitions do not apply there.
+    sybils : SybilSpec (default: none)
+        Eclipse attackers among the nodes (``sim.sybils``).
     devices : table of name -> share (default: {laptop = 1.0})
         Device mix; profiles come from ``devices_dir`` (relative to the scenario file).
     <workload> : its Spec or None (default: None)
@@ -93,6 +96,7 @@ class ScenarioBase(Section):
     network: NetworkSpec = msgspec.field(default_factory=NetworkSpec)
     churn: ChurnSpec = msgspec.field(default_factory=ChurnSpec)
     partitions: list[PartitionSpec] = msgspec.field(default_factory=list)
+    sybils: SybilSpec = msgspec.field(default_factory=SybilSpec)
     node: NodeConfig = msgspec.field(default_factory=NodeConfig)
 
     @property
@@ -132,6 +136,8 @@ def load_scenario(path: Path, *, seed: int | None = None, nodes: int | None = No
     if scenario.transport == "libp2p":
         if scenario.partitions:
             raise ConfigError(f"{path}: key 'partitions': not supported with transport = 'libp2p'")
+        if scenario.sybils.fraction:
+            raise ConfigError(f"{path}: key 'sybils': not supported with transport = 'libp2p'")
         if scenario.nodes > MAX_LIBP2P_NODES:
             raise ConfigError(
                 f"{path}: key 'nodes': at most {MAX_LIBP2P_NODES} daemon processes with transport = 'libp2p' "

@@ -116,12 +116,18 @@ class VirtualNetwork:
         return not self._group or self._group.get(a, 0) == self._group.get(b, 0)
 
     @asynccontextmanager
-    async def attach(self, peer: PeerId, *, uplink_bytes_per_s: float = 1.25e6) -> AsyncIterator[VirtualEndpoint]:
-        """Bring ``peer`` online for the duration of the block (leaving it = going offline)."""
+    async def attach(
+        self, peer: PeerId, *, uplink_bytes_per_s: float = 1.25e6, addrs: Sequence[str] = ()
+    ) -> AsyncIterator[VirtualEndpoint]:
+        """Bring ``peer`` online for the duration of the block (leaving it = going offline).
+
+        ``addrs`` are what the peer advertises (e.g. a modelled public address, so address
+        diversity can be studied); delivery goes by peer id whatever they say.
+        """
         if peer in self._endpoints:
             raise LocalProtocolError(f"{peer} is already online")
         async with trio.open_nursery() as nursery:
-            endpoint = VirtualEndpoint(self, peer, nursery, uplink_bytes_per_s)
+            endpoint = VirtualEndpoint(self, peer, nursery, uplink_bytes_per_s, addrs)
             self._endpoints[peer] = endpoint
             try:
                 yield endpoint
@@ -206,9 +212,17 @@ def _resolve(pending: _Pending, data: bytes | None, error: Exception | None) -> 
 class VirtualEndpoint:
     """One node's view of the ``VirtualNetwork``; implements ``protocols.network.Network``."""
 
-    def __init__(self, net: VirtualNetwork, peer: PeerId, nursery: trio.Nursery, uplink_bytes_per_s: float) -> None:
+    def __init__(
+        self,
+        net: VirtualNetwork,
+        peer: PeerId,
+        nursery: trio.Nursery,
+        uplink_bytes_per_s: float,
+        addrs: Sequence[str] = (),
+    ) -> None:
         self._net = net
         self.peer = peer
+        self._addrs = list(addrs)
         self._nursery = nursery
         self.uplink_bytes_per_s = uplink_bytes_per_s
         self.uplink_free_at = 0.0
@@ -226,7 +240,7 @@ class VirtualEndpoint:
         return self.peer
 
     def addrs(self) -> list[str]:
-        return []  # a virtual peer is addressed by its id alone
+        return list(self._addrs)  # modelled only: a virtual peer is reached by its id alone
 
     def add_addrs(self, peer: PeerId, addrs: Sequence[str]) -> None:
         pass

@@ -82,3 +82,11 @@ def test_empty_view_has_nothing_to_shuffle():
 def test_parameters_are_validated():
     with pytest.raises(ValueError):
         CyclonParams(view_size=4, shuffle_length=5)
+
+
+def test_a_shuffle_brings_in_at_most_shuffle_length_entries():
+    c = Cyclon(d(39), CyclonParams(view_size=20, shuffle_length=8), random.Random(0))
+    c.on_request(P[1], tuple(d(i) for i in range(1, 31)))  # the wire allows 64
+    assert len(c) == 8
+    c.on_reply(P[2], tuple(d(i) for i in range(9, 39)))
+    assert len(c) == 16

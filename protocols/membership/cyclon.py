@@ -6,8 +6,8 @@ Unstructured P2P Overlays", J. Network and Systems Management 13(2), 2005.
 Each node keeps a view of at most ``view_size`` descriptors. Every shuffle period it ages its
 entries, picks the oldest peer Q, removes Q, and sends Q itself (age 0) plus
 ``shuffle_length - 1`` random entries; Q answers with ``shuffle_length`` random entries of
-its own. Both sides integrate what they received, first filling empty slots, then replacing
-the entries they sent. A peer that never answers stays removed, which is how the view
+its own. Both sides integrate what they received (at most ``shuffle_length`` entries, however
+many were sent), first filling empty slots, then replacing the entries they sent. A peer that never answers stays removed, which is how the view
 forgets dead peers; being in a shuffle request puts a new peer into other views.
 
 This class only transforms views: no network, no clock. Randomness comes from the ``rng``
@@ -16,8 +16,9 @@ it is given, so a seeded run is reproducible.
 
 from __future__ import annotations
 
+import itertools
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..peer_id import PeerId
@@ -50,10 +51,21 @@ class CyclonParams:
 class Cyclon:
     """One node's partial view and the Cyclon shuffle transitions on it."""
 
-    def __init__(self, local: Descriptor, params: CyclonParams, rng: random.Random) -> None:
+    def __init__(
+        self,
+        local: Descriptor,
+        params: CyclonParams,
+        rng: random.Random,
+        *,
+        mix: Callable[[], Sequence[Descriptor]] | None = None,
+    ) -> None:
         self.local = local
         self.params = params
         self._rng = rng
+        self._mix = mix
+        """Where half of every sample we send comes from, if given. Membership passes its
+        samplers' view: under attack the Cyclon view fills with Sybils, and sending only it
+        would spread them; half from the samplers keeps honest peers circulating."""
         self._view: dict[PeerId, Descriptor] = {}
         self._pending: dict[PeerId, tuple[PeerId, ...]] = {}
 
@@ -77,24 +89,26 @@ class Cyclon:
             if d.peer != self.local.peer and d.peer not in self._view:
                 self._view[d.peer] = d
 
-    def start_shuffle(self) -> tuple[Descriptor, tuple[Descriptor, ...]] | None:
+    def start_shuffle(self, target: Descriptor | None = None) -> tuple[Descriptor, tuple[Descriptor, ...]] | None:
         """Age the view, remove the oldest peer and return ``(target, request entries)``.
 
-        Returns ``None`` when the view is empty.
+        A ``target`` given by the caller (a peer to check, from outside the view) is shuffled
+        with instead, and leaves the view if it was there. Returns ``None`` when there is no
+        one to shuffle with.
         """
-        if not self._view:
+        if target is None and not self._view:
             return None
         self._view = {p: _aged(d) for p, d in self._view.items()}
-        target = max(self._view.values(), key=lambda d: d.age)
-        del self._view[target.peer]
-        sample = self._sample(self.params.shuffle_length - 1)
+        if target is None:
+            target = max(self._view.values(), key=lambda d: d.age)
+        self._view.pop(target.peer, None)
+        sample = self._outgoing(self.params.shuffle_length - 1, exclude=target.peer)
         self._pending[target.peer] = tuple(d.peer for d in sample)
         return target, (self.local, *sample)
 
     def on_request(self, sender: PeerId, entries: Iterable[Descriptor]) -> tuple[Descriptor, ...]:
         """Answer ``sender``'s shuffle: reply with a random sample, then integrate."""
-        reply = tuple(d for d in self._sample(self.params.shuffle_length + 1) if d.peer != sender)
-        reply = reply[: self.params.shuffle_length]
+        reply = tuple(self._outgoing(self.params.shuffle_length, exclude=sender))
         self._integrate(entries, sent=[d.peer for d in reply])
         return reply
 
@@ -111,9 +125,26 @@ class Cyclon:
         entries = list(self._view.values())
         return self._rng.sample(entries, min(k, len(entries)))
 
+    def _outgoing(self, k: int, exclude: PeerId) -> list[Descriptor]:
+        """``k`` entries to send (never ``exclude``): from the view, or half from ``mix``."""
+        own = [d for d in self._sample(k + 1) if d.peer != exclude]
+        if self._mix is None:
+            return own[:k]
+        chosen = {d.peer: d for d in own[: k // 4]}
+        pool = [d for d in self._mix() if d.peer not in chosen and d.peer not in (exclude, self.local.peer)]
+        for d in self._rng.sample(pool, min(k - len(chosen), len(pool))):
+            chosen[d.peer] = d
+        for d in own[k // 4 :]:  # the mix had too few: the view fills the rest
+            if len(chosen) >= k:
+                break
+            chosen.setdefault(d.peer, d)
+        return list(chosen.values())
+
     def _integrate(self, received: Iterable[Descriptor], sent: list[PeerId]) -> None:
+        """Take at most ``shuffle_length`` of ``received``: more would let one peer's
+        oversized shuffle fill the view (the wire allows ``MAX_SHUFFLE_ENTRIES``)."""
         replaceable = [p for p in sent if p in self._view]
-        for d in received:
+        for d in itertools.islice(received, self.params.shuffle_length):
             if d.peer == self.local.peer:
                 continue
             known = self._view.get(d.peer)
