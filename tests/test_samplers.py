@@ -76,7 +76,7 @@ def test_listing_more_addresses_only_ranks_worse():
         plain, claims = samplers(seed, slots=1), samplers(seed, slots=1)
         plain.offer([honest])
         claims.offer([padded])
-        assert plain._slots[0].rank <= claims._slots[0].rank
+        assert plain._slots[0].rank <= claims._slots[0].rank  # same seed, same key and permutation
 
 
 def test_a_failed_peer_is_replaced_from_the_history():

@@ -4,10 +4,12 @@ Cyclon trusts what it is sent: fifty Sybil identities that shuffle hard fill a w
 Samplers, after Brahms (Bortnikov et al., PODC 2008) and BASALT (Auvolat et al., Middleware
 2023), keep a sample that volume cannot buy:
 
-- each slot has a secret random seed and keeps, of every peer it has been offered, the one
-  whose *rank* under that seed is lowest. Offering a peer a thousand times is the same as
+- each slot has a secret random permutation and keeps, of every peer it has been offered,
+  the one whose *rank* under it is lowest. Offering a peer a thousand times is the same as
   offering it once, so what fills a slot is a uniform draw from the *set* of peers seen, not
-  from the stream;
+  from the stream. As in Brahms, the permutations are a cheap min-wise family: each key
+  (network, address, id) is hashed once with the node's secret key (keyed BLAKE2b), and a
+  slot ranks the hash ``x`` as ``(a * x + b) mod 2**64`` with its own secret ``a``, ``b``;
 - the rank is hierarchical by network address (BASALT): a slot first picks the lowest ranked
   /16 network, then /24 in it, then address, then identity. One machine's fifty keys share
   one /16 and so have one chance between them, like one peer;
@@ -16,7 +18,7 @@ Samplers, after Brahms (Bortnikov et al., PODC 2008) and BASALT (Auvolat et al.,
   share one group and rank by identity alone;
 - a relayed address (``.../p2p/RELAY/p2p-circuit``) ranks by its relay's address: nodes
   behind one relay share its group, as nodes behind one NAT share its public address;
-- slots are reseeded one at a time in rotation (BASALT's reset), so a dead or departed peer
+- slots are given new permutations one at a time in rotation (BASALT's reset), so a dead or departed peer
   cannot hold a slot forever and a fresh draw happens continuously.
 
 No network, no clock: the membership service offers what it hears, removes peers that fail,
@@ -25,6 +27,7 @@ and asks which peer to check next.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import ipaddress
 import random
@@ -67,18 +70,47 @@ def descriptor_groups(d: Descriptor) -> list[tuple[str, str, str]]:
     return [address_groups(a) for a in d.addrs] or [UNADDRESSED]
 
 
+Hashes = tuple[tuple[int, int, int, int], ...]
+"""A descriptor's keyed hashes: (/16, /24, host, id) for each address it claims."""
+
+MASK = (1 << 64) - 1
+
+
 @dataclass(slots=True)
 class _Slot:
-    seed: bytes
+    a: int
+    b: int
     held: Descriptor | None = None
     rank: Rank | None = None
+
+    def beaten_by(self, hashes: Hashes) -> bool:
+        """Whether ``hashes`` rank below what the slot holds (computing no more than needed:
+        this runs for every slot and every new peer)."""
+        held = self.rank
+        assert held is not None
+        if len(hashes) > 1:
+            return self.rank_of(hashes) < held
+        first = (self.a * hashes[0][0] + self.b) & MASK  # the /16: decides unless it is shared
+        if first != held[0]:
+            return first < held[0]
+        return self.rank_of(hashes) < held
+
+    def rank_of(self, hashes: Hashes) -> Rank:
+        """The worst rank of the descriptor's addresses under this slot's permutation."""
+        a, b = self.a, self.b
+        if len(hashes) == 1:
+            n, p, h, i = hashes[0]
+            return ((a * n + b) & MASK, (a * p + b) & MASK, (a * h + b) & MASK, (a * i + b) & MASK)
+        return max(
+            ((a * n + b) & MASK, (a * p + b) & MASK, (a * h + b) & MASK, (a * i + b) & MASK) for n, p, h, i in hashes
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class _Kept:
-    rank: Rank
     descriptor: Descriptor
-    networks: frozenset[str]
+    hashes: Hashes
+    networks: tuple[str, ...]
 
 
 class Samplers:
@@ -88,7 +120,8 @@ class Samplers:
     one more secret seed) of the network with the most peers in it. A flood of new keys
     from one network therefore evicts only that network's peers, and a flood from many
     networks evicts by rank, not by arrival. It is what a reseeded or emptied slot is
-    refilled from, and what tops up a sample.
+    refilled from (``REFILL_FROM`` peers of it drawn at random: a uniform draw from the
+    history is as fair as the whole, and keeps a reseed cheap), and what tops up a sample.
 
     Parameters
     ----------
@@ -98,26 +131,35 @@ class Samplers:
         How many samplers.
     rng : random.Random
         Draws the secret seeds (seeded in the simulator, so runs reproduce).
-    history : int (default: 1024)
+    history : int (default: 256)
         Peers kept to refill slots from.
     """
 
-    def __init__(self, local: PeerId, slots: int, rng: random.Random, *, history: int = 1024) -> None:
+    REFILL_FROM = 32
+    WEIGHED_LIMIT = 4096
+    """Peers remembered as weighed by every slot, so that offering them again costs nothing
+    (the history keeps fewer; a peer it evicted must not be weighed at every mention)."""
+
+    def __init__(self, local: PeerId, slots: int, rng: random.Random, *, history: int = 256) -> None:
         if slots < 1 or history < 1:
             raise ValueError(f"slots and history must be at least 1, got {slots} and {history}")
         self._local = local
         self._rng = rng
-        self._slots = [_Slot(self._new_seed()) for _ in range(slots)]
-        self._history_seed = self._new_seed()
+        self._key = rng.getrandbits(128).to_bytes(16, "big")
+        self._slots = [self._new_slot() for _ in range(slots)]
+        self._history_order = self._new_slot()
         self._history_size = history
         self._history: dict[PeerId, _Kept] = {}
+        self._order: list[tuple[Rank, PeerId]] = []  # the history by rank, kept sorted
+        self._networks: dict[str, int] = {}  # /16 network -> peers of it in the history
+        self._weighed: dict[PeerId, tuple[str, ...]] = {}  # peer -> the addresses it was weighed with
         self._next_reseed = 0
         self._next_check = 0
         self._version = 0  # bumped on every change, so samples are computed once per state
         self._cached: tuple[int, int, list[Descriptor]] | None = None
 
-    def _new_seed(self) -> bytes:
-        return self._rng.getrandbits(128).to_bytes(16, "big")
+    def _new_slot(self) -> _Slot:
+        return _Slot(self._rng.getrandbits(64) | 1, self._rng.getrandbits(64))  # odd a: a bijection
 
     # -- observation -------------------------------------------------------------------
     def peers(self) -> list[Descriptor]:
@@ -134,7 +176,7 @@ class Samplers:
 
     def history(self) -> list[Descriptor]:
         """The history, lowest ranked first."""
-        return [kept.descriptor for kept in sorted(self._history.values(), key=lambda kept: kept.rank)]
+        return [self._history[peer].descriptor for _, peer in self._order]
 
     def sample(self, size: int) -> list[Descriptor]:
         """``size`` distinct peers: those the slots hold, then the history's lowest ranked.
@@ -149,17 +191,15 @@ class Samplers:
             return list(self._cached[2])
         chosen = {d.peer: d for d in self.peers()[:size]}
         used: dict[str, int] = {}
-        for d in chosen.values():
-            for network in _networks(d):
+        for peer in chosen:
+            for network in self._history[peer].networks if peer in self._history else ():
                 used[network] = used.get(network, 0) + 1
-        ranked = sorted(self._history.values(), key=lambda kept: kept.rank)
-        networks = {n for kept in ranked for n in kept.networks}
-        fair = -(-size // max(len(networks), 1))
+        fair = -(-size // max(len(self._networks), 1))
         for limit in (1, fair):
-            for kept in ranked:
-                if len(chosen) >= size:
-                    break
-                peer = kept.descriptor.peer
+            for _, peer in self._order:
+                if len(chosen) >= size or (limit == 1 and len(used) >= len(self._networks)):
+                    break  # full, or every network has its one
+                kept = self._history[peer]
                 if peer in chosen or any(used.get(n, 0) >= limit for n in kept.networks):
                     continue
                 chosen[peer] = kept.descriptor
@@ -182,83 +222,97 @@ class Samplers:
         """Let each slot keep the lowest ranked of what it holds and ``descriptors``.
 
         A peer offered again with the same addresses changes nothing (every slot has already
-        weighed it, and a reseeded slot weighs the history), so volume costs little.
+        weighed it), so volume costs little.
         """
         for d in descriptors:
-            kept = self._history.get(d.peer)
-            if d.peer == self._local or (kept is not None and kept.descriptor.addrs == d.addrs):
+            if d.peer == self._local or self._weighed.get(d.peer) == d.addrs:
                 continue
+            if len(self._weighed) >= self.WEIGHED_LIMIT:
+                self._weighed.clear()  # a bound, not a cache policy: some peers get weighed twice
+            self._weighed[d.peer] = d.addrs
             self._version += 1
-            groups = descriptor_groups(d)
-            self._remember(d, groups)
+            hashes = self._hashes(d)
+            self._remember(d, hashes)
             for slot in self._slots:
-                rank = _rank(slot.seed, groups, d.peer)
-                if slot.held is not None and slot.held.peer == d.peer:
-                    slot.held, slot.rank = d, rank  # the same peer: its newest claims count
-                elif slot.rank is None or rank < slot.rank:
-                    slot.held, slot.rank = d, rank
+                if slot.rank is None or (slot.held is not None and slot.held.peer == d.peer):
+                    slot.held, slot.rank = d, slot.rank_of(hashes)  # the same peer: its newest claims count
+                elif slot.beaten_by(hashes):
+                    slot.held, slot.rank = d, slot.rank_of(hashes)
 
     def remove(self, peer: PeerId) -> None:
         """Forget ``peer`` (it failed) and refill the slots it held from the history."""
         self._version += 1
-        self._history.pop(peer, None)
+        self._forget(peer)
+        self._weighed.pop(peer, None)  # if it comes back, it is weighed afresh
         emptied = [s for s in self._slots if s.held is not None and s.held.peer == peer]
         for slot in emptied:
             slot.held = slot.rank = None
         self._refill(emptied)
 
     def reseed(self) -> None:
-        """Give the next slot in rotation a fresh seed and refill it from the history."""
+        """Give the next slot in rotation a fresh permutation and refill it from the history."""
         self._version += 1
-        slot = self._slots[self._next_reseed]
-        self._next_reseed = (self._next_reseed + 1) % len(self._slots)
-        slot.seed, slot.held, slot.rank = self._new_seed(), None, None
+        index = self._next_reseed
+        self._next_reseed = (index + 1) % len(self._slots)
+        self._slots[index] = slot = self._new_slot()
         self._refill([slot])
 
     # -- internals ---------------------------------------------------------------------
-    def _remember(self, d: Descriptor, groups: list[tuple[str, str, str]]) -> None:
-        rank = _rank(self._history_seed, groups, d.peer)
-        self._history[d.peer] = _Kept(rank, d, frozenset(g[0] for g in groups))
+    def _hashes(self, d: Descriptor) -> Hashes:
+        key, identity = self._key, _hash(self._key, "peer:" + d.peer)
+        return tuple(
+            (_hash(key, "/16:" + g[0]), _hash(key, "/24:" + g[1]), _hash(key, "ip:" + g[2]), identity)
+            for g in descriptor_groups(d)
+        )
+
+    def _remember(self, d: Descriptor, hashes: Hashes) -> None:
+        self._forget(d.peer)
+        networks = tuple(dict.fromkeys(g[0] for g in descriptor_groups(d)))
+        kept = _Kept(d, hashes, networks)
+        self._history[d.peer] = kept
+        bisect.insort(self._order, (self._history_order.rank_of(hashes), d.peer))
+        for network in kept.networks:
+            self._networks[network] = self._networks.get(network, 0) + 1
         if len(self._history) > self._history_size:
-            del self._history[self._eviction()]
+            self._forget(self._eviction())
+
+    def _forget(self, peer: PeerId) -> None:
+        kept = self._history.pop(peer, None)
+        if kept is None:
+            return
+        del self._order[bisect.bisect_left(self._order, (self._history_order.rank_of(kept.hashes), peer))]
+        for network in kept.networks:
+            self._networks[network] -= 1
+            if not self._networks[network]:
+                del self._networks[network]
 
     def _eviction(self) -> PeerId:
         """The highest ranked peer of the network with the most peers in the history: a flood
         of keys from one network only ever evicts its own."""
-        counts: dict[str, int] = {}
-        for kept in self._history.values():
-            for network in kept.networks:
-                counts[network] = counts.get(network, 0) + 1
-        crowded = max(counts, key=lambda n: (counts[n], n))
-        pool = [(kept.rank, p) for p, kept in self._history.items() if crowded in kept.networks]
-        if counts[crowded] == 1:
-            pool = [(kept.rank, p) for p, kept in self._history.items()]
-        return max(pool)[1]
+        crowded = max(self._networks, key=lambda n: (self._networks[n], n))
+        for _, peer in reversed(self._order):
+            if self._networks[crowded] == 1 or crowded in self._history[peer].networks:
+                return peer
+        raise AssertionError("the history is not empty")
 
     def _refill(self, slots: list[_Slot]) -> None:
         if not slots:
             return
-        for kept in self._history.values():
-            d = kept.descriptor
-            groups = descriptor_groups(d)
+        peers = list(self._history)
+        if len(peers) > self.REFILL_FROM:
+            peers = self._rng.sample(peers, self.REFILL_FROM)
+        for peer in peers:
+            kept = self._history[peer]
             for slot in slots:
-                rank = _rank(slot.seed, groups, d.peer)
+                rank = slot.rank_of(kept.hashes)
                 if slot.rank is None or rank < slot.rank:
-                    slot.held, slot.rank = d, rank
+                    slot.held, slot.rank = kept.descriptor, rank
 
 
 def _networks(d: Descriptor) -> frozenset[str]:
     return frozenset(g[0] for g in descriptor_groups(d))
 
 
-@functools.lru_cache(maxsize=1 << 16)  # the same peers and networks are offered again and again
-def _hash(seed: bytes, key: str) -> int:
-    return int.from_bytes(blake2b(key.encode(), key=seed, digest_size=8).digest(), "big")
-
-
-def _rank(seed: bytes, groups: list[tuple[str, str, str]], peer: PeerId) -> Rank:
-    """The descriptor's rank under ``seed``: its worst address's (/16, /24, host), then its id."""
-    identity = _hash(seed, "peer:" + peer)
-    return max(
-        (_hash(seed, "/16:" + g[0]), _hash(seed, "/24:" + g[1]), _hash(seed, "ip:" + g[2]), identity) for g in groups
-    )
+@functools.lru_cache(maxsize=1 << 14)  # networks recur across peers
+def _hash(key: bytes, text: str) -> int:
+    return int.from_bytes(blake2b(text.encode(), key=key, digest_size=8).digest(), "big")
