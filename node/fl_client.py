@@ -91,6 +91,7 @@ class FlClient:
         self.client_apps = {name: task.client_app for name, task in TASKS.items()} | dict(hooks.client_apps)
         self.announced: dict[str, tuple[PeerId, RoundAnnounce]] = {}
         self._joined: dict[str, JoinedRun] = {}
+        self._joining: dict[str, trio.Event] = {}  # runs whose join request is in flight
         self.nursery: trio.Nursery | None = None
         """Where task work runs: the federation service's nursery, set when it runs."""
 
@@ -127,6 +128,16 @@ class FlClient:
             raise ValueError(f"this node does not offer task {announce.task!r}")
         if not meets(announce.requirements, announce.task, self.config.tasks[announce.task]):
             raise ValueError(f"this node's {announce.task!r} config does not match the run's {announce.requirements}")
+        if round_id in self._joining:
+            raise ValueError(f"already joining run {round_id!r}")
+        self._joining[round_id] = settled = trio.Event()
+        try:
+            return await self._join(round_id, host, announce)
+        finally:
+            del self._joining[round_id]
+            settled.set()
+
+    async def _join(self, round_id: str, host: PeerId, announce: RoundAnnounce) -> RunRecord:
         with deadline(self.config.chunk_timeout):
             reply = await self.messenger.request(host, Join(round_id, announce.task), JoinReply)
         if not reply.accepted:
@@ -151,6 +162,10 @@ class FlClient:
         return record
 
     async def on_task(self, peer: PeerId, task: Task) -> Ack:
+        joining = self._joining.get(task.round_id)
+        if joining is not None:  # the host started the run at our join: its task overtook its reply
+            with trio.move_on_after(self.config.chunk_timeout):
+                await joining.wait()
         joined = self._joined.get(task.round_id)
         if joined is None or joined.host != peer:
             return Ack(False, "not a participant of that run with that host")

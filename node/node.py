@@ -190,11 +190,15 @@ class Node:
             self.persist()
 
     def _pull_candidates(self) -> list[PeerId]:
-        """Peers to pull click rows from: the view, the peers met most recently and the peers
-        connected now (a shuffle in flight takes its target out of the view for a moment).
-        Never a peer known only from rows it signed: those cost an attacker nothing to invent."""
+        """Peers to pull click rows from: the view, whose Sybil share the samplers bound.
+        Only while it is empty, the peers met most recently and those connected now: Sybils
+        that push hard are always the most recent and the most connected. Never a peer known
+        only from rows it signed: those cost an attacker nothing to invent."""
+        view = self.membership.view()
+        if view:
+            return view
         recent = [d.peer for d, _ in self.membership.known()[:20]]
-        return list(dict.fromkeys([*self.membership.view(), *recent, *sorted(self.network.peers())]))
+        return list(dict.fromkeys([*recent, *sorted(self.network.peers())]))
 
     def _met(self) -> list[PeerId]:
         """Every peer met directly (the view, and the known peers)."""
