@@ -18,8 +18,14 @@ Attacks: ``meshsub-garbage`` (invalid protobuf on /meshsub/1.1.0, from fresh ide
 takes pushed rows), ``stream-flood`` (25 identities x 16
 streams x 2 MiB declared requests, trickled), ``gossip-flood`` (validly signed
 announcements as fast as one process can publish), ``silent-sockets`` (300 TCP sockets
-from 127.0.0.2 that never handshake). Federated poisoning is measured in the simulator
-(``tests/test_fl_poisoning.py``), which runs the same node code.
+from 127.0.0.2 that never handshake), ``shuffle-flood`` (ten of fifty Sybil keys "on one
+machine" push shuffles of 64 Sybil descriptors five times a second each; counted: the Sybil
+share of the victim's view, and whether the honest peer is still in it), ``wait-flood``
+(1,000 concurrent ``wait`` control requests that never come true, renewed as answered).
+Last, ``restart``: the victim is killed with -9 and started again on the same port, and the
+line says how long until it answered ``status``. Federated poisoning and the eclipse attack
+at swarm scale are measured in the simulator (``tests/test_fl_poisoning.py``,
+``benchmarks/sybil.py``), which runs the same node code.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from edgeswarm.node.identity import Identity
 from edgeswarm.protocols.envelope import Codec
 from edgeswarm.protocols.libp2p_network import Libp2pNetwork
 from edgeswarm.protocols.limits import TransportLimits
+from edgeswarm.protocols.membership.messages import MAX_SHUFFLE_ENTRIES, Descriptor, ShuffleReply, ShuffleRequest
 from edgeswarm.protocols.messenger import protocol_id, topic_name
 from edgeswarm.protocols.network import deadline
 from edgeswarm.protocols.ping.messages import Ping
@@ -207,6 +214,59 @@ async def gossip_flood(victim: dict, stop: trio.Event) -> None:
             await trio.sleep(0.001)  # up to ~1,000 messages a second, as the issue's flood
 
 
+SYBILS = [ident(random.Random(5000 + j)) for j in range(50)]
+SYBIL_MACHINE = "/ip4/10.9.9.9/tcp/{port}"  # fifty keys of one machine (not the honest peers' 127.0.0.1)
+
+
+def sybil_descriptor(j: int) -> Descriptor:
+    return Descriptor(SYBILS[j].peer_id, (SYBIL_MACHINE.format(port=4001 + j),))
+
+
+async def shuffle_flood(victim: dict, stop: trio.Event) -> None:
+    """Ten of the fifty Sybil keys push shuffles of 64 Sybil descriptors, five a second each."""
+    rng = random.Random(11)
+
+    async def one_sybil(j: int) -> None:
+        codec = Codec(SYBILS[j], next_seq=iter(range(10**9)).__next__, now=time.time)
+        codec.register(ShuffleRequest, ShuffleReply)
+        others = [sybil_descriptor(k) for k in range(len(SYBILS)) if k != j]
+        with contextlib.suppress(Exception):  # hung up on
+            async with Libp2pNetwork.open(SYBILS[j].seed(), limits=LOOSE) as net:
+                await net.connect(victim["addresses"][0])
+                while not stop.is_set():
+                    entries = (sybil_descriptor(j), *rng.sample(others, MAX_SHUFFLE_ENTRIES - 1))
+                    with contextlib.suppress(Exception), deadline(5):  # limited or refused
+                        await net.request(
+                            victim["peer_id"], protocol_id(ShuffleRequest), codec.seal(ShuffleRequest(entries))
+                        )
+                    await trio.sleep(0.2)
+
+    async with trio.open_nursery() as nursery:
+        for j in range(10):
+            nursery.start_soon(one_sybil, j)
+
+
+async def wait_flood(victim: dict, stop: trio.Event, data_dir: Path) -> None:
+    """1,000 concurrent control connections, each a ``wait`` that never comes true, renewed as
+    the victim answers them (``busy`` past its cap)."""
+    request = json.dumps({"cmd": "wait", "peers": 100_000, "timeout": 60}).encode() + b"\n"
+
+    async def one() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                with sock:
+                    await sock.connect(str(data_dir / SOCKET_FILE))
+                    await sock.send(request)
+                    with trio.move_on_after(60):
+                        await sock.recv(65536)
+            await trio.sleep(0.05)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(1000):
+            nursery.start_soon(one)
+
+
 async def silent_sockets(victim: dict, stop: trio.Event) -> None:
     _, _, host, _, port = victim["addresses"][0].split("/")[:5]
     held = []
@@ -250,7 +310,10 @@ ATTACKS = {
     "stream-flood": stream_flood,
     "gossip-flood": gossip_flood,
     "silent-sockets": silent_sockets,
+    "shuffle-flood": shuffle_flood,
+    "wait-flood": wait_flood,
 }
+NEEDS_DATA_DIR = {"control-junk", "wait-flood"}
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -308,8 +371,8 @@ def run_attack(name: str, seconds: float, root: Path) -> dict:
             stop = trio.Event()
             async with trio.open_nursery() as nursery:
                 if ATTACKS[name] is not None:
-                    if name == "control-junk":
-                        nursery.start_soon(control_junk, victim, stop, a.data_dir)
+                    if name in NEEDS_DATA_DIR:
+                        nursery.start_soon(ATTACKS[name], victim, stop, a.data_dir)
                     else:
                         nursery.start_soon(ATTACKS[name], victim, stop)
                 await trio.sleep(seconds)
@@ -339,6 +402,14 @@ def run_attack(name: str, seconds: float, root: Path) -> dict:
                     for k, v in status["counters"].get(group_name, {}).items()
                     if "refused" in k or "bad" in k or "errors" in k or k in ("rows_received", "issuers_evicted")
                 }
+            if name == "shuffle-flood":
+                sybils = {k.peer_id for k in SYBILS}
+                view = status["view"]
+                counted["view_sybil_share"] = round(sum(p in sybils for p in view) / max(len(view), 1), 2)
+                counted["honest_peer_in_view"] = b.status()["peer_id"] in view
+                counted["membership.pushes_limited"] = status["counters"].get("membership", {}).get("pushes_limited", 0)
+            if name == "wait-flood":
+                counted["control.refused_busy"] = status["counters"].get("control", {}).get("refused_busy", 0)
             if name.startswith("push-flood"):
                 counted["store_mb"] = round(sum(f.stat().st_size for f in a.data_dir.glob("node.sqlite*")) / 2**20, 1)
         return {
@@ -349,6 +420,25 @@ def run_attack(name: str, seconds: float, root: Path) -> dict:
             "newcomer_ms": newcomer,
             "counted": counted,
         }
+
+
+def restart_after_kill(root: Path) -> float:
+    """Seconds from ``kill -9`` of a daemon with a live connection (left in TIME-WAIT) until
+    the same data dir, restarted on the same port, answers ``status``."""
+    config = root / "bench.toml"
+    config.write_text(CONFIG)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with DaemonGroup(root / "restart", extra_args=["--config", str(config)]) as group:
+        a = group.spawn("a", args=["--config", str(config), "--listen", f"/ip4/127.0.0.1/tcp/{port}"])
+        victim = a.status()
+        b = group.spawn("b", bootstrap=[victim["addresses"][0]])
+        b.wait(peer=victim["peer_id"])
+        a.kill()
+        started = time.monotonic()
+        group.restart(a).status()
+        return time.monotonic() - started
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -380,6 +470,8 @@ def main() -> None:
                 flush=True,
             )
             ok &= r["alive"] and r["peak_rss_mb"] < 300 and p99 < 1000
+        if not args.only or "restart" in args.only.split(","):
+            print(f"restart after kill -9 on the same port: answering in {restart_after_kill(Path(tmp)):.2f} s")
     print(f"goal (alive, RSS < 300 MB, ping p99 < 1 s) {'met' if ok else 'NOT met'} for every attack")
     sys.exit(0 if ok else 1)
 

@@ -5,7 +5,7 @@ on one machine, 0 = a botnet, each Sybil on a network of its own), runs the scen
 side by side: with the samplers (the default) and with ``samplers = 0`` (the plain Cyclon
 view, the baseline). Sybils shuffle as hard as they can (``sim.sybils``). One line each:
 
-    fraction machines samplers  view_share ratio peak_ratio max_node eclipsed cyclon_share [rr10]
+    fraction machines samplers  view_share ratio peak_ratio max_node eclipsed cyclon_share [rr10 distance]
 
 ``view_share``: the Sybil share of honest views (what services draw from) over the run's
 second half; ``ratio``: that over the Sybil share of the population (target <= 1.5);
@@ -13,8 +13,9 @@ second half; ``ratio``: that over the Sybil share of the population (target <= 1
 population share; ``max_node``: the highest share any honest node had then; ``eclipsed``:
 the most honest nodes with only Sybils in view at once (target 0). With ``--scenario
 configs/sim/grank-eclipse.toml`` the honest nodes also run G-Rank (the Sybils withhold
-their rows) and ``rr10`` is G-Rank's final RR@10. The last line is the one figure: the
-worst ratio with samplers, and without.
+their rows): ``rr10`` and ``distance`` are G-Rank's final RR@10 and positional distance
+(0: every node ranks as the whole swarm's clicks do); ``--fractions 0,0.3`` adds the run
+without Sybils. The last line is the one figure: the worst ratio with samplers, and without.
 
     python benchmarks/sybil.py [--fractions 0.1,0.2,0.3] [--machines 1,0] [--scenario S]
 """
@@ -43,6 +44,9 @@ def run(loaded, fraction: float, machines: int, samplers: int) -> dict:
     )
     report = run_scenario(msgspec.structs.replace(loaded, scenario=scenario), out_dir=None)
     m = report["metrics"]
+    grank = {"rr10": m.get("rr10", {}).get("grank"), "distance": m.get("positional_distance", {}).get("grank")}
+    if "sybil_population_share" not in m:  # no Sybils: the reference run
+        return {"share": 0.0, "ratio": 0.0, "peak_ratio": 0.0, "max_node": 0.0, "eclipsed": 0, "cyclon": 0.0, **grank}
     population = m["sybil_population_share"]
     after = [r for r in report["sybil_series"] if r["t"] > scenario.sybils.start]
     return {
@@ -52,7 +56,7 @@ def run(loaded, fraction: float, machines: int, samplers: int) -> dict:
         "max_node": max(r["view_share_max"] for r in after),
         "eclipsed": max(int(r["eclipsed"]) for r in after),
         "cyclon": m["sybil_cyclon_share"],
-        "rr10": m.get("rr10", {}).get("grank"),
+        **grank,
     }
 
 
@@ -65,13 +69,13 @@ def main() -> None:
     loaded = load_scenario(args.scenario)
     slots = loaded.scenario.node.membership.samplers or 20
     worst = {"on": 0.0, "off": 0.0}
-    print("fraction machines samplers view_share ratio peak_ratio max_node eclipsed cyclon_share rr10")
+    print("fraction machines samplers view_share ratio peak_ratio max_node eclipsed cyclon_share [rr10 distance]")
     for machines in (int(x) for x in args.machines.split(",")):
         for fraction in (float(x) for x in args.fractions.split(",")):
-            for label, samplers in (("on", slots), ("off", 0)):
+            for label, samplers in (("on", slots), ("off", 0))[: 1 if fraction == 0 else 2]:
                 r = run(loaded, fraction, machines, samplers)
                 worst[label] = max(worst[label], r["ratio"])
-                rr10 = "-" if r["rr10"] is None else f"{r['rr10']:.3f}"
+                rr10 = "-" if r["rr10"] is None else f"{r['rr10']:.3f} {r['distance']:.3f}"
                 print(
                     f"{fraction:.1f} {machines} {label:>3} {r['share']:.3f} {r['ratio']:.2f} {r['peak_ratio']:.2f} "
                     f"{r['max_node']:.2f} {r['eclipsed']} {r['cyclon']:.3f} {rr10}",

@@ -82,14 +82,21 @@ class _Slot:
     b: int
     held: Descriptor | None = None
     rank: Rank | None = None
+    hashes: Hashes = ()  # the held peer's
+
+    def hold(self, d: Descriptor, hashes: Hashes, rank: Rank | None = None) -> None:
+        self.held, self.hashes, self.rank = d, hashes, self.rank_of(hashes) if rank is None else rank
 
     def beaten_by(self, hashes: Hashes) -> bool:
         """Whether ``hashes`` rank below what the slot holds (computing no more than needed:
         this runs for every slot and every new peer)."""
         held = self.rank
         assert held is not None
-        if len(hashes) > 1:
+        if len(hashes) > 1 or len(self.hashes) > 1:
             return self.rank_of(hashes) < held
+        (n, p, h, i), (hn, hp, hh, _) = hashes[0], self.hashes[0]
+        if n == hn and p == hp and h == hh:  # the same address: only the identities differ
+            return (self.a * i + self.b) & MASK < held[3]
         first = (self.a * hashes[0][0] + self.b) & MASK  # the /16: decides unless it is shared
         if first != held[0]:
             return first < held[0]
@@ -235,9 +242,9 @@ class Samplers:
             self._remember(d, hashes)
             for slot in self._slots:
                 if slot.rank is None or (slot.held is not None and slot.held.peer == d.peer):
-                    slot.held, slot.rank = d, slot.rank_of(hashes)  # the same peer: its newest claims count
+                    slot.hold(d, hashes)  # the same peer: its newest claims count
                 elif slot.beaten_by(hashes):
-                    slot.held, slot.rank = d, slot.rank_of(hashes)
+                    slot.hold(d, hashes)
 
     def remove(self, peer: PeerId) -> None:
         """Forget ``peer`` (it failed) and refill the slots it held from the history."""
@@ -246,7 +253,7 @@ class Samplers:
         self._weighed.pop(peer, None)  # if it comes back, it is weighed afresh
         emptied = [s for s in self._slots if s.held is not None and s.held.peer == peer]
         for slot in emptied:
-            slot.held = slot.rank = None
+            slot.held, slot.rank, slot.hashes = None, None, ()
         self._refill(emptied)
 
     def reseed(self) -> None:
@@ -306,7 +313,7 @@ class Samplers:
             for slot in slots:
                 rank = slot.rank_of(kept.hashes)
                 if slot.rank is None or rank < slot.rank:
-                    slot.held, slot.rank = kept.descriptor, rank
+                    slot.hold(kept.descriptor, kept.hashes, rank)
 
 
 def _networks(d: Descriptor) -> frozenset[str]:
