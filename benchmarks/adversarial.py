@@ -234,7 +234,7 @@ async def shuffle_flood(victim: dict, stop: trio.Event) -> None:
             async with Libp2pNetwork.open(SYBILS[j].seed(), limits=LOOSE) as net:
                 await net.connect(victim["addresses"][0])
                 while not stop.is_set():
-                    entries = (sybil_descriptor(j), *rng.sample(others, MAX_SHUFFLE_ENTRIES - 1))
+                    entries = (sybil_descriptor(j), *rng.sample(others, min(len(others), MAX_SHUFFLE_ENTRIES - 1)))
                     with contextlib.suppress(Exception), deadline(5):  # limited or refused
                         await net.request(
                             victim["peer_id"], protocol_id(ShuffleRequest), codec.seal(ShuffleRequest(entries))
@@ -407,7 +407,8 @@ def run_attack(name: str, seconds: float, root: Path) -> dict:
                 view = status["view"]
                 counted["view_sybil_share"] = round(sum(p in sybils for p in view) / max(len(view), 1), 2)
                 counted["honest_peer_in_view"] = b.status()["peer_id"] in view
-                counted["membership.pushes_limited"] = status["counters"].get("membership", {}).get("pushes_limited", 0)
+                counted |= {f"membership.{k}": v for k, v in status["counters"].get("membership", {}).items()}
+                counted["messages_in"] = status["counters"].get("msgs_in", {}).get("membership.shuffle", 0)
             if name == "wait-flood":
                 counted["control.refused_busy"] = status["counters"].get("control", {}).get("refused_busy", 0)
             if name.startswith("push-flood"):

@@ -262,15 +262,37 @@ async def _handle(node: Node, stream: trio.SocketStream, slot: trio.CapacityLimi
             reply = await _answer(node, stream)
         finally:
             slot.release_on_behalf_of(stream)  # before the reply goes out: who has it may ask again
+        if reply is None:  # a wait whose client left; counted once its slot is free
+            node.counters.add("control", "waits_abandoned")
+            return
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await stream.send_all(msgspec.json.encode(reply) + b"\n")
 
 
-async def _answer(node: Node, stream: trio.SocketStream) -> dict[str, Any]:
+async def _answer(node: Node, stream: trio.SocketStream) -> dict[str, Any] | None:
+    """The reply to the stream's request; None for a wait whose client hung up."""
     try:
         with trio.fail_after(10):
             line = await _read_line(stream)
         request = req.decode_request(line)
+    except req.BadRequest as exc:
+        node.counters.add("control", "bad_requests")
+        return {"ok": False, "error": str(exc)}
+    except trio.TooSlowError:
+        return {"ok": False, "error": "TooSlowError"}
+    if not isinstance(request, req.Wait | req.FlWait):
+        return await _reply(node, request)
+    reply = None
+    async with trio.open_nursery() as nursery:  # a wait only observes: end it if its client leaves
+        nursery.start_soon(_cancel_when_hung_up, stream, nursery.cancel_scope)
+        reply = await _reply(node, request)
+        nursery.cancel_scope.cancel()
+    return reply
+
+
+async def _reply(node: Node, request: req.Request) -> dict[str, Any]:
+    """Run the request's handler; whatever it raises becomes the reply."""
+    try:
         return {"ok": True, "result": await HANDLERS[type(request)](node, request)}
     except req.BadRequest as exc:
         node.counters.add("control", "bad_requests")
@@ -281,6 +303,15 @@ async def _answer(node: Node, stream: trio.SocketStream) -> dict[str, Any]:
         node.counters.add("control", "internal_errors")
         log.exception("control command failed")
         return {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"[:1000]}
+
+
+async def _cancel_when_hung_up(stream: trio.SocketStream, scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` once the client closes its end (bytes after the request are ignored):
+    a thousand clients that send ``wait`` and leave must not hold every slot for a minute."""
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        while await stream.receive_some(4096):
+            pass
+    scope.cancel()
 
 
 async def _read_line(stream: trio.SocketStream) -> bytes:

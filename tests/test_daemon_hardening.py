@@ -3,6 +3,7 @@
 Each test starts a few daemon processes on loopback; every wait is the daemon's own (``Daemon.wait``).
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -299,6 +300,26 @@ def test_control_requests_over_the_cap_are_told_busy_at_once_and_counted(group):
             reply = json.loads(sock.makefile().readline())
         assert reply["ok"] and reply["result"]["status"]["counters"]["control"]["refused_busy"] == 1
     assert a.status()["counters"]["control"]["refused_busy"] == 1
+
+
+def test_a_wait_whose_client_hangs_up_frees_its_slot(group):
+    """A thousand `wait`s that were sent and abandoned held every slot for their whole timeout."""
+    from edgeswarm.node.control import MAX_CONNECTIONS
+
+    a = group.spawn("a")
+    leaving = MAX_CONNECTIONS - 1  # one slot stays free for the wait below
+    for _ in range(leaving):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(a.data_dir / SOCKET_FILE))
+            sock.sendall(json.dumps({"cmd": "wait", "peers": 100_000, "timeout": 600}).encode() + b"\n")
+    a.wait(counters={"control.waits_abandoned": leaving})
+    with contextlib.ExitStack() as held:  # every slot is free again: as many new waits fit, and a status
+        for _ in range(leaving):
+            sock = held.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+            sock.connect(str(a.data_dir / SOCKET_FILE))
+            sock.sendall(json.dumps({"cmd": "wait", "peers": 100_000, "timeout": 600}).encode() + b"\n")
+        assert raw_control(a.data_dir, b'{"cmd": "status"}')["ok"]
+    assert "refused_busy" not in a.status()["counters"].get("control", {})
 
 
 def test_a_command_for_a_service_that_is_off_loads_nothing_of_it():
