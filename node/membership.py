@@ -266,4 +266,6 @@ class Membership:
         """Refill an empty view from the bootstrap peers, then the most recently known ones."""
         self._tell_network(self._bootstrap)
         self.cyclon.add(self._bootstrap)  # bootstrap peers are always retried: they are how we join
-        self.cyclon.add(self._alive(d for d, _ in self.known()))
+        known = self._alive(d for d, _ in self.known())
+        self.cyclon.add(known)
+        self._offer([*self._bootstrap, *known])
