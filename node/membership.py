@@ -55,7 +55,7 @@ class Membership:
 
     Sybil resistance (issue 21): no shuffle brings in more than ``shuffle_length`` entries;
     at most ``pushes_per_interval`` incoming shuffles per interval (one per peer) enter the
-    Cyclon view; every other round shuffles with a sampled peer rather than Cyclon's oldest,
+    Cyclon view; two rounds in three shuffle with a sampled peer rather than Cyclon's oldest,
     which checks that sampled peers are alive; and one sampler is reseeded per round.
     """
 

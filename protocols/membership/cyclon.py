@@ -63,9 +63,9 @@ class Cyclon:
         self.params = params
         self._rng = rng
         self._mix = mix
-        """Where half of every sample we send comes from, if given. Membership passes its
+        """Where three quarters of every sample we send come from, if given. Membership passes its
         samplers' view: under attack the Cyclon view fills with Sybils, and sending only it
-        would spread them; half from the samplers keeps honest peers circulating."""
+        would spread them; entries from the samplers keep honest peers circulating."""
         self._view: dict[PeerId, Descriptor] = {}
         self._pending: dict[PeerId, tuple[PeerId, ...]] = {}
 
@@ -126,7 +126,7 @@ class Cyclon:
         return self._rng.sample(entries, min(k, len(entries)))
 
     def _outgoing(self, k: int, exclude: PeerId) -> list[Descriptor]:
-        """``k`` entries to send (never ``exclude``): from the view, or half from ``mix``."""
+        """``k`` entries to send (never ``exclude``): from the view, or 3/4 from ``mix``."""
         own = [d for d in self._sample(k + 1) if d.peer != exclude]
         if self._mix is None:
             return own[:k]
