@@ -97,7 +97,7 @@ class _Slot:
         (n, p, h, i), (hn, hp, hh, _) = hashes[0], self.hashes[0]
         if n == hn and p == hp and h == hh:  # the same address: only the identities differ
             return (self.a * i + self.b) & MASK < held[3]
-        first = (self.a * hashes[0][0] + self.b) & MASK  # the /16: decides unless it is shared
+        first = (self.a * n + self.b) & MASK  # the /16: decides unless it is shared
         if first != held[0]:
             return first < held[0]
         return self.rank_of(hashes) < held
@@ -105,12 +105,10 @@ class _Slot:
     def rank_of(self, hashes: Hashes) -> Rank:
         """The worst rank of the descriptor's addresses under this slot's permutation."""
         a, b = self.a, self.b
-        if len(hashes) == 1:
-            n, p, h, i = hashes[0]
-            return ((a * n + b) & MASK, (a * p + b) & MASK, (a * h + b) & MASK, (a * i + b) & MASK)
-        return max(
+        ranks = [
             ((a * n + b) & MASK, (a * p + b) & MASK, (a * h + b) & MASK, (a * i + b) & MASK) for n, p, h, i in hashes
-        )
+        ]
+        return ranks[0] if len(ranks) == 1 else max(ranks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,12 +236,12 @@ class Samplers:
                 self._weighed.clear()  # a bound, not a cache policy: some peers get weighed twice
             self._weighed[d.peer] = d.addrs
             self._version += 1
-            hashes = self._hashes(d)
-            self._remember(d, hashes)
+            groups = descriptor_groups(d)
+            hashes = self._hashes(d, groups)
+            self._remember(d, hashes, groups)
             for slot in self._slots:
-                if slot.rank is None or (slot.held is not None and slot.held.peer == d.peer):
-                    slot.hold(d, hashes)  # the same peer: its newest claims count
-                elif slot.beaten_by(hashes):
+                # an empty slot, the same peer (its newest claims count), or a lower rank
+                if slot.held is None or slot.held.peer == d.peer or slot.beaten_by(hashes):
                     slot.hold(d, hashes)
 
     def remove(self, peer: PeerId) -> None:
@@ -265,16 +263,15 @@ class Samplers:
         self._refill([slot])
 
     # -- internals ---------------------------------------------------------------------
-    def _hashes(self, d: Descriptor) -> Hashes:
+    def _hashes(self, d: Descriptor, groups: list[tuple[str, str, str]]) -> Hashes:
         key, identity = self._key, _hash(self._key, "peer:" + d.peer)
         return tuple(
-            (_hash(key, "/16:" + g[0]), _hash(key, "/24:" + g[1]), _hash(key, "ip:" + g[2]), identity)
-            for g in descriptor_groups(d)
+            (_hash(key, "/16:" + g[0]), _hash(key, "/24:" + g[1]), _hash(key, "ip:" + g[2]), identity) for g in groups
         )
 
-    def _remember(self, d: Descriptor, hashes: Hashes) -> None:
+    def _remember(self, d: Descriptor, hashes: Hashes, groups: list[tuple[str, str, str]]) -> None:
         self._forget(d.peer)
-        networks = tuple(dict.fromkeys(g[0] for g in descriptor_groups(d)))
+        networks = tuple(dict.fromkeys(g[0] for g in groups))
         kept = _Kept(d, hashes, networks)
         self._history[d.peer] = kept
         bisect.insort(self._order, (self._history_order.rank_of(hashes), d.peer))
@@ -314,10 +311,6 @@ class Samplers:
                 rank = slot.rank_of(kept.hashes)
                 if slot.rank is None or rank < slot.rank:
                     slot.hold(kept.descriptor, kept.hashes, rank)
-
-
-def _networks(d: Descriptor) -> frozenset[str]:
-    return frozenset(g[0] for g in descriptor_groups(d))
 
 
 @functools.lru_cache(maxsize=1 << 14)  # networks recur across peers
