@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 import trio
 
 from edgeswarm.protocols.envelope import Rejected
+from edgeswarm.protocols.limits import Rate, RateLimiter
 from edgeswarm.protocols.membership.cyclon import Cyclon, CyclonParams
 from edgeswarm.protocols.membership.messages import Descriptor, ShuffleReply, ShuffleRequest
 from edgeswarm.protocols.membership.samplers import Samplers
@@ -95,8 +96,9 @@ class Membership:
         params = CyclonParams(config.view_size, config.shuffle_length)
         self.cyclon = Cyclon(local, params, rng, mix=self.sample if self.samplers else None)
         self._rounds = 0
-        self._pushed_at: OrderedDict[PeerId, float] = OrderedDict()  # peer -> when its push was last taken in
-        self._window: tuple[float, int] = (-float("inf"), 0)  # (start, pushes taken in since)
+        interval = config.shuffle_interval
+        self._pushes_per_peer = RateLimiter(Rate(1 / interval, 1), max_keys=self.MAX_KNOWN)
+        self._pushes = RateLimiter(Rate(config.pushes_per_interval / interval, config.pushes_per_interval))
         self._offer(initial)
         self._offer(bootstrap)
         self._offer(self._alive(d for d, _ in known))
@@ -223,20 +225,10 @@ class Membership:
     def _take_push(self, peer: PeerId) -> bool:
         """Whether ``peer``'s shuffle may enter the Cyclon view now (Brahms' limited pushes):
         each peer once per interval, and ``pushes_per_interval`` in all."""
-        now, interval = trio.current_time(), self._config.shuffle_interval
-        start, taken = self._window
-        if now - start >= interval:
-            start, taken = now, 0
-        last = self._pushed_at.get(peer)
-        if taken >= self._config.pushes_per_interval or (last is not None and now - last < interval):
-            self._window = (start, taken)
+        now = trio.current_time()
+        if self._pushes.available(None, now) < 1 or not self._pushes_per_peer.take(peer, now):
             return False
-        self._window = (start, taken + 1)
-        self._pushed_at.pop(peer, None)
-        self._pushed_at[peer] = now
-        if len(self._pushed_at) > self.MAX_KNOWN:
-            self._pushed_at.popitem(last=False)
-        return True
+        return self._pushes.take(None, now)
 
     def _met(self, peer: Descriptor) -> None:
         """Record direct contact with ``peer`` (keeping addresses we knew if it sent none)."""
