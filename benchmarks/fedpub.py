@@ -8,7 +8,8 @@ test split, METIS parts and initial weights). Then, once (first seed; ``--skip-e
 them out): FED-PUB with regularisers that produce gradients; a robustness table (2 of 10
 clients send 10 x N(0,1) instead of their update; FedAvg vs FedMedian, FedTrimmedAvg and
 Krum); a dropout run (3 of 10 clients crash in round 2; the round must complete); and the
-wall time of one FedAvg round over our Grid. The last line is
+wall time of one FedAvg round over our Grid. After each seed it prints the process's RSS
+and peak RSS (they should stay flat from seed to seed). The last line is
 ``fedpub=<mean acc> fedavg=<mean acc> local=<mean acc>``.
 
 ``--data`` is a Planetoid root holding ``<dataset>/raw`` (the standard ind.<name>.* files);
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -33,6 +35,13 @@ from edgeswarm.sim.runner import run_scenario
 from edgeswarm.sim.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _memory() -> str:
+    """This process's resident memory now and its peak so far, in MB (Linux: ru_maxrss is KB)."""
+    with open("/proc/self/statm") as statm:
+        rss = int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+    return f"RSS {rss:.0f} MB, peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
 
 
 def _dataset(name: str) -> str:
@@ -98,6 +107,7 @@ def main() -> None:
             f"{args.dataset}, 10 clients, disjoint, {args.rounds} rounds, seed {i} ({run['wall_seconds']:.0f} s wall): "
             + ", ".join(f"{m} {acc[m]:.4f} (round {best[m]})" for m in methods)
         )
+        print(f"  memory after seed {i}: {_memory()}")
         for m in methods:
             scores[m].append(acc[m])
     print(f"{args.dataset}: test accuracy at the best validation round, mean +- std over {args.seeds} seeds:")
@@ -145,7 +155,7 @@ def main() -> None:
             )
         )
         compare_with_superlink()
-    print(f"total wall {time.perf_counter() - started:.0f} s")
+    print(f"total wall {time.perf_counter() - started:.0f} s; {_memory()}")
     means = {m: statistics.mean(scores[m]) for m in methods}
     print(f"fedpub={means['fedpub']:.4f} fedavg={means['fedavg']:.4f} local={means['local']:.4f}")
 

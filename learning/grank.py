@@ -20,14 +20,19 @@ left out of the max; K = 10.
 
 Everything is incremental: ``add`` updates counts, overlap sizes and TopK sets in time
 independent of the log's length, and ``scores`` is one vectorised pass over the (item, node)
-pairs clicked for that query. ``full_scores`` recomputes from scratch (for tests).
+pairs clicked for that query. The counts live in SQLite tables (the node's store), not in
+Python objects, so a kept row costs memory only in the database's page cache, and a restart
+reads a few numbers per node back instead of replaying the log. ``full_scores`` recomputes
+from scratch (for tests).
 """
 
 from __future__ import annotations
 
 import functools
 import heapq
+import json
 import re
+import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -44,9 +49,10 @@ def normalise(query: str | Iterable[str]) -> tuple[str, ...]:
     return _normalise(" ".join(query))
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=4096)
 def _normalise(text: str) -> tuple[str, ...]:
-    """Memoised: the same few queries come back in every row."""
+    """Memoised: the same few queries and titles come back in every row. Bounded small: a
+    flood of fresh 256-character titles would otherwise pin a few KB each."""
     return tuple(sorted(set(_WORD.findall(text.lower()))))
 
 
@@ -75,122 +81,265 @@ class GRankParams:
     isolation: float = 0.0
 
 
-class _Node:
-    __slots__ = ("clicked", "index", "terms", "top")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS grank_nodes (idx INTEGER PRIMARY KEY, node TEXT NOT NULL UNIQUE, top TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS grank_items (idx INTEGER PRIMARY KEY, item TEXT NOT NULL UNIQUE, clicks INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS grank_queries (idx INTEGER PRIMARY KEY, terms TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS grank_clicks (
+    query INTEGER NOT NULL,
+    item INTEGER NOT NULL,
+    node INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    UNIQUE (query, item, node)
+);
+CREATE INDEX IF NOT EXISTS grank_clicks_by_node ON grank_clicks (node);
+CREATE TABLE IF NOT EXISTS grank_clicked (node INTEGER NOT NULL, item INTEGER NOT NULL, PRIMARY KEY (node, item))
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS grank_clicked_by_item ON grank_clicked (item);
+CREATE TABLE IF NOT EXISTS grank_terms (node INTEGER NOT NULL, term TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (node, term)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS grank_settings (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+TABLES = (
+    "grank_nodes",
+    "grank_items",
+    "grank_queries",
+    "grank_clicks",
+    "grank_clicked",
+    "grank_terms",
+    "grank_settings",
+)
 
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.terms: Counter[str] = Counter()
-        self.top: frozenset[str] = frozenset()
-        self.clicked: set[str] = set()
 
-
-class _QueryClicks:
-    """(item, node) -> click count for one query, as growable parallel arrays."""
-
-    __slots__ = ("counts", "items", "nodes", "pairs", "size")
-
-    def __init__(self) -> None:
-        self.pairs: dict[tuple[int, int], int] = {}
-        self.items = np.zeros(16, dtype=np.int64)
-        self.nodes = np.zeros(16, dtype=np.int64)
-        self.counts = np.zeros(16, dtype=np.float64)
-        self.size = 0
-
-    def add(self, item: int, node: int) -> None:
-        slot = self.pairs.get((item, node))
-        if slot is None:
-            if self.size == len(self.items):
-                self.items, self.nodes, self.counts = (
-                    np.resize(a, 2 * len(a)) for a in (self.items, self.nodes, self.counts)
-                )
-            slot = self.pairs[(item, node)] = self.size
-            self.items[slot], self.nodes[slot], self.counts[slot] = item, node, 0.0
-            self.size += 1
-        self.counts[slot] += 1.0
+def create(db: sqlite3.Connection, schema: str) -> None:
+    """Create the tables of ``schema`` that are missing (statement by statement, so inside a
+    transaction too)."""
+    if sqlite3.sqlite_version_info < (3, 35):
+        raise RuntimeError(f"G-Rank's tables need SQLite 3.35 or newer; this Python links {sqlite3.sqlite_version}")
+    for statement in schema.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 class GRank:
-    """One node's G-Rank state, updated row by row.
+    """One node's G-Rank state, updated row by row, kept in SQLite.
+
+    Per node the counts live in tables (clicks per query, item and node; items each node
+    clicked; query terms each node used), so memory does not grow with the log: what stays
+    in memory is a few numbers and the TopK terms per node. A restart reads those back
+    instead of replaying the log.
 
     Parameters
     ----------
     me : str
         This node's id (its own clicks count with similarity 1).
     params : GRankParams (default: GRankParams())
+    db : sqlite3.Connection | None (default: a private in-memory database)
+        Shared with the caller's store, so that an update commits with the rows that brought
+        it (the caller opens the transaction). The tables are created if missing.
     """
 
-    def __init__(self, me: str, params: GRankParams | None = None) -> None:
+    def __init__(self, me: str, params: GRankParams | None = None, db: sqlite3.Connection | None = None) -> None:
         self.me = me
         self.params = params or GRankParams()
-        self._nodes: dict[str, _Node] = {}
-        self._items: dict[str, int] = {}
-        self._item_names: list[str] = []
-        self._clickers: defaultdict[str, set[str]] = defaultdict(set)  # item -> nodes
-        self._queries: dict[tuple[str, ...], _QueryClicks] = {}
-        self._popularity: Counter[str] = Counter()
+        self._db = db if db is not None else sqlite3.connect(":memory:", isolation_level=None)
+        create(self._db, SCHEMA)
+        self._load()
+
+    def _load(self) -> None:
+        db, k = self._db, self.params.top_k_terms
+        self._index: dict[str, int] = dict(db.execute("SELECT node, idx FROM grank_nodes"))
+        top = max(self._index.values(), default=0) + 1
+        self._free = sorted(set(range(1, top)) - set(self._index.values()), reverse=True)
         # per node index, for the vectorised similarity: kt, km, |C_j|
-        self._kt = np.zeros(16)
-        self._km = np.zeros(16)
-        self._size = np.zeros(16)
-        self.rows = 0
-        self._node(me)
+        self._kt, self._km, self._size = (np.zeros(max(16, top)) for _ in range(3))
+        for node, size in db.execute("SELECT node, COUNT(*) FROM grank_clicked GROUP BY node"):
+            self._size[node] = size
+        self._tops: dict[int, dict[str, int]] = {idx: {} for idx in self._index.values()}
+        if db.execute("SELECT value FROM grank_settings WHERE key = 'top_k_terms'").fetchone() == (k,):
+            rows = db.execute(
+                "SELECT n.idx, t.term, t.count FROM grank_nodes n, json_each(n.top) j "
+                "JOIN grank_terms t ON t.node = n.idx AND t.term = j.value"
+            )
+        else:  # another K than the tables were kept with: rank every node's terms again
+            rows = db.execute(
+                "SELECT node, term, count FROM (SELECT node, term, count, ROW_NUMBER() OVER "
+                "(PARTITION BY node ORDER BY count DESC, term DESC) AS r FROM grank_terms) WHERE r <= ?",
+                (k,),
+            )
+        for node, term, count in rows.fetchall():
+            self._tops[node][term] = count
+        self._save_tops(self._tops)
+        db.execute("INSERT OR REPLACE INTO grank_settings VALUES ('top_k_terms', ?)", (k,))
+        self._me = self._node(self.me)
+        self._refresh_kt()
+        for node, shared in db.execute(
+            "SELECT c.node, COUNT(*) FROM grank_clicked m JOIN grank_clicked c ON c.item = m.item "
+            "WHERE m.node = ? AND c.node != m.node GROUP BY c.node",
+            (self._me,),
+        ):
+            self._km[node] = shared
+        self.rows: int = db.execute("SELECT COALESCE(SUM(count), 0) FROM grank_clicks").fetchone()[0]
 
     # -- updates ---------------------------------------------------------------------------
-    def _node(self, node: str) -> _Node:
-        state = self._nodes.get(node)
-        if state is None:
-            state = self._nodes[node] = _Node(len(self._nodes))
-            if state.index == len(self._kt):
-                self._kt, self._km, self._size = (np.resize(a, 2 * len(a)) for a in (self._kt, self._km, self._size))
-            self._kt[state.index] = self._km[state.index] = self._size[state.index] = 0.0
-        return state
-
-    def _item(self, item: str) -> int:
-        index = self._items.get(item)
-        if index is None:
-            index = self._items[item] = len(self._item_names)
-            self._item_names.append(item)
-        return index
+    def _node(self, node: str) -> int:
+        idx = self._index.get(node)
+        if idx is None:
+            idx = self._free.pop() if self._free else len(self._index) + 1
+            self._db.execute("INSERT INTO grank_nodes VALUES (?, ?, '[]')", (idx, node))
+            self._index[node] = idx
+            self._tops[idx] = {}
+            if idx >= len(self._kt):
+                self._kt, self._km, self._size = (np.resize(a, 2 * idx) for a in (self._kt, self._km, self._size))
+            self._kt[idx] = self._km[idx] = self._size[idx] = 0.0
+        return idx
 
     def add(self, click: Click) -> None:
         """Take one click-log row into account (each row once; the caller dedupes)."""
-        self.rows += 1
-        node = self._node(click.node)
-        me = self._nodes[self.me]
-        self._queries.setdefault(click.terms, _QueryClicks()).add(self._item(click.item), node.index)
-        self._popularity[click.item] += 1
-        if click.item not in node.clicked:
-            node.clicked.add(click.item)
-            self._size[node.index] = len(node.clicked)
-            if node is me:  # every peer that clicked it now shares one more item with us
-                for other in self._clickers[click.item]:
-                    self._km[self._nodes[other].index] += 1
-            elif click.item in me.clicked:
-                self._km[node.index] += 1
-            self._clickers[click.item].add(click.node)
-        node.terms.update(click.terms)
-        outside = [t for t in click.terms if t not in node.top]
-        if not outside:
-            return  # only a term outside the TopK set can change which terms are in it
-        if len(node.top) >= self.params.top_k_terms:
-            floor = min(_term_key((t, node.terms[t])) for t in node.top)
-            if all(_term_key((t, node.terms[t])) < floor for t in outside):
-                return  # and only by overtaking the weakest term in it
-        top = frozenset(t for t, _ in heapq.nlargest(self.params.top_k_terms, node.terms.items(), key=_term_key))
-        if top != node.top:
-            node.top = top
-            if node is me:
-                for other in self._nodes.values():
-                    self._kt[other.index] = len(me.top & other.top)
+        self.add_many([click])
+
+    def add_many(self, clicks: Sequence[Click]) -> None:
+        """Take rows into account in one pass: a few statements per batch, not per row.
+
+        Equal to adding them one at a time: clicks, overlaps and term counts are sums, and
+        a node's TopK after the batch is the K strongest of its TopK before and the terms the
+        batch touched (counts only grow, so no other term can have overtaken them).
+        """
+        if not clicks:
+            return
+        db = self._db
+        self.rows += len(clicks)
+        nodes = [self._node(c.node) for c in clicks]
+        queries = [" ".join(c.terms) for c in clicks]
+        db.executemany(
+            "INSERT INTO grank_items (item, clicks) VALUES (?, 1) ON CONFLICT (item) DO UPDATE SET clicks = clicks + 1",
+            [(c.item,) for c in clicks],
+        )
+        db.executemany("INSERT OR IGNORE INTO grank_queries (terms) VALUES (?)", [(q,) for q in set(queries)])
+        item_idx = self._lookup("grank_items", "item", {c.item for c in clicks})
+        query_idx = self._lookup("grank_queries", "terms", set(queries))
+        db.executemany(
+            "INSERT INTO grank_clicks VALUES (?, ?, ?, 1) ON CONFLICT (query, item, node) DO UPDATE SET count = count + 1",
+            [(query_idx[q], item_idx[c.item], n) for c, q, n in zip(clicks, queries, nodes)],
+        )
+        self._add_clicked(list(dict.fromkeys((n, item_idx[c.item]) for c, n in zip(clicks, nodes))))
+        self._add_terms(Counter((n, t) for c, n in zip(clicks, nodes) for t in c.terms))
+
+    def _lookup(self, table: str, column: str, names: set[str]) -> dict[str, int]:
+        return dict(
+            self._db.execute(
+                f"SELECT {column}, idx FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(names)),),
+            )
+        )
+
+    def _add_clicked(self, pairs: list[tuple[int, int]]) -> None:
+        """Record which nodes clicked which items; keep |C_j| and km = |C_me & C_j| up to date."""
+        db, me = self._db, self._me
+        held = set(
+            db.execute(
+                "SELECT c.node, c.item FROM json_each(?) j JOIN grank_clicked c "
+                "ON c.node = json_extract(j.value, '$[0]') AND c.item = json_extract(j.value, '$[1]')",
+                (json.dumps(pairs),),
+            )
+        )
+        new = [p for p in pairs if p not in held]
+        db.executemany("INSERT INTO grank_clicked VALUES (?, ?)", new)
+        for node, _ in new:
+            self._size[node] += 1
+        mine_new = {item for node, item in new if node == me}
+        if mine_new:  # every peer that clicked one of them now shares one more item with us
+            for (other,) in db.execute(
+                "SELECT node FROM grank_clicked WHERE item IN (SELECT value FROM json_each(?)) AND node != ?",
+                (json.dumps(list(mine_new)), me),
+            ):
+                self._km[other] += 1
+        theirs = [(node, item) for node, item in new if node != me and item not in mine_new]
+        if theirs:
+            mine = {
+                item
+                for (item,) in db.execute(
+                    "SELECT item FROM grank_clicked WHERE node = ? AND item IN (SELECT value FROM json_each(?))",
+                    (me, json.dumps([item for _, item in theirs])),
+                )
+            }
+            for node, item in theirs:
+                if item in mine:
+                    self._km[node] += 1
+
+    def _add_terms(self, increments: Counter[tuple[int, str]]) -> None:
+        """Count the query terms each node used; keep its TopK set and kt = |TopK_me & TopK_j|."""
+        db = self._db
+        db.executemany(
+            "INSERT INTO grank_terms VALUES (?, ?, ?) ON CONFLICT (node, term) DO UPDATE SET count = count + excluded.count",
+            [(n, t, k) for (n, t), k in increments.items()],
+        )
+        touched: defaultdict[int, dict[str, int]] = defaultdict(dict)
+        for node, term, count in db.execute(
+            "SELECT t.node, t.term, t.count FROM json_each(?) j JOIN grank_terms t "
+            "ON t.node = json_extract(j.value, '$[0]') AND t.term = json_extract(j.value, '$[1]')",
+            (json.dumps(list(increments)),),
+        ):
+            touched[node][term] = count
+        changed = {}
+        for node, terms in touched.items():
+            top = self._tops[node]
+            merged = {**top, **terms}
+            new_top = dict(heapq.nlargest(self.params.top_k_terms, merged.items(), key=_term_key))
+            if new_top.keys() != top.keys():
+                changed[node] = new_top
+            self._tops[node] = new_top
+        if changed:
+            self._save_tops(changed)
+            if self._me in changed:
+                self._refresh_kt()
             else:
-                self._kt[node.index] = len(me.top & top)
+                mine = self._tops[self._me].keys()
+                for node, top in changed.items():
+                    self._kt[node] = len(top.keys() & mine)
+
+    def forget(self, nodes: Iterable[str]) -> None:
+        """Take every row of ``nodes`` out (they were evicted); never our own."""
+        db = self._db
+        gone = [self._index.pop(n) for n in nodes if n in self._index and n != self.me]
+        for node in gone:
+            db.execute(
+                "UPDATE grank_items SET clicks = clicks - s.n FROM "
+                "(SELECT item, SUM(count) AS n FROM grank_clicks WHERE node = ? GROUP BY item) AS s "
+                "WHERE grank_items.idx = s.item",
+                (node,),
+            )
+            self.rows -= db.execute(
+                "SELECT COALESCE(SUM(count), 0) FROM grank_clicks WHERE node = ?", (node,)
+            ).fetchone()[0]
+            for table in ("grank_clicks", "grank_clicked", "grank_terms"):
+                db.execute(f"DELETE FROM {table} WHERE node = ?", (node,))
+            db.execute("DELETE FROM grank_nodes WHERE idx = ?", (node,))
+            del self._tops[node]
+            self._kt[node] = self._km[node] = self._size[node] = 0.0
+            self._free.append(node)
+        if gone:
+            db.execute("DELETE FROM grank_items WHERE clicks <= 0")
+            db.execute(
+                "DELETE FROM grank_queries WHERE NOT EXISTS (SELECT 1 FROM grank_clicks WHERE query = grank_queries.idx)"
+            )
+            self._free.sort(reverse=True)
+
+    def _save_tops(self, tops: dict[int, dict[str, int]]) -> None:
+        self._db.executemany(
+            "UPDATE grank_nodes SET top = ? WHERE idx = ?", [(json.dumps(sorted(t)), n) for n, t in tops.items()]
+        )
+
+    def _refresh_kt(self) -> None:
+        mine = self._tops[self._me].keys()
+        for node, top in self._tops.items():
+            self._kt[node] = len(mine & top.keys())
 
     # -- reading ---------------------------------------------------------------------------
     def similarities(self) -> np.ndarray:
-        """S_i(n_j) for every node index, in [0, 1]; our own index holds 1."""
-        n = len(self._nodes)
-        me = self._nodes[self.me].index
+        """S_i(n_j) for every node index, in [0, 1]; our own index holds 1 (index 0 is unused)."""
+        n = max(self._index.values()) + 1
+        me = self._me
         km, kt = self._km[:n], self._kt[:n]
         ku = self._size[me] + self._size[:n] - km
         raw = np.divide(kt + km * km, ku, out=np.zeros(n), where=ku > 0)
@@ -201,40 +350,55 @@ class GRank:
         return similarity
 
     def similarity(self, node: str) -> float:
-        state = self._nodes.get(node)
-        return 0.0 if state is None else float(self.similarities()[state.index])
+        idx = self._index.get(node)
+        return 0.0 if idx is None else float(self.similarities()[idx])
+
+    def _clicks(self, query: str | Iterable[str]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """For ``query``: the items clicked, and per (item, node) pair the item's position, node and count."""
+        rows = self._db.execute(
+            "SELECT i.item, c.node, c.count FROM grank_queries q JOIN grank_clicks c ON c.query = q.idx "
+            "JOIN grank_items i ON i.idx = c.item WHERE q.terms = ? ORDER BY c.rowid",
+            (" ".join(normalise(query)),),
+        ).fetchall()
+        names: dict[str, int] = {}
+        positions = np.fromiter((names.setdefault(i, len(names)) for i, _, _ in rows), dtype=np.int64, count=len(rows))
+        nodes = np.fromiter((n for _, n, _ in rows), dtype=np.int64, count=len(rows))
+        counts = np.fromiter((c for _, _, c in rows), dtype=np.float64, count=len(rows))
+        return list(names), positions, nodes, counts
 
     def scores(self, query: str | Iterable[str], *, local_only: bool = False) -> dict[str, float]:
         """R_i(k | Q) for every item clicked for Q (empty for an unseen query).
 
         ``local_only`` counts our own clicks alone (the local-only baseline).
         """
-        clicks = self._queries.get(normalise(query))
-        if clicks is None:
-            return {}
-        n = clicks.size
+        items, positions, nodes, counts = self._clicks(query)
         if local_only:
-            weight = (clicks.nodes[:n] == self._nodes[self.me].index).astype(np.float64)
+            weight = (nodes == self._me).astype(np.float64)
         else:
-            weight = self.similarities()[clicks.nodes[:n]] + self.params.isolation
-        totals = np.bincount(clicks.items[:n], weights=clicks.counts[:n] * weight, minlength=len(self._item_names))
-        return {self._item_names[i]: float(totals[i]) for i in np.unique(clicks.items[:n])}
+            weight = self.similarities()[nodes] + self.params.isolation
+        totals = np.bincount(positions, weights=counts * weight, minlength=len(items))
+        return {item: float(totals[i]) for i, item in enumerate(items)}
 
     def counts(self, query: str | Iterable[str]) -> Counter[str]:
         """Clicks per item for ``query`` over every row seen, whoever clicked."""
-        clicks = self._queries.get(normalise(query))
-        if clicks is None:
-            return Counter()
-        n = clicks.size
-        totals = np.bincount(clicks.items[:n], weights=clicks.counts[:n], minlength=len(self._item_names))
-        return Counter({self._item_names[i]: int(totals[i]) for i in np.unique(clicks.items[:n])})
+        items, positions, _, counts = self._clicks(query)
+        totals = np.bincount(positions, weights=counts, minlength=len(items))
+        return Counter({item: int(totals[i]) for i, item in enumerate(items)})
 
-    def popularity(self) -> Counter[str]:
-        """Clicks per item over every row seen (the popular-items fallback)."""
-        return Counter(self._popularity)
+    def popularity(self, items: Iterable[str]) -> Counter[str]:
+        """Clicks on each of ``items`` over every row seen (the popular-items fallback)."""
+        return Counter(
+            dict(
+                self._db.execute(
+                    "SELECT item, clicks FROM grank_items WHERE item IN (SELECT value FROM json_each(?))",
+                    (json.dumps(list(items)),),
+                )
+            )
+        )
 
     def clicked_for(self, query: str | Iterable[str]) -> bool:
-        return normalise(query) in self._queries
+        terms = " ".join(normalise(query))
+        return self._db.execute("SELECT 1 FROM grank_queries WHERE terms = ?", (terms,)).fetchone() is not None
 
 
 def _term_key(entry: tuple[str, int]) -> tuple[int, str]:
@@ -273,36 +437,6 @@ def full_scores(
     return dict(scores)
 
 
-class ItemIndex:
-    """Items a node can offer, by the words of their title and tags (for metadata matches)."""
-
-    def __init__(self) -> None:
-        self._postings: defaultdict[str, set[str]] = defaultdict(set)
-        self._terms: dict[str, frozenset[str]] = {}
-
-    def add(self, item: str, title: str, tags: Iterable[str]) -> None:
-        terms = frozenset(normalise(title)) | frozenset(normalise(tags))
-        for term in self._terms.get(item, frozenset()) - terms:
-            self._postings[term].discard(item)
-        self._terms[item] = terms
-        for term in terms:
-            self._postings[term].add(item)
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._terms
-
-    def __len__(self) -> int:
-        return len(self._terms)
-
-    def matches(self, query: str | Iterable[str]) -> set[str]:
-        """Items whose metadata holds every query term."""
-        terms = normalise(query)
-        if not terms:
-            return set()
-        postings = sorted((self._postings.get(t, set()) for t in terms), key=len)
-        return set.intersection(*postings) if postings[0] else set()
-
-
 def rank(
     grank: GRank,
     candidates: Collection[str],
@@ -322,7 +456,7 @@ def rank(
     (paper: 0.5).
     """
     scores = grank.scores(query)
-    return _finish(_ordered(candidates, scores, grank.popularity()), rng, p_explore, limit)
+    return _finish(_ordered(candidates, scores, grank.popularity(candidates)), rng, p_explore, limit)
 
 
 def _ordered(candidates: Iterable[str], scores: dict[str, float], popularity: Counter[str]) -> list[str]:
@@ -351,8 +485,9 @@ def rank_baseline(
         rng.shuffle(ranked)
         return ranked[:limit]
     if kind == "popularity":
-        popularity = grank.popularity()
-        return _ordered(candidates, {k: float(popularity[k]) for k in grank.scores(query)}, popularity)[:limit]
+        popularity = grank.popularity(candidates)
+        clicked = grank.scores(query).keys()
+        return _ordered(candidates, {k: float(popularity[k]) for k in clicked}, popularity)[:limit]
     if kind == "local":
         return _ordered(candidates, grank.scores(query, local_only=True), Counter())[:limit]
     raise ValueError(f"unknown baseline {kind!r}")

@@ -3,7 +3,8 @@
 Click rows are signed, but a key costs nothing: one peer can sign millions of rows with
 throwaway issuers (a Sybil flood), each of which would take a slot in G-Rank and the store.
 So rows are admitted at a bounded rate per sending peer and per issuer, and when the log
-holds more than ``max_rows`` rows or ``max_issuers`` issuers, whole issuers are evicted:
+holds more than ``max_log_mb`` megabytes, ``max_rows`` rows or ``max_issuers`` issuers, whole
+issuers are evicted:
 first those never met directly (hearsay identities cost nothing), fewest rows first (an
 established issuer has more), oldest first. Our own rows and the rows of peers we met are
 evicted last. Sans-IO: the ranking service passes time in and does the storing.
@@ -27,6 +28,11 @@ class ClickLogLimits:
     rows_per_issuer_minute: int = 600
     max_rows: int = 200_000
     max_issuers: int = 5000
+    max_log_mb: float = 64.0
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_log_mb * 2**20)
 
 
 class RowAdmission:
@@ -54,25 +60,36 @@ class RowAdmission:
         self._per_peer.take(sender, now)
         return None
 
-    def over(self, rows: int, issuers: int) -> bool:
-        return rows > self.limits.max_rows or issuers > self.limits.max_issuers
+    def over(self, rows: int, issuers: int, size: int = 0) -> bool:
+        limits = self.limits
+        return rows > limits.max_rows or issuers > limits.max_issuers or size > limits.max_bytes
 
-    def choose_evictions(self, counts: Mapping[PeerId, int], met: set[PeerId], me: PeerId) -> list[PeerId]:
-        """Issuers to evict so that rows and issuers fall to 90% of their caps.
+    def choose_evictions(
+        self,
+        counts: Mapping[PeerId, int],
+        met: set[PeerId],
+        me: PeerId,
+        sizes: Mapping[PeerId, int] | None = None,
+    ) -> list[PeerId]:
+        """Issuers to evict so that rows, issuers and bytes fall to 90% of their caps.
 
         ``counts`` holds rows per issuer in the order the issuers first arrived (oldest
-        first). Never ourselves.
+        first); ``sizes`` their bytes (default: none counted). Never ourselves.
         """
-        rows_target, issuers_target = int(0.9 * self.limits.max_rows), int(0.9 * self.limits.max_issuers)
-        rows, issuers = sum(counts.values()), len(counts)
+        sizes = sizes or {}
+        limits = self.limits
+        rows_target, issuers_target = int(0.9 * limits.max_rows), int(0.9 * limits.max_issuers)
+        bytes_target = int(0.9 * limits.max_bytes)
+        rows, issuers, size = sum(counts.values()), len(counts), sum(sizes.values())
         arrival = {issuer: n for n, issuer in enumerate(counts)}
         order = sorted((i for i in counts if i != me), key=lambda i: (i in met, counts[i], arrival[i]))
         chosen = []
         for issuer in order:
-            if rows <= rows_target and issuers <= issuers_target:
+            if rows <= rows_target and issuers <= issuers_target and size <= bytes_target:
                 break
             chosen.append(issuer)
             rows -= counts[issuer]
+            size -= sizes.get(issuer, 0)
             issuers -= 1
         self._remember(chosen)
         return chosen

@@ -145,9 +145,14 @@ class RankingConfig(Section, frozen=True):
         for a later pull.
     rows_per_issuer_minute : int (default: 600)
         Rows of one issuer taken per minute, whoever relays them.
+    max_log_mb : float (default: 64.0)
+        Megabytes of signed rows (as received) the click log keeps; past it, whole issuers
+        are evicted (never met ones first, fewest rows first, oldest first; our own never)
+        down to 90%. The rows and G-Rank's counts live in the store, not in memory: the
+        store file grows to about three times this with the worst rows, while the daemon's
+        memory stays flat.
     max_rows : int (default: 200000)
-        Rows the click log keeps; past it, whole issuers are evicted (never met ones
-        first, fewest rows first, oldest first; our own never) down to 90%.
+        Rows the click log keeps, with the same eviction.
     max_issuers : int (default: 5000)
         Issuers the click log keeps, with the same eviction.
     """
@@ -165,6 +170,7 @@ class RankingConfig(Section, frozen=True):
     anti_entropy_max_interval: Positive = 480.0
     rows_per_peer_minute: Annotated[int, msgspec.Meta(ge=1)] = 3000
     rows_per_issuer_minute: Annotated[int, msgspec.Meta(ge=1)] = 600
+    max_log_mb: Annotated[float, msgspec.Meta(ge=0.1)] = 64.0
     max_rows: Annotated[int, msgspec.Meta(ge=100)] = 200_000
     max_issuers: Annotated[int, msgspec.Meta(ge=10)] = 5000
 

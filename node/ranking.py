@@ -9,7 +9,9 @@ where the serving side keeps a progress pointer per requester (``"pull"``); or i
 (``"push"``, the only mode that accepts pushed rows). Rows are signed by the node that
 clicked and verified on arrival, deduplicated by (node, number), admitted within rates per
 sender and issuer, stored, and folded into G-Rank incrementally; past the log's caps whole
-issuers are evicted (``click_log_limits``).
+issuers are evicted (``click_log_limits``). G-Rank's counts and the item index are tables in
+the node's store, written in the same transaction as the rows that change them, so memory
+does not grow with the log and a restart reads them instead of replaying it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from dataclasses import dataclass
 import msgspec
 import trio
 
-from edgeswarm.learning.grank import Click, GRank, GRankParams, ItemIndex, normalise, rank, rank_baseline
+from edgeswarm.learning.grank import Click, GRank, GRankParams, normalise, rank, rank_baseline
+from edgeswarm.learning.item_index import ItemIndex
 from edgeswarm.protocols.envelope import Rejected, Signer
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import NetworkError, RequestRefused, deadline
@@ -122,10 +125,15 @@ class Ranking:
         self.me = messenger.local_peer
         self._admission = RowAdmission(
             ClickLogLimits(
-                config.rows_per_peer_minute, config.rows_per_issuer_minute, config.max_rows, config.max_issuers
+                config.rows_per_peer_minute,
+                config.rows_per_issuer_minute,
+                config.max_rows,
+                config.max_issuers,
+                config.max_log_mb,
             )
         )
         self._held: defaultdict[PeerId, _SeenNumbers] = defaultdict(_SeenNumbers)
+        self._bytes: Counter[PeerId] = Counter()  # bytes of rows and signatures kept, per issuer
         self._last: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self._next_number = 0
         self._interval = config.anti_entropy_interval
@@ -137,23 +145,61 @@ class Ranking:
         self._load()
 
     def _load(self) -> None:
-        """Build G-Rank and the item index from the store, one row at a time."""
-        self.grank = GRank(self.me, GRankParams(self._config.top_k_terms, self._config.isolation))
-        self.index = ItemIndex()
-        self._meta: dict[str, tuple[str, tuple[str, ...]]] = {}
+        """G-Rank and the item index over the store's tables, and which rows we hold.
+
+        A store written before the tables existed (or whose fold was cut short) has its
+        catalog and rows folded in once, in one transaction.
+        """
+        db = self._store.db
+        params = GRankParams(self._config.top_k_terms, self._config.isolation)
+        if self._store.get_meta("ranking_fold") is not None:
+            with self._store.transaction():
+                self._fold_everything(params)
+        self.grank = GRank(self.me, params, db)
+        self.index = ItemIndex(db)
+        self._held.clear()
+        self._bytes.clear()
+        for node, rows, top, size in self._store.click_log_issuers():
+            held = self._held[node]
+            if rows == top:  # the usual case: every number below ``top``
+                held.below = held.top = top
+            else:
+                for number in self._store.click_numbers_of(node):
+                    held.add(number)
+            self._bytes[node] = size
+        mine = self._held.get(self.me)
+        self._next_number = 0 if mine is None else mine.top
+
+    def _fold_everything(self, params: GRankParams) -> None:
+        """Rebuild G-Rank's tables and the item index from the catalog and every stored row."""
+        from edgeswarm.learning import grank, item_index
+
+        db = self._store.db
+        for module in (grank, item_index):
+            grank.create(db, module.SCHEMA)
+            for table in module.TABLES:
+                db.execute(f"DELETE FROM {table}")
+        self.grank = GRank(self.me, params, db)
+        self.index = ItemIndex(db)
         for item, title, tags, _ in self._store.items():
-            self._know(item, title, tags)
-        self._rows = 0
+            self.index.add(item, title, tags)
+        batch: list[ClickRow] = []
         for row in self._store.iter_click_rows():
-            self._take(_stored_row.decode(row))
+            batch.append(_stored_row.decode(row))
+            if len(batch) == 4096:
+                self._take(batch)
+                batch.clear()
+        self._take(batch)
+        self._store.delete_meta("ranking_fold")
 
     # -- the user's side -------------------------------------------------------------------
     def add_items(self, items: Iterable[tuple[str, str, Iterable[str]]], *, local: bool = True) -> int:
         """Add catalog items ``(item, title, tags)``; return how many."""
         rows = [(item, title, tuple(tags), local) for item, title, tags in items]
-        self._store.add_items(rows)
-        for item, title, tags, _ in rows:
-            self._know(item, title, tags)
+        with self._store.transaction():
+            self._store.add_items(rows)
+            for item, title, tags, _ in rows:
+                self.index.add(item, title, tags)
         return len(rows)
 
     def search(self, query: str, *, explore: bool = True) -> list[Result]:
@@ -166,7 +212,8 @@ class Ranking:
             self.grank, self.index.matches(terms), terms, rng=self._rng, p_explore=p, limit=self._config.results
         )
         self._last = (terms, tuple(ranked))
-        return [Result(k, *self._meta.get(k, ("", ()))) for k in ranked]
+        described = self.index.metas(ranked)
+        return [Result(k, *described.get(k, ("", ()))) for k in ranked]
 
     def ranking_by(self, method: str, query: str, candidates: Iterable[str] | None = None) -> list[str]:
         """Item ids for ``query`` by ``method`` (grank, random, popularity or local), no exploration.
@@ -189,9 +236,10 @@ class Ranking:
         if self._last is None:
             raise ValueError("search before clicking")
         terms, shown = self._last
-        if item not in shown and item not in self._meta:
+        meta = self.index.meta(item)
+        if item not in shown and meta is None:
             raise ValueError(f"{item!r} is neither among the last results nor in the catalog")
-        title, tags = self._meta.get(item, ("", ()))
+        title, tags = meta or ("", ())
         row = ClickRow(
             node=self.me,
             number=self._next_number,
@@ -203,8 +251,10 @@ class Ranking:
             tags=tuple(tags)[:16],
         )
         signed = sign_row(self._signer, row)
-        self._store.add_click_row(row.node, row.number, signed.row, signed.sig)
-        self._take(row)
+        with self._store.transaction():
+            self._store.add_click_row(row.node, row.number, signed.row, signed.sig)
+            self._take([row])
+        self._bytes[row.node] += len(signed.row) + len(signed.sig)
         self._messenger.counters.add("ranking", "clicks")
         self._interval = self._config.anti_entropy_interval  # our user is active again
         await self._gossip_once()
@@ -317,23 +367,28 @@ class Ranking:
                 continue
             fresh[(row.node, row.number)] = (row, signed)
         # ``_held`` mirrors the store, so every fresh row is new there too; one transaction
-        self._store.add_click_rows([(r.node, r.number, s.row, s.sig) for r, s in fresh.values()])
-        for row, _ in fresh.values():
-            self._take(row)
+        with self._store.transaction():
+            self._store.add_click_rows([(r.node, r.number, s.row, s.sig) for r, s in fresh.values()])
+            self._take([row for row, _ in fresh.values()])
+        for row, signed in fresh.values():
+            self._bytes[row.node] += len(signed.row) + len(signed.sig)
         counters.add("ranking", "rows_received", len(fresh))
-        if self._admission.over(self._rows, len(self._held)):
+        if self._admission.over(self.grank.rows, len(self._held), self._bytes.total()):
             self._evict()
         return len(fresh)
 
     def _evict(self) -> None:
         """Drop whole issuers until the log is back under its caps, then rebuild G-Rank."""
         counts = {node: seen.below + len(seen.extra) for node, seen in self._held.items()}
-        chosen = self._admission.choose_evictions(counts, set(self._met()), self.me)
-        self._store.delete_click_rows_of(chosen)
+        chosen = self._admission.choose_evictions(counts, set(self._met()), self.me, self._bytes)
+        with self._store.transaction():
+            self._store.delete_click_rows_of(chosen)
+            self.grank.forget(chosen)
+            self.index.forget(chosen)
         for node in chosen:
             del self._held[node]
+            self._bytes.pop(node, None)
         self._messenger.counters.add("ranking", "issuers_evicted", len(chosen))
-        self._load()
 
     def _digest(self) -> tuple[Holding, ...]:
         """What we hold, issuer by issuer (the longest runs first if there are too many)."""
@@ -372,17 +427,11 @@ class Ranking:
         return out
 
     # -- internals -------------------------------------------------------------------------
-    def _take(self, row: ClickRow) -> None:
-        self.grank.add(Click(row.node, normalise(row.terms), row.item))
-        self._held[row.node].add(row.number)
-        self._rows += 1
-        if row.title or row.tags:
-            self._know(row.item, row.title, row.tags)
-        if row.node == self.me:
-            self._next_number = max(self._next_number, row.number + 1)
-
-    def _know(self, item: str, title: str, tags: Iterable[str]) -> None:
-        tags = tuple(tags)
-        if self._meta.get(item) != (title, tags):
-            self._meta[item] = (title, tags)
-            self.index.add(item, title, tags)
+    def _take(self, rows: list[ClickRow]) -> None:
+        """Fold stored rows into G-Rank and the item index (inside the store's transaction)."""
+        self.grank.add_many([Click(row.node, normalise(row.terms), row.item) for row in rows])
+        self.index.add_many((row.item, row.title, row.tags, row.node) for row in rows if row.title or row.tags)
+        for row in rows:
+            self._held[row.node].add(row.number)
+            if row.node == self.me:
+                self._next_number = max(self._next_number, row.number + 1)

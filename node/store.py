@@ -93,6 +93,11 @@ MIGRATIONS: list[str] = [
         record BLOB NOT NULL
     );
     """,
+    # 6: G-Rank's counts and the item index move from memory into tables the ranking service
+    # creates (learning.grank, learning.item_index); it folds the rows already here once
+    """
+    INSERT INTO meta (key, value) VALUES ('ranking_fold', 'all rows');
+    """,
 ]
 
 STORE_FILE = "node.sqlite"
@@ -168,6 +173,11 @@ class Store:
         return store
 
     @property
+    def db(self) -> sqlite3.Connection:
+        """The connection itself, for tables a layer below keeps in this file (G-Rank's counts)."""
+        return self._conn
+
+    @property
     def schema_version(self) -> int:
         return self._conn.execute("PRAGMA user_version").fetchone()[0]
 
@@ -195,7 +205,10 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group several writes into one commit (all or nothing)."""
+        """Group several writes into one commit (all or nothing); inside another, part of it."""
+        if self._conn.in_transaction:
+            yield
+            return
         self._conn.execute("BEGIN")
         try:
             yield
@@ -211,6 +224,9 @@ class Store:
 
     def set_meta(self, key: str, value: str) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def delete_meta(self, key: str) -> None:
+        self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
 
     # -- peers ---------------------------------------------------------------------------
     def save_peers(self, peers: Iterable[tuple[str, tuple[str, ...], int]], now: float) -> None:
@@ -261,8 +277,7 @@ class Store:
     def add_items(self, items: Iterable[tuple[str, str, tuple[str, ...], bool]]) -> None:
         """Upsert ``(item, title, tags, local)``; an item once local stays local."""
         rows = [(i, t, json.dumps(list(tags)), int(local)) for i, t, tags, local in items]
-        with self._conn:
-            self._conn.execute("BEGIN")
+        with self.transaction():
             self._conn.executemany(
                 "INSERT INTO catalog VALUES (?, ?, ?, ?) ON CONFLICT (item) DO UPDATE SET "
                 "title = excluded.title, tags = excluded.tags, local = MAX(local, excluded.local)",
@@ -312,6 +327,16 @@ class Store:
             last = rows[-1][0]
             for _, row in rows:
                 yield row
+
+    def click_log_issuers(self) -> list[tuple[str, int, int, int]]:
+        """Per issuer, oldest first: ``(node, rows, highest number + 1, bytes of rows and signatures)``."""
+        return self._conn.execute(
+            "SELECT node, COUNT(*), MAX(number) + 1, SUM(LENGTH(row) + LENGTH(sig)) FROM click_log "
+            "GROUP BY node ORDER BY MIN(seq)"
+        ).fetchall()
+
+    def click_numbers_of(self, node: str) -> list[int]:
+        return [n for (n,) in self._conn.execute("SELECT number FROM click_log WHERE node = ?", (node,))]
 
     def delete_click_rows_of(self, nodes: Iterable[str]) -> None:
         """Delete every row of the issuers ``nodes`` in one transaction."""

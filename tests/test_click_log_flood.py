@@ -59,6 +59,51 @@ def test_eviction_prefers_never_met_issuers_then_fewest_rows_then_oldest():
     ]
 
 
+def test_the_log_is_bounded_in_megabytes_too():
+    admission = RowAdmission(ClickLogLimits(max_log_mb=1.0))
+    mb = 2**20
+    assert not admission.over(10, 3, mb) and admission.over(10, 3, mb + 1)
+    counts = {"me": 1, "a": 5, "b": 2, "c": 3}
+    sizes = {"me": mb // 2, "a": mb // 4, "b": mb // 4, "c": mb // 4}  # 1.25 MB: down to 0.9 MB
+    assert admission.choose_evictions(counts, set(), "me", sizes) == ["b", "c"]
+
+
+def test_a_flood_of_the_largest_rows_stays_within_max_log_mb():
+    async def scenario(attacker: Node, victim: Node):
+        for seed in range(6):  # 600 rows of about 1.2 KB from as many issuers
+            victim.ranking._receive(attacker.peer_id, big_rows(100, seed))
+        kept = victim.ranking._bytes.total()
+        assert (
+            kept <= 0.1 * 2**20
+            and kept == victim.store.db.execute("SELECT SUM(LENGTH(row) + LENGTH(sig)) FROM click_log").fetchone()[0]
+        )
+        assert victim.status().counters["ranking"]["issuers_evicted"] > 0
+        assert victim.ranking.grank.rows == victim.store.click_row_count() < 600
+
+    _pair(config(), config(max_log_mb=0.1, rows_per_peer_minute=10_000), scenario)
+
+
+def big_rows(count: int, seed: int) -> tuple[SignedRow, ...]:
+    """Rows near the wire's bounds: 16 terms, a 256-character title, 16 tags, 20 shown items."""
+    rng = random.Random(seed)
+    out = []
+    for n in range(count):
+        key = Identity.from_seed(rng.randbytes(32))
+        words = [f"w{rng.getrandbits(40):x}" for _ in range(40)]
+        row = ClickRow(
+            key.peer_id,
+            0,
+            tuple(sorted(set(words[:16]))),
+            False,
+            tuple(words[:20]),
+            words[20],
+            " ".join(words)[:256],
+            tuple(words[24:40]),
+        )
+        out.append(sign_row(key, row))
+    return tuple(out)
+
+
 def test_rates_per_sender_and_per_issuer():
     admission = RowAdmission(ClickLogLimits(rows_per_peer_minute=60, rows_per_issuer_minute=3))
     assert [admission.admit("p", "i", 0.0) for _ in range(4)] == [None, None, None, "issuer_rate"]
@@ -128,7 +173,8 @@ def test_a_peer_serving_a_sybil_flood_in_pull_replies_is_held_to_its_rates_and_c
         counters = victim.status().counters["ranking"]
         assert counters["rows_received"] <= 1000 + 40 * 1000 // 60  # the sender's minute, and a refill
         assert counters["rows_refused_peer_rate"] >= 2000
-        assert victim.ranking._rows <= 500 and len(victim.ranking._held) <= 500  # the caps (and 90% after)
+        assert victim.ranking.grank.rows <= 500 and len(victim.ranking._held) <= 500  # the caps (and 90% after)
+        assert victim.ranking.grank.rows == victim.store.click_row_count()  # evicted from G-Rank as from the log
         assert counters["issuers_evicted"] > 0
         assert victim.ranking._held[victim.peer_id].below == 1  # our own row stayed
 

@@ -89,7 +89,7 @@ def test_incremental_equals_full_recompute(seed, isolation):
 
 
 def index_of(items):
-    from edgeswarm.learning.grank import ItemIndex
+    from edgeswarm.learning.item_index import ItemIndex
 
     index = ItemIndex()
     for item, title, tags in items:
@@ -120,9 +120,86 @@ def test_rank_returns_only_candidates_best_first():
     assert sorted(swapped) == ["a", "c", "z"] and swapped != ["c", "a", "z"]
 
 
+def random_log(seed: int, steps: int = 300) -> list[Click]:
+    rng = random.Random(seed)
+    nodes = ["i"] + [f"n{k}" for k in range(8)]
+    terms = [f"t{k}" for k in range(6)]
+    items = [f"x{k}" for k in range(15)]
+    return [
+        Click(rng.choice(nodes), normalise(rng.sample(terms, rng.choice([1, 1, 2]))), rng.choice(items))
+        for _ in range(steps)
+    ]
+
+
+def state(g: GRank) -> dict:
+    queries = {c.terms for c in random_log(0)} | {("t0",), ("nothing",)}
+    return {
+        "rows": g.rows,
+        "similarity": {n: round(g.similarity(n), 9) for n in ["i"] + [f"n{k}" for k in range(9)]},
+        "scores": {q: {k: round(v, 9) for k, v in g.scores(q).items()} for q in queries},
+        "counts": {q: g.counts(q) for q in queries},
+        "popularity": g.popularity([f"x{k}" for k in range(16)]),
+        "clicked_for": {q: g.clicked_for(q) for q in queries},
+    }
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_forgetting_nodes_equals_never_having_seen_their_rows(seed):
+    log = random_log(seed)
+    params = GRankParams(top_k_terms=3)
+    g = GRank("i", params)
+    for click in log:
+        g.add(click)
+    g.forget(["n1", "n4", "i"])  # never ourselves
+    kept = [c for c in log if c.node not in {"n1", "n4"}]
+    assert state(g) == (state(grank(kept, top_k_terms=3)))
+    for click in log[:40]:  # a forgotten node may come back: it starts from nothing
+        g.add(click)
+    assert state(g) == (state(grank(kept + log[:40], top_k_terms=3)))
+
+
+def test_state_outlives_a_restart_and_a_new_k(tmp_path):
+    import sqlite3
+
+    log = random_log(4)
+    db = sqlite3.connect(tmp_path / "g.sqlite", isolation_level=None)
+    g = GRank("i", GRankParams(top_k_terms=3), db)
+    for click in log:
+        g.add(click)
+    g.forget(["n2"])
+    db.close()
+    kept = [c for c in log if c.node != "n2"]
+    again = GRank("i", GRankParams(top_k_terms=3), sqlite3.connect(tmp_path / "g.sqlite", isolation_level=None))
+    assert state(again) == (state(grank(kept, top_k_terms=3)))
+    other_k = GRank("i", GRankParams(top_k_terms=2), sqlite3.connect(tmp_path / "g.sqlite", isolation_level=None))
+    assert state(other_k) == (state(grank(kept, top_k_terms=2)))
+
+
 def test_item_index_matches_all_terms_and_updates():
     index = index_of([("a", "Blue Train", ["jazz"]), ("b", "Blue Monday", ["synth pop"])])
     assert index.matches("blue") == {"a", "b"} and index.matches("blue jazz") == {"a"}
     assert index.matches("pop") == {"b"} and index.matches("") == set()
     index.add("b", "Monday", ["pop"])
     assert index.matches("blue") == {"a"}
+    assert index.meta("b") == ("Monday", ("pop",)) and index.meta("q") is None
+    assert "b" in index and "q" not in index and len(index) == 2
+
+
+def test_item_index_prefers_the_catalog_then_the_first_peer_and_falls_back_when_one_is_forgotten():
+    from edgeswarm.learning.item_index import ItemIndex
+
+    index = ItemIndex()
+    index.add("a", "Blue Train", ["jazz"], source="peer1")
+    index.add("a", "Spam Spam", ["spam"], source="peer2")  # a later row cannot rename it
+    assert index.matches("blue") == {"a"} and index.matches("spam") == set()
+    index.add("a", "Giant Steps", ["jazz"])  # the catalog's description wins
+    assert index.matches("giant") == {"a"} and index.matches("blue") == set()
+    assert index.meta("a") == ("Giant Steps", ("jazz",))
+    index.add("b", "Only Spam", [], source="peer2")
+    index.add("c", "Blue Note", [], source="peer1")
+    index.forget(["peer2"])  # b had no other description: gone; a keeps the catalog's
+    assert "b" not in index and index.matches("spam") == set() and index.matches("giant") == {"a"}
+    index.add("c", "Blue Notes", ["bop"], source="peer3")
+    index.forget(["peer1"])  # c falls back to peer3's description
+    assert index.meta("c") == ("Blue Notes", ("bop",)) and index.matches("bop") == {"c"}
+    assert index.matches("note") == set()
