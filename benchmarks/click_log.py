@@ -76,7 +76,7 @@ def config(rows: int) -> NodeConfig:
         rows_per_issuer_minute=10**9,
         max_rows=rows + 1,
         max_log_mb=10.0**6,
-        max_issuers=rows // ROWS_PER_ISSUER + 10,
+        max_issuers=rows // ROWS_PER_ISSUER + rows // BATCH + 10,  # a batch starts a fresh issuer
     )
     return NodeConfig(presence=PresenceConfig(enabled=False), ranking=ranking)
 
@@ -88,12 +88,16 @@ def build(endpoint, store: Store, cfg: NodeConfig, me: Identity) -> Node:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--keep", type=Path, help="keep the store in this directory; if it holds one, only restart")
     args = parser.parse_args()
     cfg = config(args.rows)
     me, sender = Identity.from_seed(b"\x01" * 32), Identity.from_seed(b"\x02" * 32)
 
     with tempfile.TemporaryDirectory(prefix="edgeswarm-click-log-") as tmp:
-        path = Path(tmp) / "node.sqlite"
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "node.sqlite"
+        filled = path.exists()
 
         async def fill() -> tuple[float, float]:
             net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
@@ -114,10 +118,12 @@ def main() -> None:
             assert taken == args.rows, f"only {taken} of {args.rows} rows kept"
             return before, after
 
-        before, after = trio.run(fill, clock=trio.testing.MockClock(autojump_threshold=0))
-        per_row = (after - before) * 2**20 / args.rows
-        size = sum(f.stat().st_size for f in Path(tmp).iterdir()) / 2**20
-        print(f"{args.rows} worst-case rows kept: RSS {before:.0f} -> {after:.0f} MB ({per_row:.0f} B per row)")
+        per_row = float("nan")
+        if not filled:
+            before, after = trio.run(fill, clock=trio.testing.MockClock(autojump_threshold=0))
+            per_row = (after - before) * 2**20 / args.rows
+            print(f"{args.rows} worst-case rows kept: RSS {before:.0f} -> {after:.0f} MB ({per_row:.0f} B per row)")
+        size = sum(f.stat().st_size for f in folder.glob("node.sqlite*")) / 2**20
         print(f"store on disk: {size:.0f} MB")
 
         async def restart() -> float:
@@ -129,7 +135,8 @@ def main() -> None:
                     store = Store.open(path)
                     node = build(endpoint, store, cfg, me)
                     seconds = time.perf_counter() - started
-                    assert node.ranking is not None and node.ranking.grank.rows == args.rows
+                    assert node.ranking is not None
+                    assert node.ranking.grank.rows == args.rows, (node.ranking.grank.rows, store.click_row_count())
                     store.close()
                 nursery.cancel_scope.cancel()
             return seconds

@@ -158,8 +158,8 @@ class GRank:
         self._tops: dict[int, dict[str, int]] = {idx: {} for idx in self._index.values()}
         if db.execute("SELECT value FROM grank_settings WHERE key = 'top_k_terms'").fetchone() == (k,):
             rows = db.execute(
-                "SELECT n.idx, t.term, t.count FROM grank_nodes n, json_each(n.top) j "
-                "JOIN grank_terms t ON t.node = n.idx AND t.term = j.value"
+                "SELECT n.idx, t.term, t.count FROM grank_nodes n CROSS JOIN json_each(n.top) j "
+                "CROSS JOIN grank_terms t ON t.node = n.idx AND t.term = j.value"  # CROSS: this order, by key
             )
         else:  # another K than the tables were kept with: rank every node's terms again
             rows = db.execute(
