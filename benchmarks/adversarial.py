@@ -13,19 +13,31 @@ alive for all, peak RSS < 300 MB, honest ping p99 < 1 s.
     python benchmarks/adversarial.py [--seconds 15] [--only gossip-flood,silent-sockets]
 
 Attacks: ``meshsub-garbage`` (invalid protobuf on /meshsub/1.1.0, from fresh identities),
-``control-junk`` (malformed, 30k-deep and self-ping control requests), ``push-flood``
-(ranking.push of rows signed by throwaway keys; ``push-flood@push`` against a victim that
-takes pushed rows), ``stream-flood`` (25 identities x 16
-streams x 2 MiB declared requests, trickled), ``gossip-flood`` (validly signed
+``control-junk`` (malformed, 30k-deep and self-ping control requests), ``push-flood`` (24
+Sybil senders push ranking.push requests of 500 of the worst rows the wire allows, each row
+under a throwaway key; ``push-flood@push`` against a victim that takes pushed rows),
+``pull-poison`` (24 Sybil keys shuffle themselves into the view of a victim that pulls
+every second, and answer every pull with 500 such rows), ``stream-flood`` (25 identities x
+16 streams x 2 MiB declared requests, trickled), ``gossip-flood`` (validly signed
 announcements as fast as one process can publish), ``silent-sockets`` (300 TCP sockets
 from 127.0.0.2 that never handshake), ``shuffle-flood`` (ten of fifty Sybil keys "on one
 machine" push shuffles of 64 Sybil descriptors five times a second each; counted: the Sybil
 share of the victim's view, and whether the honest peer is still in it), ``wait-flood``
 (1,000 concurrent ``wait`` control requests that never come true, renewed as answered).
+
+Federated attacks: the victim hosts a 3-round FedAvg run of the built-in subgraph task
+(reply deadline 20 s) that ``b`` joins, and so do in-process attacker nodes over libp2p,
+the simulator's attackers (the same node code; only their ClientApp differs):
+``silent-joiners`` (28 that take every task and never answer), ``junk-replies`` (an honest
+reply with a 1 MB config record beside it), ``oversize-replies`` (one padded with 8 MB).
+``fl-none`` is their baseline (no attacker): a host that trains loads torch and Flower, so
+their RSS goal is fl-none's + 100 MB. Counted: each round's seconds, replies, dropped and
+rejected participants.
+
 Last, ``restart``: the victim is killed with -9 and started again on the same port, and the
-line says how long until it answered ``status``. Federated poisoning and the eclipse attack
-at swarm scale are measured in the simulator (``tests/test_fl_poisoning.py``,
-``benchmarks/sybil.py``), which runs the same node code.
+line says how long until it answered ``status``. The eclipse attack at swarm scale and
+poisoned updates are measured in the simulator (``benchmarks/sybil.py``,
+``tests/test_fl_poisoning.py``), which runs the same node code.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import random
 import socket
 import struct
@@ -47,18 +60,20 @@ import trio
 
 REPO = Path(__file__).resolve().parent.parent
 
+from click_log import worst_rows  # the worst rows the wire allows (benchmarks/click_log.py)
+
 from edgeswarm.node.control import SOCKET_FILE, ControlError
 from edgeswarm.node.identity import Identity
+from edgeswarm.protocols.counters import Counters
 from edgeswarm.protocols.envelope import Codec
 from edgeswarm.protocols.libp2p_network import Libp2pNetwork
 from edgeswarm.protocols.limits import TransportLimits
 from edgeswarm.protocols.membership.messages import MAX_SHUFFLE_ENTRIES, Descriptor, ShuffleReply, ShuffleRequest
-from edgeswarm.protocols.messenger import protocol_id, topic_name
+from edgeswarm.protocols.messenger import Messenger, protocol_id, topic_name
 from edgeswarm.protocols.network import deadline
 from edgeswarm.protocols.ping.messages import Ping
 from edgeswarm.protocols.presence.messages import Announce
-from edgeswarm.protocols.ranking.messages import ClickRow, PushRows, SignedRow
-from edgeswarm.protocols.ranking.rows import sign_row
+from edgeswarm.protocols.ranking.messages import PullReply, PullRequest, PushRows
 from edgeswarm.sim.processes import DaemonGroup
 
 CONFIG = """
@@ -71,6 +86,7 @@ eclipse_protection = false
 """
 PING_TIMEOUT = 10.0
 LOOSE = TransportLimits(eclipse_protection=False)
+SYBIL_SENDERS = 24
 
 
 def ident(rng: random.Random) -> Identity:
@@ -126,41 +142,57 @@ def _raw_control(data_dir: Path, line: bytes) -> None:
             pass
 
 
-def junk_rows(rng: random.Random, count: int) -> tuple[SignedRow, ...]:
-    out = []
-    for _ in range(count):
-        key = ident(rng)
-        out.append(
-            sign_row(
-                key,
-                ClickRow(
-                    key.peer_id,
-                    0,
-                    ("spam",),
-                    False,
-                    ("x",),
-                    f"spam{rng.random()}",
-                    "S" * 256,
-                    tuple(f"t{n}" for n in range(16)),
-                ),
-            )
-        )
-    return tuple(out)
-
-
 async def push_flood(victim: dict, stop: trio.Event) -> None:
-    rng = random.Random(7)
-    me = ident(random.Random(99))
-    codec = Codec(me, next_seq=iter(range(10**9)).__next__, now=time.time)
-    codec.register(PushRows)
-    async with attacker(99, victim) as net:
-        while not stop.is_set():
-            batch = await trio.to_thread.run_sync(junk_rows, rng, 500)  # 500 fresh throwaway issuers each time
-            try:
-                with deadline(10):
-                    await net.request(victim["peer_id"], protocol_id(PushRows), codec.seal(PushRows(batch)))
-            except Exception:  # noqa: BLE001 - refused, as it should be
-                await trio.sleep(0.05)
+    """24 Sybil senders each push 500 of the worst rows the wire allows (``worst_rows``) at a time."""
+
+    async def one_sender(j: int) -> None:
+        me = ident(random.Random(9900 + j))
+        codec = Codec(me, next_seq=iter(range(10**9)).__next__, now=time.time)
+        codec.register(PushRows)
+        batch = 0
+        with contextlib.suppress(Exception):  # hung up on
+            async with attacker(9900 + j, victim) as net:
+                while not stop.is_set():
+                    batch += 1
+                    rows = tuple(await trio.to_thread.run_sync(worst_rows, 500, 100_000 * j + batch, 1))
+                    try:
+                        with deadline(10):
+                            await net.request(victim["peer_id"], protocol_id(PushRows), codec.seal(PushRows(rows)))
+                    except Exception:  # noqa: BLE001 - refused, as it should be
+                        await trio.sleep(0.05)
+
+    async with trio.open_nursery() as nursery:
+        for j in range(SYBIL_SENDERS):
+            nursery.start_soon(one_sender, j)
+
+
+async def pull_poison(victim: dict, stop: trio.Event) -> None:
+    """24 Sybil keys shuffle themselves into the victim's view, then answer each of its pulls
+    with 500 of the worst rows the wire allows, every row from a fresh issuer."""
+
+    async def one_sybil(j: int) -> None:
+        me = ident(random.Random(7700 + j))
+        served = iter(range(10**9))
+
+        async def serve(peer, request: PullRequest) -> PullReply:
+            rows = await trio.to_thread.run_sync(worst_rows, request.max_rows, 100_000 * j + next(served), 1)
+            return PullReply(tuple(rows))
+
+        with contextlib.suppress(Exception):  # hung up on
+            async with attacker(7700 + j, victim) as net:
+                codec = Codec(me, next_seq=iter(range(10**9)).__next__, now=time.time)
+                messenger = Messenger(net, codec, Counters())
+                messenger.register(PullRequest, PullReply, ShuffleRequest, ShuffleReply)
+                messenger.on_request(PullRequest, serve)
+                mine = Descriptor(me.peer_id, tuple(net.addrs()))
+                while not stop.is_set():
+                    with contextlib.suppress(Exception), deadline(5):  # limited or refused
+                        await messenger.request(victim["peer_id"], ShuffleRequest((mine,)), ShuffleReply)
+                    await trio.sleep(1.0)
+
+    async with trio.open_nursery() as nursery:
+        for j in range(SYBIL_SENDERS):
+            nursery.start_soon(one_sybil, j)
 
 
 async def stream_flood(victim: dict, stop: trio.Event) -> None:
@@ -307,6 +339,7 @@ ATTACKS = {
     "control-junk": control_junk,
     "push-flood": push_flood,
     "push-flood@push": push_flood,  # the same against a victim whose gossip is "push": rates and caps hold
+    "pull-poison": pull_poison,
     "stream-flood": stream_flood,
     "gossip-flood": gossip_flood,
     "silent-sockets": silent_sockets,
@@ -314,6 +347,10 @@ ATTACKS = {
     "wait-flood": wait_flood,
 }
 NEEDS_DATA_DIR = {"control-junk", "wait-flood"}
+VICTIM_CONFIG = {  # what the victim's config adds for an attack
+    "push-flood@push": '[ranking]\ngossip = "push"\n',
+    "pull-poison": "[ranking]\nanti_entropy_interval = 1.0\n",  # it pulls as often as it can
+}
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -354,7 +391,7 @@ async def newcomer_ms(victim: dict) -> float:
 
 def run_attack(name: str, seconds: float, root: Path) -> dict:
     config = root / "bench.toml"
-    config.write_text(CONFIG + ('[ranking]\ngossip = "push"\n' if name.endswith("@push") else ""))
+    config.write_text(CONFIG + VICTIM_CONFIG.get(name, ""))
     with DaemonGroup(root / name, extra_args=["--config", str(config)]) as group:
         a = group.spawn("a")
         victim = a.status()
@@ -409,9 +446,15 @@ def run_attack(name: str, seconds: float, root: Path) -> dict:
                 counted["honest_peer_in_view"] = b.status()["peer_id"] in view
                 counted |= {f"membership.{k}": v for k, v in status["counters"].get("membership", {}).items()}
                 counted["messages_in"] = status["counters"].get("msgs_in", {}).get("membership.shuffle", 0)
+            if name == "pull-poison":
+                sybils = {ident(random.Random(7700 + j)).peer_id for j in range(SYBIL_SENDERS)}
+                view = status["view"]
+                counted["view_sybil_share"] = round(sum(p in sybils for p in view) / max(len(view), 1), 2)
+                ranking = status["counters"].get("ranking", {})
+                counted |= {f"ranking.{k}": ranking.get(k, 0) for k in ("anti_entropy_rounds", "pull_failed")}
             if name == "wait-flood":
                 counted["control.refused_busy"] = status["counters"].get("control", {}).get("refused_busy", 0)
-            if name.startswith("push-flood"):
+            if name.startswith("push-flood") or name == "pull-poison":
                 counted["store_mb"] = round(sum(f.stat().st_size for f in a.data_dir.glob("node.sqlite*")) / 2**20, 1)
         return {
             "attack": name,
@@ -442,6 +485,129 @@ def restart_after_kill(root: Path) -> float:
         return time.monotonic() - started
 
 
+FL_ATTACKERS = {"fl-none": 0, "silent-joiners": 28, "junk-replies": 1, "oversize-replies": 1}
+FL_KINDS = {"fl-none": "", "silent-joiners": "silent", "junk-replies": "config-junk", "oversize-replies": "oversize"}
+FL_REPLY_TIMEOUT = 20.0
+
+
+def fl_config(root: Path, name: str, partition: int, auto_join: bool) -> list[str]:
+    from edgeswarm.sim.fl_daemons import daemon_config
+
+    args = daemon_config(root, name, partition=partition, clients=3, auto_join=auto_join, join_window=15.0)
+    path = Path(args[1])
+    path.write_text(path.read_text().replace("reply_timeout = 120.0", f"reply_timeout = {FL_REPLY_TIMEOUT}"))
+    return args
+
+
+async def fl_attackers(kind: str, victim: dict, round_id: trio.MemoryReceiveChannel, joined: list[str]) -> None:
+    """In-process nodes over libp2p, the simulator's attackers: the same node code, only their
+    ClientApp poisons what they send (``sim.fl_workload``); they join the victim's run once it
+    is announced."""
+    from edgeswarm.node.config import FederationConfig, NodeConfig, PresenceConfig, RankingConfig
+    from edgeswarm.node.fl_client import FederationHooks
+    from edgeswarm.node.fl_tasks import TASKS
+    from edgeswarm.node.node import Node
+    from edgeswarm.node.store import Store
+    from edgeswarm.sim.fl_workload import attacker_app
+
+    def hooks(n: int) -> FederationHooks:
+        if FL_KINDS[kind] == "silent":  # joins, takes every task, never answers one
+
+            async def silent(message, context):
+                await trio.sleep_forever()
+
+            return FederationHooks(async_apps={"subgraph": silent})
+        app = attacker_app(TASKS["subgraph"].client_app, FL_KINDS[kind], 10.0, seed=n)
+        return FederationHooks(client_apps={"subgraph": app})
+
+    task = {"graph-source": "builtin", "num-partitions": 3, "partition-id": 2}
+    config = NodeConfig(
+        presence=PresenceConfig(enabled=False),
+        ranking=RankingConfig(enabled=False),
+        federation=FederationConfig(enabled=True, auto_join=False, tasks={"subgraph": task}),
+    )
+    run_id = await round_id.receive()
+
+    async def one(n: int) -> None:
+        me = ident(random.Random(6600 + n))
+        with contextlib.suppress(Exception):  # hung up on
+            async with Libp2pNetwork.open(me.seed(), limits=LOOSE) as net, trio.open_nursery() as nursery:
+                node = Node(
+                    identity=me,
+                    network=net,
+                    store=Store.open(":memory:"),
+                    config=config,
+                    rng=random.Random(n),
+                    bootstrap=[Descriptor(victim["peer_id"], tuple(victim["addresses"]))],
+                    federation_hooks=hooks(n),
+                )
+                await nursery.start(node.run)
+                await net.connect(victim["addresses"][0])
+                assert node.federation is not None
+                while run_id not in node.federation.announced:  # the announcement reaches us by gossip
+                    await trio.sleep(0.2)
+                await node.federation.join(run_id)
+                joined.append(me.peer_id)
+                await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        for n in range(FL_ATTACKERS[kind]):
+            nursery.start_soon(one, n)
+
+
+def run_fl_attack(name: str, root: Path) -> dict:
+    """The victim hosts a 3-round FedAvg run; ``b`` (honest) joins it, and so do the attackers."""
+    with DaemonGroup(root / name) as group:
+        a = group.spawn("a", args=fl_config(root, f"{name}-a", 0, auto_join=False))
+        victim = a.status()
+        b = group.spawn("b", bootstrap=[victim["addresses"][0]], args=fl_config(root, f"{name}-b", 1, auto_join=True))
+        a.wait(peers=1, gossip_peers=1)
+        pings: list[float] = []
+        stop_pings = threading.Event()
+        thread = threading.Thread(target=pinger, args=(b, victim["peer_id"], stop_pings, pings))
+        thread.start()
+        joined: list[str] = []
+
+        async def attack() -> dict:
+            send, receive = trio.open_memory_channel[str](1)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(fl_attackers, name, victim, receive, joined)
+                await trio.sleep(5)  # the attackers are connected and subscribed
+                spec = {"cmd": "fl_host", "task": "subgraph", "strategy": "fedavg", "rounds": 3, "min_clients": 1}
+                run_id = (await trio.to_thread.run_sync(a.request, spec))["round_id"]
+                await send.send(run_id)
+                wait = {"cmd": "fl_wait", "round_id": run_id, "timeout": 600}
+                run = await trio.to_thread.run_sync(lambda: a.request(wait, timeout=630))
+                nursery.cancel_scope.cancel()
+            return run
+
+        try:
+            run = trio.run(attack)
+        finally:
+            stop_pings.set()
+            thread.join()
+        alive = a.running
+        status = a.status() if alive else {}
+        fl = status.get("counters", {}).get("fl", {})
+        counted = {
+            "attackers_joined": len(joined),
+            "state": run["state"],
+            "round_s": [round(r["seconds"], 1) for r in run["history"]],
+            "replies": [r["replies"] for r in run["history"]],
+            "dropped": [len(r.get("dropped", {})) for r in run["history"]],
+            "rejected": [len(r.get("rejected", {})) for r in run["history"]],
+            "failures": [r["failures"] for r in run["history"]],
+        } | {f"fl.{k}": v for k, v in fl.items() if "rejected" in k or "dropped" in k}
+        return {
+            "attack": name,
+            "alive": alive,
+            "peak_rss_mb": peak_rss_mb(a.process.pid) if alive else float("nan"),
+            "pings": pings,
+            "newcomer_ms": float("nan"),
+            "counted": counted,
+        }
+
+
 def quantile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -454,15 +620,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="how long each attack runs")
     parser.add_argument("--only", default="", help="comma-separated attacks (default: all)")
     args = parser.parse_args()
-    names = [n for n in ATTACKS if not args.only or n in args.only.split(",") or n == "none"]
+    chosen = args.only.split(",") if args.only else []
+    names = [n for n in ATTACKS if not chosen or n in chosen or n == "none"]
+    fl_names = [n for n in FL_ATTACKERS if not chosen or n in chosen]
+    names += ["fl-none", *[n for n in fl_names if n != "fl-none"]] if fl_names else []
     print(
         f"{'attack':16} {'alive':>5} {'peak_rss_mb':>11} {'ping_p50_ms':>11} {'ping_p99_ms':>11} "
         f"{'failed':>6} {'newcomer_ms':>11}  counted"
     )
-    ok = True
+    ok, fl_rss = True, 300.0
+    logging.disable(logging.CRITICAL)  # the attackers' own py-libp2p chatter (GRAFT floods, teardown)
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            r = run_attack(name, args.seconds, Path(tmp))
+            r = run_fl_attack(name, Path(tmp)) if name in FL_ATTACKERS else run_attack(name, args.seconds, Path(tmp))
             failed = sum(p >= PING_TIMEOUT * 1000 for p in r["pings"])
             p50, p99 = quantile(r["pings"], 0.5), quantile(r["pings"], 0.99)
             print(
@@ -470,10 +640,16 @@ def main() -> None:
                 f"{failed:6d} {r['newcomer_ms']:11.0f}  {json.dumps(r['counted'])}",
                 flush=True,
             )
-            ok &= r["alive"] and r["peak_rss_mb"] < 300 and p99 < 1000
+            if name == "fl-none":  # a host that trains with torch starts higher: its own baseline
+                fl_rss = r["peak_rss_mb"]
+            limit = fl_rss + 100 if name in FL_ATTACKERS else 300
+            ok &= r["alive"] and r["peak_rss_mb"] < limit and p99 < 1000
         if not args.only or "restart" in args.only.split(","):
             print(f"restart after kill -9 on the same port: answering in {restart_after_kill(Path(tmp)):.2f} s")
-    print(f"goal (alive, RSS < 300 MB, ping p99 < 1 s) {'met' if ok else 'NOT met'} for every attack")
+    print(
+        "goal (alive, RSS < 300 MB or, hosting a run, under fl-none's + 100 MB, ping p99 < 1 s) "
+        f"{'met' if ok else 'NOT met'} for every attack"
+    )
     sys.exit(0 if ok else 1)
 
 

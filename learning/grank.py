@@ -49,7 +49,7 @@ def normalise(query: str | Iterable[str]) -> tuple[str, ...]:
     return _normalise(" ".join(query))
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
 def _normalise(text: str) -> tuple[str, ...]:
     """Memoised: the same few queries and titles come back in every row. Bounded small: a
     flood of fresh 256-character titles would otherwise pin a few KB each."""
@@ -281,11 +281,19 @@ class GRank:
             (json.dumps(list(increments)),),
         ):
             touched[node][term] = count
-        changed = {}
+        changed, k = {}, self.params.top_k_terms
         for node, terms in touched.items():
             top = self._tops[node]
-            merged = {**top, **terms}
-            new_top = dict(heapq.nlargest(self.params.top_k_terms, merged.items(), key=_term_key))
+            outside = {t: c for t, c in terms.items() if t not in top}
+            top.update((t, c) for t, c in terms.items() if t in top)  # members only grow: they stay
+            if not outside:
+                continue
+            if len(top) >= k:  # only a term that overtakes the weakest member gets in
+                floor = min(_term_key(entry) for entry in top.items())
+                outside = {t: c for t, c in outside.items() if _term_key((t, c)) > floor}
+                if not outside:
+                    continue
+            new_top = dict(heapq.nlargest(k, [*top.items(), *outside.items()], key=_term_key))
             if new_top.keys() != top.keys():
                 changed[node] = new_top
             self._tops[node] = new_top

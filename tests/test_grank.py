@@ -185,7 +185,7 @@ def test_item_index_matches_all_terms_and_updates():
     assert "b" in index and "q" not in index and len(index) == 2
 
 
-def test_item_index_prefers_the_catalog_then_the_first_peer_and_falls_back_when_one_is_forgotten():
+def test_item_index_prefers_the_catalog_then_the_first_peer_and_forgets_by_source():
     from edgeswarm.learning.item_index import ItemIndex
 
     index = ItemIndex()
@@ -195,11 +195,10 @@ def test_item_index_prefers_the_catalog_then_the_first_peer_and_falls_back_when_
     index.add("a", "Giant Steps", ["jazz"])  # the catalog's description wins
     assert index.matches("giant") == {"a"} and index.matches("blue") == set()
     assert index.meta("a") == ("Giant Steps", ("jazz",))
-    index.add("b", "Only Spam", [], source="peer2")
-    index.add("c", "Blue Note", [], source="peer1")
-    index.forget(["peer2"])  # b had no other description: gone; a keeps the catalog's
-    assert "b" not in index and index.matches("spam") == set() and index.matches("giant") == {"a"}
-    index.add("c", "Blue Notes", ["bop"], source="peer3")
-    index.forget(["peer1"])  # c falls back to peer3's description
-    assert index.meta("c") == ("Blue Notes", ("bop",)) and index.matches("bop") == {"c"}
-    assert index.matches("note") == set()
+    index.add_many([("b", "Only Spam", [], "peer2"), ("c", "Blue Note", [], "peer1"), ("c", "Bop", [], "peer3")])
+    assert index.metas(["b", "c", "q"]) == {"b": ("Only Spam", ()), "c": ("Blue Note", ())}
+    index.forget(["peer2", "peer1"])  # their items leave the index; the catalog's stays
+    assert "b" not in index and "c" not in index and index.matches("spam") == index.matches("note") == set()
+    assert index.matches("giant") == {"a"}
+    index.add("c", "Bop City", ["bop"], source="peer3")  # until another row describes them again
+    assert index.meta("c") == ("Bop City", ("bop",)) and index.matches("bop") == {"c"}
