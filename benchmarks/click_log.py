@@ -74,6 +74,7 @@ def config(rows: int) -> NodeConfig:
         anti_entropy_interval=0,
         rows_per_peer_minute=10**9,
         rows_per_issuer_minute=10**9,
+        rows_per_minute=10**9,
         max_rows=rows + 1,
         max_log_mb=10.0**6,
         max_issuers=rows // ROWS_PER_ISSUER + rows // BATCH + 10,  # a batch starts a fresh issuer
@@ -111,7 +112,7 @@ def main() -> None:
                     taken = 0
                     for start in range(0, args.rows, BATCH):
                         rows = worst_rows(min(BATCH, args.rows - start), seed=start)
-                        taken += node.ranking._receive(sender.peer_id, rows)
+                        taken += await node.ranking._receive(sender.peer_id, rows)
                     after = rss_mb()
                     store.close()
                 nursery.cancel_scope.cancel()

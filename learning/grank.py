@@ -307,31 +307,35 @@ class GRank:
                     self._kt[node] = len(top.keys() & mine)
 
     def forget(self, nodes: Iterable[str]) -> None:
-        """Take every row of ``nodes`` out (they were evicted); never our own."""
+        """Take every row of ``nodes`` out (they were evicted); never our own.
+
+        A few statements for all of them together, whatever their number: an eviction of
+        hundreds of throwaway issuers must not hold the node up.
+        """
         db = self._db
-        gone = [self._index.pop(n) for n in nodes if n in self._index and n != self.me]
+        gone = [self._index.pop(n) for n in dict.fromkeys(nodes) if n in self._index and n != self.me]
+        if not gone:
+            return
+        batch = (json.dumps(gone),)
+        theirs = "SELECT value FROM json_each(?)"
+        touched = db.execute(
+            f"SELECT item, SUM(count) FROM grank_clicks WHERE node IN ({theirs}) GROUP BY item", batch
+        ).fetchall()
+        queries = db.execute(f"SELECT DISTINCT query FROM grank_clicks WHERE node IN ({theirs})", batch).fetchall()
+        db.executemany("UPDATE grank_items SET clicks = clicks - ? WHERE idx = ?", [(n, i) for i, n in touched])
+        self.rows -= sum(n for _, n in touched)
+        for table in ("grank_clicks", "grank_clicked", "grank_terms"):
+            db.execute(f"DELETE FROM {table} WHERE node IN ({theirs})", batch)
+        db.execute(f"DELETE FROM grank_nodes WHERE idx IN ({theirs})", batch)
+        db.executemany("DELETE FROM grank_items WHERE idx = ? AND clicks <= 0", [(i,) for i, _ in touched])
+        db.executemany(
+            "DELETE FROM grank_queries WHERE idx = ? AND NOT EXISTS (SELECT 1 FROM grank_clicks WHERE query = ?)",
+            [(q, q) for (q,) in queries],
+        )
         for node in gone:
-            db.execute(
-                "UPDATE grank_items SET clicks = clicks - s.n FROM "
-                "(SELECT item, SUM(count) AS n FROM grank_clicks WHERE node = ? GROUP BY item) AS s "
-                "WHERE grank_items.idx = s.item",
-                (node,),
-            )
-            self.rows -= db.execute(
-                "SELECT COALESCE(SUM(count), 0) FROM grank_clicks WHERE node = ?", (node,)
-            ).fetchone()[0]
-            for table in ("grank_clicks", "grank_clicked", "grank_terms"):
-                db.execute(f"DELETE FROM {table} WHERE node = ?", (node,))
-            db.execute("DELETE FROM grank_nodes WHERE idx = ?", (node,))
             del self._tops[node]
             self._kt[node] = self._km[node] = self._size[node] = 0.0
-            self._free.append(node)
-        if gone:
-            db.execute("DELETE FROM grank_items WHERE clicks <= 0")
-            db.execute(
-                "DELETE FROM grank_queries WHERE NOT EXISTS (SELECT 1 FROM grank_clicks WHERE query = grank_queries.idx)"
-            )
-            self._free.sort(reverse=True)
+        self._free = sorted([*self._free, *gone], reverse=True)
 
     def _save_tops(self, tops: dict[int, dict[str, int]]) -> None:
         self._db.executemany(

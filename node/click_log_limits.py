@@ -2,7 +2,8 @@
 
 Click rows are signed, but a key costs nothing: one peer can sign millions of rows with
 throwaway issuers (a Sybil flood), each of which would take a slot in G-Rank and the store.
-So rows are admitted at a bounded rate per sending peer and per issuer, and when the log
+So rows are admitted at a bounded rate per sending peer, per issuer and in all (many throwaway
+senders add up), and when the log
 holds more than ``max_log_mb`` megabytes, ``max_rows`` rows or ``max_issuers`` issuers, whole
 issuers are evicted:
 first those never met directly (hearsay identities cost nothing), fewest rows first (an
@@ -29,6 +30,7 @@ class ClickLogLimits:
     max_rows: int = 200_000
     max_issuers: int = 5000
     max_log_mb: float = 64.0
+    rows_per_minute: int = 30_000
 
     @property
     def max_bytes(self) -> int:
@@ -43,6 +45,9 @@ class RowAdmission:
     def __init__(self, limits: ClickLogLimits) -> None:
         self.limits = limits
         self._per_peer = RateLimiter(Rate(limits.rows_per_peer_minute / 60, limits.rows_per_peer_minute))
+        # everyone together, with a burst of ten seconds' worth: many senders cannot add up to
+        # more verifying and storing than the node can spare
+        self._all = RateLimiter(Rate(limits.rows_per_minute / 60, max(1, limits.rows_per_minute // 6)), max_keys=1)
         self._per_issuer = RateLimiter(
             Rate(limits.rows_per_issuer_minute / 60, limits.rows_per_issuer_minute), max_keys=4 * limits.max_issuers
         )
@@ -52,12 +57,16 @@ class RowAdmission:
         return issuer in self._evicted
 
     def admit(self, sender: PeerId, issuer: PeerId, now: float) -> str | None:
-        """Take one row of ``issuer`` from ``sender``; None, or why not ("peer_rate", "issuer_rate")."""
+        """Take one row of ``issuer`` from ``sender``; None, or why not ("peer_rate", "issuer_rate",
+        "total_rate")."""
         if self._per_peer.available(sender, now) < 1:
             return "peer_rate"
+        if self._all.available("all", now) < 1:
+            return "total_rate"
         if not self._per_issuer.take(issuer, now):
             return "issuer_rate"
         self._per_peer.take(sender, now)
+        self._all.take("all", now)
         return None
 
     def over(self, rows: int, issuers: int, size: int = 0) -> bool:

@@ -71,7 +71,7 @@ def test_the_log_is_bounded_in_megabytes_too():
 def test_a_flood_of_the_largest_rows_stays_within_max_log_mb():
     async def scenario(attacker: Node, victim: Node):
         for seed in range(6):  # 600 rows of about 1.2 KB from as many issuers
-            victim.ranking._receive(attacker.peer_id, big_rows(100, seed))
+            await victim.ranking._receive(attacker.peer_id, big_rows(100, seed))
         kept = victim.ranking._bytes.total()
         assert (
             kept <= 0.1 * 2**20
@@ -191,7 +191,7 @@ def test_a_peer_serving_a_sybil_flood_in_pull_replies_is_held_to_its_rates_and_c
 
 def test_pulls_go_only_to_peers_met_never_to_issuers_read_of():
     async def scenario(attacker: Node, victim: Node):
-        victim.ranking._receive(attacker.peer_id, junk_rows(20, 7))
+        await victim.ranking._receive(attacker.peer_id, junk_rows(20, 7))
         assert len(victim.ranking._held) == 20
         chosen = {victim.ranking._random_peer() for _ in range(50)}
         assert chosen <= {attacker.peer_id}  # the only peer met; none of the 20 issuers
