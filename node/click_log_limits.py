@@ -30,7 +30,7 @@ class ClickLogLimits:
     max_rows: int = 200_000
     max_issuers: int = 5000
     max_log_mb: float = 64.0
-    rows_per_minute: int = 30_000
+    rows_per_minute: int = 12_000
 
     @property
     def max_bytes(self) -> int:

@@ -145,7 +145,7 @@ class RankingConfig(Section, frozen=True):
         for a later pull.
     rows_per_issuer_minute : int (default: 600)
         Rows of one issuer taken per minute, whoever relays them.
-    rows_per_minute : int (default: 30000)
+    rows_per_minute : int (default: 12000)
         Rows taken per minute from all peers together (burst: ten seconds' worth), so that
         many throwaway senders cannot add up to more work than the node can spare.
     max_log_mb : float (default: 64.0)
@@ -173,7 +173,7 @@ class RankingConfig(Section, frozen=True):
     anti_entropy_max_interval: Positive = 480.0
     rows_per_peer_minute: Annotated[int, msgspec.Meta(ge=1)] = 3000
     rows_per_issuer_minute: Annotated[int, msgspec.Meta(ge=1)] = 600
-    rows_per_minute: Annotated[int, msgspec.Meta(ge=6)] = 30_000
+    rows_per_minute: Annotated[int, msgspec.Meta(ge=6)] = 12_000
     max_log_mb: Annotated[float, msgspec.Meta(ge=0.1)] = 64.0
     max_rows: Annotated[int, msgspec.Meta(ge=100)] = 200_000
     max_issuers: Annotated[int, msgspec.Meta(ge=10)] = 5000
