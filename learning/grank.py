@@ -156,7 +156,8 @@ class GRank:
         for node, size in db.execute("SELECT node, COUNT(*) FROM grank_clicked GROUP BY node"):
             self._size[node] = size
         self._tops: dict[int, dict[str, int]] = {idx: {} for idx in self._index.values()}
-        if db.execute("SELECT value FROM grank_settings WHERE key = 'top_k_terms'").fetchone() == (k,):
+        kept_with_k = db.execute("SELECT value FROM grank_settings WHERE key = 'top_k_terms'").fetchone() == (k,)
+        if kept_with_k:
             rows = db.execute(
                 "SELECT n.idx, t.term, t.count FROM grank_nodes n CROSS JOIN json_each(n.top) j "
                 "CROSS JOIN grank_terms t ON t.node = n.idx AND t.term = j.value"  # CROSS: this order, by key
@@ -169,8 +170,9 @@ class GRank:
             )
         for node, term, count in rows.fetchall():
             self._tops[node][term] = count
-        self._save_tops(self._tops)
-        db.execute("INSERT OR REPLACE INTO grank_settings VALUES ('top_k_terms', ?)", (k,))
+        if not kept_with_k:
+            self._save_tops(self._tops)
+            db.execute("INSERT OR REPLACE INTO grank_settings VALUES ('top_k_terms', ?)", (k,))
         self._me = self._node(self.me)
         self._refresh_kt()
         for node, shared in db.execute(
