@@ -382,6 +382,20 @@ def pinger(b, victim_id: str, stop: threading.Event, out: list[float]) -> None:
         time.sleep(max(0.0, 0.2 - (time.monotonic() - started)))
 
 
+@contextlib.contextmanager
+def pinging(b, victim_id: str):
+    """``b`` pings the victim in a thread while the block runs; yields the round trips (ms)."""
+    pings: list[float] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=pinger, args=(b, victim_id, stop, pings))
+    thread.start()
+    try:
+        yield pings
+    finally:
+        stop.set()
+        thread.join()
+
+
 async def newcomer_ms(victim: dict) -> float:
     started = trio.current_time()
     codec = Codec(ident(random.Random(5)), next_seq=iter(range(10)).__next__, now=time.time)
@@ -410,10 +424,6 @@ def run_attack(name: str, seconds: float, root: Path) -> dict:
         until = time.monotonic() + 30
         while victim["peer_id"] not in b.status()["peers"] and time.monotonic() < until:
             time.sleep(0.2)
-        pings: list[float] = []
-        stop_pings = threading.Event()
-        thread = threading.Thread(target=pinger, args=(b, victim["peer_id"], stop_pings, pings))
-        thread.start()
 
         async def attack() -> float:
             stop = trio.Event()
@@ -429,11 +439,8 @@ def run_attack(name: str, seconds: float, root: Path) -> dict:
                 nursery.cancel_scope.deadline = trio.current_time() + 10
             return newcomer
 
-        try:
+        with pinging(b, victim["peer_id"]) as pings:
             newcomer = trio.run(attack)
-        finally:
-            stop_pings.set()
-            thread.join()
         alive = a.running
         rss = peak_rss_mb(a.process.pid) if alive else float("nan")
         counted = {}
@@ -573,10 +580,6 @@ def run_fl_attack(name: str, root: Path) -> dict:
         victim = a.status()
         b = group.spawn("b", bootstrap=[victim["addresses"][0]], args=fl_config(root, f"{name}-b", 1, auto_join=True))
         a.wait(peers=1, gossip_peers=1)
-        pings: list[float] = []
-        stop_pings = threading.Event()
-        thread = threading.Thread(target=pinger, args=(b, victim["peer_id"], stop_pings, pings))
-        thread.start()
         joined: list[str] = []
 
         async def attack() -> dict:
@@ -592,11 +595,8 @@ def run_fl_attack(name: str, root: Path) -> dict:
                 nursery.cancel_scope.cancel()
             return run
 
-        try:
+        with pinging(b, victim["peer_id"]) as pings:
             run = trio.run(attack)
-        finally:
-            stop_pings.set()
-            thread.join()
         alive = a.running
         status = a.status() if alive else {}
         fl = status.get("counters", {}).get("fl", {})
