@@ -45,9 +45,10 @@ class RowAdmission:
     def __init__(self, limits: ClickLogLimits) -> None:
         self.limits = limits
         self._per_peer = RateLimiter(Rate(limits.rows_per_peer_minute / 60, limits.rows_per_peer_minute))
-        # everyone together, with a burst of ten seconds' worth: many senders cannot add up to
-        # more verifying and storing than the node can spare
-        self._all = RateLimiter(Rate(limits.rows_per_minute / 60, max(1, limits.rows_per_minute // 6)), max_keys=1)
+        # everyone together, with a burst of 2.5 seconds' worth: many senders cannot add up to
+        # more verifying and storing than the node can spare (the worst rows cost about 1 ms
+        # each, and 2,000 at once held honest pings up for 1.6 s)
+        self._all = RateLimiter(Rate(limits.rows_per_minute / 60, max(1, limits.rows_per_minute // 24)), max_keys=1)
         self._per_issuer = RateLimiter(
             Rate(limits.rows_per_issuer_minute / 60, limits.rows_per_issuer_minute), max_keys=4 * limits.max_issuers
         )
@@ -56,13 +57,24 @@ class RowAdmission:
     def evicted(self, issuer: PeerId) -> bool:
         return issuer in self._evicted
 
+    def spent(self, sender: PeerId, now: float, wanted: int = 1) -> str | None:
+        """Why ``wanted`` rows from ``sender`` cannot be taken now ("peer_rate", "total_rate"), or None.
+
+        Checked before a batch is decoded: once a budget is spent, its rows are refused
+        unread (decoding them cost as much as storing a few).
+        """
+        if self._per_peer.available(sender, now) < wanted:
+            return "peer_rate"
+        if self._all.available("all", now) < wanted:
+            return "total_rate"
+        return None
+
     def admit(self, sender: PeerId, issuer: PeerId, now: float) -> str | None:
         """Take one row of ``issuer`` from ``sender``; None, or why not ("peer_rate", "issuer_rate",
         "total_rate")."""
-        if self._per_peer.available(sender, now) < 1:
-            return "peer_rate"
-        if self._all.available("all", now) < 1:
-            return "total_rate"
+        spent = self.spent(sender, now)
+        if spent is not None:
+            return spent
         if not self._per_issuer.take(issuer, now):
             return "issuer_rate"
         self._per_peer.take(sender, now)

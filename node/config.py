@@ -146,8 +146,9 @@ class RankingConfig(Section, frozen=True):
     rows_per_issuer_minute : int (default: 600)
         Rows of one issuer taken per minute, whoever relays them.
     rows_per_minute : int (default: 12000)
-        Rows taken per minute from all peers together (burst: ten seconds' worth), so that
-        many throwaway senders cannot add up to more work than the node can spare.
+        Rows taken per minute from all peers together (burst: 2.5 seconds' worth), so that
+        many throwaway senders cannot add up to more work than the node can spare. A push
+        that would find no room is refused before it is read.
     max_log_mb : float (default: 64.0)
         Megabytes of signed rows (as received) the click log keeps; past it, whole issuers
         are evicted (never met ones first, fewest rows first, oldest first; our own never)

@@ -33,6 +33,7 @@ from edgeswarm.protocols.network import NetworkError, RequestRefused, deadline
 from edgeswarm.protocols.peer_id import PeerId
 from edgeswarm.protocols.ranking.messages import (
     MAX_HOLDINGS,
+    MAX_ROW_BYTES,
     ClickRow,
     Holding,
     PullReply,
@@ -49,6 +50,13 @@ from .store import Store
 
 _REPLY_ROOM = PullReply.MAX_BYTES - 1024
 _CHUNK = 64  # rows checked and committed (or issuers evicted) between two checkpoints
+_ROW_OVERHEAD = 128  # a row's signature and framing in a push, at most
+
+
+class _NoRoom(Exception):
+    """The row budget ("peer_rate" or "total_rate", the message) has no room for a batch now."""
+
+
 # rows in our own store were verified when they arrived: decode them without re-checking
 _stored_row = msgspec.msgpack.Decoder(ClickRow)
 
@@ -136,7 +144,7 @@ class Ranking:
         )
         self._held: defaultdict[PeerId, _SeenNumbers] = defaultdict(_SeenNumbers)
         self._bytes: Counter[PeerId] = Counter()  # bytes of rows and signatures kept, per issuer
-        self._evicting = False
+        self._intake = trio.Lock()  # see ``_receive``
         self._last: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self._next_number = 0
         self._interval = config.anti_entropy_interval
@@ -144,7 +152,7 @@ class Ranking:
         self._jitter = random.Random(f"anti-entropy {self.me}")
         messenger.register(PullRequest, PullReply, PushRows, PushAck)
         messenger.on_request(PullRequest, self._on_pull)
-        messenger.on_request(PushRows, self._on_push)
+        messenger.on_request(PushRows, self._on_push, admit=self._admit_push)
         self._load()
 
     def _load(self) -> None:
@@ -312,7 +320,10 @@ class Ranking:
             except (NetworkError, Rejected):
                 counters.add("ranking", "pull_failed")
                 break
-            taken += await self._receive(peer, reply.rows)
+            try:
+                taken += await self._receive(peer, reply.rows)
+            except _NoRoom:  # our row budget is spent: asking for more now would waste it
+                break
             if len(reply.rows) < self._config.pull_rows:
                 break
         return taken
@@ -336,38 +347,60 @@ class Ranking:
         self._messenger.counters.add("ranking", "rows_pushed", len(rows))
         return ack.taken
 
-    async def _on_push(self, peer: PeerId, push: PushRows) -> PushAck:
+    def _admit_push(self, peer: PeerId, size: int) -> str | None:
+        """Whether a push is worth reading at all: the reason it is refused unread, or None."""
         if self._config.gossip != "push":  # unsolicited rows are the easiest flood: only on request
             self._messenger.counters.add("ranking", "push_refused")
-            raise RequestRefused("this node does not take pushed rows (its gossip is not 'push')")
-        return PushAck(await self._receive(peer, push.rows))
+            return "this node does not take pushed rows (its gossip is not 'push')"
+        # room for as many rows as ``_receive`` will ask of it: a chunk, or the fewest rows it can hold
+        fewest = size // (MAX_ROW_BYTES + _ROW_OVERHEAD)
+        spent = self._admission.spent(peer, self._clock(), max(1, min(_CHUNK, fewest)))
+        if spent is not None:
+            self._messenger.counters.add("ranking", f"push_refused_{spent}")
+            return f"no room for pushed rows now ({spent}); push later"
+        return None
+
+    async def _on_push(self, peer: PeerId, push: PushRows) -> PushAck:
+        try:
+            return PushAck(await self._receive(peer, push.rows))
+        except _NoRoom as exc:
+            self._messenger.counters.add("ranking", f"push_refused_{exc}")
+            raise RequestRefused(f"no room for pushed rows now ({exc}); push later") from None
 
     async def _receive(self, peer: PeerId, rows: Sequence[SignedRow]) -> int:
         """Check, store and fold ``rows`` from ``peer``; return how many were new and taken.
 
-        In chunks of ``_CHUNK`` rows, each checked and committed without a pause and followed
-        by a checkpoint: the worst rows cost about half a millisecond each (a signature, a
-        few dozen index words), and a 500-row reply must not hold the node up for a quarter
-        of a second while pings and other requests wait.
+        ``_NoRoom`` if the sender's or everyone's row budget has no room for a chunk: the
+        rows are refused unread. Otherwise in chunks of ``_CHUNK`` rows, each checked and
+        committed without a pause and followed by a checkpoint: the worst rows cost about a
+        millisecond each (a signature, a few dozen index words), and a 500-row reply must
+        not hold the node up for half a second while pings and other requests wait. One batch at a time, whoever sent it: two dozen senders pushing at once would
+        otherwise each run a chunk in every pass of the event loop, and a ping, which needs
+        several passes, waited seconds.
         """
-        taken = 0
-        for start in range(0, len(rows), _CHUNK):
-            taken += self._receive_chunk(peer, rows[start : start + _CHUNK])
-            await trio.lowlevel.checkpoint()
-        if self._admission.over(self.grank.rows, len(self._held), self._bytes.total()) and not self._evicting:
-            self._evicting = True
-            try:
+        async with self._intake:
+            spent = self._admission.spent(peer, self._clock(), min(len(rows), _CHUNK))
+            if spent is not None:
+                self._messenger.counters.add("ranking", f"rows_refused_{spent}", len(rows))
+                raise _NoRoom(spent)
+            taken = 0
+            for start in range(0, len(rows), _CHUNK):
+                taken += self._receive_chunk(peer, rows[start : start + _CHUNK])
+                await trio.lowlevel.checkpoint()
+            if self._admission.over(self.grank.rows, len(self._held), self._bytes.total()):
                 await self._evict()
-            finally:
-                self._evicting = False
         return taken
 
-    def _receive_chunk(self, peer: PeerId, rows: Iterable[SignedRow]) -> int:
+    def _receive_chunk(self, peer: PeerId, rows: Sequence[SignedRow]) -> int:
         counters = self._messenger.counters
         now = self._clock()
         met: set[PeerId] | None = None
         fresh: dict[tuple[str, int], tuple[ClickRow, SignedRow]] = {}
-        for signed in rows:
+        for seen, signed in enumerate(rows):
+            spent = self._admission.spent(peer, now)
+            if spent is not None:  # the rest is refused unread: a later pull brings it again
+                counters.add("ranking", f"rows_refused_{spent}", len(rows) - seen)
+                break
             try:
                 row = decode_row(signed)
                 held = self._held.get(row.node)  # no entry for an issuer until a row of it is kept
@@ -389,6 +422,8 @@ class Ranking:
                 self._messenger.network.penalize(peer, f"click row: {exc}")
                 continue
             fresh[(row.node, row.number)] = (row, signed)
+        if not fresh:
+            return 0
         # ``_held`` mirrors the store, so every fresh row is new there too; one transaction
         with self._store.transaction():
             self._store.add_click_rows([(r.node, r.number, s.row, s.sig) for r, s in fresh.values()])

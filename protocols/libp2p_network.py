@@ -54,6 +54,7 @@ from .network import (
     MAX_FRAME_BYTES,
     MAX_GOSSIP_BYTES,
     SUBSCRIPTION_BUFFER,
+    Admission,
     LocalProtocolError,
     NetworkError,
     PeerUnreachable,
@@ -113,7 +114,7 @@ class Libp2pNetwork:
         self._limits = limits
         self._policy = policy
         self._peer = host.get_id().to_base58()
-        self._handlers: dict[str, tuple[RequestHandler, int]] = {}
+        self._handlers: dict[str, tuple[RequestHandler, int, Admission | None]] = {}
         self._topics: set[str] = set()
         # a peer with no request in progress gets one even when others fill the total
         self._inbound = SlotLimiter(limits.inbound_streams, limits.streams_per_peer, reserve=limits.inbound_connections)
@@ -374,10 +375,17 @@ class Libp2pNetwork:
             self._stats["protocol_unsupported"] += 1
             raise ProtocolUnsupported(f"{peer} does not speak {protocol}") from None
 
-    def serve(self, protocol: str, handler: RequestHandler, *, max_request_bytes: int = MAX_FRAME_BYTES) -> None:
+    def serve(
+        self,
+        protocol: str,
+        handler: RequestHandler,
+        *,
+        max_request_bytes: int = MAX_FRAME_BYTES,
+        admit: Admission | None = None,
+    ) -> None:
         if protocol in self._handlers:
             raise LocalProtocolError(f"{protocol} already has a handler")
-        self._handlers[protocol] = (handler, min(max_request_bytes, MAX_FRAME_BYTES))
+        self._handlers[protocol] = (handler, min(max_request_bytes, MAX_FRAME_BYTES), admit)
 
         async def on_stream(stream: INetStream) -> None:
             await self._serve_stream(protocol, stream)
@@ -385,7 +393,7 @@ class Libp2pNetwork:
         self._host.set_stream_handler(TProtocol(protocol), on_stream)
 
     async def _serve_stream(self, protocol: str, stream: INetStream) -> None:
-        handler, limit = self._handlers[protocol]
+        handler, limit, admit = self._handlers[protocol]
         peer = stream.muxed_conn.peer_id.to_base58()
         refused = self._inbound.acquire(peer)
         if refused is not None:
@@ -399,6 +407,11 @@ class Libp2pNetwork:
                     (size,) = _LENGTH.unpack(await _read_exactly(stream, _LENGTH.size))
                     if size > limit:
                         raise FrameError(f"frame of {size} bytes > {limit}")
+                    unread = admit(peer, size) if admit is not None else None
+                    if unread is not None:
+                        self._stats["requests_refused_unread"] += 1
+                        await _refuse_unread(stream, size, unread)
+                        return
                     if size > _SMALL_REQUEST:
                         refused = self._request_bytes.reserve(peer, size)
                         if refused is not None:
@@ -416,11 +429,12 @@ class Libp2pNetwork:
                 await reset(stream)
                 return
             try:
-                response, status = await handler(peer, request), _STATUS_OK
+                response = await handler(peer, request)
             except RequestRefused as exc:
-                response, status = str(exc).encode()[:_MAX_REASON_BYTES], _STATUS_REFUSED
                 self._stats["requests_refused"] += 1
-            await stream.write(bytes([status]) + _LENGTH.pack(len(response)) + response)
+                await stream.write(_refusal(str(exc)))
+            else:
+                await stream.write(bytes([_STATUS_OK]) + _LENGTH.pack(len(response)) + response)
             await stream.close()
             self._stats["requests_served"] += 1
         except TRANSPORT_ERRORS as exc:
@@ -465,6 +479,29 @@ class Libp2pNetwork:
         await _close(stream)
         self._stats["requests_sent"] += 1
         return response
+
+
+def _refusal(reason: str) -> bytes:
+    data = reason.encode()[:_MAX_REASON_BYTES]
+    return bytes([_STATUS_REFUSED]) + _LENGTH.pack(len(data)) + data
+
+
+async def _refuse_unread(stream: INetStream, size: int, reason: str) -> None:
+    """Refuse a request of ``size`` bytes without keeping or decoding it, and tell its sender why.
+
+    Its bytes are read and dropped as they come, not reset: py-libp2p 0.8.1's yamux keeps a
+    reset stream's unread bytes for 60 s, adding what the sender still had in flight up to its
+    256 KB window, so resetting refused pushes took a node under a push flood from 160 to
+    600 MB.
+    """
+    remaining = size
+    while remaining:
+        chunk = await stream.read(min(remaining, 1 << 16))
+        if not chunk:
+            raise FrameError(f"stream ended {remaining} bytes short")
+        remaining -= len(chunk)
+    await stream.write(_refusal(reason))
+    await stream.close()
 
 
 def _without_p2p(addr: multiaddr.Multiaddr) -> multiaddr.Multiaddr:

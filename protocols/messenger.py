@@ -13,7 +13,7 @@ import trio
 
 from .counters import Counters
 from .envelope import PENALIZED, Body, Codec, Opened, RegistrationError, Rejected, RejectReason
-from .network import LocalProtocolError, Network, RequestRefused, TopicMessage
+from .network import Admission, LocalProtocolError, Network, RequestRefused, TopicMessage
 from .peer_id import PeerId
 
 Req = TypeVar("Req", bound=Body)
@@ -79,8 +79,13 @@ class Messenger:
         self,
         request_type: type[Req],
         handler: Callable[[PeerId, Req], Awaitable[Body]],
+        *,
+        admit: Admission | None = None,
     ) -> None:
-        """Answer requests of ``request_type``; the handler returns the response body."""
+        """Answer requests of ``request_type``; the handler returns the response body.
+
+        ``admit`` (sender, size) may refuse a request before it is read (``Network.serve``).
+        """
         if not self.codec.knows(request_type):
             raise LocalProtocolError(f"register {request_type.__qualname__} before handling it")
         if request_type.KIND in self._handled:
@@ -95,7 +100,10 @@ class Messenger:
             return self._seal(await handler(peer, opened.body))
 
         self.network.serve(
-            protocol_id(request_type), serve, max_request_bytes=self.codec.max_envelope_bytes(request_type)
+            protocol_id(request_type),
+            serve,
+            max_request_bytes=self.codec.max_envelope_bytes(request_type),
+            admit=admit,
         )
 
     async def request(self, peer: PeerId, body: Body, response_type: type[Resp]) -> Resp:

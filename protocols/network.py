@@ -26,6 +26,9 @@ SUBSCRIPTION_BUFFER = 256
 """Messages a subscription holds before new ones are dropped (and counted)."""
 
 RequestHandler = Callable[[PeerId, bytes], Awaitable[bytes]]
+# asked with the sender and the declared size before a request's body is read: None to read
+# it, or the reason it is refused unread
+Admission = Callable[[PeerId, int], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +147,20 @@ class Network(Protocol):
         """
         ...
 
-    def serve(self, protocol: str, handler: RequestHandler, *, max_request_bytes: int = MAX_FRAME_BYTES) -> None:
+    def serve(
+        self,
+        protocol: str,
+        handler: RequestHandler,
+        *,
+        max_request_bytes: int = MAX_FRAME_BYTES,
+        admit: Admission | None = None,
+    ) -> None:
         """Answer requests on ``protocol`` with ``handler`` (one handler per protocol).
 
         Requests larger than ``max_request_bytes`` are refused before they are read whole,
-        and the sender is penalized.
+        and the sender is penalized. ``admit`` sees the sender and the declared size first:
+        a reason from it refuses the request unread (counted ``requests_refused_unread``),
+        so a service with no room now spends nothing on the body.
         """
         ...
 

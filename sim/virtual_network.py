@@ -27,6 +27,7 @@ from edgeswarm.protocols.network import (
     MAX_FRAME_BYTES,
     MAX_GOSSIP_BYTES,
     SUBSCRIPTION_BUFFER,
+    Admission,
     LocalProtocolError,
     PeerUnreachable,
     ProtocolUnsupported,
@@ -227,7 +228,7 @@ class VirtualEndpoint:
         self.uplink_bytes_per_s = uplink_bytes_per_s
         self.uplink_free_at = 0.0
         self.offline = False
-        self._handlers: dict[str, tuple[RequestHandler, int]] = {}
+        self._handlers: dict[str, tuple[RequestHandler, int, Admission | None]] = {}
         self._policy = PeerPolicy()
         self._topics: dict[str, trio.MemorySendChannel[TopicMessage]] = {}
         self._connected: set[PeerId] = set()
@@ -261,10 +262,17 @@ class VirtualEndpoint:
     def stats(self) -> dict[str, int]:
         return dict(sorted(self._stats.items()))
 
-    def serve(self, protocol: str, handler: RequestHandler, *, max_request_bytes: int = MAX_FRAME_BYTES) -> None:
+    def serve(
+        self,
+        protocol: str,
+        handler: RequestHandler,
+        *,
+        max_request_bytes: int = MAX_FRAME_BYTES,
+        admit: Admission | None = None,
+    ) -> None:
         if protocol in self._handlers:
             raise LocalProtocolError(f"{protocol} already has a handler")
-        self._handlers[protocol] = (handler, max_request_bytes)
+        self._handlers[protocol] = (handler, max_request_bytes, admit)
 
     def subscribe(self, topic: str) -> trio.MemoryReceiveChannel[TopicMessage]:
         if topic in self._topics:
@@ -334,13 +342,16 @@ class VirtualEndpoint:
         if entry is None:
             self._respond(src, pending, None, ProtocolUnsupported(f"{self.peer} does not speak {protocol}"))
             return
-        handler, max_bytes = entry
+        handler, max_bytes, admit = entry
         if self._policy.banned(src.peer, trio.current_time()):
             self._count("requests_refused_banned")
             self._respond(src, pending, None, RequestRefused(f"{src.peer} is refused for misbehaving"))
         elif len(data) > max_bytes:
             self.penalize(src.peer, "oversize_frame")
             self._respond(src, pending, None, RequestRefused(f"request of {len(data)} bytes > {max_bytes}"))
+        elif admit is not None and (unread := admit(src.peer, len(data))) is not None:
+            self._count("requests_refused_unread")
+            self._respond(src, pending, None, RequestRefused(unread))
         elif self._busy >= MAX_CONCURRENT_HANDLERS:
             self._count("requests_refused_busy")
             self._respond(src, pending, None, RequestRefused(f"{self.peer} is busy"))

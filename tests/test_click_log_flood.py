@@ -80,7 +80,7 @@ def test_a_flood_of_the_largest_rows_stays_within_max_log_mb():
         assert victim.status().counters["ranking"]["issuers_evicted"] > 0
         assert victim.ranking.grank.rows == victim.store.click_row_count() < 600
 
-    _pair(config(), config(max_log_mb=0.1, rows_per_peer_minute=10_000), scenario)
+    _pair(config(), config(max_log_mb=0.1, rows_per_peer_minute=10_000, rows_per_minute=100_000), scenario)
 
 
 def big_rows(count: int, seed: int) -> tuple[SignedRow, ...]:
@@ -153,6 +153,40 @@ def test_pushed_rows_are_refused_unless_the_node_gossips_by_push():
         assert victim.status().counters["ranking"]["push_refused"] == 1
 
     _pair(config(), config(), scenario)
+
+
+def test_batches_are_taken_one_at_a_time_and_pushes_refused_unread_once_the_budget_is_spent():
+    """Three batches of 250 rows arrive together against a budget of 250: the first is taken
+    whole, the others are refused without a row decoded (interleaved chunk by chunk, each took
+    about a third). A push that comes later is refused before it is read, and told why."""
+
+    async def scenario(attacker: Node, victim: Node):
+        outcomes: list[int | str] = []
+
+        async def receive(seed: int) -> None:
+            try:
+                outcomes.append(await victim.ranking._receive(attacker.peer_id, junk_rows(250, seed)))
+            except Exception as exc:  # noqa: BLE001 - the refusal is what is compared
+                outcomes.append(f"{type(exc).__name__}: {exc}")
+
+        async with trio.open_nursery() as nursery:
+            for seed in range(3):
+                nursery.start_soon(receive, seed)
+        assert sorted(outcomes, key=str) == [250, "_NoRoom: peer_rate", "_NoRoom: peer_rate"]
+        counters = victim.status().counters["ranking"]
+        assert counters["rows_received"] == 250 and victim.ranking.grank.rows == 250
+        assert counters["rows_refused_peer_rate"] == 500
+        with deadline(30):
+            try:
+                await attacker.messenger.request(victim.peer_id, PushRows(junk_rows(250, 3)), PushAck)
+                raise AssertionError("a push beyond the budget was taken")
+            except RequestRefused as exc:
+                assert str(exc) == "no room for pushed rows now (peer_rate); push later"
+        counters = victim.status().counters["ranking"]
+        assert counters["push_refused_peer_rate"] == 1 and counters["rows_refused_peer_rate"] == 500
+        assert victim.status().transport["requests_refused_unread"] == 1
+
+    _pair(config(), config(gossip="push", rows_per_peer_minute=250), scenario)
 
 
 def test_a_peer_serving_a_sybil_flood_in_pull_replies_is_held_to_its_rates_and_caps():

@@ -13,7 +13,7 @@ import trio.testing
 
 from edgeswarm.protocols.libp2p_network import Libp2pNetwork
 from edgeswarm.protocols.limits import ByteBudget, Rate, RateLimiter, SlotLimiter, TransportLimits
-from edgeswarm.protocols.network import NetworkError, ProtocolUnsupported, deadline
+from edgeswarm.protocols.network import NetworkError, ProtocolUnsupported, RequestRefused, deadline
 
 from conftest import FAILURE_BOUND, identity, until
 
@@ -105,6 +105,32 @@ def test_request_bytes_in_flight_are_bounded_across_peers():
                     assert await honest.request(server.local_peer, ECHO, b"hi") == b"hi"
 
     trio.run(served, limits, attack)
+
+
+def test_requests_refused_unread_tell_small_senders_why_and_leave_no_bytes_behind():
+    """``admit`` refuses before the body is used: its bytes are dropped as they come, not kept
+    (py-libp2p keeps up to 256 KB of a reset stream for 60 s), and the sender is told why."""
+    refuse = "/edgeswarm/test-refuse/1"
+
+    def unread_bytes(net: Libp2pNetwork) -> int:
+        conns = [c for cs in net._host.get_network().connections.values() for c in cs]
+        return sum(len(b) for c in conns for b in c.muxed_conn.stream_buffers.values())
+
+    async def attack(server: Libp2pNetwork) -> None:
+        server.serve(refuse, echo, max_request_bytes=2 * 1024 * 1024, admit=lambda peer, size: "no room now")
+        async with Libp2pNetwork.open(identity(5).seed()) as sender:
+            sender.add_addrs(server.local_peer, server.addrs())
+            for size in (5, *[1024 * 1024] * 8):
+                with deadline(FAILURE_BOUND), pytest.raises(RequestRefused, match="no room now"):
+                    await sender.request(server.local_peer, refuse, b"x" * size)
+            assert server.stats()["requests_refused_unread"] == 9
+            assert "requests_served" not in server.stats()
+            await trio.sleep(0.2)  # whatever was still in flight has arrived
+            assert unread_bytes(server) == 0
+            with deadline(FAILURE_BOUND):  # the connection still serves
+                assert await sender.request(server.local_peer, ECHO, b"hello") == b"hello"
+
+    trio.run(served, TransportLimits(eclipse_protection=False), attack)
 
 
 def test_a_gossip_flood_is_cut_at_the_per_origin_rate_and_the_flooder_dropped():
