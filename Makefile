@@ -8,6 +8,8 @@ CORE_VENV ?= .venv-core
 CORE_INSTALLED := $(CORE_VENV)/.installed
 # and at the lowest release each core range allows (uv's lowest-direct resolution)
 CORE_LOWEST_VENV ?= .venv-core-lowest
+# a go-libp2p peer for the interop tests: go-libp2p-daemon, out of the hivemind wheel on PyPI
+P2PD := build/p2pd/p2pd
 TEST_TOOLS := 'pytest>=8' 'pytest-timeout>=2.3' 'hypothesis>=6.100'
 TYPECHECK_TREE := build/typecheck
 RUN_DIR := runs/smoke-$(shell date +%Y%m%d-%H%M%S)
@@ -28,9 +30,12 @@ demo: $(INSTALLED)
 	$(VENV)/bin/edgeswarm sim run configs/sim/smoke.toml --out $(RUN_DIR)
 
 # lint, types, the default suite, then the core install's own run: CI runs exactly this
-test: lint typecheck $(INSTALLED)
+test: lint typecheck $(INSTALLED) $(P2PD)
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-core test-core-lowest
+
+$(P2PD): | $(PY)
+	$(PY) tests/go_peer.py fetch
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
@@ -64,12 +69,12 @@ test-core-lowest: $(INSTALLED)
 	$(VENV)/bin/uv pip install --quiet --python $(CORE_LOWEST_VENV)/bin/python --resolution lowest-direct . $(TEST_TOOLS)
 	$(CORE_LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider -m core
 
-test-slow: $(INSTALLED)
+test-slow: $(INSTALLED) $(P2PD)
 	$(PY) -m pytest -q -m slow
 
 # the default suite on one core that another process keeps busy: half the CPU, as a slower
 # machine has (README, Development)
-test-loaded: $(INSTALLED)
+test-loaded: $(INSTALLED) $(P2PD)
 	taskset -c 0 sh -c 'while :; do :; done' & hog=$$!; \
 	taskset -c 0 $(PY) -m pytest -q; status=$$?; kill $$hog; exit $$status
 

@@ -48,6 +48,17 @@ def adopt_libp2p() -> None:
     # a dial that fails is routine in a P2P swarm (membership counts it and backs off), yet
     # py-libp2p logs each attempt at ERROR: only with --verbose
     logging.getLogger("libp2p.transport.tcp").setLevel(logging.INFO if verbose else logging.CRITICAL)
+    # a neighbour that is no edgeswarm node (a Go relay, an IPFS peer) answers "na" to our
+    # protocols: the transport counts it (``protocol_unsupported``) and services stop asking,
+    # yet py-libp2p logs each at ERROR with a dozen lines of connection state
+    if not verbose:
+        logging.getLogger("libp2p.host.basic_host").addFilter(_not_an_unsupported_protocol)
+
+
+def _not_an_unsupported_protocol(record: logging.LogRecord) -> bool:
+    return not (
+        record.getMessage().startswith("Failed to open stream") and "protocols not supported" in record.getMessage()
+    )
 
 
 def adopt_flower() -> None:

@@ -21,7 +21,7 @@ from edgeswarm.protocols.membership.cyclon import Cyclon, CyclonParams
 from edgeswarm.protocols.membership.messages import Descriptor, ShuffleReply, ShuffleRequest
 from edgeswarm.protocols.membership.samplers import Samplers
 from edgeswarm.protocols.messenger import Messenger
-from edgeswarm.protocols.network import NetworkError, deadline
+from edgeswarm.protocols.network import NetworkError, ProtocolUnsupported, deadline
 from edgeswarm.protocols.peer_id import PeerId
 
 from .config import MembershipConfig
@@ -158,7 +158,21 @@ class Membership:
             self._messenger.counters.add("membership", "peers_forgotten")
 
     def _alive(self, entries: Iterable[Descriptor]) -> list[Descriptor]:
-        return [d for d in entries if not self.backing_off(d.peer)]
+        return [d for d in entries if not self.backing_off(d.peer) and self._member(d.peer)]
+
+    def _member(self, peer: PeerId) -> bool:
+        """Whether ``peer`` may speak membership: not known to be a libp2p peer that does not
+        (a relay, a bootstrap or DHT peer of another project), which stays a neighbour."""
+        return self._messenger.supports(peer, ShuffleRequest) is not False
+
+    def _not_a_member(self, peer: PeerId) -> None:
+        """``peer`` answered that it speaks no membership: out of the view and the samplers,
+        without the backoff and forgetting of a failure (its connection stays up)."""
+        self.cyclon.on_failure(peer)
+        if self.samplers is not None:
+            self.samplers.remove(peer)
+        self._known.pop(peer, None)
+        self._messenger.counters.add("membership", "not_members")
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Shuffle every ``shuffle_interval`` seconds, starting at a random offset."""
@@ -197,6 +211,9 @@ class Membership:
         try:
             with deadline(self._config.request_timeout):
                 reply = await self._messenger.request(target.peer, ShuffleRequest(entries), ShuffleReply)
+        except ProtocolUnsupported:  # a libp2p peer, not an edgeswarm one: keep it, never shuffle with it
+            self._not_a_member(target.peer)
+            return
         except (NetworkError, Rejected) as exc:
             log.debug("shuffle with %s failed: %s", target.peer, exc)
             self.cyclon.on_failure(target.peer)
@@ -257,7 +274,9 @@ class Membership:
     def _rejoin(self) -> None:
         """Refill an empty view from the bootstrap peers, then the most recently known ones."""
         self._tell_network(self._bootstrap)
-        self.cyclon.add(self._bootstrap)  # bootstrap peers are always retried: they are how we join
+        # bootstrap peers are always retried, they are how we join; unless they speak no membership
+        bootstrap = [d for d in self._bootstrap if self._member(d.peer)]
+        self.cyclon.add(bootstrap)
         known = self._alive(d for d, _ in self.known())
         self.cyclon.add(known)
-        self._offer([*self._bootstrap, *known])
+        self._offer([*bootstrap, *known])

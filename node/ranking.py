@@ -297,7 +297,11 @@ class Ranking:
 
     # -- gossip ----------------------------------------------------------------------------
     def _random_peer(self) -> PeerId | None:
-        candidates = [p for p in dict.fromkeys(self._peers()) if p != self.me]
+        candidates = [
+            p
+            for p in dict.fromkeys(self._peers())
+            if p != self.me and self._messenger.supports(p, PullRequest) is not False  # e.g. ranking off there
+        ]
         return self._rng.choice(candidates) if candidates else None
 
     async def pull_once(self, peer: PeerId | None = None) -> int:

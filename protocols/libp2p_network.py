@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -77,6 +77,7 @@ _HANG_UP_SECONDS = 2.0
 _SMALL_REQUEST = 64 * 1024  # requests up to this size are not counted against the byte budget
 # how py-libp2p 0.8.1's multistream-select client words a peer's "na" to every protocol asked for
 _NOT_SUPPORTED = "protocols not supported"
+_MAX_REFUSED_PROTOCOLS = 4096  # (peer, protocol) pairs answered "na", remembered until identify lists
 
 
 class FrameError(Exception):
@@ -115,6 +116,7 @@ class Libp2pNetwork:
         self._policy = policy
         self._peer = host.get_id().to_base58()
         self._handlers: dict[str, tuple[RequestHandler, int, Admission | None]] = {}
+        self._refused_protocols: OrderedDict[tuple[PeerId, str], None] = OrderedDict()
         self._topics: set[str] = set()
         # a peer with no request in progress gets one even when others fill the total
         self._inbound = SlotLimiter(limits.inbound_streams, limits.streams_per_peer, reserve=limits.inbound_connections)
@@ -223,6 +225,15 @@ class Libp2pNetwork:
 
     def stats(self) -> dict[str, int]:
         return dict(sorted(self._stats.items()))
+
+    def supports(self, peer: PeerId, protocol: str) -> bool | None:
+        try:
+            listed = self._host.get_peerstore().get_protocols(ID.from_base58(peer))
+        except (PeerStoreError, ValueError, KeyError):
+            listed = []
+        if listed:  # identify's list, kept current by identify-push
+            return protocol in listed
+        return False if (peer, protocol) in self._refused_protocols else None
 
     def penalize(self, peer: PeerId, reason: str) -> None:
         now = trio.current_time()
@@ -373,6 +384,9 @@ class Libp2pNetwork:
         cause = exc.__cause__ if isinstance(exc, StreamFailure) else None
         if cause is not None and str(cause).startswith(_NOT_SUPPORTED):
             self._stats["protocol_unsupported"] += 1
+            self._refused_protocols[(peer, protocol)] = None
+            if len(self._refused_protocols) > _MAX_REFUSED_PROTOCOLS:
+                self._refused_protocols.popitem(last=False)
             raise ProtocolUnsupported(f"{peer} does not speak {protocol}") from None
 
     def serve(
@@ -455,6 +469,9 @@ class Libp2pNetwork:
             raise LocalProtocolError("a node does not send requests to itself")
         if self._policy.banned(peer, trio.current_time()):
             raise PeerUnreachable(f"{peer} is refused for misbehaving")
+        if self.supports(peer, protocol) is False:  # not asked again: it would only say "na"
+            self._stats["protocol_unsupported"] += 1
+            raise ProtocolUnsupported(f"{peer} does not speak {protocol}")
         try:
             stream = await self._open_stream(peer, protocol)
             try:

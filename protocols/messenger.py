@@ -49,6 +49,10 @@ class Messenger:
     def local_peer(self) -> PeerId:
         return self.network.local_peer
 
+    def supports(self, peer: PeerId, request_type: type[Body]) -> bool | None:
+        """Whether ``peer`` answers requests of ``request_type`` (None: not known yet)."""
+        return self.network.supports(peer, protocol_id(request_type))
+
     def register(self, *types: type[Body]) -> None:
         """Declare the message types a service uses (each kind once per node)."""
         self.codec.register(*types)

@@ -117,6 +117,15 @@ class Network(Protocol):
         """``peer`` misbehaved: disconnect it, and refuse it for a while if it persists."""
         ...
 
+    def supports(self, peer: PeerId, protocol: str) -> bool | None:
+        """Whether ``peer`` speaks ``protocol``: known from the protocols it lists (libp2p's
+        identify) or from its answer to an earlier request; None while not known.
+
+        Any libp2p peer may be a neighbour (a relay, a bootstrap peer, an IPFS node):
+        services ask this before choosing a peer for a protocol it may not speak.
+        """
+        ...
+
     async def publish(self, topic: str, data: bytes) -> None:
         """Send ``data`` to every subscriber of ``topic`` that the overlay reaches."""
         ...

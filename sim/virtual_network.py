@@ -262,6 +262,10 @@ class VirtualEndpoint:
     def stats(self) -> dict[str, int]:
         return dict(sorted(self._stats.items()))
 
+    def supports(self, peer: PeerId, protocol: str) -> bool | None:
+        endpoint = self._net._endpoints.get(peer)
+        return None if endpoint is None else protocol in endpoint._handlers
+
     def serve(
         self,
         protocol: str,

@@ -1,0 +1,102 @@
+"""Any libp2p peer as a neighbour: a real go-libp2p peer (``p2pd``) beside real daemons.
+
+The Go peer speaks TCP + Noise + yamux, identify and GossipSub, and no edgeswarm protocol: it
+may serve as a bootstrap peer and carry gossip, but it is never shuffled with or asked for
+rows, and meeting it logs no error. Every wait is the daemon's own (``Daemon.wait``).
+"""
+
+from edgeswarm.protocols.messenger import topic_name
+from edgeswarm.protocols.presence.messages import Announce
+
+from conftest import FAST
+from go_peer import go_peer
+
+# background G-Rank gossip every second, so that a round that would pick the Go peer comes soon
+CONFIG = FAST + "[ranking]\nanti_entropy_interval = 1.0\nanti_entropy_max_interval = 1.0\n"
+
+
+def test_a_go_peer_serves_as_bootstrap_and_is_never_shuffled_with_or_pulled_from(group, tmp_path):
+    config = tmp_path / "go.toml"
+    config.write_text(CONFIG)
+    with go_peer(tmp_path) as go:
+        a = group.spawn("a", bootstrap=[go.addr], args=["--config", str(config)])
+        a.wait(peer=go.peer_id, counters={"membership.not_members": 1})
+        status = a.wait(counters={"membership.rounds": 8, "ranking.anti_entropy_rounds": 4})["status"]
+    assert go.peer_id in status["peers"]  # still a neighbour
+    assert go.peer_id not in status["view"]
+    assert status["counters"]["msgs_out"].get("membership.shuffle", 0) == 1  # asked once, told "na"
+    assert "ranking.pull" not in status["counters"]["msgs_out"]  # identify said it keeps no rows
+    assert status["counters"]["membership"]["not_members"] == 1
+    assert "ERROR" not in a.log() and "protocols not supported" not in a.log()
+
+
+def test_two_nodes_whose_only_link_is_a_go_gossipsub_peer_hear_each_other(group, tmp_path):
+    config = tmp_path / "go.toml"
+    config.write_text(CONFIG)
+    with go_peer(tmp_path) as go, go.subscribed(topic_name(Announce)):
+        a = group.spawn("a", bootstrap=[go.addr], args=["--config", str(config)])
+        b = group.spawn("b", bootstrap=[go.addr], args=["--config", str(config)])
+        a.wait(heard_from=1)  # b's announcements, relayed by the Go peer: a knows b from nowhere else
+        b.wait(heard_from=1)
+        assert b.status()["peer_id"] in a.request({"cmd": "presence"})["seen"]
+        assert a.status()["peer_id"] in b.request({"cmd": "presence"})["seen"]
+    for daemon in (a, b):
+        assert "ERROR" not in daemon.log()
+
+
+def test_on_the_virtual_network_a_neighbour_that_speaks_no_membership_is_never_put_in_the_view():
+    """The same rule where the transport knows every peer's protocols at once: a bootstrap peer
+    that serves only a protocol of its own is not shuffled with even once."""
+    import random
+
+    import trio
+
+    from edgeswarm.node.config import MembershipConfig, NodeConfig, PresenceConfig, RankingConfig
+    from edgeswarm.node.node import Node
+    from edgeswarm.node.store import Store
+    from edgeswarm.protocols.membership.messages import Descriptor
+    from edgeswarm.sim.virtual_network import LinkModel, VirtualNetwork
+
+    from conftest import identity, run_virtual
+
+    config = NodeConfig(
+        membership=MembershipConfig(shuffle_interval=1.0),
+        presence=PresenceConfig(enabled=False),
+        ranking=RankingConfig(anti_entropy_interval=1.0, anti_entropy_max_interval=1.0),
+    )
+    other = identity(9).peer_id
+
+    async def echo(peer, data: bytes) -> bytes:
+        return data
+
+    async def main():
+        net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.run)
+            async with (
+                net.attach(other) as foreign,
+                net.attach(identity(1).peer_id) as ea,
+                net.attach(identity(2).peer_id) as eb,
+            ):
+                foreign.serve("/other-project/1", echo)
+                nodes = []
+                for k, endpoint in ((1, ea), (2, eb)):
+                    node = Node(
+                        identity=identity(k),
+                        network=endpoint,
+                        store=Store.open(":memory:"),
+                        config=config,
+                        rng=random.Random(k),
+                        bootstrap=[Descriptor(other), Descriptor(identity(3 - k).peer_id)],
+                    )
+                    await nursery.start(node.run)
+                    nodes.append(node)
+                await trio.sleep(60)
+                for node in nodes:
+                    status = node.status()
+                    assert other not in status.view and status.view  # the other edgeswarm node is
+                    assert "shuffle_failed" not in status.counters["membership"]
+                    assert "pull_failed" not in status.counters.get("ranking", {})
+                nursery.cancel_scope.cancel()
+
+    run_virtual(main)
