@@ -53,14 +53,14 @@ def parse_listen(addr: str) -> tuple[int, str, int]:
     return family, parsed.value_for_protocol(names[0]), int(parsed.value_for_protocol("tcp"))
 
 
-def parse_bootstrap(addr: str) -> PeerId:
-    """The PeerID a bootstrap multiaddr names (it must end in ``/p2p/<peer id>``)."""
+def parse_bootstrap(addr: str, what: str = "bootstrap") -> PeerId:
+    """The PeerID a bootstrap (or relay) multiaddr names (it must end in ``/p2p/<peer id>``)."""
     try:
         peer = multiaddr.Multiaddr(addr).get_peer_id()
     except (ValueError, multiaddr.exceptions.Error) as exc:
-        raise ValueError(f"bootstrap address {addr!r} is not a multiaddr: {exc}") from None
+        raise ValueError(f"{what} address {addr!r} is not a multiaddr: {exc}") from None
     if not peer:
-        raise ValueError(f"bootstrap address {addr!r} lacks /p2p/<peer id>")
+        raise ValueError(f"{what} address {addr!r} lacks /p2p/<peer id>")
     return peer
 
 

@@ -281,6 +281,10 @@ class NetworkConfig(Section, frozen=True):
     listen : list of multiaddr (default: ["/ip4/0.0.0.0/tcp/4001"])
     bootstrap : list of multiaddr (default: [])
         Full multiaddrs ending in ``/p2p/<peer id>``; used when the stored view is empty.
+    relays : list of multiaddr (default: [])
+        Circuit relays (v2; an edgeswarm node or any libp2p relay), full multiaddrs ending in
+        ``/p2p/<peer id>``. A node behind a NAT holds a reservation on each and advertises
+        ``<relay>/p2p-circuit/p2p/<itself>``, so that peers reach it through them.
     mdns : bool (default: True)
         Find peers on the local network by mDNS.
     eclipse_protection : bool (default: True)
@@ -308,6 +312,7 @@ class NetworkConfig(Section, frozen=True):
 
     listen: list[Multiaddr] = msgspec.field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"])
     bootstrap: list[Multiaddr] = msgspec.field(default_factory=list)
+    relays: list[Multiaddr] = msgspec.field(default_factory=list)
     mdns: bool = True
     eclipse_protection: bool = True
     inbound_connections: Annotated[int, msgspec.Meta(ge=1)] = 256

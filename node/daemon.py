@@ -79,6 +79,8 @@ async def run_daemon(config: NodeConfig, data_dir: Path) -> None:
     try:
         for addr in net_config.listen:
             parse_listen(addr)
+        for addr in net_config.relays:
+            parse_bootstrap(addr, "relay")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     with claim(data_dir), claim_ports(net_config.listen):
@@ -100,7 +102,11 @@ async def _serve(
 
     net_config = config.network
     async with Libp2pNetwork.open(
-        identity.seed(), listen=net_config.listen, mdns=net_config.mdns, limits=transport_limits(net_config)
+        identity.seed(),
+        listen=net_config.listen,
+        mdns=net_config.mdns,
+        limits=transport_limits(net_config),
+        relays=net_config.relays,
     ) as network:
         node = Node(
             identity=identity, network=network, store=store, config=config, rng=random.Random(), bootstrap=bootstrap

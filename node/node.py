@@ -51,6 +51,10 @@ class NodeStatus(msgspec.Struct, frozen=True):
     transport: dict[str, int]
     gossip: dict[str, int] = {}
     """Per subscribed topic, the peers a publish reaches directly (shown by ``status``)."""
+    relays: list[PeerId] = []
+    """Relays that hold a reservation for this node (it is reached through them)."""
+    relayed: list[PeerId] = []
+    """Connected peers reached only through a relay."""
 
 
 class Node:
@@ -216,6 +220,7 @@ class Node:
 
     def status(self, *, gossip: bool = False) -> NodeStatus:
         """What the node looks like now; ``gossip`` adds each topic's gossip reach."""
+        reachability = self.network.reachability()
         return NodeStatus(
             peer_id=self.peer_id,
             addresses=self.network.addrs(),
@@ -226,4 +231,6 @@ class Node:
             counters=self.counters.snapshot(),
             transport=self.network.stats(),
             gossip=self.network.gossip_peers() if gossip else {},
+            relays=list(reachability.relays),
+            relayed=list(reachability.relayed),
         )

@@ -26,6 +26,7 @@ import struct
 from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import multiaddr
 import trio
@@ -59,12 +60,14 @@ from .network import (
     NetworkError,
     PeerUnreachable,
     ProtocolUnsupported,
+    Reachability,
     RequestHandler,
     RequestRefused,
     TopicMessage,
 )
 from .peer_id import PeerId
 from .peer_policy import PeerPolicy, PolicyParams
+from .relays import Relays, is_circuit
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,13 @@ class Libp2pNetwork:
     """A node's libp2p host behind the ``Network`` interface. Create with ``Libp2pNetwork.open``."""
 
     def __init__(
-        self, host: IHost, pubsub: Pubsub, gossipsub: GossipSub, limits: TransportLimits, policy: PeerPolicy
+        self,
+        host: IHost,
+        pubsub: Pubsub,
+        gossipsub: GossipSub,
+        limits: TransportLimits,
+        policy: PeerPolicy,
+        relays: Sequence[str] = (),
     ) -> None:
         self._host = host
         self._pubsub = pubsub
@@ -127,6 +136,7 @@ class Libp2pNetwork:
         self._blacklisted: set[PeerId] = set()  # refused peers on pub/sub's blacklist
         self._guards = Guards(self._stats, self._policy, self._connections, self.penalize, self._hang_up_on)
         self._guards.install(host, pubsub)
+        self._relays = Relays(host, relays, self._stats)
 
     @classmethod
     @asynccontextmanager
@@ -138,8 +148,13 @@ class Libp2pNetwork:
         mdns: bool = False,
         limits: TransportLimits | None = None,
         policy: PolicyParams | None = None,
+        relays: Sequence[str] = (),
     ) -> AsyncIterator[Libp2pNetwork]:
-        """Start a host for the Ed25519 ``seed`` listening on ``listen``; stop it on exit."""
+        """Start a host for the Ed25519 ``seed`` listening on ``listen``; stop it on exit.
+
+        ``relays`` (full multiaddrs): circuit relays to hold reservations on, so that peers
+        that cannot dial us reach us through them (``protocols.relays``).
+        """
         limits = limits or TransportLimits()
         key_pair = create_new_key_pair(seed)
         noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
@@ -163,14 +178,14 @@ class Libp2pNetwork:
             eclipse_protection_enabled=limits.eclipse_protection,
         )
         pubsub = Pubsub(host, gossipsub)
-        network = cls(host, pubsub, gossipsub, limits, PeerPolicy(policy))  # guards in place before we listen
+        network = cls(host, pubsub, gossipsub, limits, PeerPolicy(policy), relays)  # guards in place before we listen
         async with host.run(listen_addrs=listen_addrs):
             await network._guards.stop_auto_dials(host)
             # pub/sub must run before the first connection, or it never meets that peer
             async with background_trio_service(pubsub) as pubsub_manager, background_trio_service(gossipsub):
                 network._guards.guard_tasks(pubsub_manager)
                 await pubsub.wait_until_ready()
-                async with trio.open_nursery() as nursery:
+                async with network._relays.running(), trio.open_nursery() as nursery:
                     network._nursery = nursery
                     nursery.start_soon(network._forgive)
                     try:
@@ -199,7 +214,15 @@ class Libp2pNetwork:
         return self._peer
 
     def addrs(self) -> list[str]:
-        return [str(a) for a in self._host.get_addrs()]
+        return [str(a) for a in self._host.get_addrs()] + self._relays.addrs()
+
+    def reachability(self) -> Reachability:
+        relayed = [
+            peer_id.to_base58()
+            for peer_id, conns in self._host.get_network().connections.items()
+            if conns and all(any(is_circuit(str(a)) for a in _transport_addrs(c)) for c in conns)
+        ]
+        return Reachability(tuple(self._relays.reservations()), tuple(sorted(relayed)))
 
     def add_addrs(self, peer: PeerId, addrs: Sequence[str]) -> None:
         try:
@@ -309,13 +332,24 @@ class Libp2pNetwork:
             addrs = self._host.get_peerstore().addrs(peer_id)
         except PeerStoreError:
             addrs = []
+        direct = [a for a in addrs if not is_circuit(str(a))]
+        relayed = [a for a in addrs if is_circuit(str(a))]
         if not addrs:
             raise PeerUnreachable(f"no address known for {peer}")
-        try:
-            await self._host.connect(PeerInfo(peer_id, addrs))
-        except TRANSPORT_ERRORS as exc:
-            raise PeerUnreachable(f"cannot dial {peer}: {exc}") from None
-        return peer_id
+        failure: BaseException | None = None
+        if direct:
+            try:
+                await self._host.connect(PeerInfo(peer_id, direct))
+                return peer_id
+            except TRANSPORT_ERRORS as exc:
+                failure = exc
+        if relayed:  # a peer nobody can dial (behind a NAT): through one of its relays
+            try:
+                await self._relays.dial(peer_id, relayed)
+                return peer_id
+            except (*TRANSPORT_ERRORS, ConnectionError) as exc:
+                failure = exc
+        raise PeerUnreachable(f"cannot dial {peer}: {failure}") from None
 
     # -- pub/sub -------------------------------------------------------------------------
     async def publish(self, topic: str, data: bytes) -> None:
@@ -496,6 +530,13 @@ class Libp2pNetwork:
         await _close(stream)
         self._stats["requests_sent"] += 1
         return response
+
+
+def _transport_addrs(conn: Any) -> list[multiaddr.Multiaddr]:
+    try:
+        return list(conn.get_transport_addresses())
+    except Exception:  # noqa: BLE001 - py-libp2p's connection kinds differ in what they know
+        return []
 
 
 def _refusal(reason: str) -> bytes:

@@ -86,6 +86,15 @@ class LocalProtocolError(Exception):
     """We misused the network (a bug in our own code, never the peer's fault)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Reachability:
+    """How peers reach this node: relays holding a reservation for it (a node behind a NAT is
+    reached through them), and which connected peers it reaches only through a relay."""
+
+    relays: tuple[PeerId, ...] = ()
+    relayed: tuple[PeerId, ...] = ()
+
+
 class Network(Protocol):
     """What a node needs from a transport: pub/sub, request/response and peers.
 
@@ -115,6 +124,10 @@ class Network(Protocol):
 
     def penalize(self, peer: PeerId, reason: str) -> None:
         """``peer`` misbehaved: disconnect it, and refuse it for a while if it persists."""
+        ...
+
+    def reachability(self) -> Reachability:
+        """Relay reservations held for us, and the connections that run through a relay."""
         ...
 
     def supports(self, peer: PeerId, protocol: str) -> bool | None:

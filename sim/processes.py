@@ -162,14 +162,23 @@ class DaemonGroup:
             daemon.stop()
 
     def spawn(
-        self, name: str, *, bootstrap: Sequence[str] = (), ready: bool = True, args: Sequence[str] = ()
+        self,
+        name: str,
+        *,
+        bootstrap: Sequence[str] = (),
+        ready: bool = True,
+        args: Sequence[str] = (),
+        listen: bool = True,
     ) -> Daemon:
         """Start daemon ``name``; ``args`` replace the group's extra arguments for this one.
 
-        It listens on a free loopback port unless ``args`` name a ``--listen`` of their own.
+        It listens on a free loopback port unless ``args`` name a ``--listen`` of their own,
+        or ``listen`` is false (then its config's ``listen`` holds, e.g. none at all).
         """
         args = [*(args or self.extra_args)]
-        args = ["--no-mdns", *args] if "--listen" in args else ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", *args]
+        if listen and "--listen" not in args:
+            args = ["--listen", "/ip4/127.0.0.1/tcp/0", *args]
+        args = ["--no-mdns", *args]
         for addr in bootstrap:
             args += ["--bootstrap", addr]
         daemon = Daemon(self.root / name, args, self.root / f"{name}.log")

@@ -31,6 +31,7 @@ from edgeswarm.protocols.network import (
     LocalProtocolError,
     PeerUnreachable,
     ProtocolUnsupported,
+    Reachability,
     RequestHandler,
     RequestRefused,
     TopicMessage,
@@ -261,6 +262,9 @@ class VirtualEndpoint:
 
     def stats(self) -> dict[str, int]:
         return dict(sorted(self._stats.items()))
+
+    def reachability(self) -> Reachability:
+        return Reachability()  # every virtual node is dialled directly
 
     def supports(self, peer: PeerId, protocol: str) -> bool | None:
         endpoint = self._net._endpoints.get(peer)

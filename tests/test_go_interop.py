@@ -5,6 +5,9 @@ may serve as a bootstrap peer and carry gossip, but it is never shuffled with or
 rows, and meeting it logs no error. Every wait is the daemon's own (``Daemon.wait``).
 """
 
+import pytest
+
+from edgeswarm.node.control import ControlError
 from edgeswarm.protocols.messenger import topic_name
 from edgeswarm.protocols.presence.messages import Announce
 
@@ -42,6 +45,29 @@ def test_two_nodes_whose_only_link_is_a_go_gossipsub_peer_hear_each_other(group,
         assert a.status()["peer_id"] in b.request({"cmd": "presence"})["seen"]
     for daemon in (a, b):
         assert "ERROR" not in daemon.log()
+
+
+def test_a_node_with_no_listen_address_is_reached_through_a_go_relay(group, tmp_path):
+    """``b`` cannot be dialled (it listens nowhere): it reserves a slot on the Go relay and
+    advertises only ``<relay>/p2p-circuit/p2p/<b>``; ``a``, bootstrapped from that address,
+    pings it through the relay. A request over the relay's data limit (go-libp2p's default:
+    128 KiB a circuit) fails at once with an error, not a hang."""
+    with go_peer(tmp_path, "-relayService=true") as relay:
+        hidden = tmp_path / "hidden.toml"
+        network = f'[network]\nlisten = []\nrelays = ["{relay.addr}"]\n'
+        hidden.write_text(CONFIG.replace("[network]\n", network))
+        b = group.spawn("b", args=["--config", str(hidden)], listen=False)
+        status = b.wait(counters={"transport.relay_reservations": 1})["status"]
+        assert status["relays"] == [relay.peer_id]
+        (circuit,) = status["addresses"]  # nothing else to dial
+        assert circuit == f"{relay.addr}/p2p-circuit/p2p/{status['peer_id']}"
+        a = group.spawn("a", bootstrap=[circuit], args=["--config", str(tmp_path / "fast.toml")])
+        reply = a.request({"cmd": "ping", "peer": status["peer_id"], "bytes": 64 * 1024, "timeout": 60})
+        assert reply["intact"]
+        a_status = a.status()
+        assert status["peer_id"] in a_status["relayed"] and a_status["transport"]["relay_dials"] >= 1
+        with pytest.raises(ControlError):
+            a.request({"cmd": "ping", "peer": status["peer_id"], "bytes": 1024 * 1024, "timeout": 60})
 
 
 def test_on_the_virtual_network_a_neighbour_that_speaks_no_membership_is_never_put_in_the_view():

@@ -1,0 +1,131 @@
+"""Reachability through circuit relays (libp2p circuit relay v2) for a node nobody can dial.
+
+A node behind a NAT dials out but cannot be dialled. It keeps a reservation on each relay
+it is given (a public edgeswarm node, or any libp2p relay such as go-libp2p's), and
+advertises ``<relay address>/p2p-circuit/p2p/<itself>`` beside its own addresses; a peer
+that cannot dial it directly dials that address, and the relay splices the two connections.
+Every node answers the relay's STOP protocol, so any node can be reached this way.
+
+py-libp2p 0.8.1 ships the protocol (``libp2p.relay.circuit_v2``); its relay discovery does
+not make reservations on a relay it was not told of (notes/libp2p.md), so reservations are
+made here, explicitly, and kept: the transport refreshes a live one before it expires, and
+one whose relay connection was lost is made again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p.abc import IHost
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
+from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL
+from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
+from libp2p.relay.circuit_v2.transport import CircuitV2Transport
+from libp2p.tools.anyio_service import background_trio_service
+
+from .libp2p_guards import TRANSPORT_ERRORS
+from .peer_id import PeerId
+
+log = logging.getLogger("edgeswarm.protocols.libp2p_network")
+
+CIRCUIT = "/p2p-circuit"
+RESERVE_EVERY = 30.0  # seconds between checks that each relay still holds our reservation
+RESERVE_TIMEOUT = 20.0  # seconds for one relay to answer a reservation
+
+
+def is_circuit(addr: str) -> bool:
+    return CIRCUIT in addr
+
+
+class Relays:
+    """This host's side of circuit relay v2: reservations on ``relays``, and dials through them.
+
+    Parameters
+    ----------
+    host : IHost
+    relays : sequence of str
+        Full multiaddrs of relays, ending in ``/p2p/<relay id>``.
+    stats : dict
+        The transport's counters: ``relay_reservations`` (made or made again),
+        ``relay_reservations_failed``, ``relay_dials`` and ``relay_dials_failed``.
+    """
+
+    def __init__(self, host: IHost, relays: Sequence[str], stats: Any) -> None:
+        self._host = host
+        self._stats = stats
+        self._protocol = CircuitV2Protocol(host, allow_hop=False)
+        self._transport = CircuitV2Transport(host, self._protocol, RelayConfig(roles=RelayRole.STOP | RelayRole.CLIENT))
+        self._relays: list[tuple[ID, multiaddr.Multiaddr]] = []
+        for addr in relays:
+            maddr = multiaddr.Multiaddr(addr)
+            peer = maddr.get_peer_id()
+            if peer is None:
+                raise ValueError(f"relay address {addr!r} lacks /p2p/<peer id>")
+            self._relays.append((ID.from_base58(peer), maddr))
+        self._reserved: dict[ID, multiaddr.Multiaddr] = {}
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Answer STOP (relayed connections to us) and keep the reservations while the block runs."""
+        async with background_trio_service(self._protocol), trio.open_nursery() as nursery:
+            if self._relays:
+                nursery.start_soon(self._keep_reservations, nursery)
+            try:
+                yield
+            finally:
+                nursery.cancel_scope.cancel()
+
+    def addrs(self) -> list[str]:
+        """Our relayed addresses: one per relay that holds a reservation for us now."""
+        me = self._host.get_id().to_base58()
+        return [f"{relay}{CIRCUIT}/p2p/{me}" for relay in self._reserved.values()]
+
+    def reservations(self) -> list[PeerId]:
+        return [relay.to_base58() for relay in self._reserved]
+
+    async def dial(self, peer: ID, addrs: Sequence[multiaddr.Multiaddr]) -> None:
+        """Connect to ``peer`` through the first of its relayed ``addrs`` that works."""
+        for addr in addrs:
+            # the peerstore keeps ``.../p2p/<relay>/p2p-circuit``, without the peer it leads to
+            target = multiaddr.Multiaddr(f"{addr}/p2p/{peer.to_base58()}") if str(addr).endswith(CIRCUIT) else addr
+            try:
+                await self._transport.dial(target)
+            except (*TRANSPORT_ERRORS, ConnectionError) as exc:
+                self._stats["relay_dials_failed"] += 1
+                log.debug("relayed dial of %s via %s failed: %s", peer, addr, exc)
+                continue
+            self._stats["relay_dials"] += 1
+            return
+        raise ConnectionError(f"no relay reached {peer.to_base58()}")
+
+    async def _keep_reservations(self, nursery: trio.Nursery) -> None:
+        while True:
+            connected = set(self._host.get_connected_peers())
+            for relay, addr in self._relays:
+                if relay in self._reserved and relay in connected:
+                    continue  # the transport refreshes it before it expires
+                self._reserved.pop(relay, None)
+                if await self._reserve(relay, addr, nursery):
+                    self._reserved[relay] = addr
+            await trio.sleep(RESERVE_EVERY)
+
+    async def _reserve(self, relay: ID, addr: multiaddr.Multiaddr, nursery: trio.Nursery) -> bool:
+        with trio.move_on_after(RESERVE_TIMEOUT):
+            try:
+                await self._host.connect(PeerInfo(relay, [addr]))
+                stream = await self._host.new_stream(relay, [HOP_PROTOCOL])
+                if await self._transport.reserve(stream, relay, nursery):
+                    self._stats["relay_reservations"] += 1
+                    log.info("reserved a slot on relay %s", relay.to_base58())
+                    return True
+            except (*TRANSPORT_ERRORS, ConnectionError) as exc:
+                log.info("no reservation on relay %s: %s", relay.to_base58(), exc)
+        self._stats["relay_reservations_failed"] += 1
+        return False
