@@ -142,6 +142,9 @@ def status(
     relayed = len(result.get("relayed", []))
     table.add_row("connected peers", f"{len(result['peers'])} ({relayed} through a relay)")
     table.add_row("relay reservations", "\n".join(result.get("relays", [])) or "-")
+    if result.get("relay_service") is not None:
+        service = result["relay_service"]
+        table.add_row("relaying for others", f"{service['reservations']} reservations, {service['circuits']} circuits")
     table.add_row("membership view", str(len(result["view"])))
     table.add_row("heard on gossip", str(result["heard_from"]))
     table.add_row("services", ", ".join(result["services"]))

@@ -285,6 +285,17 @@ class NetworkConfig(Section, frozen=True):
         Circuit relays (v2; an edgeswarm node or any libp2p relay), full multiaddrs ending in
         ``/p2p/<peer id>``. A node behind a NAT holds a reservation on each and advertises
         ``<relay>/p2p-circuit/p2p/<itself>``, so that peers reach it through them.
+    relay_service : bool (default: False)
+        Relay for peers behind NATs (on a node others can dial), within the bounds below.
+    relay_reservations : int (default: 128)
+        Peers holding a reservation with this relay at once.
+    relay_circuits_per_peer : int (default: 8)
+        Circuits at once to one reserved peer.
+    relay_circuit_seconds : int (default: 120)
+        How long one relayed circuit may last.
+    relay_circuit_kb : int (default: 128)
+        KiB one circuit may carry (go-libp2p's default): enough to set up a direct
+        connection and for small requests; bulk transfers fail at the limit with an error.
     mdns : bool (default: True)
         Find peers on the local network by mDNS.
     eclipse_protection : bool (default: True)
@@ -313,6 +324,11 @@ class NetworkConfig(Section, frozen=True):
     listen: list[Multiaddr] = msgspec.field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"])
     bootstrap: list[Multiaddr] = msgspec.field(default_factory=list)
     relays: list[Multiaddr] = msgspec.field(default_factory=list)
+    relay_service: bool = False
+    relay_reservations: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 128
+    relay_circuits_per_peer: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 8
+    relay_circuit_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 120
+    relay_circuit_kb: Annotated[int, msgspec.Meta(ge=1, le=1_048_576)] = 128
     mdns: bool = True
     eclipse_protection: bool = True
     inbound_connections: Annotated[int, msgspec.Meta(ge=1)] = 256

@@ -53,6 +53,20 @@ def transport_limits(net: NetworkConfig):
     )
 
 
+def relay_service(net: NetworkConfig):
+    """The bounds of relaying for others, or None where ``[network] relay_service`` is off."""
+    from edgeswarm.protocols.relays import RelayService
+
+    if not net.relay_service:
+        return None
+    return RelayService(
+        reservations=net.relay_reservations,
+        circuits_per_peer=net.relay_circuits_per_peer,
+        circuit_seconds=net.relay_circuit_seconds,
+        circuit_bytes=net.relay_circuit_kb * 1024,
+    )
+
+
 def _bind_store(store: Store, identity: Identity) -> None:
     """The store belongs to one identity: record it on first use, refuse another one after."""
     recorded = store.get_meta("peer_id")
@@ -107,6 +121,7 @@ async def _serve(
         mdns=net_config.mdns,
         limits=transport_limits(net_config),
         relays=net_config.relays,
+        relay_service=relay_service(net_config),
     ) as network:
         node = Node(
             identity=identity, network=network, store=store, config=config, rng=random.Random(), bootstrap=bootstrap

@@ -55,6 +55,8 @@ class NodeStatus(msgspec.Struct, frozen=True):
     """Relays that hold a reservation for this node (it is reached through them)."""
     relayed: list[PeerId] = []
     """Connected peers reached only through a relay."""
+    relay_service: dict[str, int] | None = None
+    """As a relay for others (``[network] relay_service``): reservations and circuits held now."""
 
 
 class Node:
@@ -233,4 +235,9 @@ class Node:
             gossip=self.network.gossip_peers() if gossip else {},
             relays=list(reachability.relays),
             relayed=list(reachability.relayed),
+            relay_service=(
+                {"reservations": reachability.reserved_here, "circuits": reachability.circuits_here}
+                if reachability.serving
+                else None
+            ),
         )

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import struct
 from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -67,7 +68,7 @@ from .network import (
 )
 from .peer_id import PeerId
 from .peer_policy import PeerPolicy, PolicyParams
-from .relays import Relays, is_circuit
+from .relays import Relays, RelayService, is_circuit
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ _HANG_UP_SECONDS = 2.0
 _SMALL_REQUEST = 64 * 1024  # requests up to this size are not counted against the byte budget
 # how py-libp2p 0.8.1's multistream-select client words a peer's "na" to every protocol asked for
 _NOT_SUPPORTED = "protocols not supported"
+_DIRECT_FIRST = 5.0  # seconds for a direct dial of a peer that also has relayed addresses
 _MAX_REFUSED_PROTOCOLS = 4096  # (peer, protocol) pairs answered "na", remembered until identify lists
 
 
@@ -116,6 +118,7 @@ class Libp2pNetwork:
         limits: TransportLimits,
         policy: PeerPolicy,
         relays: Sequence[str] = (),
+        relay_service: RelayService | None = None,
     ) -> None:
         self._host = host
         self._pubsub = pubsub
@@ -136,7 +139,7 @@ class Libp2pNetwork:
         self._blacklisted: set[PeerId] = set()  # refused peers on pub/sub's blacklist
         self._guards = Guards(self._stats, self._policy, self._connections, self.penalize, self._hang_up_on)
         self._guards.install(host, pubsub)
-        self._relays = Relays(host, relays, self._stats)
+        self._relays = Relays(host, relays, self._stats, relay_service)
 
     @classmethod
     @asynccontextmanager
@@ -149,11 +152,13 @@ class Libp2pNetwork:
         limits: TransportLimits | None = None,
         policy: PolicyParams | None = None,
         relays: Sequence[str] = (),
+        relay_service: RelayService | None = None,
     ) -> AsyncIterator[Libp2pNetwork]:
         """Start a host for the Ed25519 ``seed`` listening on ``listen``; stop it on exit.
 
         ``relays`` (full multiaddrs): circuit relays to hold reservations on, so that peers
-        that cannot dial us reach us through them (``protocols.relays``).
+        that cannot dial us reach us through them (``protocols.relays``); ``relay_service``:
+        relay for others within these bounds (a public node).
         """
         limits = limits or TransportLimits()
         key_pair = create_new_key_pair(seed)
@@ -178,7 +183,9 @@ class Libp2pNetwork:
             eclipse_protection_enabled=limits.eclipse_protection,
         )
         pubsub = Pubsub(host, gossipsub)
-        network = cls(host, pubsub, gossipsub, limits, PeerPolicy(policy), relays)  # guards in place before we listen
+        network = cls(
+            host, pubsub, gossipsub, limits, PeerPolicy(policy), relays, relay_service
+        )  # guards in place before we listen
         async with host.run(listen_addrs=listen_addrs):
             await network._guards.stop_auto_dials(host)
             # pub/sub must run before the first connection, or it never meets that peer
@@ -222,7 +229,14 @@ class Libp2pNetwork:
             for peer_id, conns in self._host.get_network().connections.items()
             if conns and all(any(is_circuit(str(a)) for a in _transport_addrs(c)) for c in conns)
         ]
-        return Reachability(tuple(self._relays.reservations()), tuple(sorted(relayed)))
+        reserved_here, circuits_here = self._relays.serving()
+        return Reachability(
+            tuple(self._relays.reservations()),
+            tuple(sorted(relayed)),
+            self._relays.service is not None,
+            reserved_here,
+            circuits_here,
+        )
 
     def add_addrs(self, peer: PeerId, addrs: Sequence[str]) -> None:
         try:
@@ -338,11 +352,14 @@ class Libp2pNetwork:
             raise PeerUnreachable(f"no address known for {peer}")
         failure: BaseException | None = None
         if direct:
-            try:
-                await self._host.connect(PeerInfo(peer_id, direct))
-                return peer_id
-            except TRANSPORT_ERRORS as exc:
-                failure = exc
+            # a peer with relayed addresses is likely behind a NAT, where its own addresses lead
+            # nowhere and a dial only times out (py-libp2p: 10 s, retried 3 times): try them briefly
+            with trio.move_on_after(_DIRECT_FIRST if relayed else math.inf):
+                try:
+                    await self._host.connect(PeerInfo(peer_id, direct))
+                    return peer_id
+                except TRANSPORT_ERRORS as exc:
+                    failure = exc
         if relayed:  # a peer nobody can dial (behind a NAT): through one of its relays
             try:
                 await self._relays.dial(peer_id, relayed)

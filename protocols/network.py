@@ -93,6 +93,11 @@ class Reachability:
 
     relays: tuple[PeerId, ...] = ()
     relayed: tuple[PeerId, ...] = ()
+    serving: bool = False
+    """Whether this node relays for others; then how many peers hold a reservation with it,
+    and how many circuits run through it now."""
+    reserved_here: int = 0
+    circuits_here: int = 0
 
 
 class Network(Protocol):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import multiaddr
@@ -27,6 +28,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
 from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
+from libp2p.relay.circuit_v2.resources import RelayLimits
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 from libp2p.tools.anyio_service import background_trio_service
 
@@ -44,8 +46,32 @@ def is_circuit(addr: str) -> bool:
     return CIRCUIT in addr
 
 
+@dataclass(frozen=True, slots=True)
+class RelayService:
+    """What a node that relays for others (a public one) grants; all of it is bounded.
+
+    Parameters
+    ----------
+    reservations : int
+        Peers holding a reservation at once.
+    circuits_per_peer : int
+        Circuits at once to one reserved peer.
+    circuit_seconds : int
+        How long one circuit may last.
+    circuit_bytes : int
+        Bytes one circuit may carry (go-libp2p's default is 128 KiB: enough for the
+        requests that set up a direct connection, not for bulk transfers).
+    """
+
+    reservations: int = 128
+    circuits_per_peer: int = 8
+    circuit_seconds: int = 120
+    circuit_bytes: int = 128 * 1024
+
+
 class Relays:
-    """This host's side of circuit relay v2: reservations on ``relays``, and dials through them.
+    """This host's side of circuit relay v2: reservations on ``relays``, dials through them,
+    and, with ``service``, relaying for others.
 
     Parameters
     ----------
@@ -55,12 +81,23 @@ class Relays:
     stats : dict
         The transport's counters: ``relay_reservations`` (made or made again),
         ``relay_reservations_failed``, ``relay_dials`` and ``relay_dials_failed``.
+    service : RelayService, optional
+        Serve as a relay (HOP) within these bounds; None: do not.
     """
 
-    def __init__(self, host: IHost, relays: Sequence[str], stats: Any) -> None:
+    def __init__(self, host: IHost, relays: Sequence[str], stats: Any, service: RelayService | None = None) -> None:
         self._host = host
         self._stats = stats
-        self._protocol = CircuitV2Protocol(host, allow_hop=False)
+        limits = None
+        if service is not None:
+            limits = RelayLimits(
+                duration=service.circuit_seconds,
+                data=service.circuit_bytes,
+                max_circuit_conns=service.circuits_per_peer,
+                max_reservations=service.reservations,
+            )
+        self.service = service
+        self._protocol = CircuitV2Protocol(host, limits=limits, allow_hop=service is not None)
         self._transport = CircuitV2Transport(host, self._protocol, RelayConfig(roles=RelayRole.STOP | RelayRole.CLIENT))
         self._relays: list[tuple[ID, multiaddr.Multiaddr]] = []
         for addr in relays:
@@ -89,6 +126,14 @@ class Relays:
 
     def reservations(self) -> list[PeerId]:
         return [relay.to_base58() for relay in self._reserved]
+
+    def serving(self) -> tuple[int, int]:
+        """As a relay: the peers holding a reservation with us now, and the circuits open."""
+        if self.service is None:
+            return 0, 0
+        manager = self._protocol.resource_manager
+        held = [r for r in manager._reservations.values() if not r.is_expired()]
+        return len(held), sum(r.active_connections for r in held)
 
     async def dial(self, peer: ID, addrs: Sequence[multiaddr.Multiaddr]) -> None:
         """Connect to ``peer`` through the first of its relayed ``addrs`` that works."""

@@ -37,10 +37,11 @@ class DaemonError(Exception):
 class Daemon:
     """One ``edgeswarm node run`` child process."""
 
-    def __init__(self, data_dir: Path, args: Sequence[str], log_path: Path) -> None:
+    def __init__(self, data_dir: Path, args: Sequence[str], log_path: Path, netns: str | None = None) -> None:
         self.data_dir = data_dir
         self.args = list(args)
         self.log_path = log_path
+        self.netns = netns  # run inside this Linux network namespace (``ip netns exec``)
         self.process: subprocess.Popen[bytes] | None = None
         self._notify: socket.socket | None = None  # where the daemon says READY=1
         self._ready = False
@@ -48,7 +49,8 @@ class Daemon:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        if sys.platform == "linux":  # an abstract socket: no path, nothing to clean up
+        # an abstract socket (no path, nothing to clean up) belongs to one network namespace
+        if sys.platform == "linux" and self.netns is None:
             address = f"@edgeswarm-{os.getpid()}-{secrets.token_hex(6)}"
             self._notify.bind("\0" + address[1:])
         else:
@@ -56,8 +58,19 @@ class Daemon:
             self._notify.bind(address)
         log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLWR_TELEMETRY_ENABLED": "0", "NOTIFY_SOCKET": address}
+        inside = ["ip", "netns", "exec", self.netns] if self.netns is not None else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "edgeswarm.node", "node", "run", "--data-dir", str(self.data_dir), *self.args],
+            [
+                *inside,
+                sys.executable,
+                "-m",
+                "edgeswarm.node",
+                "node",
+                "run",
+                "--data-dir",
+                str(self.data_dir),
+                *self.args,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -169,6 +182,7 @@ class DaemonGroup:
         ready: bool = True,
         args: Sequence[str] = (),
         listen: bool = True,
+        netns: str | None = None,
     ) -> Daemon:
         """Start daemon ``name``; ``args`` replace the group's extra arguments for this one.
 
@@ -181,7 +195,7 @@ class DaemonGroup:
         args = ["--no-mdns", *args]
         for addr in bootstrap:
             args += ["--bootstrap", addr]
-        daemon = Daemon(self.root / name, args, self.root / f"{name}.log")
+        daemon = Daemon(self.root / name, args, self.root / f"{name}.log", netns)
         self.daemons.append(daemon)
         daemon.start()
         if ready:
@@ -196,7 +210,7 @@ class DaemonGroup:
         """
         if daemon.running:
             raise DaemonError(f"the daemon for {daemon.data_dir} still runs: stop or kill it first")
-        again = Daemon(daemon.data_dir, daemon.args if args is None else args, daemon.log_path)
+        again = Daemon(daemon.data_dir, daemon.args if args is None else args, daemon.log_path, daemon.netns)
         self.daemons.append(again)
         again.start()
         again.wait_ready()
