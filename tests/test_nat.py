@@ -8,6 +8,9 @@ and nft (``nat_lab`` skips, saying why, where they are missing). Waits are the d
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from conftest import FAST
 from nat_lab import PUBLIC_IP, nat_lab
@@ -55,3 +58,39 @@ def test_nated_nodes_hold_relay_reservations_find_each_other_and_talk_through_th
         assert reply["intact"]
         assert ids[1] in n1.status()["relayed"]  # no direct path between two NATs here
         assert relay.status()["relay_service"]["reservations"] == 2
+
+
+def test_a_federated_round_with_nated_clients_completes(group, tmp_path):
+    """A public host, and two clients each behind its own NAT that reserve on a public relay:
+    the run is announced, both join, and every round completes."""
+    pytest.importorskip("flwr")
+    pytest.importorskip("torch_geometric")
+    from edgeswarm.sim.fl_daemons import daemon_config
+
+    with nat_lab() as lab:
+        h1, h2 = lab.private(1), lab.private(2)
+        relay = group.spawn(
+            "relay",
+            args=[*config(tmp_path, "relay", "relay_service = true\n"), "--listen", f"/ip4/{PUBLIC_IP}/tcp/4001"],
+            netns=lab.public,
+        )
+        relay_addr = relay.status()["addresses"][0]
+        host_args = daemon_config(tmp_path, "host", partition=0, clients=3, auto_join=False)
+        host = group.spawn("host", args=[*host_args, "--listen", f"/ip4/{PUBLIC_IP}/tcp/4002"], netns=lab.public)
+        host_addr = host.status()["addresses"][0]
+        for partition, (name, private) in enumerate((("c1", h1), ("c2", h2)), start=1):
+            args = daemon_config(tmp_path, name, partition=partition, clients=3)  # host 0, c1 1, c2 2
+            path = Path(args[1])
+            path.write_text(path.read_text().replace("[network]\n", f'[network]\nrelays = ["{relay_addr}"]\n'))
+            group.spawn(
+                name,
+                bootstrap=[host_addr],
+                args=[*args, "--listen", f"/ip4/{private.ip}/tcp/4001"],
+                netns=private.netns,
+            )
+        host.wait(peers=3, gossip_peers=2)  # the relay and both clients; the announcement reaches them
+        spec = {"cmd": "fl_host", "task": "subgraph", "strategy": "fedavg", "rounds": 2, "min_clients": 2}
+        round_id = host.request({**spec, "max_clients": 2})["round_id"]
+        run = host.request({"cmd": "fl_wait", "round_id": round_id, "timeout": 600}, timeout=630)
+        assert run["state"] == "done", run
+        assert [r["status"] for r in run["history"]] == ["ok", "ok"] and len(run["participants"]) == 2
