@@ -349,9 +349,14 @@ class NodeConfig(Section, frozen=True):
     ----------
     data_dir : str (default: "~/.edgeswarm")
         Where the identity key and the store live.
+    swarm : str (default: "")
+        The swarm's name: nodes of differently named swarms that meet (on a shared relay,
+        say) speak different protocols and topics, so they never shuffle, pull or gossip
+        with each other. "" is the default swarm.
     """
 
     data_dir: str = "~/.edgeswarm"
+    swarm: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$|^$")] = ""
     membership: MembershipConfig = msgspec.field(default_factory=MembershipConfig)
     envelope: EnvelopeConfig = msgspec.field(default_factory=EnvelopeConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)

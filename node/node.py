@@ -114,7 +114,7 @@ class Node:
             freshness=Freshness(env.max_age, env.max_skew),
             replay=ReplayWindow(env.replay_window, env.max_senders),
         )
-        self.messenger = Messenger(network, codec, self.counters)
+        self.messenger = Messenger(network, codec, self.counters, config.swarm)
         stored = [Descriptor(p, addrs, age) for p, addrs, age in store.load_peers()]
         known = [(Descriptor(p, addrs, 0), seen) for p, addrs, seen in store.load_known_peers()]
         self.membership = Membership(

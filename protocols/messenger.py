@@ -21,14 +21,19 @@ Resp = TypeVar("Resp", bound=Body)
 B = TypeVar("B", bound=Body)
 
 
-def protocol_id(body_type: type[Body]) -> str:
-    """The request/response protocol that carries requests of ``body_type``."""
-    return f"/edgeswarm/{body_type.KIND}/1"
+def protocol_id(body_type: type[Body], swarm: str = "") -> str:
+    """The request/response protocol that carries requests of ``body_type`` in ``swarm``.
+
+    The default swarm ("") keeps the plain ``/edgeswarm/<kind>/1``; a named one puts its name
+    in every protocol and topic, so that its nodes neither shuffle nor gossip with nodes of
+    another swarm they meet on a shared relay (each answers the other's protocols "na").
+    """
+    return f"/edgeswarm/{swarm}/{body_type.KIND}/1" if swarm else f"/edgeswarm/{body_type.KIND}/1"
 
 
-def topic_name(body_type: type[Body]) -> str:
-    """The pub/sub topic that carries announcements of ``body_type``."""
-    return f"edgeswarm/{body_type.KIND}/1"
+def topic_name(body_type: type[Body], swarm: str = "") -> str:
+    """The pub/sub topic that carries announcements of ``body_type`` in ``swarm``."""
+    return f"edgeswarm/{swarm}/{body_type.KIND}/1" if swarm else f"edgeswarm/{body_type.KIND}/1"
 
 
 class Messenger:
@@ -39,10 +44,11 @@ class Messenger:
     reported to the network, which disconnects and eventually refuses it.
     """
 
-    def __init__(self, network: Network, codec: Codec, counters: Counters) -> None:
+    def __init__(self, network: Network, codec: Codec, counters: Counters, swarm: str = "") -> None:
         self.network = network
         self.codec = codec
         self.counters = counters
+        self.swarm = swarm  # see ``protocol_id``
         self._handled: set[str] = set()
 
     @property
@@ -51,7 +57,7 @@ class Messenger:
 
     def supports(self, peer: PeerId, request_type: type[Body]) -> bool | None:
         """Whether ``peer`` answers requests of ``request_type`` (None: not known yet)."""
-        return self.network.supports(peer, protocol_id(request_type))
+        return self.network.supports(peer, protocol_id(request_type, self.swarm))
 
     def register(self, *types: type[Body]) -> None:
         """Declare the message types a service uses (each kind once per node)."""
@@ -104,7 +110,7 @@ class Messenger:
             return self._seal(await handler(peer, opened.body))
 
         self.network.serve(
-            protocol_id(request_type),
+            protocol_id(request_type, self.swarm),
             serve,
             max_request_bytes=self.codec.max_envelope_bytes(request_type),
             admit=admit,
@@ -126,19 +132,19 @@ class Messenger:
             raise LocalProtocolError(f"register {response_type.__qualname__} before expecting it")
         data = await self.network.request(
             peer,
-            protocol_id(type(body)),
+            protocol_id(type(body), self.swarm),
             self._seal(body),
             max_response_bytes=self.codec.max_envelope_bytes(response_type),
         )
         return self._open(data, response_type, peer).body
 
     async def publish(self, body: Body) -> None:
-        await self.network.publish(topic_name(type(body)), self._seal(body))
+        await self.network.publish(topic_name(type(body), self.swarm), self._seal(body))
 
     def subscribe(self, body_type: type[B]) -> Subscription[B]:
         if not self.codec.knows(body_type):
             raise LocalProtocolError(f"register {body_type.__qualname__} before subscribing")
-        return Subscription(self, body_type, self.network.subscribe(topic_name(body_type)))
+        return Subscription(self, body_type, self.network.subscribe(topic_name(body_type, self.swarm)))
 
 
 class Subscription(Generic[B]):
