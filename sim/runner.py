@@ -18,10 +18,12 @@ import trio.testing
 from edgeswarm.node.identity import Identity
 from edgeswarm.node.store import Store
 from edgeswarm.protocols.membership.messages import Descriptor
+from edgeswarm.protocols.peer_id import PeerId
 
 from .churn import Action, churn_schedule
 from .determinism import VIRTUAL_EPOCH, derive_bytes, derive_rng, seed_trio_scheduler
 from .host import SimHost
+from .nat_model import NatModel
 from .observe import SwarmObserver, build_report, observe, total_counters
 from .scenario import LoadedScenario, Scenario
 from .sybils import SybilAttack, modelled_addresses
@@ -38,6 +40,23 @@ def run_scenario(loaded: LoadedScenario, *, out_dir: Path | None, progress: Prog
     sim = Simulation(loaded, out_dir=out_dir, progress=progress)
     trio.run(sim.run, clock=trio.testing.MockClock(autojump_threshold=0))
     return sim.report(wall_seconds=time.perf_counter() - wall_start)
+
+
+def nat_model(spec: Scenario, peers: list[PeerId]) -> NatModel | None:
+    """Who is behind a NAT in this run (drawn from the seed, never a bootstrap node), or None."""
+    net = spec.network
+    if net.private_share <= 0:
+        return None
+    candidates = peers[spec.bootstrap :]
+    private = set(derive_rng(spec.seed, "nat").sample(candidates, round(net.private_share * len(candidates))))
+    return NatModel(
+        private=private,
+        public=[p for p in peers if p not in private],
+        rng=derive_rng(spec.seed, "nat-model"),
+        hole_punch=net.hole_punch_success if net.nat == "endpoint-independent" else 0.0,
+        circuit_bytes=net.relay_circuit_kb * 1024,
+        relays_per_node=net.relays_per_node,
+    )
 
 
 class Simulation:
@@ -77,6 +96,7 @@ class Simulation:
             )
             for i, identity in enumerate(identities)
         ]
+        self.network.nat = nat_model(spec, [h.identity.peer_id for h in self.hosts])
         self.sybils = SybilAttack(spec.sybils, spec.seed, self.hosts, sybils) if sybils else None
         self.observer = SwarmObserver()
         self.experiment: Workload | None = None
@@ -182,6 +202,8 @@ class Simulation:
             observer=self.observer,
             virtual_seconds=self._ended_at,
         )
+        if self.network.nat is not None:
+            report["metrics"]["nat"] = self.network.nat.report()
         if self.sybils is not None:
             report["metrics"].update(self.sybils.report())
             report["sybil_series"] = self.sybils.series

@@ -22,12 +22,24 @@ Seconds = Annotated[float, msgspec.Meta(ge=0.0)]
 
 
 class NetworkSpec(Section):
-    """Link model of the virtual network (see ``sim.virtual_network.LinkModel``)."""
+    """Link model of the virtual network (see ``sim.virtual_network.LinkModel``), and who can
+    be dialled (see ``sim.nat_model``).
+
+    ``private_share`` of the nodes (never the bootstrap ones) sit behind NATs of kind ``nat``:
+    reached through relays (public nodes, ``relays_per_node`` each, ``relay_circuit_kb`` per
+    request), upgraded to direct connections by hole punching with ``hole_punch_success``
+    (70% for endpoint-independent NATs in production IPFS; none behind symmetric ones).
+    """
 
     latency_ms: Annotated[float, msgspec.Meta(gt=0)] = 50.0
     latency_sigma: Annotated[float, msgspec.Meta(ge=0, le=3)] = 0.5
     loss: Fraction = 0.0
     gossip_degree: Annotated[int, msgspec.Meta(ge=2, le=64)] = 6
+    private_share: Fraction = 0.0
+    nat: Literal["endpoint-independent", "symmetric"] = "endpoint-independent"
+    hole_punch_success: Fraction = 0.7
+    relays_per_node: Annotated[int, msgspec.Meta(ge=1, le=16)] = 2
+    relay_circuit_kb: Annotated[int, msgspec.Meta(ge=1)] = 128
 
 
 class ChurnSpec(Section):

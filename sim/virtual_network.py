@@ -29,6 +29,7 @@ from edgeswarm.protocols.network import (
     SUBSCRIPTION_BUFFER,
     Admission,
     LocalProtocolError,
+    NetworkError,
     PeerUnreachable,
     ProtocolUnsupported,
     Reachability,
@@ -38,6 +39,7 @@ from edgeswarm.protocols.network import (
 )
 from edgeswarm.protocols.peer_id import PeerId
 from edgeswarm.protocols.peer_policy import PeerPolicy
+from edgeswarm.sim.nat_model import DIRECT, NatModel
 
 MAX_CONCURRENT_HANDLERS = 64
 """Requests an endpoint serves at once; more are refused (and counted), as a busy host would."""
@@ -73,10 +75,11 @@ class LinkModel:
 class _Pending:
     """A request waiting for its response."""
 
-    __slots__ = ("abandoned", "error", "event", "max_bytes", "response")
+    __slots__ = ("abandoned", "error", "event", "max_bytes", "relay", "response")
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, relay: PeerId | None = None) -> None:
         self.max_bytes = max_bytes
+        self.relay = relay  # the circuit relay the request went through (``nat_model``), if any
         self.event = trio.Event()
         self.response: bytes | None = None
         self.error: Exception | None = None
@@ -102,6 +105,7 @@ class VirtualNetwork:
         self._wakeup: trio.CancelScope | None = None
         self.bytes_sent = 0
         self.messages_lost = 0
+        self.nat: NatModel | None = None  # set to model private nodes and relays (``sim.nat_model``)
 
     # -- topology ------------------------------------------------------------------------
     def online(self) -> list[PeerId]:
@@ -326,8 +330,17 @@ class VirtualEndpoint:
         if self._policy.banned(peer, trio.current_time()):
             raise PeerUnreachable(f"{peer} is refused for misbehaving")
         net = self._net
-        pending = _Pending(max_response_bytes)
-        when = net._transmit(self, len(data))
+        relay = None
+        if net.nat is not None:  # the peer may be behind a NAT: directly, or through a relay
+            route = net.nat.route(self.peer, peer, net._endpoints)
+            if route is None:
+                raise PeerUnreachable(f"{peer} is behind a NAT and none of its relays is online")
+            if route != DIRECT:
+                relay = route
+                if not net.nat.carry(relay, len(data)):
+                    raise NetworkError(f"a request of {len(data)} bytes is over the relay's circuit limit")
+        pending = _Pending(max_response_bytes, relay)
+        when = net._arrival(net._occupy_uplink(self, len(data)), hops=2 if relay else 1)
         if when is not None:
             net._at(when, net._deliver_request, self, peer, protocol, data, pending)
         try:
@@ -382,7 +395,14 @@ class VirtualEndpoint:
 
     def _respond(self, dst: VirtualEndpoint, pending: _Pending, data: bytes | None, error: Exception | None) -> None:
         net = self._net
-        when = net._transmit(self, len(data) if data is not None else 64)
+        size = len(data) if data is not None else 64
+        if pending.relay is not None and net.nat is not None:  # back through the same circuit
+            if net.nat.carry(pending.relay, size):
+                net.nat.relayed_exchange(dst.peer, self.peer)
+            else:
+                data, error = None, NetworkError(f"a response of {size} bytes is over the relay's circuit limit")
+        hops = 2 if pending.relay is not None else 1
+        when = net._arrival(net._occupy_uplink(self, size), hops)
         if when is not None:
             net._at(when, net._deliver_response, dst, self.peer, pending, data, error)
 
@@ -405,6 +425,8 @@ class VirtualEndpoint:
 
     def _go_offline(self) -> None:
         self.offline = True
+        if self._net.nat is not None:
+            self._net.nat.offline(self.peer)
         for channel in self._topics.values():
             channel.close()
         online = self._net._endpoints
