@@ -42,7 +42,7 @@ def test_no_hole_punch_succeeds_behind_symmetric_nats():
 
 
 def simulate(**network):
-    scenario = Scenario(name="t", nodes=100, duration=300.0, seed=3, node=NodeConfig(), network=NetworkSpec(**network))
+    scenario = Scenario(name="t", nodes=60, duration=240.0, seed=3, node=NodeConfig(), network=NetworkSpec(**network))
     return run_scenario(LoadedScenario(scenario, {"laptop": LAPTOP}), out_dir=None)["metrics"]
 
 
@@ -55,7 +55,7 @@ def test_a_swarm_with_70_percent_private_nodes_stays_whole():
         assert run["membership"]["coverage"] == 1.0 and run["membership"]["strongly_connected"]
         assert run["membership"]["gossip_coverage"] == public["membership"]["gossip_coverage"]
         nat = run["nat"]
-        assert nat["private_nodes"] == 68 and nat["requests_unreachable"] == 0  # 70% of the 97 non-bootstrap
+        assert nat["private_nodes"] == 40 and nat["requests_unreachable"] == 0  # 70% of the 57 non-bootstrap
         assert nat["relay_bytes_per_public_node"] > 0
     assert 0.55 <= private["nat"]["private_pairs_upgraded_share"] <= 0.85  # drawn at 70%
     assert symmetric["nat"]["private_pairs_upgraded_share"] == 0.0
