@@ -378,9 +378,10 @@ class Ranking:
         rows are refused unread. Otherwise in chunks of ``_CHUNK`` rows, each checked and
         committed without a pause and followed by a checkpoint: the worst rows cost about a
         millisecond each (a signature, a few dozen index words), and a 500-row reply must
-        not hold the node up for half a second while pings and other requests wait. One batch at a time, whoever sent it: two dozen senders pushing at once would
-        otherwise each run a chunk in every pass of the event loop, and a ping, which needs
-        several passes, waited seconds.
+        not hold the node up for half a second while pings and other requests wait. One
+        batch at a time, whoever sent it: two dozen senders pushing at once would otherwise
+        each run a chunk in every pass of the event loop, and a ping, which needs several
+        passes, waited seconds.
         """
         async with self._intake:
             spent = self._admission.spent(peer, self._clock(), min(len(rows), _CHUNK))
