@@ -18,7 +18,7 @@ import trio
 from edgeswarm.protocols.envelope import Rejected
 from edgeswarm.protocols.limits import Rate, RateLimiter
 from edgeswarm.protocols.membership.cyclon import Cyclon, CyclonParams
-from edgeswarm.protocols.membership.messages import Descriptor, ShuffleReply, ShuffleRequest
+from edgeswarm.protocols.membership.messages import MAX_ADDRS, Descriptor, ShuffleReply, ShuffleRequest
 from edgeswarm.protocols.membership.samplers import Samplers
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import NetworkError, ProtocolUnsupported, deadline
@@ -91,7 +91,7 @@ class Membership:
         self._config = config
         self._rng = rng
         self._bootstrap = tuple(bootstrap)
-        local = Descriptor(messenger.local_peer, tuple(messenger.network.addrs()), 0)
+        local = Descriptor(messenger.local_peer, tuple(messenger.network.addrs()[:MAX_ADDRS]), 0)
         self.samplers = Samplers(local.peer, config.samplers, rng) if config.samplers else None
         params = CyclonParams(config.view_size, config.shuffle_length)
         self.cyclon = Cyclon(local, params, rng, mix=self.sample if self.samplers else None)
@@ -203,6 +203,10 @@ class Membership:
             self.samplers.reseed()
             if self._rounds % 3 != 0:
                 check = self.samplers.next_to_check(self._config.view_size)
+        # our own entry as of now: a relay reservation made since start adds a relayed address
+        self.cyclon.local = Descriptor(
+            self._messenger.local_peer, tuple(self._messenger.network.addrs()[:MAX_ADDRS]), 0
+        )
         step = self.cyclon.start_shuffle(check)
         if step is None:
             counters.add("membership", "isolated")

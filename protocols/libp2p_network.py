@@ -25,9 +25,8 @@ import logging
 import math
 import struct
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
 import multiaddr
 import trio
@@ -68,7 +67,7 @@ from .network import (
 )
 from .peer_id import PeerId
 from .peer_policy import PeerPolicy, PolicyParams
-from .relays import Relays, RelayService, is_circuit
+from .relays import Relays, RelayService, is_circuit, transport_addrs
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +81,11 @@ _SMALL_REQUEST = 64 * 1024  # requests up to this size are not counted against t
 # how py-libp2p 0.8.1's multistream-select client words a peer's "na" to every protocol asked for
 _NOT_SUPPORTED = "protocols not supported"
 _DIRECT_FIRST = 5.0  # seconds for a direct dial of a peer that also has relayed addresses
+# a request or reply that may be larger waits for a relayed connection to turn direct: relays
+# bound each circuit's bytes (go-libp2p's default, and ours: 128 KiB for both directions)
+RELAYED_BULK_BYTES = 64 * 1024
+_MAX_CIRCUIT_PEERS = 4096  # peers whose relayed addresses we keep beside the peerstore
+_MAX_ADDRS_PER_PEER = 8
 _MAX_REFUSED_PROTOCOLS = 4096  # (peer, protocol) pairs answered "na", remembered until identify lists
 
 
@@ -129,6 +133,7 @@ class Libp2pNetwork:
         self._peer = host.get_id().to_base58()
         self._handlers: dict[str, tuple[RequestHandler, int, Admission | None]] = {}
         self._refused_protocols: OrderedDict[tuple[PeerId, str], None] = OrderedDict()
+        self._circuit_addrs: OrderedDict[PeerId, list[multiaddr.Multiaddr]] = OrderedDict()
         self._topics: set[str] = set()
         # a peer with no request in progress gets one even when others fill the total
         self._inbound = SlotLimiter(limits.inbound_streams, limits.streams_per_peer, reserve=limits.inbound_connections)
@@ -227,7 +232,7 @@ class Libp2pNetwork:
         relayed = [
             peer_id.to_base58()
             for peer_id, conns in self._host.get_network().connections.items()
-            if conns and all(any(is_circuit(str(a)) for a in _transport_addrs(c)) for c in conns)
+            if conns and all(any(is_circuit(str(a)) for a in transport_addrs(c)) for c in conns)
         ]
         reserved_here, circuits_here = self._relays.serving()
         return Reachability(
@@ -247,6 +252,12 @@ class Libp2pNetwork:
             return
         if parsed and peer != self._peer:
             self._host.get_peerstore().add_addrs(peer_id, parsed, _ADDR_TTL)
+            circuits = [a for a in parsed if is_circuit(str(a))]
+            if circuits:  # py-libp2p drops all of a peer's addresses when one leads elsewhere
+                self._circuit_addrs[peer] = circuits[:_MAX_ADDRS_PER_PEER]
+                self._circuit_addrs.move_to_end(peer)
+                if len(self._circuit_addrs) > _MAX_CIRCUIT_PEERS:
+                    self._circuit_addrs.popitem(last=False)
 
     def peers(self) -> set[PeerId]:
         return {p.to_base58() for p in self._host.get_connected_peers()}
@@ -347,8 +358,8 @@ class Libp2pNetwork:
         except PeerStoreError:
             addrs = []
         direct = [a for a in addrs if not is_circuit(str(a))]
-        relayed = [a for a in addrs if is_circuit(str(a))]
-        if not addrs:
+        relayed = [a for a in addrs if is_circuit(str(a))] or self._circuit_addrs.get(peer, [])
+        if not direct and not relayed:
             raise PeerUnreachable(f"no address known for {peer}")
         failure: BaseException | None = None
         if direct:
@@ -410,13 +421,18 @@ class Libp2pNetwork:
                     self._stats["pubsub_dropped_overflow"] += 1
 
     # -- request/response ----------------------------------------------------------------
-    async def _open_stream(self, peer: PeerId, protocol: str) -> INetStream:
+    async def _open_stream(self, peer: PeerId, protocol: str, *, bulk: bool = False) -> INetStream:
         """A stream to ``peer``; a connection the remote already closed is redialled once.
 
         A peer that answers "na" raises ProtocolUnsupported: its connection is fine and stays
         up; hanging up and redialling it (as for a dead connection) would only call it back.
+        A ``bulk`` transfer to a peer reached only through a relay first waits (bounded) for
+        the connection to turn direct: a relay's circuit limit would cut it.
         """
         peer_id = await self._ensure_connected(peer)
+        if bulk and self._relays.upgraded(peer_id) is False:
+            self._stats["bulk_upgrade_waits"] += 1
+            await self._relays.upgrade(peer_id)
         try:
             return await self._host.new_stream(peer_id, [TProtocol(protocol)])
         except TRANSPORT_ERRORS as exc:
@@ -512,10 +528,17 @@ class Libp2pNetwork:
             self._inbound.release(peer)
 
     async def request(
-        self, peer: PeerId, protocol: str, data: bytes, *, max_response_bytes: int = MAX_FRAME_BYTES
+        self,
+        peer: PeerId,
+        protocol: str,
+        data: bytes | Callable[[], bytes],
+        *,
+        max_response_bytes: int = MAX_FRAME_BYTES,
+        max_request_bytes: int | None = None,
     ) -> bytes:
-        if len(data) > MAX_FRAME_BYTES:
-            raise LocalProtocolError(f"request of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
+        if not callable(data):
+            _check_request_size(data)
+            max_request_bytes = len(data)
         if peer == self._peer:
             raise LocalProtocolError("a node does not send requests to itself")
         if self._policy.banned(peer, trio.current_time()):
@@ -523,9 +546,14 @@ class Libp2pNetwork:
         if self.supports(peer, protocol) is False:  # not asked again: it would only say "na"
             self._stats["protocol_unsupported"] += 1
             raise ProtocolUnsupported(f"{peer} does not speak {protocol}")
+        bulk = max(max_request_bytes or MAX_FRAME_BYTES, max_response_bytes) > RELAYED_BULK_BYTES
         try:
-            stream = await self._open_stream(peer, protocol)
+            stream = await self._open_stream(peer, protocol, bulk=bulk)
+            relayed = self._relays.upgraded(ID.from_base58(peer)) is False
             try:
+                if callable(data):
+                    data = data()
+                    _check_request_size(data)
                 await stream.write(_LENGTH.pack(len(data)) + data)
                 status = (await _read_exactly(stream, 1))[0]
                 if status == _STATUS_REFUSED:
@@ -534,12 +562,21 @@ class Libp2pNetwork:
                 if status != _STATUS_OK:
                     raise FrameError(f"unknown status {status}")
                 response = await _read_frame(stream, max_response_bytes)
+            except LocalProtocolError:
+                await reset(stream)
+                raise
             except FrameError as exc:
                 self.penalize(peer, f"bad response on {protocol}: {exc}")
                 await reset(stream)
                 raise NetworkError(f"bad response from {peer}: {exc}") from None
             except TRANSPORT_ERRORS as exc:
                 await reset(stream)
+                if relayed:
+                    self._stats["relayed_requests_failed"] += 1
+                    raise NetworkError(
+                        f"request to {peer} on {protocol} failed through a relay, which bounds each "
+                        f"circuit's bytes and lifetime, and no direct connection could be made: {exc}"
+                    ) from None
                 raise NetworkError(f"request to {peer} on {protocol} failed: {exc}") from None
         except trio.Cancelled:
             self._stats["requests_abandoned"] += 1  # the caller's scope ended the wait
@@ -549,11 +586,9 @@ class Libp2pNetwork:
         return response
 
 
-def _transport_addrs(conn: Any) -> list[multiaddr.Multiaddr]:
-    try:
-        return list(conn.get_transport_addresses())
-    except Exception:  # noqa: BLE001 - py-libp2p's connection kinds differ in what they know
-        return []
+def _check_request_size(data: bytes) -> None:
+    if len(data) > MAX_FRAME_BYTES:
+        raise LocalProtocolError(f"request of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
 
 
 def _refusal(reason: str) -> bytes:

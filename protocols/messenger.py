@@ -133,8 +133,9 @@ class Messenger:
         data = await self.network.request(
             peer,
             protocol_id(type(body), self.swarm),
-            self._seal(body),
+            lambda: self._seal(body),  # sealed as it leaves: its seq is fresh however long the dial
             max_response_bytes=self.codec.max_envelope_bytes(response_type),
+            max_request_bytes=self.codec.max_envelope_bytes(type(body)),
         )
         return self._open(data, response_type, peer).body
 

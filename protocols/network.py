@@ -161,9 +161,20 @@ class Network(Protocol):
         ...
 
     async def request(
-        self, peer: PeerId, protocol: str, data: bytes, *, max_response_bytes: int = MAX_FRAME_BYTES
+        self,
+        peer: PeerId,
+        protocol: str,
+        data: bytes | Callable[[], bytes],
+        *,
+        max_response_bytes: int = MAX_FRAME_BYTES,
+        max_request_bytes: int | None = None,
     ) -> bytes:
         """Send one request and wait for its response (at most ``max_response_bytes``).
+
+        ``data`` may be a callable that makes the request when it can leave: a signed envelope
+        is sealed then, not before a slow dial, which would let the sender's later messages
+        overtake it past the receiver's replay window. ``max_request_bytes`` bounds what it
+        makes (a transport may route a large transfer differently).
 
         Waits as long as the caller's cancel scope lets it (``with deadline(s): ...``); a
         request cancelled before its answer is counted in ``stats()["requests_abandoned"]``.

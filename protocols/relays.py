@@ -6,6 +6,12 @@ advertises ``<relay address>/p2p-circuit/p2p/<itself>`` beside its own addresses
 that cannot dial it directly dials that address, and the relay splices the two connections.
 Every node answers the relay's STOP protocol, so any node can be reached this way.
 
+A relayed connection is then upgraded to a direct one where the NATs allow (DCUtR, hole
+punching): both peers learn each other's public address through the relay and dial it at
+once from their listening port, so each NAT sees an outbound connection and lets the other's
+SYN in. Behind endpoint-independent NATs this works; behind symmetric ones the connection
+stays relayed.
+
 py-libp2p 0.8.1 ships the protocol (``libp2p.relay.circuit_v2``); its relay discovery does
 not make reservations on a relay it was not told of (notes/libp2p.md), so reservations are
 made here, explicitly, and kept: the transport refreshes a live one before it expires, and
@@ -15,6 +21,7 @@ one whose relay connection was lost is made again.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +33,7 @@ from libp2p.abc import IHost
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
+from libp2p.relay.circuit_v2.dcutr import DCUtRProtocol
 from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
 from libp2p.relay.circuit_v2.resources import RelayLimits
@@ -40,6 +48,10 @@ log = logging.getLogger("edgeswarm.protocols.libp2p_network")
 CIRCUIT = "/p2p-circuit"
 RESERVE_EVERY = 30.0  # seconds between checks that each relay still holds our reservation
 RESERVE_TIMEOUT = 20.0  # seconds for one relay to answer a reservation
+PUNCH_DIAL_SECONDS = 5  # one hole-punch (or plain direct) dial; py-libp2p's default is 10
+UPGRADE_WAIT = 15.0  # seconds a bulk transfer waits for a relayed connection to turn direct
+UPGRADE_BACKOFF = 600.0  # seconds before waiting again on a peer whose upgrade failed
+_MAX_BACKOFFS = 1024
 
 
 def is_circuit(addr: str) -> bool:
@@ -99,6 +111,8 @@ class Relays:
         self.service = service
         self._protocol = CircuitV2Protocol(host, limits=limits, allow_hop=service is not None)
         self._transport = CircuitV2Transport(host, self._protocol, RelayConfig(roles=RelayRole.STOP | RelayRole.CLIENT))
+        self._dcutr = _CountedDCUtR(host, stats)
+        self._no_upgrade: dict[ID, float] = {}  # peer -> until when not to wait for an upgrade
         self._relays: list[tuple[ID, multiaddr.Multiaddr]] = []
         for addr in relays:
             maddr = multiaddr.Multiaddr(addr)
@@ -111,7 +125,11 @@ class Relays:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Answer STOP (relayed connections to us) and keep the reservations while the block runs."""
-        async with background_trio_service(self._protocol), trio.open_nursery() as nursery:
+        async with (
+            background_trio_service(self._protocol),
+            background_trio_service(self._dcutr),
+            trio.open_nursery() as nursery,
+        ):
             if self._relays:
                 nursery.start_soon(self._keep_reservations, nursery)
             try:
@@ -150,6 +168,36 @@ class Relays:
             return
         raise ConnectionError(f"no relay reached {peer.to_base58()}")
 
+    def upgraded(self, peer: ID) -> bool | None:
+        """Whether a direct connection to ``peer`` exists (None: not connected at all)."""
+        conns = self._host.get_network().connections.get(peer)
+        if not conns:
+            return None
+        return any(not any(is_circuit(str(a)) for a in transport_addrs(c)) for c in conns)
+
+    async def upgrade(self, peer: ID) -> bool:
+        """Try, within ``UPGRADE_WAIT``, to turn a relayed connection to ``peer`` direct.
+
+        For a bulk transfer, which a relay's circuit limit would cut: it goes direct when the
+        NATs allow. A peer whose upgrade failed is not waited on again for ``UPGRADE_BACKOFF``.
+        """
+        if self.upgraded(peer) is not False:
+            return bool(self.upgraded(peer))
+        now = trio.current_time()
+        if self._no_upgrade.get(peer, -math.inf) > now:
+            return False
+        with trio.move_on_after(UPGRADE_WAIT):
+            while self._dcutr.busy(peer):  # the attempt made on meeting may be under way
+                await trio.sleep(0.2)
+            if self.upgraded(peer) or (await self._dcutr.initiate_hole_punch(peer) and self.upgraded(peer)):
+                return True
+        self._stats["upgrades_failed"] += 1
+        if len(self._no_upgrade) >= _MAX_BACKOFFS:
+            self._no_upgrade = {p: t for p, t in self._no_upgrade.items() if t > now}
+        if len(self._no_upgrade) < _MAX_BACKOFFS:
+            self._no_upgrade[peer] = now + UPGRADE_BACKOFF
+        return False
+
     async def _keep_reservations(self, nursery: trio.Nursery) -> None:
         while True:
             connected = set(self._host.get_connected_peers())
@@ -174,3 +222,35 @@ class Relays:
                 log.info("no reservation on relay %s: %s", relay.to_base58(), exc)
         self._stats["relay_reservations_failed"] += 1
         return False
+
+
+def transport_addrs(conn: Any) -> list[multiaddr.Multiaddr]:
+    """The addresses a connection runs over (a relayed one's contain ``/p2p-circuit``)."""
+    try:
+        return list(conn.get_transport_addresses())
+    except Exception:  # noqa: BLE001 - py-libp2p's connection kinds differ in what they know
+        return []
+
+
+class _CountedDCUtR(DCUtRProtocol):
+    """py-libp2p's DCUtR with our dial bound and the outcome of each hole punch counted.
+
+    It upgrades relayed connections on its own (both sides try within seconds of meeting)
+    and serializes attempts per peer, so ``Relays.upgrade`` only asks it once more.
+    """
+
+    def __init__(self, host: IHost, stats: Any) -> None:
+        super().__init__(host, dial_timeout=PUNCH_DIAL_SECONDS)
+        self._stats = stats
+
+    def busy(self, peer: ID) -> bool:
+        """Whether a hole punch with ``peer`` is under way (its or ours)."""
+        lock = self._initiate_locks.get(peer)
+        return peer in self._in_progress or (lock is not None and lock.locked())
+
+    async def _perform_hole_punch(
+        self, peer_id: ID, addrs: list[multiaddr.Multiaddr], as_responder: bool = False
+    ) -> bool:
+        ok = await super()._perform_hole_punch(peer_id, addrs, as_responder)
+        self._stats["hole_punches" if ok else "hole_punches_failed"] += 1
+        return ok

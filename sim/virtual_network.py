@@ -322,8 +322,16 @@ class VirtualEndpoint:
         await trio.lowlevel.checkpoint()
 
     async def request(
-        self, peer: PeerId, protocol: str, data: bytes, *, max_response_bytes: int = MAX_FRAME_BYTES
+        self,
+        peer: PeerId,
+        protocol: str,
+        data: bytes | Callable[[], bytes],
+        *,
+        max_response_bytes: int = MAX_FRAME_BYTES,
+        max_request_bytes: int | None = None,
     ) -> bytes:
+        if callable(data):  # no dial to wait for here: it leaves now
+            data = data()
         _check_size(data)
         if peer == self.peer:
             raise LocalProtocolError("a node does not send requests to itself")

@@ -34,8 +34,17 @@ class NatLab:
         self.public = f"{tag}pub"
         self.namespaces: list[str] = []
 
-    def private(self, lan: int) -> PrivateHost:
-        """A host on private LAN ``lan`` (1..99) behind its own masquerading router."""
+    def private(self, lan: int, nat: str = "endpoint-independent") -> PrivateHost:
+        """A host on private LAN ``lan`` (1..99) behind its own masquerading router.
+
+        ``nat``: "endpoint-independent" keeps a connection's source port where it can (so
+        one socket is seen at one public address whoever it talks to: hole punching works);
+        "symmetric" maps each connection to a random port (it cannot work). Either way the
+        router drops an unsolicited inbound SYN rather than answering it (RFC 5382 REQ-4),
+        as a home router's firewall does, so a simultaneous open has its window.
+        """
+        if nat not in ("endpoint-independent", "symmetric"):
+            raise ValueError(f"nat must be endpoint-independent or symmetric, not {nat!r}")
         router, host = f"{self.tag}r{lan}", f"{self.tag}h{lan}"
         uplink, port, inside = f"{self.tag}u{lan}", f"{self.tag}p{lan}", f"{self.tag}l{lan}"
         public_ip, gateway, ip = f"10.99.0.{lan + 1}", f"192.168.{lan}.1", f"192.168.{lan}.2"
@@ -55,7 +64,11 @@ class NatLab:
         for rule in (
             ["add", "table", "ip", "nat"],
             ["add", "chain", "ip", "nat", "post", "{ type nat hook postrouting priority 100 ; }"],
-            ["add", "rule", "ip", "nat", "post", "oifname", uplink, "masquerade"],
+            ["add", "rule", "ip", "nat", "post", "oifname", uplink, "masquerade"]
+            + (["random"] if nat == "symmetric" else []),
+            ["add", "table", "ip", "filter"],
+            ["add", "chain", "ip", "filter", "input", "{ type filter hook input priority 0 ; }"],
+            ["add", "rule", "ip", "filter", "input", "iifname", uplink, "ct", "state", "new", "drop"],
         ):
             _run("ip", "netns", "exec", router, "nft", *rule)
         return PrivateHost(host, ip, public_ip)

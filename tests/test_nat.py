@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from edgeswarm.node.control import ControlError
+
 from conftest import FAST
 from nat_lab import PUBLIC_IP, nat_lab
 
@@ -33,10 +35,15 @@ def dials(netns: str, ip: str, port: int) -> bool:
     return subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", probe], check=False).returncode == 0
 
 
-def test_nated_nodes_hold_relay_reservations_find_each_other_and_talk_through_the_relay(group, tmp_path):
+def test_nated_nodes_reach_each_other_through_a_relay_and_punch_through_endpoint_independent_nats(group, tmp_path):
+    """n1 and n2 sit behind endpoint-independent NATs, n3 behind a symmetric one. All three
+    hold a reservation on the public relay and find each other through it. n1 and n2 then
+    punch a direct connection (DCUtR), so a 1 MiB transfer, over the relay's 128 KiB circuit
+    limit, goes through; n3 cannot be punched through, stays relayed, and the same transfer
+    to it ends in a clear error rather than a hang."""
     with nat_lab() as lab:
-        h1, h2 = lab.private(1), lab.private(2)
-        assert dials(h1.netns, PUBLIC_IP, 9) and not dials(lab.public, h1.ip, 4001)  # the NAT is real
+        hosts = [lab.private(1), lab.private(2), lab.private(3, nat="symmetric")]
+        assert dials(hosts[0].netns, PUBLIC_IP, 9) and not dials(lab.public, hosts[0].ip, 4001)  # the NAT is real
         relay = group.spawn(
             "relay",
             args=[*config(tmp_path, "relay", "relay_service = true\n"), "--listen", f"/ip4/{PUBLIC_IP}/tcp/4001"],
@@ -44,20 +51,34 @@ def test_nated_nodes_hold_relay_reservations_find_each_other_and_talk_through_th
         )
         relay_addr = relay.status()["addresses"][0]
         nodes = []
-        for name, host in (("n1", h1), ("n2", h2)):
-            args = config(tmp_path, name, f'relays = ["{relay_addr}"]\n')
+        for i, host in enumerate(hosts, start=1):
+            args = config(tmp_path, f"n{i}", f'relays = ["{relay_addr}"]\n')
             nodes.append(
                 group.spawn(
-                    name, bootstrap=[relay_addr], args=[*args, "--listen", f"/ip4/{host.ip}/tcp/4001"], netns=host.netns
+                    f"n{i}",
+                    bootstrap=[relay_addr],
+                    args=[*args, "--listen", f"/ip4/{host.ip}/tcp/4001"],
+                    netns=host.netns,
                 )
             )
         n1 = nodes[0]
         ids = [n.wait(counters={"transport.relay_reservations": 1})["status"]["peer_id"] for n in nodes]
-        n1.wait(in_view=[ids[1]], counters={"membership.shuffle_ok": 3})  # learned from the relay's shuffles
-        reply = n1.request({"cmd": "ping", "peer": ids[1], "bytes": 1024, "timeout": 60})
-        assert reply["intact"]
-        assert ids[1] in n1.status()["relayed"]  # no direct path between two NATs here
-        assert relay.status()["relay_service"]["reservations"] == 2
+        n1.wait(in_view=ids[1:], counters={"membership.shuffle_ok": 3})  # learned from the relay's shuffles
+        assert relay.status()["relay_service"]["reservations"] == 3
+        for peer in ids[1:]:
+            assert n1.request({"cmd": "ping", "peer": peer, "bytes": 1024, "timeout": 60})["intact"]
+
+        n1.wait(counters={"transport.hole_punches": 1})
+        big = {"cmd": "ping", "peer": ids[1], "bytes": 1 << 20, "timeout": 60}
+        assert n1.request(big)["intact"]  # direct now: no circuit limit on the way
+        status = n1.status()
+        assert ids[1] not in status["relayed"] and ids[2] in status["relayed"]
+
+        with pytest.raises(ControlError, match="relay"):
+            n1.request({**big, "peer": ids[2]})  # the circuit's 128 KiB cannot carry it
+        assert n1.request({"cmd": "ping", "peer": ids[2], "bytes": 1024, "timeout": 60})["intact"]
+        status = n1.status()  # still reachable, through the relay
+        assert ids[2] in status["relayed"] and status["transport"]["upgrades_failed"] >= 1
 
 
 def test_a_federated_round_with_nated_clients_completes(group, tmp_path):
