@@ -141,6 +141,7 @@ def status(
     table.add_row("addresses", "\n".join(result["addresses"]) or "-")
     relayed = len(result.get("relayed", []))
     table.add_row("connected peers", f"{len(result['peers'])} ({relayed} through a relay)")
+    table.add_row("reachability (AutoNAT)", result.get("nat", "unknown"))
     table.add_row("relay reservations", "\n".join(result.get("relays", [])) or "-")
     if result.get("relay_service") is not None:
         service = result["relay_service"]

@@ -285,8 +285,12 @@ class NetworkConfig(Section, frozen=True):
         Circuit relays (v2; an edgeswarm node or any libp2p relay), full multiaddrs ending in
         ``/p2p/<peer id>``. A node behind a NAT holds a reservation on each and advertises
         ``<relay>/p2p-circuit/p2p/<itself>``, so that peers reach it through them.
-    relay_service : bool (default: False)
-        Relay for peers behind NATs (on a node others can dial), within the bounds below.
+    relay_service : bool or "auto" (default: "auto")
+        Relay for peers behind NATs within the bounds below: "auto" while AutoNAT finds this
+        node publicly reachable, true always, false never.
+    auto_relays : int (default: 2)
+        While AutoNAT finds this node private, reserve on up to this many connected peers
+        that relay (besides ``relays``), and advertise them.
     relay_reservations : int (default: 128)
         Peers holding a reservation with this relay at once.
     relay_circuits_per_peer : int (default: 8)
@@ -324,7 +328,8 @@ class NetworkConfig(Section, frozen=True):
     listen: list[Multiaddr] = msgspec.field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"])
     bootstrap: list[Multiaddr] = msgspec.field(default_factory=list)
     relays: list[Multiaddr] = msgspec.field(default_factory=list)
-    relay_service: bool = False
+    relay_service: bool | Literal["auto"] = "auto"
+    auto_relays: Annotated[int, msgspec.Meta(ge=0, le=16)] = 2
     relay_reservations: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 128
     relay_circuits_per_peer: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 8
     relay_circuit_seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 120

@@ -60,6 +60,7 @@ def relay_service(net: NetworkConfig):
     if not net.relay_service:
         return None
     return RelayService(
+        when_public=net.relay_service == "auto",
         reservations=net.relay_reservations,
         circuits_per_peer=net.relay_circuits_per_peer,
         circuit_seconds=net.relay_circuit_seconds,
@@ -122,6 +123,7 @@ async def _serve(
         limits=transport_limits(net_config),
         relays=net_config.relays,
         relay_service=relay_service(net_config),
+        auto_relays=net_config.auto_relays,
     ) as network:
         node = Node(
             identity=identity, network=network, store=store, config=config, rng=random.Random(), bootstrap=bootstrap

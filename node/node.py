@@ -51,6 +51,8 @@ class NodeStatus(msgspec.Struct, frozen=True):
     transport: dict[str, int]
     gossip: dict[str, int] = {}
     """Per subscribed topic, the peers a publish reaches directly (shown by ``status``)."""
+    nat: str = "unknown"
+    """AutoNAT's verdict on this node: "public", "private" or "unknown" (the virtual network: unknown)."""
     relays: list[PeerId] = []
     """Relays that hold a reservation for this node (it is reached through them)."""
     relayed: list[PeerId] = []
@@ -233,6 +235,7 @@ class Node:
             counters=self.counters.snapshot(),
             transport=self.network.stats(),
             gossip=self.network.gossip_peers() if gossip else {},
+            nat=reachability.nat,
             relays=list(reachability.relays),
             relayed=list(reachability.relayed),
             relay_service=(

@@ -123,6 +123,7 @@ class Libp2pNetwork:
         policy: PeerPolicy,
         relays: Sequence[str] = (),
         relay_service: RelayService | None = None,
+        auto_relays: int = 2,
     ) -> None:
         self._host = host
         self._pubsub = pubsub
@@ -144,7 +145,7 @@ class Libp2pNetwork:
         self._blacklisted: set[PeerId] = set()  # refused peers on pub/sub's blacklist
         self._guards = Guards(self._stats, self._policy, self._connections, self.penalize, self._hang_up_on)
         self._guards.install(host, pubsub)
-        self._relays = Relays(host, relays, self._stats, relay_service)
+        self._relays = Relays(host, relays, self._stats, relay_service, auto_relays)
 
     @classmethod
     @asynccontextmanager
@@ -158,6 +159,7 @@ class Libp2pNetwork:
         policy: PolicyParams | None = None,
         relays: Sequence[str] = (),
         relay_service: RelayService | None = None,
+        auto_relays: int = 2,
     ) -> AsyncIterator[Libp2pNetwork]:
         """Start a host for the Ed25519 ``seed`` listening on ``listen``; stop it on exit.
 
@@ -189,7 +191,7 @@ class Libp2pNetwork:
         )
         pubsub = Pubsub(host, gossipsub)
         network = cls(
-            host, pubsub, gossipsub, limits, PeerPolicy(policy), relays, relay_service
+            host, pubsub, gossipsub, limits, PeerPolicy(policy), relays, relay_service, auto_relays
         )  # guards in place before we listen
         async with host.run(listen_addrs=listen_addrs):
             await network._guards.stop_auto_dials(host)
@@ -238,9 +240,10 @@ class Libp2pNetwork:
         return Reachability(
             tuple(self._relays.reservations()),
             tuple(sorted(relayed)),
-            self._relays.service is not None,
+            self._relays.serving_now,
             reserved_here,
             circuits_here,
+            self._relays.autonat.status,
         )
 
     def add_addrs(self, peer: PeerId, addrs: Sequence[str]) -> None:

@@ -98,6 +98,8 @@ class Reachability:
     and how many circuits run through it now."""
     reserved_here: int = 0
     circuits_here: int = 0
+    nat: str = "unknown"
+    """AutoNAT's verdict: "public" (peers dialled it back), "private" or "unknown"."""
 
 
 class Network(Protocol):

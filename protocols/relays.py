@@ -40,6 +40,7 @@ from libp2p.relay.circuit_v2.resources import RelayLimits
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 from libp2p.tools.anyio_service import background_trio_service
 
+from .autonat import PRIVATE, PUBLIC, AutoNat
 from .libp2p_guards import TRANSPORT_ERRORS
 from .peer_id import PeerId
 
@@ -79,6 +80,8 @@ class RelayService:
     circuits_per_peer: int = 8
     circuit_seconds: int = 120
     circuit_bytes: int = 128 * 1024
+    when_public: bool = False
+    """Relay only while AutoNAT finds this node publicly reachable."""
 
 
 class Relays:
@@ -95,9 +98,19 @@ class Relays:
         ``relay_reservations_failed``, ``relay_dials`` and ``relay_dials_failed``.
     service : RelayService, optional
         Serve as a relay (HOP) within these bounds; None: do not.
+    auto_relays : int
+        While AutoNAT finds this node private, also reserve on up to this many connected
+        peers that offer relaying (public edgeswarm nodes relay by default).
     """
 
-    def __init__(self, host: IHost, relays: Sequence[str], stats: Any, service: RelayService | None = None) -> None:
+    def __init__(
+        self,
+        host: IHost,
+        relays: Sequence[str],
+        stats: Any,
+        service: RelayService | None = None,
+        auto_relays: int = 2,
+    ) -> None:
         self._host = host
         self._stats = stats
         limits = None
@@ -109,7 +122,9 @@ class Relays:
                 max_reservations=service.reservations,
             )
         self.service = service
-        self._protocol = CircuitV2Protocol(host, limits=limits, allow_hop=service is not None)
+        self._protocol = CircuitV2Protocol(
+            host, limits=limits, allow_hop=service is not None and not service.when_public
+        )
         self._transport = CircuitV2Transport(host, self._protocol, RelayConfig(roles=RelayRole.STOP | RelayRole.CLIENT))
         self._dcutr = _CountedDCUtR(host, stats)
         self._no_upgrade: dict[ID, float] = {}  # peer -> until when not to wait for an upgrade
@@ -121,6 +136,9 @@ class Relays:
                 raise ValueError(f"relay address {addr!r} lacks /p2p/<peer id>")
             self._relays.append((ID.from_base58(peer), maddr))
         self._reserved: dict[ID, multiaddr.Multiaddr] = {}
+        self._auto_relays = auto_relays
+        self._found: dict[ID, multiaddr.Multiaddr] = {}  # relays we found (AutoNAT: private), not configured
+        self.autonat = AutoNat(host, stats, self._dcutr.candidate_addrs)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -130,8 +148,10 @@ class Relays:
             background_trio_service(self._dcutr),
             trio.open_nursery() as nursery,
         ):
-            if self._relays:
-                nursery.start_soon(self._keep_reservations, nursery)
+            nursery.start_soon(self.autonat.run)
+            nursery.start_soon(self._keep_reservations, nursery)
+            if self.service is not None and self.service.when_public:
+                nursery.start_soon(self._serve_while_public)
             try:
                 yield
             finally:
@@ -145,9 +165,13 @@ class Relays:
     def reservations(self) -> list[PeerId]:
         return [relay.to_base58() for relay in self._reserved]
 
+    @property
+    def serving_now(self) -> bool:
+        return self._protocol.allow_hop
+
     def serving(self) -> tuple[int, int]:
         """As a relay: the peers holding a reservation with us now, and the circuits open."""
-        if self.service is None:
+        if not self._protocol.allow_hop:
             return 0, 0
         manager = self._protocol.resource_manager
         held = [r for r in manager._reservations.values() if not r.is_expired()]
@@ -201,13 +225,59 @@ class Relays:
     async def _keep_reservations(self, nursery: trio.Nursery) -> None:
         while True:
             connected = set(self._host.get_connected_peers())
-            for relay, addr in self._relays:
+            self._find_relays(connected)
+            for relay, addr in [*self._relays, *self._found.items()]:
                 if relay in self._reserved and relay in connected:
                     continue  # the transport refreshes it before it expires
                 self._reserved.pop(relay, None)
                 if await self._reserve(relay, addr, nursery):
                     self._reserved[relay] = addr
-            await trio.sleep(RESERVE_EVERY)
+                elif relay in self._found:
+                    del self._found[relay]  # try another next time
+            with trio.move_on_after(RESERVE_EVERY):
+                await self.autonat.wait_changed()
+
+    def _find_relays(self, connected: set[ID]) -> None:
+        """While private, keep up to ``auto_relays`` connected relays besides the configured ones."""
+        if self.autonat.status != PRIVATE:
+            for relay in self._found:
+                self._reserved.pop(relay, None)  # reachable directly: stop advertising them
+            self._found.clear()
+            return
+        configured = {relay for relay, _ in self._relays}
+        self._found = {r: a for r, a in self._found.items() if r in connected}
+        for peer in connected:
+            if len(self._found) >= self._auto_relays:
+                break
+            if peer in configured or peer in self._found or not self._offers_relaying(peer):
+                continue
+            addrs = [a for a in self._host.get_peerstore().addrs(peer) if not is_circuit(str(a))]
+            if addrs:
+                self._found[peer] = multiaddr.Multiaddr(f"{addrs[0]}/p2p/{peer.to_base58()}")
+
+    def _offers_relaying(self, peer: ID) -> bool:
+        try:
+            return HOP_PROTOCOL in self._host.get_peerstore().get_protocols(peer)
+        except Exception:  # noqa: BLE001 - a peer identify has not answered for yet
+            return False
+
+    async def _serve_while_public(self) -> None:
+        """Relay for others while AutoNAT finds this node public (``when_public``)."""
+        while True:
+            public = self.autonat.status == PUBLIC
+            if public and not self._protocol.allow_hop:
+                self._protocol.allow_hop = True
+                self._host.set_stream_handler(HOP_PROTOCOL, self._protocol._handle_hop_stream)
+                log.info("relaying for peers behind NATs (AutoNAT: public)")
+                with trio.move_on_after(RESERVE_TIMEOUT):  # identify-push: peers learn we relay now
+                    try:
+                        await self._host._push_identify_to_all_peers()  # type: ignore[attr-defined]
+                    except (*TRANSPORT_ERRORS, ConnectionError) as exc:
+                        log.debug("identify push failed: %s", exc)
+            elif not public and self._protocol.allow_hop:
+                self._protocol.allow_hop = False
+                self._host.remove_stream_handler(HOP_PROTOCOL)
+            await self.autonat.wait_changed()
 
     async def _reserve(self, relay: ID, addr: multiaddr.Multiaddr, nursery: trio.Nursery) -> bool:
         with trio.move_on_after(RESERVE_TIMEOUT):
@@ -242,6 +312,11 @@ class _CountedDCUtR(DCUtRProtocol):
     def __init__(self, host: IHost, stats: Any) -> None:
         super().__init__(host, dial_timeout=PUNCH_DIAL_SECONDS)
         self._stats = stats
+
+    async def candidate_addrs(self) -> list[bytes]:
+        """Where peers may dial us: our predicted public addresses (the IP peers see us at,
+        with our listen port), else our listen addresses; never 0.0.0.0."""
+        return [a for a in await self._get_observed_addrs() if "/0.0.0.0/" not in str(multiaddr.Multiaddr(a))]
 
     def busy(self, peer: ID) -> bool:
         """Whether a hole punch with ``peer`` is under way (its or ours)."""

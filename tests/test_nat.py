@@ -115,3 +115,33 @@ def test_a_federated_round_with_nated_clients_completes(group, tmp_path):
         run = host.request({"cmd": "fl_wait", "round_id": round_id, "timeout": 600}, timeout=630)
         assert run["state"] == "done", run
         assert [r["status"] for r in run["history"]] == ["ok", "ok"] and len(run["participants"]) == 2
+
+
+def test_autonat_finds_who_is_public_and_nated_nodes_reserve_on_a_public_node_unasked(group, tmp_path):
+    """No relay is configured anywhere. The public node's peers dial it back, so AutoNAT
+    finds it public and it starts relaying (``relay_service = "auto"``, the default); its
+    dial-backs to the NATed nodes fail, so they find themselves private, reserve a slot on
+    it on their own, and reach each other through it (then directly: both NATs are
+    endpoint-independent)."""
+    with nat_lab() as lab:
+        hosts = [lab.private(1), lab.private(2)]
+        public = group.spawn(
+            "public", args=[*config(tmp_path, "public", ""), "--listen", f"/ip4/{PUBLIC_IP}/tcp/4001"], netns=lab.public
+        )
+        public_addr = public.status()["addresses"][0]
+        nodes = [
+            group.spawn(
+                f"n{i}",
+                bootstrap=[public_addr],
+                args=[*config(tmp_path, f"n{i}", ""), "--listen", f"/ip4/{host.ip}/tcp/4001"],
+                netns=host.netns,
+            )
+            for i, host in enumerate(hosts, start=1)
+        ]
+        statuses = [n.wait(counters={"transport.relay_reservations": 1})["status"] for n in nodes]
+        public_status = public.status()
+        assert public_status["nat"] == "public" and public_status["relay_service"]["reservations"] == 2
+        assert all(s["nat"] == "private" and s["relays"] == [public_status["peer_id"]] for s in statuses)
+        n1, n2_id = nodes[0], statuses[1]["peer_id"]
+        n1.wait(in_view=[n2_id])
+        assert n1.request({"cmd": "ping", "peer": n2_id, "bytes": 1024, "timeout": 60})["intact"]
