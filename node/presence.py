@@ -111,6 +111,6 @@ class Presence:
             if len(self._seen) > self._config.max_peers:
                 self._seen.popitem(last=False)
             self._delays.append((now, max(0.0, now - opened.ts)))
-            if opened.body.addrs:
-                self._messenger.network.add_addrs(opened.sender, opened.body.addrs)
+            if opened.body.addrs:  # its own signed list; the newest one tells where it is now
+                self._messenger.network.add_addrs(opened.sender, opened.body.addrs, current=number == highest)
             counters.add("presence", "received")

@@ -246,7 +246,7 @@ class Libp2pNetwork:
             self._relays.autonat.status,
         )
 
-    def add_addrs(self, peer: PeerId, addrs: Sequence[str]) -> None:
+    def add_addrs(self, peer: PeerId, addrs: Sequence[str], *, current: bool = False) -> None:
         try:
             peer_id = ID.from_base58(peer)
             parsed = [_without_p2p(multiaddr.Multiaddr(a)) for a in addrs]
@@ -254,7 +254,16 @@ class Libp2pNetwork:
             self._stats["bad_addrs"] += 1
             return
         if parsed and peer != self._peer:
-            self._host.get_peerstore().add_addrs(peer_id, parsed, _ADDR_TTL)
+            store = self._host.get_peerstore()
+            if current:
+                try:
+                    known = {str(a) for a in store.addrs(peer_id)}
+                except PeerStoreError:
+                    known = set()
+                if known != {str(a) for a in parsed}:
+                    store.clear_addrs(peer_id)
+                    self._stats["addrs_replaced"] += 1
+            store.add_addrs(peer_id, parsed, _ADDR_TTL)
             circuits = [a for a in parsed if is_circuit(str(a))]
             if circuits:  # py-libp2p drops all of a peer's addresses when one leads elsewhere
                 self._circuit_addrs[peer] = circuits[:_MAX_ADDRS_PER_PEER]
@@ -365,6 +374,9 @@ class Libp2pNetwork:
         if not direct and not relayed:
             raise PeerUnreachable(f"no address known for {peer}")
         failure: BaseException | None = None
+        # py-libp2p refuses for 60 s to dial a peer whose addresses all failed once (even in a
+        # simultaneous dial, or just before it moved): our services keep their own backoff
+        self._host.get_network().unblock_peer(peer_id)  # type: ignore[attr-defined]
         if direct:
             # a peer with relayed addresses is likely behind a NAT, where its own addresses lead
             # nowhere and a dial only times out (py-libp2p: 10 s, retried 3 times): try them briefly

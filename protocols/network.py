@@ -117,8 +117,13 @@ class Network(Protocol):
         """Addresses other peers can reach us on (multiaddrs on libp2p)."""
         ...
 
-    def add_addrs(self, peer: PeerId, addrs: Sequence[str]) -> None:
-        """Remember how to reach ``peer`` (learned from gossip or configuration)."""
+    def add_addrs(self, peer: PeerId, addrs: Sequence[str], *, current: bool = False) -> None:
+        """Remember how to reach ``peer`` (learned from gossip or configuration).
+
+        ``current``: the peer's own newest signed list (its presence announcement), which
+        replaces what was known: a laptop that moved networks is dialled where it is now,
+        at once, even just after its old address failed.
+        """
         ...
 
     def peers(self) -> set[PeerId]:

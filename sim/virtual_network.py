@@ -248,7 +248,7 @@ class VirtualEndpoint:
     def addrs(self) -> list[str]:
         return list(self._addrs)  # modelled only: a virtual peer is reached by its id alone
 
-    def add_addrs(self, peer: PeerId, addrs: Sequence[str]) -> None:
+    def add_addrs(self, peer: PeerId, addrs: Sequence[str], *, current: bool = False) -> None:
         pass
 
     def peers(self) -> set[PeerId]:

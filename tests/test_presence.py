@@ -23,7 +23,7 @@ class FakeMessenger:
     def register(self, *types):
         pass
 
-    def add_addrs(self, peer, addrs):
+    def add_addrs(self, peer, addrs, current=False):
         self.added = (peer, addrs)
 
 
