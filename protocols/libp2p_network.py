@@ -22,11 +22,11 @@
 from __future__ import annotations
 
 import logging
-import math
 import struct
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 
 import multiaddr
 import trio
@@ -80,7 +80,7 @@ _HANG_UP_SECONDS = 2.0
 _SMALL_REQUEST = 64 * 1024  # requests up to this size are not counted against the byte budget
 # how py-libp2p 0.8.1's multistream-select client words a peer's "na" to every protocol asked for
 _NOT_SUPPORTED = "protocols not supported"
-_DIRECT_FIRST = 5.0  # seconds for a direct dial of a peer that also has relayed addresses
+_RELAYED_AFTER = 0.5  # seconds a direct dial runs alone before a peer's relays are dialled too
 # a request or reply that may be larger waits for a relayed connection to turn direct: relays
 # bound each circuit's bytes (go-libp2p's default, and ours: 128 KiB for both directions)
 RELAYED_BULK_BYTES = 64 * 1024
@@ -373,26 +373,34 @@ class Libp2pNetwork:
         relayed = [a for a in addrs if is_circuit(str(a))] or self._circuit_addrs.get(peer, [])
         if not direct and not relayed:
             raise PeerUnreachable(f"no address known for {peer}")
-        failure: BaseException | None = None
         # py-libp2p refuses for 60 s to dial a peer whose addresses all failed once (even in a
         # simultaneous dial, or just before it moved): our services keep their own backoff
         self._host.get_network().unblock_peer(peer_id)  # type: ignore[attr-defined]
-        if direct:
-            # a peer with relayed addresses is likely behind a NAT, where its own addresses lead
-            # nowhere and a dial only times out (py-libp2p: 10 s, retried 3 times): try them briefly
-            with trio.move_on_after(_DIRECT_FIRST if relayed else math.inf):
+        # its own addresses first; a peer that also has relayed ones is likely behind a NAT,
+        # where its own lead nowhere and a dial only times out (py-libp2p: 10 s, retried 3
+        # times), so its relays are dialled too after a moment (as go-libp2p's dial ranker
+        # does), and the first connection made wins
+        failures: list[BaseException] = []
+        async with trio.open_nursery() as nursery:
+
+            async def attempt(delay: float, dial: Callable[[], Awaitable[object]]) -> None:
+                await trio.sleep(delay)
                 try:
-                    await self._host.connect(PeerInfo(peer_id, direct))
-                    return peer_id
-                except TRANSPORT_ERRORS as exc:
-                    failure = exc
-        if relayed:  # a peer nobody can dial (behind a NAT): through one of its relays
-            try:
-                await self._relays.dial(peer_id, relayed)
-                return peer_id
-            except (*TRANSPORT_ERRORS, ConnectionError) as exc:
-                failure = exc
-        raise PeerUnreachable(f"cannot dial {peer}: {failure}") from None
+                    await dial()
+                except (*TRANSPORT_ERRORS, ConnectionError) as exc:
+                    failures.append(exc)
+                    return
+                nursery.cancel_scope.cancel()
+
+            if direct:
+                nursery.start_soon(attempt, 0, partial(self._host.connect, PeerInfo(peer_id, direct)))
+            if relayed:
+                nursery.start_soon(
+                    attempt, _RELAYED_AFTER if direct else 0, partial(self._relays.dial, peer_id, relayed)
+                )
+        if len(failures) < bool(direct) + bool(relayed):
+            return peer_id
+        raise PeerUnreachable(f"cannot dial {peer}: {failures[-1]}") from None
 
     # -- pub/sub -------------------------------------------------------------------------
     async def publish(self, topic: str, data: bytes) -> None:
