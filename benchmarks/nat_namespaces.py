@@ -69,7 +69,9 @@ def trial(index: int, pairs: int, nat: str) -> list[tuple[float | None, float | 
                 a.wait(known=[b_id])
                 start = time.perf_counter()
                 ping = threading.Thread(
-                    target=a.request, args=({"cmd": "ping", "peer": b_id, "bytes": 1024, "timeout": 120},)
+                    target=a.request,
+                    args=({"cmd": "ping", "peer": b_id, "bytes": 1024, "timeout": 120},),
+                    kwargs={"timeout": 150},
                 )
                 ping.start()
                 first = direct = None

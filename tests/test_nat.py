@@ -81,6 +81,7 @@ def test_nated_nodes_reach_each_other_through_a_relay_and_punch_through_endpoint
         assert ids[2] in status["relayed"] and status["transport"]["upgrades_failed"] >= 1
 
 
+@pytest.mark.slow
 def test_a_federated_round_with_nated_clients_completes(group, tmp_path):
     """A public host, and two clients each behind its own NAT that reserve on a public relay:
     the run is announced, both join, and every round completes."""
