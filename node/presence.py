@@ -6,6 +6,7 @@ sample, and exercises the pub/sub path end to end.
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from collections import OrderedDict, deque
@@ -44,6 +45,9 @@ class Presence:
         self._services = services
         # per sender: (last heard, session, lowest and highest announcement number heard)
         self._seen: OrderedDict[PeerId, tuple[float, int, int, int]] = OrderedDict()
+        # the signed time of the address list last taken from each peer: an older one (late
+        # gossip from before it moved) never replaces a newer one
+        self._addrs_as_of: OrderedDict[PeerId, float] = OrderedDict()
         self._session = rng.getrandbits(63)
         self._announced = 0
         self._delays: deque[tuple[float, float]] = deque(maxlen=4096)  # (received at, delay)
@@ -111,6 +115,12 @@ class Presence:
             if len(self._seen) > self._config.max_peers:
                 self._seen.popitem(last=False)
             self._delays.append((now, max(0.0, now - opened.ts)))
-            if opened.body.addrs:  # its own signed list; the newest one tells where it is now
-                self._messenger.network.add_addrs(opened.sender, opened.body.addrs, current=number == highest)
+            if opened.body.addrs:  # its own signed list: the newest tells where it is now
+                newest = opened.ts > self._addrs_as_of.get(opened.sender, -math.inf)
+                if newest:
+                    self._addrs_as_of[opened.sender] = opened.ts
+                    self._addrs_as_of.move_to_end(opened.sender)
+                    if len(self._addrs_as_of) > self._config.max_peers:
+                        self._addrs_as_of.popitem(last=False)
+                self._messenger.network.add_addrs(opened.sender, opened.body.addrs, current=newest)
             counters.add("presence", "received")

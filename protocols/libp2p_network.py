@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -146,6 +147,7 @@ class Libp2pNetwork:
         self._guards = Guards(self._stats, self._policy, self._connections, self.penalize, self._hang_up_on)
         self._guards.install(host, pubsub)
         self._relays = Relays(host, relays, self._stats, relay_service, auto_relays)
+        self._keep_pubsub_off_relays(pubsub)
 
     @classmethod
     @asynccontextmanager
@@ -190,6 +192,10 @@ class Libp2pNetwork:
             eclipse_protection_enabled=limits.eclipse_protection,
         )
         pubsub = Pubsub(host, gossipsub)
+        # py-libp2p numbers our messages from the current second, one up per message: a node
+        # restarted within seconds reused numbers its peers had seen, and they dropped its
+        # gossip as duplicates for minutes (their seen-cache keys on sender and number)
+        pubsub.counter = time.time_ns()
         network = cls(
             host, pubsub, gossipsub, limits, PeerPolicy(policy), relays, relay_service, auto_relays
         )  # guards in place before we listen
@@ -211,6 +217,26 @@ class Libp2pNetwork:
                         with trio.move_on_after(_HANG_UP_SECONDS) as scope:
                             scope.shield = True
                             await network._hang_up()
+                        network._nursery = None  # stopping: what fails from here on is ours, not a peer's
+
+    def _keep_pubsub_off_relays(self, pubsub: Pubsub) -> None:
+        """Open no pub/sub stream over a connection that runs through a relay.
+
+        A relay's circuit carries 128 KiB and lasts 2 minutes: enough to set up a direct
+        connection, not to carry a mesh's gossip, which would drain it and get it closed (as
+        go-libp2p does with such "limited" connections). The peer joins our pub/sub once a
+        direct connection is made (each new connection asks again); until then its gossip
+        reaches us through our other peers.
+        """
+        handle_new_peer = pubsub._handle_new_peer
+
+        async def direct_only(peer_id: ID) -> None:
+            if self._relays.upgraded(peer_id) is False:
+                self._stats["pubsub_not_over_relays"] += 1
+                return
+            await handle_new_peer(peer_id)
+
+        pubsub._handle_new_peer = direct_only  # type: ignore[method-assign]
 
     def _check_gossip(self, forwarder: ID, message) -> bool:
         """Pub/sub validator: at most ``gossip_per_origin`` messages per origin (None: all origins)."""
@@ -257,7 +283,7 @@ class Libp2pNetwork:
             store = self._host.get_peerstore()
             if current:
                 try:
-                    known = {str(a) for a in store.addrs(peer_id)}
+                    known = {str(_without_p2p(a)) for a in store.addrs(peer_id)}
                 except PeerStoreError:
                     known = set()
                 if known != {str(a) for a in parsed}:
