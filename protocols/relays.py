@@ -142,7 +142,8 @@ class Relays:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Answer STOP (relayed connections to us) and keep the reservations while the block runs."""
+        """While the block runs: answer STOP (relayed connections to us) and DCUtR, check our
+        reachability (AutoNAT), keep the reservations, and relay while public if asked to."""
         async with (
             background_trio_service(self._protocol),
             background_trio_service(self._dcutr),
