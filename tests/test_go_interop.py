@@ -5,6 +5,8 @@ may serve as a bootstrap peer and carry gossip, but it is never shuffled with or
 rows, and meeting it logs no error. Every wait is the daemon's own (``Daemon.wait``).
 """
 
+import pytest
+
 from edgeswarm.protocols.messenger import topic_name
 from edgeswarm.protocols.presence.messages import Announce
 
@@ -67,4 +69,29 @@ def test_a_node_with_no_listen_address_is_reached_through_a_go_relay(group, tmp_
         # DCUtR over the Go relay's circuit: b dials a back, and 1 MiB, over the relay's
         # 128 KiB a circuit, goes through the direct connection
         assert a.request({"cmd": "ping", "peer": status["peer_id"], "bytes": 1024 * 1024, "timeout": 60})["intact"]
+        assert status["peer_id"] not in a.status()["relayed"]
+
+
+def test_an_adapter_is_fetched_from_a_node_reached_through_a_go_relay(group, tmp_path):
+    """``b`` listens nowhere and is first reached through the Go relay; it trains a LoRA
+    adapter and announces it, and ``a`` fetches it (a bulk blob transfer) from ``b``: over
+    the connection that DCUtR turned direct, since the relay's circuit carries 128 KiB."""
+    pytest.importorskip("peft")
+    adapters = "\n[adapters]\nenabled = true\nnodes = 10\nclusters = 1\nepochs = 30\nnode_index = {}\n"
+    with go_peer(tmp_path, "-relayService=true") as relay:
+        hidden = tmp_path / "hidden.toml"
+        network = f'[network]\nlisten = []\nrelays = ["{relay.addr}"]\n'
+        hidden.write_text(CONFIG.replace("[network]\n", network) + adapters.format(1))
+        b = group.spawn("b", args=["--config", str(hidden)], listen=False)
+        status = b.wait(counters={"transport.relay_reservations": 1})["status"]
+        (circuit,) = status["addresses"]
+        public = tmp_path / "public.toml"
+        public.write_text(CONFIG + adapters.format(0))
+        a = group.spawn("a", bootstrap=[circuit], args=["--config", str(public)])
+        a.wait(peer=status["peer_id"], counters={"transport.relay_dials": 1})
+        own = b.request({"cmd": "lora_train"}, timeout=600)
+        b.request({"cmd": "lora_publish"})
+        a.wait(counters={"msgs_in.lora.announce": 1})
+        fetched = a.request({"cmd": "lora_pull", "digest": own["digest"][:10]}, timeout=120)
+        assert fetched["origin"] == "peer" and fetched["stored"] and fetched["signer"] == status["peer_id"]
         assert status["peer_id"] not in a.status()["relayed"]
