@@ -296,6 +296,8 @@ class Libp2pNetwork:
                 self._circuit_addrs.move_to_end(peer)
                 if len(self._circuit_addrs) > _MAX_CIRCUIT_PEERS:
                     self._circuit_addrs.popitem(last=False)
+            elif current:  # it holds no reservation now (it became reachable, or moved)
+                self._circuit_addrs.pop(peer, None)
 
     def peers(self) -> set[PeerId]:
         return {p.to_base58() for p in self._host.get_connected_peers()}
