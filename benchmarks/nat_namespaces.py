@@ -30,17 +30,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from edgeswarm.sim.processes import DaemonGroup
 
+from conftest import FAST as CONFIG  # the test suite's fast timers
 from nat_lab import PUBLIC_IP, NatLab, why_not
 
-CONFIG = """
-[membership]
-shuffle_interval = 1.0
-request_timeout = 3.0
-[presence]
-interval = 1.0
-[network]
-eclipse_protection = false
-"""
 UPGRADE_WAIT = 60.0
 
 

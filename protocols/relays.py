@@ -206,8 +206,9 @@ class Relays:
         For a bulk transfer, which a relay's circuit limit would cut: it goes direct when the
         NATs allow. A peer whose upgrade failed is not waited on again for ``UPGRADE_BACKOFF``.
         """
-        if self.upgraded(peer) is not False:
-            return bool(self.upgraded(peer))
+        direct = self.upgraded(peer)
+        if direct is not False:
+            return bool(direct)
         now = trio.current_time()
         if self._no_upgrade.get(peer, -math.inf) > now:
             return False
