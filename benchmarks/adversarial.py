@@ -62,7 +62,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 from click_log import worst_rows  # the worst rows the wire allows (benchmarks/click_log.py)
 
-from edgeswarm.node.control import SOCKET_FILE, ControlError
+from edgeswarm.node.control.server import SOCKET_FILE, ControlError
 from edgeswarm.node.identity import Identity
 from edgeswarm.protocols.counters import Counters
 from edgeswarm.protocols.envelope import Codec
@@ -517,13 +517,13 @@ def fl_config(root: Path, name: str, partition: int, auto_join: bool) -> list[st
     return args
 
 
-async def fl_attackers(kind: str, victim: dict, round_id: trio.MemoryReceiveChannel, joined: list[str]) -> None:
+async def fl_attackers(kind: str, victim: dict, run_id: trio.MemoryReceiveChannel, joined: list[str]) -> None:
     """In-process nodes over libp2p, the simulator's attackers: the same node code, only their
     ClientApp poisons what they send (``sim.fl_workload``); they join the victim's run once it
     is announced."""
     from edgeswarm.node.config import FederationConfig, NodeConfig, PresenceConfig, RankingConfig
-    from edgeswarm.node.fl_client import FederationHooks
-    from edgeswarm.node.fl_tasks import TASKS
+    from edgeswarm.node.fl.catalog import TASKS
+    from edgeswarm.node.fl.run_client import FederationHooks
     from edgeswarm.node.node import Node
     from edgeswarm.node.store import Store
     from edgeswarm.sim.fl_workload import attacker_app
@@ -544,7 +544,7 @@ async def fl_attackers(kind: str, victim: dict, round_id: trio.MemoryReceiveChan
         ranking=RankingConfig(enabled=False),
         federation=FederationConfig(enabled=True, auto_join=False, tasks={"subgraph": task}),
     )
-    run_id = await round_id.receive()
+    run_id = await run_id.receive()
 
     async def one(n: int) -> None:
         me = ident(random.Random(6600 + n))
@@ -588,9 +588,9 @@ def run_fl_attack(name: str, root: Path) -> dict:
                 nursery.start_soon(fl_attackers, name, victim, receive, joined)
                 await trio.sleep(5)  # the attackers are connected and subscribed
                 spec = {"cmd": "fl_host", "task": "subgraph", "strategy": "fedavg", "rounds": 3, "min_clients": 1}
-                run_id = (await trio.to_thread.run_sync(a.request, spec))["round_id"]
+                run_id = (await trio.to_thread.run_sync(a.request, spec))["run_id"]
                 await send.send(run_id)
-                wait = {"cmd": "fl_wait", "round_id": run_id, "timeout": 600}
+                wait = {"cmd": "fl_wait", "run_id": run_id, "timeout": 600}
                 run = await trio.to_thread.run_sync(lambda: a.request(wait, timeout=630))
                 nursery.cancel_scope.cancel()
             return run

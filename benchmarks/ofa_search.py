@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from edgeswarm.learning import cost, nas, supernet
-from edgeswarm.node.device import load_device
-from edgeswarm.node.subnet import select
+from edgeswarm.node.subnet.device import load_device
+from edgeswarm.node.subnet.subnet import select
 
 REPO = Path(__file__).resolve().parent.parent
 

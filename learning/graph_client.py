@@ -33,7 +33,7 @@ from .fedpub import (
     train_epochs,
 )
 from .graphs import Graph, client_graphs, planetoid_source
-from .keys import EMBEDDING
+from .keys import ARRAYS, CONFIG, EMBEDDING, METRICS, NUM_EXAMPLES
 
 METHODS = ("fedavg", "fedpub", "local")
 
@@ -137,11 +137,11 @@ def build_client_app() -> ClientApp:
 
     @app.train()
     def train(message: Message, context: Context) -> Message:
-        method, settings = _settings(message.content["config"])
+        method, settings = _settings(message.content[CONFIG])
         graph, classes = client_data(context.node_config)
-        server_round = int(message.content["config"].get("server-round", 0))
+        server_round = int(message.content[CONFIG].get("server-round", 0))
         torch.manual_seed(hash((context.run_id, context.node_id, server_round)) % 2**63)  # reproducible dropout
-        received = message.content["arrays"]
+        received = message.content[ARRAYS]
         model = _model(method, graph, classes, received, context.state)
         optimizer = _optimizer(model, settings, context.state)
         reference = received.to_torch_state_dict() if method == "fedpub" else None
@@ -154,13 +154,13 @@ def build_client_app() -> ClientApp:
         scores = accuracy(model, graph, "val", "test")
         metrics = MetricRecord(
             {
-                "num-examples": int(graph.train.sum()),
+                NUM_EXAMPLES: int(graph.train.sum()),
                 "train-loss": loss,
                 "val-acc": scores["val"][0],
                 "test-acc": scores["test"][0],
             }
         )
-        content = RecordDict({"arrays": ArrayRecord(shared_state(model)), "metrics": metrics})
+        content = RecordDict({ARRAYS: ArrayRecord(shared_state(model)), METRICS: metrics})
         if method == "fedpub":
             h = functional_embedding(model, proxy_graph(graph.num_features))
             content[EMBEDDING] = ArrayRecord([h.astype("float32")])
@@ -168,14 +168,14 @@ def build_client_app() -> ClientApp:
 
     @app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
-        method, _ = _settings(message.content["config"])
+        method, _ = _settings(message.content[CONFIG])
         graph, classes = client_data(context.node_config)
-        model = _model(method, graph, classes, message.content["arrays"], context.state)
+        model = _model(method, graph, classes, message.content[ARRAYS], context.state)
         scores = accuracy(model, graph, "val", "test")
         metrics = MetricRecord(
-            {"num-examples": scores["test"][1], "val-acc": scores["val"][0], "test-acc": scores["test"][0]}
+            {NUM_EXAMPLES: scores["test"][1], "val-acc": scores["val"][0], "test-acc": scores["test"][0]}
         )
-        return Message(content=RecordDict({"metrics": metrics}), reply_to=message)
+        return Message(content=RecordDict({METRICS: metrics}), reply_to=message)
 
     return app
 

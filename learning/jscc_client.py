@@ -15,6 +15,7 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from .jscc import JSCC, images, train_steps
+from .keys import ARRAYS, CONFIG, METRICS, NUM_EXAMPLES, WEIGHT
 
 
 def local_images(node_config: dict) -> torch.Tensor:
@@ -38,10 +39,10 @@ def build_client_app() -> ClientApp:
 
     @app.train()
     def train(message: Message, context: Context) -> Message:
-        config = message.content["config"]
+        config = message.content[CONFIG]
         data = local_images(context.node_config)
         model = JSCC()
-        model.load_state_dict(message.content["arrays"].to_torch_state_dict())
+        model.load_state_dict(message.content[ARRAYS].to_torch_state_dict())
         seed = hash((context.run_id, context.node_id, int(config.get("server-round", 0)))) % 2**31
         torch.manual_seed(seed)
         loss = train_steps(
@@ -56,9 +57,9 @@ def build_client_app() -> ClientApp:
         factor = 1.0
         if str(config.get("weighting", "data")) == "semspace":
             factor = float(context.node_config.get("association", 1.0)) * float(context.node_config.get("energy", 1.0))
-        metrics = MetricRecord({"num-examples": samples, "weight": samples * factor, "train-loss": loss})
+        metrics = MetricRecord({NUM_EXAMPLES: samples, WEIGHT: samples * factor, "train-loss": loss})
         return Message(
-            content=RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics}), reply_to=message
+            content=RecordDict({ARRAYS: ArrayRecord(model.state_dict()), METRICS: metrics}), reply_to=message
         )
 
     return app

@@ -19,7 +19,7 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from . import supernet
-from .keys import MASK
+from .keys import ARRAYS, CONFIG, MASK, METRICS, NUM_EXAMPLES
 from .weight_sharing import touched
 
 
@@ -61,10 +61,10 @@ def build_client_app() -> ClientApp:
 
     @app.train()
     def train(message: Message, context: Context) -> Message:
-        config = message.content["config"]
+        config = message.content[CONFIG]
         genome = genome_of(context.node_config)
         x, y = local_data(context.node_config)
-        net = _net(message.content["arrays"])
+        net = _net(message.content[ARRAYS])
         before = {k: v.detach().clone().numpy() for k, v in net.state_dict().items()}
         supernet.activate(net, genome)
         server_round = int(config.get("server-round", 0))
@@ -82,11 +82,11 @@ def build_client_app() -> ClientApp:
         accuracy = supernet.evaluate(supernet.subnet(net, genome), "val")
         content = RecordDict(
             {
-                "arrays": ArrayRecord({k: torch.from_numpy(v) for k, v in after.items()}),
+                ARRAYS: ArrayRecord({k: torch.from_numpy(v) for k, v in after.items()}),
                 MASK: ArrayRecord({k: torch.from_numpy(m.astype(np.uint8)) for k, m in mask.items()}),
-                "metrics": MetricRecord(
+                METRICS: MetricRecord(
                     {
-                        "num-examples": len(y),
+                        NUM_EXAMPLES: len(y),
                         "val-acc": accuracy,
                         "trained-share": float(
                             sum(m.sum() for m in mask.values()) / sum(m.size for m in mask.values())
@@ -100,15 +100,15 @@ def build_client_app() -> ClientApp:
     @app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
         genome = genome_of(context.node_config)
-        model = supernet.subnet(_net(message.content["arrays"]), genome)
+        model = supernet.subnet(_net(message.content[ARRAYS]), genome)
         metrics = MetricRecord(
             {
-                "num-examples": len(supernet.image_data()["test"][1]),
+                NUM_EXAMPLES: len(supernet.image_data()["test"][1]),
                 "val-acc": supernet.evaluate(model, "val"),
                 "test-acc": supernet.evaluate(model, "test"),
             }
         )
-        return Message(content=RecordDict({"metrics": metrics}), reply_to=message)
+        return Message(content=RecordDict({METRICS: metrics}), reply_to=message)
 
     return app
 

@@ -1,5 +1,5 @@
 """``python -m edgeswarm.node``: the same as the ``edgeswarm`` command."""
 
-from .cli import main
+from edgeswarm.node.cli import main
 
 main()

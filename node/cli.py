@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import trio
@@ -14,17 +15,17 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
-from edgeswarm.sim.cli import app as sim_app
-
-from . import control_requests as req
-from . import fl_catalog, logs
-from .config import load_node_config
-from .control import call
-from .data_dir import prepare
-from .fl_records import LIVE as LIVE_RUN_STATES
-from .identity import load_or_create
-from .user_errors import UsageProblem, user_errors
+from edgeswarm.node import logs
+from edgeswarm.node.config import load_node_config
+from edgeswarm.node.control import requests as req
+from edgeswarm.node.control.server import call
+from edgeswarm.node.data_dir import prepare
+from edgeswarm.node.fl import catalog as fl_catalog
+from edgeswarm.node.fl.run_records import LIVE as LIVE_RUN_STATES
+from edgeswarm.node.identity import load_or_create
+from edgeswarm.node.user_errors import UsageProblem, user_errors
 
 DEFAULT_DATA_DIR = Path("~/.edgeswarm")
 
@@ -46,6 +47,26 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(fl_app, name="fl")
 app.add_typer(lora_app, name="lora")
 app.add_typer(subnet_app, name="subnet")
+
+
+class _SimCommands(TyperGroup):
+    """``edgeswarm sim``: the simulator's commands, loaded only when one of them is asked for,
+    so the daemon and every other command start without importing the simulator."""
+
+    def _loaded(self) -> TyperGroup:
+        commands = importlib.import_module("edgeswarm.sim.commands")
+        return typer.main.get_group(commands.app)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return self._loaded().list_commands(ctx)
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        return self._loaded().get_command(ctx, name)
+
+
+sim_app = typer.Typer(
+    cls=_SimCommands, help="Simulate hundreds of peers on a virtual network in virtual time.", no_args_is_help=True
+)
 app.add_typer(sim_app, name="sim")
 
 DataDir = Annotated[
@@ -99,8 +120,8 @@ def node_run(
     Exit codes: 0 stopped cleanly, 2 bad option, 3 bad config, 4 identity key problem,
     5 store problem, 7 cannot listen (port in use), 8 data dir in use by another daemon.
     """
-    from .addresses import parse_bootstrap, parse_listen
-    from .daemon import run_daemon
+    from edgeswarm.node.addresses import parse_bootstrap, parse_listen
+    from edgeswarm.node.daemon import run_daemon
 
     with user_errors():
         try:
@@ -274,7 +295,7 @@ def catalog_add(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Import catalog items into the running daemon."""
-    from .catalog_file import read_catalog
+    from edgeswarm.node.ranking.catalog_file import read_catalog
 
     with user_errors():
         try:
@@ -293,7 +314,8 @@ def fl_host(
     strategy: Annotated[
         str,
         typer.Option(
-            "--strategy", help="Aggregation: " + "; ".join(f"{k}: {v}" for k, v in fl_catalog.STRATEGIES.items()) + "."
+            "--strategy",
+            help="Aggregation: " + "; ".join(f"{k}: {v.summary}" for k, v in fl_catalog.STRATEGIES.items()) + ".",
         ),
     ] = "fedavg",
     rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
@@ -328,25 +350,23 @@ def fl_host(
     )
     with user_errors():
         result = call(data_dir.expanduser(), request)
-    typer.echo(
-        f"announced run {result['round_id']} ({strategy}, {rounds} rounds); follow it with `edgeswarm fl status`"
-    )
+    typer.echo(f"announced run {result['run_id']} ({strategy}, {rounds} rounds); follow it with `edgeswarm fl status`")
 
 
 @fl_app.command("join")
 def fl_join(
-    round_id: Annotated[str, typer.Argument(help="Run id from `edgeswarm fl status` (announced runs).")],
+    run_id: Annotated[str, typer.Argument(help="Run id from `edgeswarm fl status` (announced runs).")],
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Join an announced run whose task this node offers."""
     with user_errors():
-        record = call(data_dir.expanduser(), req.FlJoin(round_id=round_id))
-    typer.echo(f"joined {record['round_id']} ({record['task']}, {record['strategy']}) hosted by {record['host']}")
+        record = call(data_dir.expanduser(), req.FlJoin(run_id=run_id))
+    typer.echo(f"joined {record['run_id']} ({record['task']}, {record['strategy']}) hosted by {record['host']}")
 
 
 @fl_app.command("wait")
 def fl_wait(
-    round_id: Annotated[str, typer.Argument(help="Run id (hosted or joined on this node).")],
+    run_id: Annotated[str, typer.Argument(help="Run id (hosted or joined on this node).")],
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, max=24 * 3600, help="Seconds to wait at most.")
     ] = 600.0,
@@ -354,9 +374,9 @@ def fl_wait(
 ) -> None:
     """Block until a run has ended; print how (exit 6 on timeout, 1 if the run did not end done)."""
     with user_errors():
-        record = call(data_dir.expanduser(), req.FlWait(round_id=round_id, timeout=timeout), timeout=timeout + 10)
+        record = call(data_dir.expanduser(), req.FlWait(run_id=run_id, timeout=timeout), timeout=timeout + 10)
     typer.echo(
-        f"{record['round_id']}: {record['state']} after {len(record['history'])}/{record['rounds']} rounds"
+        f"{record['run_id']}: {record['state']} after {len(record['history'])}/{record['rounds']} rounds"
         + (f" ({record['detail']})" if record["detail"] else "")
     )
     if record["state"] != "done":
@@ -404,7 +424,7 @@ def _fl_view(result: dict):
     parts: list = [Text(f"offers: {', '.join(result['offers']) or '-'}")]
     for run in result["runs"]:
         table = Table(
-            title=f"{run['role']} {run['round_id']}: {run['task']} / {run['strategy']}, {run['state']} "
+            title=f"{run['role']} {run['run_id']}: {run['task']} / {run['strategy']}, {run['state']} "
             f"{run['detail']}".strip()
         )
         for column in ("round", "status", "replies", "failed", "rejected", "dropped", "mean client test acc"):
@@ -435,11 +455,11 @@ def _fl_view(result: dict):
                 + (f", participants: {len(run['participants'])}" if run["participants"] else "")
             )
         )
-    joined = {run["round_id"] for run in result["runs"]}
+    joined = {run["run_id"] for run in result["runs"]}
     parts += [
-        Text(f"announced: {a['round_id']} task {a['task']} ({a['strategy']}, {a['rounds']} rounds) by {a['host']}")
+        Text(f"announced: {a['run_id']} task {a['task']} ({a['strategy']}, {a['rounds']} rounds) by {a['host']}")
         for a in result["announced"]
-        if a["round_id"] not in joined
+        if a["run_id"] not in joined
     ]
     return Group(*parts)
 
@@ -568,10 +588,9 @@ def subnet_select(
 ) -> None:
     """Search the supernet for the most accurate subnet within the device's latency budget."""
     from edgeswarm.learning.supernet import CheckpointError
-
-    from .config import ConfigError
-    from .device import load_device, measure_device
-    from .subnet import select
+    from edgeswarm.node.config import ConfigError
+    from edgeswarm.node.subnet.device import load_device, measure_device
+    from edgeswarm.node.subnet.subnet import select
 
     with user_errors():
         if device is not None:
@@ -615,8 +634,7 @@ def subnet_infer(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     import time
 
     from edgeswarm.learning.supernet import image_data
-
-    from .subnet import classify
+    from edgeswarm.node.subnet.subnet import classify
 
     x, y = image_data()["test"]
     with user_errors():

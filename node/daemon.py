@@ -12,17 +12,16 @@ from pathlib import Path
 
 import trio
 
+from edgeswarm.node import logs
+from edgeswarm.node.addresses import claim_ports, parse_bootstrap, parse_listen
+from edgeswarm.node.config import ConfigError, NetworkConfig, NodeConfig
+from edgeswarm.node.control.server import serve_control
+from edgeswarm.node.data_dir import claim
+from edgeswarm.node.identity import Identity, IdentityError, load_or_create
+from edgeswarm.node.node import Node
+from edgeswarm.node.store import STORE_FILE, Store
 from edgeswarm.protocols.membership.messages import Descriptor
 from edgeswarm.protocols.network import NetworkError
-
-from . import logs
-from .addresses import claim_ports, parse_bootstrap, parse_listen
-from .config import ConfigError, NetworkConfig, NodeConfig
-from .control import serve_control
-from .data_dir import claim
-from .identity import Identity, IdentityError, load_or_create
-from .node import Node
-from .store import STORE_FILE, Store
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edgeswarm.node.store import STORE_FILE, recorded_peer_id
 from edgeswarm.protocols.peer_id import PeerId, peer_id_from_public_key
-
-from .store import STORE_FILE, recorded_peer_id
 
 KEY_FILE = "identity.key"
 _PEER_ID_LINE = b"peer-id: "

@@ -15,6 +15,15 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
+from edgeswarm.node.compute import Compute, ThreadCompute
+from edgeswarm.node.config import NodeConfig
+from edgeswarm.node.control.waits import Ticks
+from edgeswarm.node.identity import Identity
+from edgeswarm.node.ranking.ranking import Ranking
+from edgeswarm.node.store import SequenceNumbers, Store
+from edgeswarm.node.swarm.membership import Membership
+from edgeswarm.node.swarm.ping import PingService
+from edgeswarm.node.swarm.presence import Presence
 from edgeswarm.protocols import blobs
 from edgeswarm.protocols.blobs import BlobShelf
 from edgeswarm.protocols.counters import Counters
@@ -24,18 +33,8 @@ from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import Network, RequestRefused
 from edgeswarm.protocols.peer_id import PeerId
 
-from .compute import Compute, ThreadCompute
-from .config import NodeConfig
-from .identity import Identity
-from .membership import Membership
-from .ping import PingService
-from .presence import Presence
-from .ranking import Ranking
-from .store import SequenceNumbers, Store
-from .waits import Ticks
-
 if TYPE_CHECKING:  # the federation loads torch and Flower only when enabled
-    from .fl_client import FederationHooks
+    from edgeswarm.node.fl.run_client import FederationHooks
 
 
 class NodeStatus(msgspec.Struct, frozen=True):
@@ -82,7 +81,7 @@ class Node:
         Where CPU-bound work runs; the simulator models its duration instead.
     federation_hooks : FederationHooks or None (default: None)
         What the simulator changes in how the federation service answers runs
-        (``node.fl_client.FederationHooks``).
+        (``node.fl.run_client.FederationHooks``).
     """
 
     def __init__(
@@ -136,14 +135,14 @@ class Node:
         self.compute = compute or ThreadCompute()
         self.federation = None
         if config.federation.enabled:  # torch and Flower load only when asked for
-            from .federation import Federation
+            from edgeswarm.node.fl.federation import Federation
 
             self.federation = Federation(
                 self.messenger, config.federation, rng, clock, self.compute, self.shelf, federation_hooks, store
             )
         self.adapters = None
         if config.adapters.enabled:  # torch and peft load only when asked for
-            from .adapters import Adapters
+            from edgeswarm.node.adapters.adapters import Adapters
 
             self.adapters = Adapters(self.messenger, store, config.adapters, rng, clock, self.compute, self.shelf)
         self._stop = trio.Event()

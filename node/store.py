@@ -98,6 +98,10 @@ MIGRATIONS: list[str] = [
     """
     INSERT INTO meta (key, value) VALUES ('ranking_fold', 'all rows');
     """,
+    # 7: a run's id was called a round id; the column says what it identifies
+    """
+    ALTER TABLE fl_runs RENAME COLUMN round_id TO run_id;
+    """,
 ]
 
 STORE_FILE = "node.sqlite"
@@ -400,11 +404,11 @@ class Store:
         row = self._conn.execute("SELECT data FROM adapters WHERE digest = ?", (digest,)).fetchone()
         return None if row is None else row[0]
 
-    def put_fl_run(self, round_id: str, record: bytes, keep: int) -> None:
+    def put_fl_run(self, run_id: str, record: bytes, keep: int) -> None:
         """Insert or replace a run's record as the newest; keep the newest ``keep`` runs."""
         with self._conn:
             self._conn.execute("BEGIN")
-            self._conn.execute("INSERT OR REPLACE INTO fl_runs (round_id, record) VALUES (?, ?)", (round_id, record))
+            self._conn.execute("INSERT OR REPLACE INTO fl_runs (run_id, record) VALUES (?, ?)", (run_id, record))
             self._conn.execute("DELETE FROM fl_runs WHERE seq <= (SELECT MAX(seq) FROM fl_runs) - ?", (keep,))
 
     def fl_runs(self) -> list[bytes]:

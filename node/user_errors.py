@@ -15,12 +15,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .addresses import ListenError
-from .config import ConfigError
-from .control import ControlError
-from .data_dir import DataDirError
-from .identity import IdentityError
-from .store import StoreError
+from edgeswarm.node.addresses import ListenError
+from edgeswarm.node.config import ConfigError
+from edgeswarm.node.control.server import ControlError
+from edgeswarm.node.data_dir import DataDirError
+from edgeswarm.node.identity import IdentityError
+from edgeswarm.node.store import StoreError
 
 
 class UsageProblem(Exception):

@@ -113,11 +113,6 @@ class BlobShelf:
         del self._blobs[digest]
         self._bytes -= len(data)
 
-    @property
-    def stored_bytes(self) -> int:
-        """Bytes on the shelf now."""
-        return self._bytes
-
 
 async def fetch(messenger: Messenger, peer: PeerId, ref: BlobRef, *, max_bytes: int, chunk_timeout: float) -> bytes:
     """Pull ``ref`` from ``peer`` chunk by chunk and verify it; raises BlobError.

@@ -84,7 +84,7 @@ def run_swarm_round(
             )
         # every client connected, and in the host's gossip mesh: the announcement reaches them all
         host.wait(peers=clients, gossip_peers=min(clients, GOSSIP_DEGREE))
-        round_id = host.request(
+        run_id = host.request(
             {
                 "cmd": "fl_host",
                 "task": "subgraph",
@@ -93,5 +93,5 @@ def run_swarm_round(
                 "min_clients": clients,
                 "max_clients": clients,
             }
-        )["round_id"]
-        return host.request({"cmd": "fl_wait", "round_id": round_id, "timeout": timeout}, timeout=timeout + 30)
+        )["run_id"]
+        return host.request({"cmd": "fl_wait", "run_id": run_id, "timeout": timeout}, timeout=timeout + 30)

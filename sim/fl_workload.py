@@ -17,8 +17,9 @@ import msgspec
 import numpy as np
 import trio
 
+from edgeswarm.learning.keys import ARRAYS, METRICS, NUM_EXAMPLES
 from edgeswarm.node.config import NodeConfig, Section
-from edgeswarm.node.device import DeviceProfile
+from edgeswarm.node.subnet.device import DeviceProfile
 
 from .determinism import derive_seed
 from .host import SimHost
@@ -124,7 +125,7 @@ def attacker_app(honest, kind: str, scale: float, seed: int):
         if kind == "oversize":
             content["padding"] = ArrayRecord([np.zeros(2_000_000, np.float32)])
             return Message(content=content, reply_to=message)
-        arrays = {key: array.numpy() for key, array in reply.content["arrays"].items()}
+        arrays = {key: array.numpy() for key, array in reply.content[ARRAYS].items()}
         if kind == "noise":
             arrays = {k: (scale * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in arrays.items()}
         elif kind == "nan":
@@ -135,9 +136,9 @@ def attacker_app(honest, kind: str, scale: float, seed: int):
         elif kind == "extra-key":
             arrays["backdoor"] = np.ones(4, dtype=np.float32)
         elif kind == "inflate":
-            content["metrics"] = MetricRecord({**reply.content["metrics"], "num-examples": 10**12})
+            content[METRICS] = MetricRecord({**reply.content[METRICS], NUM_EXAMPLES: 10**12})
             arrays = {k: (scale * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in arrays.items()}
-        content["arrays"] = ArrayRecord({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
+        content[ARRAYS] = ArrayRecord({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
         return Message(content=content, reply_to=message)
 
     return app
@@ -189,8 +190,8 @@ class FlExperiment(Workload):
 
     def _attacker_hooks(self, host: SimHost):
         """An attacker runs the same node code; only its ClientApp poisons what it sends."""
-        from edgeswarm.node.fl_client import FederationHooks
-        from edgeswarm.node.fl_tasks import TASKS
+        from edgeswarm.node.fl.catalog import TASKS
+        from edgeswarm.node.fl.run_client import FederationHooks
 
         if self.spec.malicious_kind == "silent":  # joins, takes every task, never answers one
 
@@ -205,7 +206,7 @@ class FlExperiment(Workload):
         return FederationHooks(client_apps={self.spec.task: app})
 
     async def run(self, nursery: trio.Nursery) -> None:
-        from edgeswarm.node.federation import RoundSpec
+        from edgeswarm.node.fl.federation import RunSpec
 
         spec = self.spec
         host = self.hosts[HOST]
@@ -221,7 +222,7 @@ class FlExperiment(Workload):
                     nursery.start_soon(self._drop, _dropped)
 
             record = await host.node.federation.host(
-                RoundSpec(
+                RunSpec(
                     task=spec.task,
                     strategy=strategy,
                     rounds=spec.rounds,
@@ -317,3 +318,6 @@ class FlExperiment(Workload):
             )
             for strategy, value in metrics.get("accuracy", {}).items()
         ]
+
+
+WORKLOAD = FlExperiment

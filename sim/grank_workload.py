@@ -441,3 +441,6 @@ def _off(position: int, span: tuple[int, int]) -> int:
     """How far ``position`` lies outside ``span`` (0 inside it)."""
     lo, hi = span
     return 0 if lo <= position <= hi else min(abs(position - lo), abs(position - hi))
+
+
+WORKLOAD = GRankExperiment

@@ -9,18 +9,18 @@ import trio
 
 from edgeswarm.node.compute import ModelledCompute
 from edgeswarm.node.config import NodeConfig
-from edgeswarm.node.device import DeviceProfile
 from edgeswarm.node.identity import Identity
 from edgeswarm.node.node import Node, NodeStatus
 from edgeswarm.node.store import Store
+from edgeswarm.node.subnet.device import DeviceProfile
 from edgeswarm.protocols.membership.messages import Descriptor
 
 from .determinism import derive_rng
-from .observe import Tallies
+from .tallies import Tallies
 from .virtual_network import VirtualNetwork
 
 if TYPE_CHECKING:
-    from edgeswarm.node.fl_client import FederationHooks
+    from edgeswarm.node.fl.run_client import FederationHooks
 
 
 class SimHost:

@@ -17,14 +17,15 @@ from typing import Any
 import msgspec
 import tomli_w
 
-from edgeswarm.node.control import ControlError
+from edgeswarm.node.control.server import ControlError
 from edgeswarm.node.node import NodeStatus
 
 from .churn import churn_schedule
-from .observe import SwarmObserver, Tallies, build_report, observe, total_counters
+from .observe import SwarmObserver, build_report, observe, total_counters
 from .processes import Daemon, DaemonGroup
 from .runner import Progress
 from .scenario import LoadedScenario, Scenario
+from .tallies import Tallies
 
 
 def run_libp2p_scenario(loaded: LoadedScenario, *, out_dir: Path, progress: Progress | None = None) -> dict[str, Any]:

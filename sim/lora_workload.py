@@ -13,7 +13,7 @@ import numpy as np
 import trio
 
 from edgeswarm.node.config import NodeConfig, Section
-from edgeswarm.node.device import DeviceProfile
+from edgeswarm.node.subnet.device import DeviceProfile
 
 from .host import SimHost
 from .workload import Workload
@@ -73,7 +73,7 @@ class LoraExperiment(Workload):
         await adapters.publish()
 
     async def _pull_all(self, host: SimHost) -> None:
-        from edgeswarm.node.adapters import AdapterError
+        from edgeswarm.node.adapters.adapters import AdapterError
 
         adapters = host.node.adapters
         for row in adapters.list():
@@ -123,3 +123,6 @@ class LoraExperiment(Workload):
             (f"personal accuracy {how}", f"{value:.4f}") for how, value in metrics.get("personal_accuracy", {}).items()
         ]
         return rows + [("peers merged by policy", str(metrics.get("peers_merged_by_policy")))]
+
+
+WORKLOAD = LoraExperiment

@@ -2,7 +2,7 @@
 
 Fed only with what nodes report through their status (view, peers heard on gossip,
 counters), whichever transport they run on: a ``Member`` is a simulated host or a daemon
-process, each with its counters summed over its sessions (``Tallies``).
+process, each with its counters summed over its sessions (``sim.tallies``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from edgeswarm.node.node import NodeStatus
 
 from .overlay import overlay_stats
+from .tallies import Tallies, add_counters
 
 if TYPE_CHECKING:
     from .scenario import Scenario
@@ -27,24 +28,6 @@ SERIES = (
     "gossip_coverage",
     "shuffle_success",
 )
-
-
-class Tallies:
-    """A node's counters summed over its sessions (a restarted node counts from zero again)."""
-
-    def __init__(self) -> None:
-        self._past: dict[str, Tally[str]] = {}
-
-    def end_session(self, last: NodeStatus) -> None:
-        """Keep what a session counted up to ``last``, its final status."""
-        add_counters(self._past, _counted(last))
-
-    def total(self, current: NodeStatus | None) -> dict[str, Tally[str]]:
-        """Every past session plus ``current`` (the running session's status, if any)."""
-        totals = {name: Tally(labels) for name, labels in self._past.items()}
-        if current is not None:
-            add_counters(totals, _counted(current))
-        return totals
 
 
 class Member(Protocol):
@@ -73,10 +56,6 @@ def total_counters(members: Iterable[Member]) -> dict[str, Tally[str]]:
     for member in members:
         add_counters(totals, member.tallies.total(member.status()))
     return totals
-
-
-def _counted(status: NodeStatus) -> dict[str, Mapping[str, int]]:
-    return {**status.counters, "transport": status.transport}
 
 
 class SwarmObserver:
@@ -160,8 +139,3 @@ def build_report(
         },
         "timeseries": observer.timeseries,
     }
-
-
-def add_counters(totals: dict[str, Tally[str]], counters: Mapping[str, Mapping[str, int]]) -> None:
-    for name, labels in counters.items():
-        totals.setdefault(name, Tally()).update(labels)

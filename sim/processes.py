@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from edgeswarm.node.control import call
+from edgeswarm.node.control.server import call
 
 READY_TIMEOUT = 120.0  # only a daemon that neither starts nor exits takes this long
 
@@ -113,7 +113,7 @@ class Daemon:
         return call(self.data_dir, command, timeout=timeout)
 
     def wait(self, timeout: float = 120.0, **conditions: Any) -> dict[str, Any]:
-        """Block until the daemon's state meets ``conditions`` (``control_requests.Wait``'s
+        """Block until the daemon's state meets ``conditions`` (``node.control.requests.Wait``'s
         fields, e.g. ``known=[peer]``, ``counters={"membership.shuffle_ok": 1}``); returns the
         reply, whose ``status`` is the state that met them. ControlError after ``timeout``."""
         return call(self.data_dir, {"cmd": "wait", "timeout": timeout, **conditions}, timeout=timeout + 30)

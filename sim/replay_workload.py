@@ -244,3 +244,6 @@ class ReplayExperiment(Workload):
 
 def _fixed(value: float | None) -> str:
     return f"{value:.3f}" if value is not None else "-"
+
+
+WORKLOAD = ReplayExperiment

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from edgeswarm.node.config import ConfigError, NodeConfig, Section, convert, read_toml
-from edgeswarm.node.device import DeviceProfile, load_device
+from edgeswarm.node.subnet.device import DeviceProfile, load_device
 
 from .sybils import SybilSpec
 from .workload import Workload

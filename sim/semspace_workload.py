@@ -21,8 +21,9 @@ import msgspec
 import numpy as np
 import trio
 
+from edgeswarm.learning.keys import ARRAYS, CONFIG, METRICS, NUM_EXAMPLES, WEIGHT
 from edgeswarm.node.config import NodeConfig, Section
-from edgeswarm.node.device import DeviceProfile
+from edgeswarm.node.subnet.device import DeviceProfile
 
 from .determinism import derive_rng
 from .host import SimHost
@@ -158,7 +159,7 @@ class SemSpaceExperiment(Workload):
 
     def _satellite_hooks(self, number: int):
         """Satellite ``number`` joins a regional run when it is served and can afford it."""
-        from edgeswarm.node.fl_client import FederationHooks
+        from edgeswarm.node.fl.run_client import FederationHooks
 
         def policy(announce) -> dict[str, Any] | None:
             scheme = announce.requirements.get("scheme")
@@ -204,18 +205,18 @@ class SemSpaceExperiment(Workload):
         """Gateway ``index`` answers each cloud task with a regional run of its own."""
         from flwr.app import ArrayRecord, Error, Message, MetricRecord, RecordDict
 
-        from edgeswarm.node.federation import FederationHooks, RoundSpec
+        from edgeswarm.node.fl.federation import FederationHooks, RunSpec
 
         name = self.stations[index].name
         spec = self.spec
 
         async def regional(message: Message, context) -> Message:
             federation = host.node.federation  # the gateway's running node (it may have restarted)
-            config = message.content["config"]
+            config = message.content[CONFIG]
             scheme = str(config["scheme"])
             epoch = (int(config["server-round"]) - 1) * spec.round_s
             record = await federation.host(
-                RoundSpec(
+                RunSpec(
                     task="jscc",
                     strategy="weighted",
                     rounds=1,
@@ -230,18 +231,18 @@ class SemSpaceExperiment(Workload):
                         "weighting": "semspace" if scheme == "semspace" else "data",
                     },
                 ),
-                initial=message.content["arrays"],
+                initial=message.content[ARRAYS],
             )
             served = record.history[-1].clients_train if record.history else {}
             self.participation.setdefault(scheme, {}).setdefault(name, []).append(len(served))
-            arrays = federation.models.pop(record.round_id, None)
+            arrays = federation.models.pop(record.run_id, None)
             if record.state != "done" or record.history[-1].status != "ok" or arrays is None:
                 return Message(Error(code=4, reason=f"{name}: no satellite served this round"), reply_to=message)
             weight = sum(c["weight"] for c in served.values())
-            samples = sum(c["num-examples"] for c in served.values())
-            metrics = MetricRecord({"num-examples": int(samples), "weight": float(weight), "satellites": len(served)})
+            samples = sum(c[NUM_EXAMPLES] for c in served.values())
+            metrics = MetricRecord({NUM_EXAMPLES: int(samples), WEIGHT: float(weight), "satellites": len(served)})
             return Message(
-                content=RecordDict({"arrays": ArrayRecord(arrays.to_torch_state_dict()), "metrics": metrics}),
+                content=RecordDict({ARRAYS: ArrayRecord(arrays.to_torch_state_dict()), METRICS: metrics}),
                 reply_to=message,
             )
 
@@ -254,7 +255,7 @@ class SemSpaceExperiment(Workload):
     # ---- the cloud -------------------------------------------------------------------
     async def run(self, nursery: trio.Nursery) -> None:
         from edgeswarm.learning.jscc import JSCC, images, quality
-        from edgeswarm.node.federation import RoundSpec
+        from edgeswarm.node.fl.federation import RunSpec
 
         spec = self.spec
         test = images()["test"]
@@ -271,7 +272,7 @@ class SemSpaceExperiment(Workload):
             sent_before = sum(sum(h.counters().get("bytes_out", {}).values()) for h in self.hosts)
             flat = scheme == "flat_fedavg"
             record = await cloud.host(
-                RoundSpec(
+                RunSpec(
                     task="jscc" if flat else "jscc-gateway",
                     strategy="weighted",
                     rounds=spec.rounds,
@@ -295,7 +296,7 @@ class SemSpaceExperiment(Workload):
                 self.energy[scheme] = {
                     r.round - 1: sum(self._flat_cost(p) for p in r.clients_train) for r in record.history
                 }
-            final_model = cloud.models.get(record.round_id)
+            final_model = cloud.models.get(record.run_id)
             if final_model is not None:  # the final model across channel qualities
                 model = JSCC()
                 model.load_state_dict(final_model.to_torch_state_dict())
@@ -372,3 +373,6 @@ class SemSpaceExperiment(Workload):
             (f"energy per round {scheme} (J)", f"{value:.1f}")
             for scheme, value in metrics.get("energy_j_per_round", {}).items()
         ]
+
+
+WORKLOAD = SemSpaceExperiment

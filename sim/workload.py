@@ -1,9 +1,9 @@
 """What a scenario runs over the swarm: the ``Workload`` every experiment follows.
 
 A workload is one file in ``sim/``: its scenario table (a ``Section``, e.g. ``[grank]``) and
-a ``Workload`` subclass naming it. ``sim.workloads.WORKLOADS`` lists them; the scenario
-loader, the runner, ``report.json``, the plots and the summary table learn every workload
-from there, so adding one is one new file plus one line in that list.
+a ``Workload`` subclass naming it, exported as ``WORKLOAD``. ``sim.workloads`` lists the
+files; the scenario loader, the runner, ``report.json``, the plots and the summary table
+learn every workload from there, so adding one is one new file plus one line in that list.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import trio
 
 from edgeswarm.node.config import NodeConfig, Section
-from edgeswarm.node.device import DeviceProfile
+from edgeswarm.node.subnet.device import DeviceProfile
 
 from .host import SimHost
 

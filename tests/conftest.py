@@ -84,7 +84,7 @@ async def until(check, *, limit: float = FAILURE_BOUND):
     """
     import trio
 
-    from edgeswarm.node.waits import Ticks
+    from edgeswarm.node.control.waits import Ticks
 
     with trio.fail_after(limit):
         return await Ticks().until(lambda: check() or None)

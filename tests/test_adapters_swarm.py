@@ -13,7 +13,7 @@ import trio
 pytest.importorskip("peft")
 
 from edgeswarm.learning import lora
-from edgeswarm.node.adapters import AdapterError
+from edgeswarm.node.adapters.adapters import AdapterError
 from edgeswarm.node.compute import ModelledCompute
 from edgeswarm.node.config import AdaptersConfig, MembershipConfig, NodeConfig, PresenceConfig, RankingConfig
 from edgeswarm.node.node import Node

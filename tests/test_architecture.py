@@ -15,7 +15,6 @@ ALLOWED = {
     "node": {"protocols", "learning"},
     "sim": {"node", "protocols", "learning"},
 }
-COMPOSITION_ROOTS = {"node/cli.py"}  # gathers every command group, sim's included
 HEAVY = ("torch", "flwr", "peft", "torch_geometric", "transformers", "onnxruntime", "matplotlib", "libp2p")
 
 
@@ -38,8 +37,6 @@ def imported_layers(path):
 def test_layers_import_only_downwards(repo, layer):
     for path in sorted((repo / layer).rglob("*.py")):
         rel = path.relative_to(repo).as_posix()
-        if rel in COMPOSITION_ROOTS:
-            continue
         illegal = imported_layers(path) - ALLOWED[layer] - {layer}
         assert not illegal, f"{rel} imports {sorted(illegal)}"
 
@@ -52,6 +49,71 @@ def test_light_core_imports_no_heavy_dependency(repo):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_daemon_and_its_cli_load_nothing_of_the_simulator(repo):
+    """``edgeswarm sim`` is found by name when it is asked for (node/cli.py's _SimCommands)."""
+    code = "import sys, edgeswarm.node.cli, edgeswarm.node.daemon\nprint([m for m in sys.modules if 'sim' in m.split('.')])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
+    assert out.stdout.strip() == "[]"
+
+
+def _module_name(repo, path):
+    parts = list(path.relative_to(repo).with_suffix("").parts)
+    return ".".join(["edgeswarm", *parts[:-1]] + ([] if parts[-1] == "__init__" else [parts[-1]]))
+
+
+def _module_level_imports(repo, path, known):
+    """The edgeswarm modules ``path`` imports when it is imported (TYPE_CHECKING blocks too, not
+    the lazy imports inside functions)."""
+    package = _module_name(repo, path).rsplit(".", 1)[0] if path.name != "__init__.py" else _module_name(repo, path)
+    statements, found = list(ast.parse(path.read_text()).body), set()
+    while statements:
+        node = statements.pop()
+        if isinstance(node, ast.If | ast.Try):
+            statements += node.body + node.orelse + getattr(node, "handlers", []) + getattr(node, "finalbody", [])
+        elif isinstance(node, ast.ExceptHandler):
+            statements += node.body
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}
+    return {name for name in found if name in known}
+
+
+def test_no_module_imports_itself_through_others(repo):
+    """No import cycles (sim/ had one of 10 files through observe.py)."""
+    paths = {_module_name(repo, p): p for layer in LAYERS for p in (repo / layer).rglob("*.py")}
+    graph = {name: _module_level_imports(repo, path, paths.keys()) - {name} for name, path in paths.items()}
+    from edgeswarm.sim.workloads import MODULES  # the registry imports its workloads by name
+
+    graph["edgeswarm.sim.workloads"] |= {f"edgeswarm.sim.{module}" for module in MODULES}
+    for start in graph:
+        seen, stack = set(), [(start, [start])]
+        while stack:
+            name, trail = stack.pop()
+            for nxt in graph[name]:
+                if nxt == start:
+                    raise AssertionError("import cycle: " + " -> ".join([*trail, nxt]))
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*trail, nxt]))
+
+
+def test_no_two_modules_share_a_file_name(repo):
+    """A name says which module it is; each protocol's ``messages.py`` is the one convention."""
+    conventions = {"__init__.py", "__main__.py", "messages.py"}
+    seen: dict[str, str] = {}
+    for layer in LAYERS:
+        for path in sorted((repo / layer).rglob("*.py")):
+            rel = path.relative_to(repo).as_posix()
+            assert path.name in conventions or path.name not in seen, f"{rel} and {seen.get(path.name)}"
+            seen[path.name] = rel
 
 
 def test_every_package_is_in_the_wheel(repo):

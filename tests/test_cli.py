@@ -74,8 +74,8 @@ def test_log_json_emits_json_lines(tmp_path, repo):
 def test_catalog_files_are_validated(tmp_path):
     import pytest
 
-    from edgeswarm.node.catalog_file import read_catalog
     from edgeswarm.node.config import ConfigError
+    from edgeswarm.node.ranking.catalog_file import read_catalog
 
     good = tmp_path / "c.json"
     good.write_text('[{"item": "a", "title": "A", "tags": ["x", "y"]}]')
@@ -101,10 +101,10 @@ def test_fl_status_and_lora_list_render_what_the_daemon_returns(monkeypatch, tmp
 
     status = {
         "offers": ["subgraph"],
-        "announced": [{"round_id": "r-2", "host": "12D3KooWx", "task": "subgraph", "strategy": "fedpub", "rounds": 5}],
+        "announced": [{"run_id": "r-2", "host": "12D3KooWx", "task": "subgraph", "strategy": "fedpub", "rounds": 5}],
         "runs": [
             {
-                "round_id": "r-1",
+                "run_id": "r-1",
                 "role": "host",
                 "task": "subgraph",
                 "strategy": "fedavg",
@@ -169,7 +169,7 @@ def test_fl_status_watch_redraws_until_every_run_has_ended(monkeypatch, tmp_path
             for r in range(1, rounds_done + 1)
         ]
         run = {
-            "round_id": "r-1",
+            "run_id": "r-1",
             "role": "client",
             "task": "subgraph",
             "strategy": "fedavg",
@@ -269,7 +269,7 @@ def test_flower_log_lines_come_once_without_colour_codes_under_log_json(capsys):
 def test_every_workloads_summary_prints_its_headline_metrics(workload, metrics, rows):
     from rich.console import Console
 
-    from edgeswarm.sim.cli import summary_table
+    from edgeswarm.sim.commands import summary_table
 
     report = {
         "scenario": workload,

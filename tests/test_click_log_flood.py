@@ -6,10 +6,10 @@ import random
 import msgspec
 import trio
 
-from edgeswarm.node.click_log_limits import ClickLogLimits, RowAdmission
 from edgeswarm.node.config import MembershipConfig, NodeConfig, PresenceConfig, RankingConfig
 from edgeswarm.node.identity import Identity
 from edgeswarm.node.node import Node
+from edgeswarm.node.ranking.click_log_limits import ClickLogLimits, RowAdmission
 from edgeswarm.node.store import Store
 from edgeswarm.protocols.membership.messages import Descriptor
 from edgeswarm.protocols.network import RequestRefused, deadline

@@ -1,7 +1,7 @@
 import pytest
 
 from edgeswarm.node.config import ConfigError, NodeConfig, load_node_config, load_toml
-from edgeswarm.node.device import DeviceProfile, load_device
+from edgeswarm.node.subnet.device import DeviceProfile, load_device
 from edgeswarm.sim.scenario import Scenario, load_scenario
 
 
@@ -83,10 +83,14 @@ def test_scenario_errors_name_the_key(tmp_path, repo):
 
 
 def test_every_workload_is_one_scenario_table(tmp_path, repo):
-    """The registry names each workload's table; two tables in one scenario are refused."""
-    from edgeswarm.sim.workloads import WORKLOADS
+    """The registry names each workload's table, and every workload file is in it; two tables in
+    one scenario are refused."""
+    from edgeswarm.sim.workload import Workload
+    from edgeswarm.sim.workloads import MODULES, WORKLOADS
 
-    assert set(WORKLOADS) == {"grank", "replay", "fl", "lora", "semspace"}
+    files = sorted(path.stem for path in (repo / "sim").glob("*_workload.py"))
+    assert sorted(MODULES) == files and len(WORKLOADS) == len(files) >= 5
+    assert all(issubclass(kind, Workload) for kind in WORKLOADS.values())
     for name, kind in WORKLOADS.items():
         assert kind.name == name and name in Scenario.__struct_fields__
     text = (

@@ -17,7 +17,7 @@ import trio
 from typer.testing import CliRunner
 
 from edgeswarm.node.cli import app
-from edgeswarm.node.control import SOCKET_FILE
+from edgeswarm.node.control.server import SOCKET_FILE
 from edgeswarm.sim.processes import DaemonError
 
 from conftest import identity
@@ -278,7 +278,7 @@ def test_of_two_daemons_started_at_once_on_one_port_exactly_one_runs(group):
 
 
 def test_control_requests_over_the_cap_are_told_busy_at_once_and_counted(group):
-    from edgeswarm.node.control import MAX_CONNECTIONS
+    from edgeswarm.node.control.server import MAX_CONNECTIONS
 
     a = group.spawn("a")
     waiting = []
@@ -304,7 +304,7 @@ def test_control_requests_over_the_cap_are_told_busy_at_once_and_counted(group):
 
 def test_a_wait_whose_client_hangs_up_frees_its_slot(group):
     """A thousand `wait`s that were sent and abandoned held every slot for their whole timeout."""
-    from edgeswarm.node.control import MAX_CONNECTIONS
+    from edgeswarm.node.control.server import MAX_CONNECTIONS
 
     a = group.spawn("a")
     leaving = MAX_CONNECTIONS - 1  # one slot stays free for the wait below
@@ -326,7 +326,7 @@ def test_a_command_for_a_service_that_is_off_loads_nothing_of_it():
     """`fl host` sent to a node without federation used to import Flower first (200 MB)."""
     code = (
         "import sys, trio\n"
-        "from edgeswarm.node import control, control_requests as req\n"
+        "from edgeswarm.node.control import requests as req, server as control\n"
         "class Node: federation = None\n"
         "async def main():\n"
         "    try:\n"

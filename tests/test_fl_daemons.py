@@ -26,7 +26,7 @@ def test_daemons_host_and_join_a_fedavg_run_over_libp2p(tmp_path):
 
         with pytest.raises(Exception, match="unknown strategy"):
             host.request({"cmd": "fl_host", "task": "subgraph", "strategy": "nope"})
-        round_id = host.request(
+        run_id = host.request(
             {
                 "cmd": "fl_host",
                 "task": "subgraph",
@@ -35,11 +35,11 @@ def test_daemons_host_and_join_a_fedavg_run_over_libp2p(tmp_path):
                 "min_clients": 2,
                 "max_clients": 2,
             }
-        )["round_id"]
-        manual.wait(counters={"msgs_in.fl.round": 1})
-        joined = manual.request({"cmd": "fl_join", "round_id": round_id})
+        )["run_id"]
+        manual.wait(counters={"msgs_in.fl.run": 1})
+        joined = manual.request({"cmd": "fl_join", "run_id": run_id})
         assert joined["role"] == "client" and joined["host"] == host.status()["peer_id"]
-        run = host.request({"cmd": "fl_wait", "round_id": round_id, "timeout": 600}, timeout=630)
+        run = host.request({"cmd": "fl_wait", "run_id": run_id, "timeout": 600}, timeout=630)
         assert run["state"] == "done", run
         assert len(run["participants"]) == 2
         assert [r["status"] for r in run["history"]] == ["ok", "ok"]
@@ -48,13 +48,13 @@ def test_daemons_host_and_join_a_fedavg_run_over_libp2p(tmp_path):
             for r in run["history"]
         )
         # the clients follow the run to its end: their own metrics per round, then "done"
-        mine = auto.request({"cmd": "fl_wait", "round_id": round_id, "timeout": 120}, timeout=150)
+        mine = auto.request({"cmd": "fl_wait", "run_id": run_id, "timeout": 120}, timeout=150)
         assert mine["state"] == "done"
         assert [r["round"] for r in mine["history"]] == [1, 2] and "test-acc" in mine["history"][-1]["evaluate"]
         # and the host's history outlives a restart (read back from its store)
         assert host.stop() == 0
         host = group.restart(host)
-        kept = next(r for r in host.request({"cmd": "fl_status"})["runs"] if r["round_id"] == round_id)
+        kept = next(r for r in host.request({"cmd": "fl_status"})["runs"] if r["run_id"] == run_id)
         assert kept["state"] == "done" and [r["status"] for r in kept["history"]] == ["ok", "ok"]
     for daemon in group.daemons:
         assert "Traceback" not in daemon.log(), daemon.log()

@@ -13,7 +13,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from edgeswarm.learning.reply_check import check_train_reply
-from edgeswarm.node.fl_catalog import STRATEGIES, check_run
+from edgeswarm.node.fl.catalog import STRATEGIES, check_run
 from edgeswarm.protocols.fl import flower_wire
 
 flower_wire.ensure_task_identity()  # Messages built outside Flower's runtime
@@ -138,10 +138,7 @@ def test_the_daemon_side_refuses_the_same_pairs():
     import random
 
     from edgeswarm.node.config import FederationConfig
-    from edgeswarm.node.federation import Federation, RoundSpec
-    from edgeswarm.node.fl_tasks import STRATEGIES as CODE
-
-    assert CODE.keys() == STRATEGIES.keys()  # every name the CLI offers has code behind it
+    from edgeswarm.node.fl.federation import Federation, RunSpec
 
     class Offline:  # enough of a Messenger for a host that never gets to send
         local_peer = "12D3KooWhost"
@@ -156,7 +153,7 @@ def test_the_daemon_side_refuses_the_same_pairs():
         Offline(), FederationConfig(enabled=True, tasks={"subgraph": {}}), random.Random(0), lambda: 0.0, None, None
     )
     with pytest.raises(ValueError, match="cannot train task 'subgraph'"):
-        trio.run(federation.host, RoundSpec(task="subgraph", strategy="weightsharing"))
+        trio.run(federation.host, RunSpec(task="subgraph", strategy="weightsharing"))
 
 
 def test_fedpub_drops_a_reply_whose_embedding_has_another_shape():

@@ -16,7 +16,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from edgeswarm.node.compute import ModelledCompute
 from edgeswarm.node.config import FederationConfig
-from edgeswarm.node.federation import Federation
+from edgeswarm.node.fl.federation import Federation
 from edgeswarm.protocols.blobs import CHUNK_BYTES, BlobError, BlobRef, BlobShelf, Chunk, ChunkRequest, fetch
 from edgeswarm.protocols.counters import Counters
 from edgeswarm.protocols.envelope import Codec
@@ -69,7 +69,7 @@ def test_blobs_move_in_chunks_verified_and_only_to_the_named_peer():
                 with pytest.raises(BlobError):  # offered to b, not to c
                     await fetch(c, a.local_peer, ref, max_bytes=10 * CHUNK_BYTES, chunk_timeout=5)
                 assert await fetch(b, a.local_peer, ref, max_bytes=10 * CHUNK_BYTES, chunk_timeout=5) == data
-                assert shelf.stored_bytes == 0  # b has it all: the offer is gone
+                assert shelf.chunk(b.local_peer, ChunkRequest(ref.digest, 0)) is None  # b has it all: gone
                 shelf.offer(data, b.local_peer)
                 public = shelf.offer(b"for anyone", None)
                 assert await fetch(c, a.local_peer, public, max_bytes=100, chunk_timeout=5) == b"for anyone"
@@ -148,7 +148,7 @@ def test_fl_simulation_runs_fedpub_fedavg_and_local_over_the_swarm_deterministic
     assert metrics["rounds_ok"] == {"fedpub": 3, "fedavg": 3, "local": 3}
     assert all(0.3 < metrics["accuracy"][m] <= 1.0 for m in ("fedpub", "fedavg", "local"))
     sent = first["metrics"]["counters"]["bytes_out"]
-    assert sent["fl.task"] > 0 and sent["fl.result"] > 0 and sent["fl.round"] > 0
+    assert sent["fl.task"] > 0 and sent["fl.result"] > 0 and sent["fl.run"] > 0
     again = small_fl(strategies=["fedpub", "fedavg", "local"])
     assert again["fl_series"] == first["fl_series"]
 
@@ -167,7 +167,7 @@ def test_a_round_completes_when_clients_vanish_mid_round(small_fl):
 
 
 def test_joiners_must_share_the_hosts_dataset_and_partitioning_but_not_its_paths():
-    from edgeswarm.node.fl_tasks import make_strategy, meets, requirements
+    from edgeswarm.node.fl.catalog import make_strategy, meets, requirements
 
     host = {"graph-source": "planetoid:/data/a:Cora", "num-partitions": 10, "partition-id": 0}
     required = requirements("subgraph", host)
@@ -194,7 +194,7 @@ def test_central_dp_and_robust_strategies_run_unchanged_over_the_swarm(small_fl)
 def test_run_records_survive_a_restart_and_clients_see_their_rounds_end(tmp_path):
     """Host and clients keep each run's record in their store; a client's table fills and ends 'done'."""
     from edgeswarm.node.config import MembershipConfig, NodeConfig, PresenceConfig, RankingConfig
-    from edgeswarm.node.fl_records import RoundSpec, RunBook
+    from edgeswarm.node.fl.run_records import RunBook, RunSpec
     from edgeswarm.node.node import Node
     from edgeswarm.node.store import Store
     from edgeswarm.protocols.membership.messages import Descriptor
@@ -238,12 +238,12 @@ def test_run_records_survive_a_restart_and_clients_see_their_rounds_end(tmp_path
                     await nursery.start(n.run)
                 await trio.sleep(10)
                 record = await nodes[0].federation.host(
-                    RoundSpec(task="subgraph", strategy="fedavg", rounds=2, min_clients=2, join_window=5.0)
+                    RunSpec(task="subgraph", strategy="fedavg", rounds=2, min_clients=2, join_window=5.0)
                 )
                 assert record.state == "done" and [r.round for r in record.history] == [1, 2]
                 for client in nodes[1:]:
                     (mine,) = client.federation.runs.values()
-                    assert mine.round_id == record.round_id and mine.role == "client" and mine.state == "done"
+                    assert mine.run_id == record.run_id and mine.role == "client" and mine.state == "done"
                     assert [r.round for r in mine.history] == [1, 2]
                     assert all("test-acc" in r.evaluate and r.train for r in mine.history)
                     assert mine.history[-1].clients == {str(client.peer_id): mine.history[-1].evaluate}
@@ -253,7 +253,7 @@ def test_run_records_survive_a_restart_and_clients_see_their_rounds_end(tmp_path
     for n, store in enumerate(stores):  # a restart reads the records back from the store
         (kept,) = RunBook(store).values()
         assert kept.state == "done" and len(kept.history) == 2 and kept.role == ("host" if n == 0 else "client")
-    live = msgspec.msgpack.encode(msgspec.structs.replace(kept, round_id="x", state="training", history=[]))
+    live = msgspec.msgpack.encode(msgspec.structs.replace(kept, run_id="x", state="training", history=[]))
     stores[1].put_fl_run("x", live, keep=10)
     assert RunBook(stores[1])["x"].state == "interrupted"  # its in-memory Flower state died with the node
 
@@ -261,8 +261,8 @@ def test_run_records_survive_a_restart_and_clients_see_their_rounds_end(tmp_path
 def test_a_clients_record_keeps_only_the_announced_rounds_and_a_bounded_history():
     from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
-    from edgeswarm.node import fl_client
-    from edgeswarm.node.fl_records import RunBook, RunRecord
+    from edgeswarm.node.fl import run_client as fl_client
+    from edgeswarm.node.fl.run_records import RunBook, RunRecord
 
     flower_wire.ensure_task_identity()
     client = fl_client.FlClient.__new__(fl_client.FlClient)  # only its bookkeeping is under test
@@ -292,12 +292,15 @@ def test_a_shelf_lets_an_offer_go_once_each_peer_has_it_or_it_is_withdrawn():
     ref = shelf.offer(data, "b")
     shelf.offer(data, "c")  # the same model to two participants: one copy, two peers
     last = ChunkRequest(ref.digest, 1)
-    assert shelf.chunk("b", ChunkRequest(ref.digest, 0)) and shelf.stored_bytes == len(data)
-    assert len(shelf.chunk("b", last)) == 10 and shelf.stored_bytes == len(data)  # c has not fetched it
+    assert shelf.chunk("b", ChunkRequest(ref.digest, 0))
+    assert len(shelf.chunk("b", last)) == 10
     assert shelf.chunk("b", last) is None  # b's share is gone
-    assert len(shelf.chunk("c", last)) == 10 and shelf.stored_bytes == 0
+    assert shelf.chunk("c", ChunkRequest(ref.digest, 0))  # c has not fetched it: still there for c
+    assert len(shelf.chunk("c", last)) == 10
+    assert shelf.chunk("c", ChunkRequest(ref.digest, 0)) is None  # everyone has it: gone
     other = shelf.offer(b"x" * 100, "d")
     shelf.withdraw(other.digest, "d")  # its round ended before d fetched it
     public = shelf.offer(b"for anyone", None)
     assert shelf.chunk("e", ChunkRequest(public.digest, 0)) == b"for anyone"
-    assert shelf.stored_bytes == len(b"for anyone")  # public offers stay until they expire
+    assert shelf.chunk("f", ChunkRequest(public.digest, 0)) == b"for anyone"  # public offers stay until they expire
+    assert shelf.chunk("d", ChunkRequest(other.digest, 0)) is None

@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from edgeswarm.node.config import NodeConfig, PresenceConfig, RankingConfig
-from edgeswarm.node.device import DeviceProfile
+from edgeswarm.node.subnet.device import DeviceProfile
 from edgeswarm.sim.grank_workload import GRankSpec, log_distance
 from edgeswarm.sim.runner import run_scenario
 from edgeswarm.sim.scenario import LoadedScenario, Scenario, load_scenario

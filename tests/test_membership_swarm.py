@@ -3,7 +3,7 @@
 import msgspec
 
 from edgeswarm.node.config import NodeConfig, PresenceConfig
-from edgeswarm.node.device import DeviceProfile
+from edgeswarm.node.subnet.device import DeviceProfile
 from edgeswarm.sim.runner import run_scenario
 from edgeswarm.sim.scenario import ChurnSpec, LoadedScenario, NetworkSpec, Scenario
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeswarm.node.control import ControlError
+from edgeswarm.node.control.server import ControlError
 
 from conftest import FAST
 from nat_lab import PUBLIC_IP, nat_lab
@@ -115,8 +115,8 @@ def test_a_federated_round_with_nated_clients_completes(group, tmp_path):
             )
         host.wait(peers=3, gossip_peers=2)  # the relay and both clients; the announcement reaches them
         spec = {"cmd": "fl_host", "task": "subgraph", "strategy": "fedavg", "rounds": 2, "min_clients": 2}
-        round_id = host.request({**spec, "max_clients": 2})["round_id"]
-        run = host.request({"cmd": "fl_wait", "round_id": round_id, "timeout": 600}, timeout=630)
+        run_id = host.request({**spec, "max_clients": 2})["run_id"]
+        run = host.request({"cmd": "fl_wait", "run_id": run_id, "timeout": 600}, timeout=630)
         assert run["state"] == "done", run
         assert [r["status"] for r in run["history"]] == ["ok", "ok"] and len(run["participants"]) == 2
 

@@ -128,7 +128,7 @@ def test_a_small_subnet_trains_only_its_own_entries_of_the_supernet():
 
 
 def device(name="test", speed=1.0, budget_ms=50.0):
-    from edgeswarm.node.device import DeviceProfile
+    from edgeswarm.node.subnet.device import DeviceProfile
 
     return DeviceProfile(
         name=name,
@@ -146,7 +146,7 @@ def device(name="test", speed=1.0, budget_ms=50.0):
 def assert_choice_is_the_best_verified(result):
     """Whatever this machine measured: the choice is the most accurate subnet measured within
     the budget, after those the verification passed over; the smallest if none fits."""
-    from edgeswarm.node.subnet import choose
+    from edgeswarm.node.subnet.subnet import choose
 
     measured = result["measured"]
     ranked = choose([(m["accuracy"], m["latency_ms"]) for m in measured], result["budget_ms"])
@@ -161,7 +161,7 @@ def assert_choice_is_the_best_verified(result):
 
 def test_subnet_select_writes_a_verified_onnx_model_and_its_progress_agrees(tmp_path):
     """Real onnxruntime timings on this machine, whatever its speed: only invariants."""
-    from edgeswarm.node.subnet import classify, select
+    from edgeswarm.node.subnet.subnet import classify, select
 
     checkpoint = tmp_path / "supernet.pt"
     torch.save({"state_dict": supernet.load().state_dict()}, checkpoint)  # a checkpoint a user already has
@@ -191,7 +191,7 @@ def test_subnet_select_writes_a_verified_onnx_model_and_its_progress_agrees(tmp_
 def test_the_choice_is_the_most_accurate_within_budget_and_a_larger_budget_is_never_worse():
     import random
 
-    from edgeswarm.node.subnet import choose
+    from edgeswarm.node.subnet.subnet import choose
 
     rng = random.Random(5)
     for _ in range(200):
@@ -226,7 +226,7 @@ def latency_by_macs(monkeypatch):
 
 
 def test_selection_is_cached_in_the_data_dir_and_a_faster_device_is_never_worse(tmp_path, latency_by_macs):
-    from edgeswarm.node.subnet import select
+    from edgeswarm.node.subnet.subnet import select
 
     seen = []
     # every subnet takes 0.44 to 1.1 ms here, 1.27 ms and more on a device at 0.35x: none fits 1 ms
@@ -248,7 +248,7 @@ def test_selection_is_cached_in_the_data_dir_and_a_faster_device_is_never_worse(
 def test_a_damaged_measurement_cache_is_set_aside_not_trusted(tmp_path):
     import numpy as np
 
-    from edgeswarm.node.subnet_cache import SubnetCache
+    from edgeswarm.node.subnet.subnet_cache import SubnetCache
 
     path = tmp_path / "measurements.json"
     path.write_text('{"version": 1, "accuracy": {"w": {"1,2": "x"}}')  # cut short by a crash elsewhere

@@ -5,7 +5,7 @@ import random
 import trio
 
 from edgeswarm.node.config import PresenceConfig
-from edgeswarm.node.presence import Presence
+from edgeswarm.node.swarm.presence import Presence
 from edgeswarm.protocols.counters import Counters
 from edgeswarm.protocols.envelope import Opened
 from edgeswarm.protocols.presence.messages import Announce

@@ -3,8 +3,8 @@
 import trio
 import trio.testing
 
-from edgeswarm.node.control_requests import BadRequest, Wait, decode_request
-from edgeswarm.node.waits import Ticks, counter_value, unmet
+from edgeswarm.node.control.requests import BadRequest, Wait, decode_request
+from edgeswarm.node.control.waits import Ticks, counter_value, unmet
 
 COUNTERS = {"membership": {"shuffle_ok": 3, "shuffle_failed": 1}, "msgs_in": {"presence.announce": 7}}
 TRANSPORT = {"offences": 2}

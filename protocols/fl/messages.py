@@ -1,6 +1,6 @@
 """Wire types for federated rounds over the swarm.
 
-A host gossips a small signed ``RoundAnnounce``; nodes that offer the task ``Join`` by
+A host gossips a small signed ``RunAnnounce``; nodes that offer the task ``Join`` by
 request. Flower messages then travel as ``Task`` (host -> client) and ``Result``
 (client -> host) requests, each acknowledged at once, so no stream stays open while a
 client trains. A payload over ``INLINE_BYTES`` is not inlined: the request names a blob
@@ -17,22 +17,21 @@ from edgeswarm.protocols.blobs import BlobRef
 from edgeswarm.protocols.envelope import Body
 
 INLINE_BYTES = 256 * 1024
-ROUND_ID_CHARS = 64
+RUN_ID_CHARS = 64
 NAME_CHARS = 64
 
-RoundId = Annotated[str, msgspec.Meta(min_length=1, max_length=ROUND_ID_CHARS, pattern=r"^[A-Za-z0-9_.-]+$")]
+RunId = Annotated[str, msgspec.Meta(min_length=1, max_length=RUN_ID_CHARS, pattern=r"^[A-Za-z0-9_.-]+$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_CHARS)]
 Value = Annotated[str, msgspec.Meta(max_length=256)]
 
 
-class RoundAnnounce(Body, array_like=True, frozen=True):
+class RunAnnounce(Body, array_like=True, frozen=True):
     """A host offers a federated run; signed by the host (the envelope sender)."""
 
-    KIND = "fl.round"
+    KIND = "fl.run"
     MAX_BYTES = 4096
-    round_id: RoundId
+    run_id: RunId
     task: Name
-    model: Name
     strategy: Name
     rounds: Annotated[int, msgspec.Meta(ge=1, le=100_000)]
     min_clients: Annotated[int, msgspec.Meta(ge=1, le=100_000)]
@@ -45,7 +44,7 @@ class RoundAnnounce(Body, array_like=True, frozen=True):
 class Join(Body, array_like=True, frozen=True):
     KIND = "fl.join"
     MAX_BYTES = 256
-    round_id: RoundId
+    run_id: RunId
     task: Name
 
 
@@ -61,7 +60,7 @@ class FlowerMessage(Body, array_like=True, frozen=True):
     """A serialized Flower message for one run: inline bytes, or a blob to pull."""
 
     MAX_BYTES = INLINE_BYTES + 1024
-    round_id: RoundId
+    run_id: RunId
     inline: Annotated[bytes, msgspec.Meta(max_length=INLINE_BYTES)] | None = None
     blob: BlobRef | None = None
 
@@ -85,4 +84,4 @@ class Ack(Body, array_like=True, frozen=True):
     reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
-MESSAGES = (RoundAnnounce, Join, JoinReply, Task, Result, Ack)
+MESSAGES = (RunAnnounce, Join, JoinReply, Task, Result, Ack)

@@ -16,19 +16,18 @@ import trio
 from flwr.app import Context, Error, Message, MessageType, RecordDict
 from flwr.clientapp import ClientApp
 
+from edgeswarm.node.compute import Compute
+from edgeswarm.node.config import FederationConfig
+from edgeswarm.node.fl.catalog import TASKS, meets
+from edgeswarm.node.fl.payloads import Payloads
+from edgeswarm.node.fl.run_records import RoundMetrics, RunBook, RunRecord, bound, floats
 from edgeswarm.protocols.blobs import BlobError
 from edgeswarm.protocols.envelope import Rejected
 from edgeswarm.protocols.fl import flower_wire
-from edgeswarm.protocols.fl.messages import Ack, Join, JoinReply, Result, RoundAnnounce, Task
+from edgeswarm.protocols.fl.messages import Ack, Join, JoinReply, Result, RunAnnounce, Task
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import NetworkError, deadline
 from edgeswarm.protocols.peer_id import PeerId
-
-from .compute import Compute
-from .config import FederationConfig
-from .fl_payloads import Payloads
-from .fl_records import RoundMetrics, RunBook, RunRecord, bound, floats
-from .fl_tasks import TASKS, meets
 
 CLIENT_APP_FAILED = 3  # Error code of a reply whose ClientApp raised
 MAX_CLIENT_HISTORY = 1000  # rounds of our own metrics a client record keeps per run
@@ -36,7 +35,7 @@ MAX_ANNOUNCED = 1000  # announced runs remembered
 MAX_JOINED = 64  # joined runs whose client state is kept (oldest dropped first)
 
 AsyncApp = Callable[[Message, Context], Awaitable[Message]]
-JoinPolicy = Callable[[RoundAnnounce], dict[str, Any] | None]
+JoinPolicy = Callable[[RunAnnounce], dict[str, Any] | None]
 
 
 @dataclass(frozen=True)
@@ -89,16 +88,16 @@ class FlClient:
         self.runs = runs
         self.hooks = hooks
         self.client_apps = {name: task.client_app for name, task in TASKS.items()} | dict(hooks.client_apps)
-        self.announced: dict[str, tuple[PeerId, RoundAnnounce]] = {}
+        self.announced: dict[str, tuple[PeerId, RunAnnounce]] = {}
         self._joined: dict[str, JoinedRun] = {}
         self._joining: dict[str, trio.Event] = {}  # runs whose join request is in flight
         self.nursery: trio.Nursery | None = None
         """Where task work runs: the federation service's nursery, set when it runs."""
 
-    def on_announce(self, host: PeerId, announce: RoundAnnounce) -> None:
-        if host == self.messenger.local_peer or announce.round_id in self.announced:
+    def on_announce(self, host: PeerId, announce: RunAnnounce) -> None:
+        if host == self.messenger.local_peer or announce.run_id in self.announced:
             return
-        self.announced[announce.round_id] = (host, announce)
+        self.announced[announce.run_id] = (host, announce)
         bound(self.announced, MAX_ANNOUNCED)  # forget the oldest: a flood cannot grow memory
         offered = self.config.tasks.get(announce.task)
         policy = self.hooks.join_policy
@@ -109,37 +108,37 @@ class FlClient:
             and self.nursery is not None
             and (policy is None or policy(announce) is not None)
         ):
-            self.nursery.start_soon(self._join_quietly, announce.round_id)
+            self.nursery.start_soon(self._join_quietly, announce.run_id)
 
-    async def _join_quietly(self, round_id: str) -> None:
+    async def _join_quietly(self, run_id: str) -> None:
         try:
-            await self.join(round_id)
+            await self.join(run_id)
         except (NetworkError, ValueError):
             self.messenger.counters.add("fl", "joins_failed")  # the host is gone or full: not joined
 
-    async def join(self, round_id: str) -> RunRecord:
+    async def join(self, run_id: str) -> RunRecord:
         """Join an announced run whose task this node offers; raises ValueError if refused."""
-        if round_id in self._joined:
-            return self._joined[round_id].record
-        if round_id not in self.announced:
-            raise ValueError(f"no announced run {round_id!r}")
-        host, announce = self.announced[round_id]
+        if run_id in self._joined:
+            return self._joined[run_id].record
+        if run_id not in self.announced:
+            raise ValueError(f"no announced run {run_id!r}")
+        host, announce = self.announced[run_id]
         if announce.task not in self.config.tasks:
             raise ValueError(f"this node does not offer task {announce.task!r}")
         if not meets(announce.requirements, announce.task, self.config.tasks[announce.task]):
             raise ValueError(f"this node's {announce.task!r} config does not match the run's {announce.requirements}")
-        if round_id in self._joining:
-            raise ValueError(f"already joining run {round_id!r}")
-        self._joining[round_id] = settled = trio.Event()
+        if run_id in self._joining:
+            raise ValueError(f"already joining run {run_id!r}")
+        self._joining[run_id] = settled = trio.Event()
         try:
-            return await self._join(round_id, host, announce)
+            return await self._join(run_id, host, announce)
         finally:
-            del self._joining[round_id]
+            del self._joining[run_id]
             settled.set()
 
-    async def _join(self, round_id: str, host: PeerId, announce: RoundAnnounce) -> RunRecord:
+    async def _join(self, run_id: str, host: PeerId, announce: RunAnnounce) -> RunRecord:
         with deadline(self.config.chunk_timeout):
-            reply = await self.messenger.request(host, Join(round_id, announce.task), JoinReply)
+            reply = await self.messenger.request(host, Join(run_id, announce.task), JoinReply)
         if not reply.accepted:
             raise ValueError(f"host refused: {reply.reason}")
         node_config = dict(self.config.tasks[announce.task])
@@ -149,24 +148,24 @@ class FlClient:
                 raise ValueError("this node's join policy declines the run")
             node_config |= extra
         context = Context(
-            run_id=flower_wire.flower_id(round_id),
+            run_id=flower_wire.flower_id(run_id),
             node_id=reply.node_id,
             node_config=node_config,
             state=RecordDict(),
             run_config={},
         )
-        record = RunRecord(round_id, "client", announce.task, announce.strategy, announce.rounds, str(host), "joined")
-        self._joined[round_id] = JoinedRun(record, host, context, announce.task)
+        record = RunRecord(run_id, "client", announce.task, announce.strategy, announce.rounds, str(host), "joined")
+        self._joined[run_id] = JoinedRun(record, host, context, announce.task)
         self.runs.add(record)
         bound(self._joined, MAX_JOINED)  # a client's state per run (masks, optimizer) is not kept forever
         return record
 
     async def on_task(self, peer: PeerId, task: Task) -> Ack:
-        joining = self._joining.get(task.round_id)
+        joining = self._joining.get(task.run_id)
         if joining is not None:  # the host started the run at our join: its task overtook its reply
             with trio.move_on_after(self.config.chunk_timeout):
                 await joining.wait()
-        joined = self._joined.get(task.round_id)
+        joined = self._joined.get(task.run_id)
         if joined is None or joined.host != peer:
             return Ack(False, "not a participant of that run with that host")
         if (task.inline is None) == (task.blob is None):
@@ -197,7 +196,7 @@ class FlClient:
                 src_node_id=joined.context.node_id,
             )
             self._remember(joined.record, message, reply)  # before the host can see the reply and end the run
-            await self.payloads.send(joined.host, Result, task.round_id, flower_wire.encode(reply))
+            await self.payloads.send(joined.host, Result, task.run_id, flower_wire.encode(reply))
         except (BlobError, flower_wire.WireError, NetworkError, Rejected, ValueError):
             self.messenger.counters.add("fl", "tasks_failed")
         finally:

@@ -27,6 +27,9 @@ import trio
 
 from edgeswarm.learning.grank import Click, GRank, GRankParams, normalise, rank, rank_baseline
 from edgeswarm.learning.item_index import ItemIndex
+from edgeswarm.node.config import RankingConfig
+from edgeswarm.node.ranking.click_log_limits import ClickLogLimits, RowAdmission
+from edgeswarm.node.store import Store
 from edgeswarm.protocols.envelope import Rejected, Signer
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import NetworkError, RequestRefused, deadline
@@ -43,10 +46,6 @@ from edgeswarm.protocols.ranking.messages import (
     SignedRow,
 )
 from edgeswarm.protocols.ranking.rows import decode_row, sign_row, verify_row
-
-from .click_log_limits import ClickLogLimits, RowAdmission
-from .config import RankingConfig
-from .store import Store
 
 _REPLY_ROOM = PullReply.MAX_BYTES - 1024
 _CHUNK = 64  # rows checked and committed (or issuers evicted) between two checkpoints

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .device import DeviceProfile
-from .subnet_cache import SubnetCache, file_digest, machine_key
+from edgeswarm.node.subnet.device import DeviceProfile
+from edgeswarm.node.subnet.subnet_cache import SubnetCache, file_digest, machine_key
 
 SUBNET_DIR = "subnet"
 CACHE_FILE = "measurements.json"

@@ -14,22 +14,21 @@ from collections.abc import Callable
 import trio
 from flwr.app import ArrayRecord
 
+from edgeswarm.node import logs
+from edgeswarm.node.compute import Compute
+from edgeswarm.node.config import FederationConfig
+from edgeswarm.node.fl.catalog import TASKS
+from edgeswarm.node.fl.payloads import Payloads
+from edgeswarm.node.fl.run_client import FederationHooks, FlClient
+from edgeswarm.node.fl.run_host import Evaluate, FlHost, OnRound
+from edgeswarm.node.fl.run_records import RoundMetrics, RunBook, RunRecord, RunSpec
+from edgeswarm.node.store import Store
 from edgeswarm.protocols.blobs import BlobShelf
 from edgeswarm.protocols.fl import flower_wire
-from edgeswarm.protocols.fl.messages import MESSAGES, Join, Result, RoundAnnounce, Task
+from edgeswarm.protocols.fl.messages import MESSAGES, Join, Result, RunAnnounce, Task
 from edgeswarm.protocols.messenger import Messenger
 
-from . import logs
-from .compute import Compute
-from .config import FederationConfig
-from .fl_client import FederationHooks, FlClient
-from .fl_host import Evaluate, FlHost, OnRound
-from .fl_payloads import Payloads
-from .fl_records import RoundMetrics, RoundSpec, RunBook, RunRecord
-from .fl_tasks import TASKS
-from .store import Store
-
-__all__ = ["Federation", "FederationHooks", "RoundMetrics", "RoundSpec", "RunRecord"]
+__all__ = ["Federation", "FederationHooks", "RoundMetrics", "RunRecord", "RunSpec"]
 
 
 class Federation:
@@ -89,14 +88,14 @@ class Federation:
         """Hear announcements until cancelled; hosted runs and client tasks run inside."""
         async with trio.open_nursery() as nursery:
             self._nursery = self._client.nursery = nursery
-            subscription = self._client.messenger.subscribe(RoundAnnounce)
+            subscription = self._client.messenger.subscribe(RunAnnounce)
             task_status.started()
             async for opened in subscription:
                 self._client.on_announce(opened.sender, opened.body)
 
     async def host(
         self,
-        spec: RoundSpec,
+        spec: RunSpec,
         *,
         on_round: OnRound | None = None,
         initial: ArrayRecord | None = None,
@@ -106,20 +105,20 @@ class Federation:
 
         ``initial`` replaces the task's starting model; ``evaluate`` scores each round's
         aggregated model on the host (Flower's centralised evaluation). The final model is
-        ``self.models[round_id]``.
+        ``self.models[run_id]``.
         """
         hosted = await self._host.announce(spec, initial=initial, evaluate=evaluate, on_round=on_round)
         await self._host.drive(hosted)
         return hosted.record
 
-    async def start_host(self, spec: RoundSpec) -> str:
+    async def start_host(self, spec: RunSpec) -> str:
         """Announce a run and drive it in the background (``fl host``); returns its round id."""
         if self._nursery is None:
             raise ValueError("the federation service is not running")
         hosted = await self._host.announce(spec)
         self._nursery.start_soon(self._host.drive, hosted)
-        return hosted.record.round_id
+        return hosted.record.run_id
 
-    async def join(self, round_id: str) -> RunRecord:
+    async def join(self, run_id: str) -> RunRecord:
         """Join an announced run whose task this node offers; raises ValueError if refused."""
-        return await self._client.join(round_id)
+        return await self._client.join(run_id)

@@ -27,24 +27,24 @@ class Payloads:
         self.timeout = timeout
         self._offered: dict[str, list[tuple[bytes, PeerId]]] = {}  # run -> what we put on the shelf for it
 
-    async def send(self, peer: PeerId, kind: type[Task | Result], round_id: str, data: bytes) -> None:
+    async def send(self, peer: PeerId, kind: type[Task | Result], run_id: str, data: bytes) -> None:
         """Send ``data`` inline or as a blob offered to ``peer``; raise if it is refused."""
         if len(data) > self.max_bytes:
             raise ValueError(f"message of {len(data)} bytes is over the {self.max_bytes}-byte limit")
         if len(data) <= INLINE_BYTES:
-            body = kind(round_id, inline=data)
+            body = kind(run_id, inline=data)
         else:
             ref = self.shelf.offer(data, peer)
-            self._offered.setdefault(round_id, []).append((ref.digest, peer))
-            body = kind(round_id, blob=ref)
+            self._offered.setdefault(run_id, []).append((ref.digest, peer))
+            body = kind(run_id, blob=ref)
         with deadline(self.timeout):
             ack = await self.messenger.request(peer, body, Ack)
         if not ack.accepted:
             raise RequestRefused(f"{kind.KIND} refused: {ack.reason}")
 
-    def release(self, round_id: str) -> None:
-        """Withdraw what is still offered for run ``round_id`` (its round is over)."""
-        for digest, peer in self._offered.pop(round_id, []):
+    def release(self, run_id: str) -> None:
+        """Withdraw what is still offered for run ``run_id`` (its round is over)."""
+        for digest, peer in self._offered.pop(run_id, []):
             self.shelf.withdraw(digest, peer)
 
     async def receive(self, peer: PeerId, message: Task | Result) -> bytes:

@@ -1,7 +1,7 @@
 """What a federated run looks like to its user: the host's request and the run's record.
 
 ``fl status`` shows ``RunRecord``s, kept in the store by ``RunBook`` so they outlive a
-restart; ``edgeswarm fl host`` sends a ``RoundSpec``.
+restart; ``edgeswarm fl host`` sends a ``RunSpec``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from .store import Store
+from edgeswarm.node.store import Store
 
 if TYPE_CHECKING:  # the CLI reads LIVE without Flower installed
     from flwr.app import MetricRecord
@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the CLI reads LIVE without Flower installed
 MAX_RUNS = 256  # run records `fl status` shows
 
 
-class RoundSpec(msgspec.Struct, frozen=True):
+class RunSpec(msgspec.Struct, frozen=True):
     """What a host asks for (``edgeswarm fl host``)."""
 
     task: str
@@ -53,7 +53,7 @@ class RoundMetrics(msgspec.Struct):
 class RunRecord(msgspec.Struct):
     """A run this node hosts or joined, as ``fl status`` shows it."""
 
-    round_id: str
+    run_id: str
     role: str  # "host" or "client"
     task: str
     strategy: str
@@ -70,6 +70,20 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(RunRecord).decode
 
 
+def _read(blob: bytes) -> RunRecord | None:
+    """A stored record, including those written before ``round_id`` was renamed ``run_id``."""
+    try:
+        return _decode(blob)
+    except msgspec.DecodeError:
+        pass
+    try:
+        fields = msgspec.msgpack.decode(blob)
+        fields["run_id"] = fields.pop("round_id")
+        return msgspec.convert(fields, RunRecord)
+    except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError, AttributeError):
+        return None
+
+
 class RunBook(Mapping[str, RunRecord]):
     """The runs this node hosts or joined, newest last; each saved to the store on change.
 
@@ -82,27 +96,26 @@ class RunBook(Mapping[str, RunRecord]):
         self._store = store
         self._records: dict[str, RunRecord] = {}
         for blob in store.fl_runs() if store is not None else ():
-            try:
-                record = _decode(blob)
-            except msgspec.DecodeError:
+            record = _read(blob)
+            if record is None:
                 continue  # written by another version: not shown, replaced on the next save
             if record.state in LIVE:
                 record.state, record.detail = "interrupted", "the node stopped during the run"
-            self._records[record.round_id] = record
+            self._records[record.run_id] = record
 
     def add(self, record: RunRecord) -> None:
-        self._records.pop(record.round_id, None)
-        self._records[record.round_id] = record
+        self._records.pop(record.run_id, None)
+        self._records[record.run_id] = record
         bound(self._records, MAX_RUNS)
         self.save(record)
 
     def save(self, record: RunRecord) -> None:
         """Write ``record``'s current state (after every change a user would want to see)."""
         if self._store is not None:
-            self._store.put_fl_run(record.round_id, _encode(record), keep=MAX_RUNS)
+            self._store.put_fl_run(record.run_id, _encode(record), keep=MAX_RUNS)
 
-    def __getitem__(self, round_id: str) -> RunRecord:
-        return self._records[round_id]
+    def __getitem__(self, run_id: str) -> RunRecord:
+        return self._records[run_id]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._records)

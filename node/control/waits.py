@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 import trio
 
 if TYPE_CHECKING:
-    from .control_requests import Wait
+    from edgeswarm.node.control.requests import Wait
 
 T = TypeVar("T")
 

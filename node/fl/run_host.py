@@ -1,6 +1,6 @@
 """The host side of federated runs: announce, admit joiners, drive the rounds.
 
-Hosting gossips a signed ``RoundAnnounce``, accepts ``Join`` requests for the join window
+Hosting gossips a signed ``RunAnnounce``, accepts ``Join`` requests for the join window
 (or until ``max_clients`` have joined, the run's or the config's: the run then starts at
 once and refuses more), then drives a Flower strategy round by round over a ``SwarmGrid``:
 ``configure_train``, the replies, ``aggregate_train``, then the same for evaluate (the
@@ -30,18 +30,16 @@ from flwr.serverapp.strategy import Strategy
 
 from edgeswarm.learning.keys import ARRAYS, METRICS, NUM_EXAMPLES
 from edgeswarm.learning.reply_check import check_metrics, check_train_reply, unexpected_records
+from edgeswarm.node.config import FederationConfig
+from edgeswarm.node.fl.catalog import TASKS, check_run, make_strategy, requirements, round_config
+from edgeswarm.node.fl.payloads import Payloads
+from edgeswarm.node.fl.run_records import MAX_RUNS, RoundMetrics, RunBook, RunRecord, RunSpec, bound, floats
 from edgeswarm.protocols.blobs import BlobError
 from edgeswarm.protocols.fl import flower_wire
 from edgeswarm.protocols.fl.grid import REFUSED, SwarmGrid, flower_node_id
-from edgeswarm.protocols.fl.messages import Ack, Join, JoinReply, Result, RoundAnnounce, Task
+from edgeswarm.protocols.fl.messages import Ack, Join, JoinReply, Result, RunAnnounce, Task
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.peer_id import PeerId
-
-from .config import FederationConfig
-from .fl_catalog import check_run
-from .fl_payloads import Payloads
-from .fl_records import MAX_RUNS, RoundMetrics, RoundSpec, RunBook, RunRecord, bound, floats
-from .fl_tasks import TASKS, make_strategy, requirements, round_config
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +56,7 @@ class HostedRun:
     """A run this node hosts: what is fixed about it, and its progress (``record``)."""
 
     record: RunRecord
-    spec: RoundSpec
+    spec: RunSpec
     grid: SwarmGrid
     strategy: Strategy
     join_window: float
@@ -102,7 +100,7 @@ class FlHost:
 
     async def announce(
         self,
-        spec: RoundSpec,
+        spec: RunSpec,
         *,
         initial: ArrayRecord | None = None,
         evaluate: Evaluate | None = None,
@@ -123,14 +121,14 @@ class FlHost:
             raise ValueError(problem)
         strategy = make_strategy(spec.strategy, spec.min_clients, spec.strategy_options)
         self._counter += 1
-        round_id = f"{str(self.me)[-8:]}-{self._counter}-{self.rng.getrandbits(32):08x}"
+        run_id = f"{str(self.me)[-8:]}-{self._counter}-{self.rng.getrandbits(32):08x}"
         grid = SwarmGrid(
-            flower_wire.flower_id(round_id),
+            flower_wire.flower_id(run_id),
             flower_node_id(self.me),
-            lambda peer, data: self.payloads.send(peer, Task, round_id, data),
+            lambda peer, data: self.payloads.send(peer, Task, run_id, data),
         )
         join_window = spec.join_window or self.config.join_window
-        record = RunRecord(round_id, "host", spec.task, spec.strategy, spec.rounds, str(self.me), "announced")
+        record = RunRecord(run_id, "host", spec.task, spec.strategy, spec.rounds, str(self.me), "announced")
         hosted = HostedRun(
             record,
             spec,
@@ -144,14 +142,13 @@ class FlHost:
             on_round,
             max_clients,
         )
-        self._hosted[round_id] = hosted
+        self._hosted[run_id] = hosted
         self.runs.add(record)
         bound(self._hosted, MAX_RUNS)
         required = requirements(spec.task, dict(self.config.tasks[spec.task])) | dict(spec.requirements)
         await self.messenger.publish(
-            RoundAnnounce(
-                round_id,
-                spec.task,
+            RunAnnounce(
+                run_id,
                 spec.task,
                 spec.strategy,
                 spec.rounds,
@@ -170,7 +167,7 @@ class FlHost:
         except Exception as exc:  # Flower's strategy code may raise anything; the run ends, not the node
             self.messenger.counters.add("fl", "runs_crashed")
             hosted.record.state, hosted.record.detail = "failed", f"{type(exc).__name__}: {exc}"[:300]
-            log.exception("hosted run %s failed", hosted.record.round_id)
+            log.exception("hosted run %s failed", hosted.record.run_id)
         finally:
             self.runs.save(hosted.record)  # done, failed, or cancelled with the node (then: interrupted)
 
@@ -202,7 +199,7 @@ class FlHost:
             metrics.seconds = round(self.clock() - started, 3)
             if hosted.evaluate is not None:
                 metrics.central = hosted.evaluate(arrays)
-            self.models[record.round_id] = arrays
+            self.models[record.run_id] = arrays
             bound(self.models, MAX_MODELS)
             record.history.append(metrics)
             self.runs.save(record)
@@ -311,7 +308,7 @@ class FlHost:
         hosted.reply_limit = REPLY_FACTOR * max(map(len, exchange.encoded), default=0) + REPLY_SLACK
         with trio.move_on_after(hosted.reply_timeout):
             await exchange.run()
-        self.payloads.release(hosted.record.round_id)  # what a participant did not fetch by now, it never will
+        self.payloads.release(hosted.record.run_id)  # what a participant did not fetch by now, it never will
         for node_id in exchange.missed():
             peer = hosted.grid.drop_peer(node_id)
             if peer is not None:
@@ -350,7 +347,7 @@ class FlHost:
         return capped
 
     async def on_join(self, peer: PeerId, join: Join) -> JoinReply:
-        hosted = self._hosted.get(join.round_id)
+        hosted = self._hosted.get(join.run_id)
         if hosted is None:
             return JoinReply(False, 0, "no such run here")
         if hosted.record.state != "announced" or self.clock() > hosted.join_until:
@@ -367,7 +364,7 @@ class FlHost:
         return JoinReply(True, node_id)
 
     async def on_result(self, peer: PeerId, result: Result) -> Ack:
-        hosted = self._hosted.get(result.round_id)
+        hosted = self._hosted.get(result.run_id)
         if hosted is None or hosted.grid.peer_of(flower_node_id(peer)) != peer:
             return Ack(False, "not a participant of that run")
         declared = result.blob.size if result.blob is not None else len(result.inline or b"")

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
+from edgeswarm.node.config import ConfigError
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_FIELD = 256

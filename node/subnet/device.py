@@ -11,7 +11,7 @@ from typing import Annotated
 
 import msgspec
 
-from .config import Section, load_toml
+from edgeswarm.node.config import Section, load_toml
 
 
 class DeviceProfile(Section, frozen=True):

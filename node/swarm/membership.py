@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import trio
 
+from edgeswarm.node.config import MembershipConfig
 from edgeswarm.protocols.envelope import Rejected
 from edgeswarm.protocols.limits import Rate, RateLimiter
 from edgeswarm.protocols.membership.cyclon import Cyclon, CyclonParams
@@ -23,8 +24,6 @@ from edgeswarm.protocols.membership.samplers import Samplers
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import NetworkError, ProtocolUnsupported, deadline
 from edgeswarm.protocols.peer_id import PeerId
-
-from .config import MembershipConfig
 
 log = logging.getLogger(__name__)
 

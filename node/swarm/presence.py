@@ -14,12 +14,11 @@ from collections.abc import Callable
 
 import trio
 
+from edgeswarm.node.config import PresenceConfig
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import NetworkError
 from edgeswarm.protocols.peer_id import PeerId
 from edgeswarm.protocols.presence.messages import Announce
-
-from .config import PresenceConfig
 
 
 class Presence:

@@ -97,7 +97,7 @@ class FlHost(_Request, tag="fl_host", frozen=True):
 
 
 class FlJoin(_Request, tag="fl_join", frozen=True):
-    round_id: Name
+    run_id: Name
 
 
 class FlStatus(_Request, tag="fl_status", frozen=True):
@@ -105,9 +105,9 @@ class FlStatus(_Request, tag="fl_status", frozen=True):
 
 
 class FlWait(_Request, tag="fl_wait", frozen=True):
-    """Block until run ``round_id`` (hosted or joined here) has ended; reply with its record."""
+    """Block until run ``run_id`` (hosted or joined here) has ended; reply with its record."""
 
-    round_id: Name
+    run_id: Name
     timeout: Annotated[float, msgspec.Meta(gt=0, le=24 * 3600)] = 600.0
 
 

@@ -20,15 +20,14 @@ from typing import Any
 import msgspec
 import trio
 
+from edgeswarm.node.compute import Compute
+from edgeswarm.node.config import AdaptersConfig
+from edgeswarm.node.store import AdapterRow, Store
 from edgeswarm.protocols.adapters.messages import AdapterAnnounce
 from edgeswarm.protocols.blobs import BlobError, BlobRef, BlobShelf, fetch
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import NetworkError
 from edgeswarm.protocols.peer_id import PeerId
-
-from .compute import Compute
-from .config import AdaptersConfig
-from .store import AdapterRow, Store
 
 PUBLISH_TTL = 7 * 24 * 3600.0
 

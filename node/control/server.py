@@ -4,7 +4,7 @@ The socket is ``<data_dir>/control.sock`` with mode 0600 inside the 0700 data di
 the user who runs the daemon can use it (Linux checks write permission on connect). Requests
 are single lines such as ``{"cmd": "status"}``, ``{"cmd": "ping", "peer": ID, "bytes": N}``,
 ``{"cmd": "search", "query": Q}`` or ``{"cmd": "click", "item": K}``, decoded once into the
-typed structs of ``control_requests``; the reply is one line ``{"ok": true, "result": ...}``
+typed structs of ``control.requests``; the reply is one line ``{"ok": true, "result": ...}``
 or ``{"ok": false, "error": "..."}``. No request, however malformed, ends the daemon: bad
 ones are counted (``control.bad_requests``) and answered with what is wrong.
 """
@@ -24,12 +24,11 @@ from typing import Any, get_args
 import msgspec
 import trio
 
+from edgeswarm.node.control import requests as req
+from edgeswarm.node.control import waits
+from edgeswarm.node.node import Node, NodeStatus
 from edgeswarm.protocols.envelope import Rejected
 from edgeswarm.protocols.network import NetworkError
-
-from . import control_requests as req
-from . import waits
-from .node import Node, NodeStatus
 
 log = logging.getLogger(__name__)
 
@@ -115,20 +114,20 @@ def _federation(node: Node):
 
 async def _fl_host(node: Node, request: req.FlHost) -> Any:
     federation = _federation(node)  # before anything imports Flower: a node without it stays light
-    from .fl_records import RoundSpec
+    from edgeswarm.node.fl.run_records import RunSpec
 
     fields = msgspec.structs.asdict(request)
-    return {"round_id": await federation.start_host(RoundSpec(**fields))}
+    return {"run_id": await federation.start_host(RunSpec(**fields))}
 
 
 async def _fl_join(node: Node, request: req.FlJoin) -> Any:
-    return msgspec.to_builtins(await _federation(node).join(request.round_id))
+    return msgspec.to_builtins(await _federation(node).join(request.run_id))
 
 
 async def _fl_status(node: Node, request: req.FlStatus) -> Any:
     federation = _federation(node)
     announced = [
-        {"round_id": a.round_id, "host": str(host), "task": a.task, "strategy": a.strategy, "rounds": a.rounds}
+        {"run_id": a.run_id, "host": str(host), "task": a.task, "strategy": a.strategy, "rounds": a.rounds}
         for host, a in federation.announced.values()
     ]
     return {
@@ -139,22 +138,22 @@ async def _fl_status(node: Node, request: req.FlStatus) -> Any:
 
 
 async def _fl_wait(node: Node, request: req.FlWait) -> Any:
-    from .fl_records import LIVE
+    from edgeswarm.node.fl.run_records import LIVE
 
     runs = _federation(node).runs
-    if request.round_id not in runs:
-        raise ValueError(f"no run {request.round_id!r} hosted or joined here (see `edgeswarm fl status`)")
+    if request.run_id not in runs:
+        raise ValueError(f"no run {request.run_id!r} hosted or joined here (see `edgeswarm fl status`)")
 
     def ended():
-        record = runs.get(request.round_id)
+        record = runs.get(request.run_id)
         if record is None:  # more runs since, and this one's record was dropped
-            raise ValueError(f"run {request.round_id} is no longer kept here")
+            raise ValueError(f"run {request.run_id} is no longer kept here")
         return record if record.state not in LIVE else None
 
     with trio.move_on_after(request.timeout):
         record = await node.ticks.until(ended)
         return msgspec.to_builtins(record)
-    raise ValueError(f"run {request.round_id} still {runs[request.round_id].state} after {request.timeout:g} s")
+    raise ValueError(f"run {request.run_id} still {runs[request.run_id].state} after {request.timeout:g} s")
 
 
 def _adapters(node: Node):
@@ -338,7 +337,7 @@ def _is_live(path: Path) -> bool:
 def call(data_dir: Path, request: req.Request | dict[str, Any], *, timeout: float = 60.0) -> Any:
     """Send one request to the daemon of ``data_dir`` (blocking); return its result.
 
-    ``request`` is one of ``control_requests``' structs (what the CLI sends), or the same
+    ``request`` is one of ``control.requests``' structs (what the CLI sends), or the same
     as a JSON-ready dict with its ``cmd``.
     """
     path = data_dir / SOCKET_FILE

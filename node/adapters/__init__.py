@@ -1,0 +1,1 @@
+"""LoRA deltas on a node: train, announce, fetch, verify, store and merge."""

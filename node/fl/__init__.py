@@ -1,0 +1,1 @@
+"""Federated learning on a node: host Flower runs over the swarm, or join them."""

@@ -1,0 +1,1 @@
+"""The ranking service: catalog, click log and G-Rank, with the bounds on what strangers may store."""

@@ -1,0 +1,1 @@
+"""Being in the swarm: Cyclon membership, presence on gossip, and ping."""
