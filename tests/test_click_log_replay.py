@@ -4,7 +4,7 @@ import pytest
 
 from edgeswarm.node.config import ConfigError, NodeConfig, PresenceConfig, RankingConfig
 from edgeswarm.node.subnet.device import DeviceProfile
-from edgeswarm.sim.commandsck_log_file import ClickLogError, LoggedClick, read_click_log, split_by_time
+from edgeswarm.sim.click_log_file import ClickLogError, LoggedClick, read_click_log, split_by_time
 from edgeswarm.sim.replay_workload import ReplaySpec
 from edgeswarm.sim.runner import run_scenario
 from edgeswarm.sim.scenario import LoadedScenario, Scenario, load_scenario
