@@ -62,7 +62,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 from click_log import worst_rows  # the worst rows the wire allows (benchmarks/click_log.py)
 
-from edgeswarm.node.control.server import SOCKET_FILE, ControlError
+from edgeswarm.node.control.client import SOCKET_FILE, ControlError
 from edgeswarm.node.identity import Identity
 from edgeswarm.protocols.counters import Counters
 from edgeswarm.protocols.envelope import Codec

@@ -20,7 +20,8 @@ from typer.core import TyperGroup
 from edgeswarm.node import logs
 from edgeswarm.node.config import load_node_config
 from edgeswarm.node.control import requests as req
-from edgeswarm.node.control.server import call
+from edgeswarm.node.control.client import Client
+from edgeswarm.node.control.replies import FlOverview
 from edgeswarm.node.data_dir import prepare
 from edgeswarm.node.fl import catalog as fl_catalog
 from edgeswarm.node.fl.run_records import LIVE as LIVE_RUN_STATES
@@ -151,30 +152,33 @@ def status(
 ) -> None:
     """Show the running daemon's identity, addresses, peers and counters."""
     with user_errors():
-        result = call(data_dir.expanduser(), req.Status())
+        result = Client(data_dir).status()
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        _print_json(result)
         return
     console = Console()
-    table = Table(title=f"node {result['peer_id']}", show_header=False)
+    table = Table(title=f"node {result.peer_id}", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
-    table.add_row("addresses", "\n".join(result["addresses"]) or "-")
-    relayed = len(result.get("relayed", []))
-    table.add_row("connected peers", f"{len(result['peers'])} ({relayed} through a relay)")
-    table.add_row("reachability (AutoNAT)", result.get("nat", "unknown"))
-    table.add_row("relay reservations", "\n".join(result.get("relays", [])) or "-")
-    if result.get("relay_service") is not None:
-        service = result["relay_service"]
+    table.add_row("addresses", "\n".join(result.addresses) or "-")
+    table.add_row("connected peers", f"{len(result.peers)} ({len(result.relayed)} through a relay)")
+    table.add_row("reachability (AutoNAT)", result.nat)
+    table.add_row("relay reservations", "\n".join(result.relays) or "-")
+    if result.relay_service is not None:
+        service = result.relay_service
         table.add_row("relaying for others", f"{service['reservations']} reservations, {service['circuits']} circuits")
-    table.add_row("membership view", str(len(result["view"])))
-    table.add_row("heard on gossip", str(result["heard_from"]))
-    table.add_row("services", ", ".join(result["services"]))
-    for name, labels in result["counters"].items():
+    table.add_row("membership view", str(len(result.view)))
+    table.add_row("heard on gossip", str(result.heard_from))
+    table.add_row("services", ", ".join(result.services))
+    for name, labels in result.counters.items():
         table.add_row(name, ", ".join(f"{k or '-'}={v}" for k, v in labels.items()))
-    if result["transport"]:
-        table.add_row("transport", ", ".join(f"{k}={v}" for k, v in result["transport"].items()))
+    if result.transport:
+        table.add_row("transport", ", ".join(f"{k}={v}" for k, v in result.transport.items()))
     console.print(table)
+
+
+def _print_json(result: object) -> None:
+    typer.echo(json.dumps(msgspec.to_builtins(result), indent=2))
 
 
 @app.command("ping")
@@ -185,10 +189,10 @@ def ping(
 ) -> None:
     """Ask the running daemon to ping PEER with a payload and check it comes back intact."""
     with user_errors():
-        result = call(data_dir.expanduser(), req.Ping(peer=peer, bytes=size))
-        if not result["intact"]:
+        pong = Client(data_dir).ping(peer, size)
+        if not pong.intact:
             raise UsageProblem(f"{peer} echoed {size} bytes back altered")
-    typer.echo(f"{peer}: {result['bytes']} bytes, round trip {result['rtt_ms']:.1f} ms, intact")
+    typer.echo(f"{peer}: {pong.bytes} bytes, round trip {pong.rtt_ms:.1f} ms, intact")
 
 
 def _counter_minimum(text: str) -> tuple[str, int]:
@@ -253,8 +257,8 @@ def wait(
         timeout=timeout,
     )
     with user_errors():
-        result = call(data_dir.expanduser(), request, timeout=timeout + 10)
-    typer.echo(f"after {result['waited_s']:g} s: {result['peers']} peers connected, heard from {result['heard_from']}")
+        waited = Client(data_dir).request(request)
+    typer.echo(f"after {waited.waited_s:g} s: {waited.peers} peers connected, heard from {waited.heard_from}")
 
 
 @app.command("search")
@@ -264,7 +268,7 @@ def search(
 ) -> None:
     """Ranked results from the running daemon (G-Rank over the swarm's click logs)."""
     with user_errors():
-        results = call(data_dir.expanduser(), req.Search(query=query))
+        results = Client(data_dir).search(query)
     if not results:
         Console(stderr=True).print("no results")
         return
@@ -272,7 +276,7 @@ def search(
     for column in ("#", "item", "title", "tags"):
         table.add_column(column)
     for n, r in enumerate(results, 1):
-        table.add_row(str(n), r["item"], r["title"], ", ".join(r["tags"]))
+        table.add_row(str(n), r.item, r.title, ", ".join(r.tags))
     Console().print(table)
 
 
@@ -283,8 +287,8 @@ def click(
 ) -> None:
     """Record that you chose ITEM for your last search (a signed click-log row)."""
     with user_errors():
-        row = call(data_dir.expanduser(), req.Click(item=item))
-    typer.echo(f"clicked {row['item']} for {' '.join(row['terms'])!r} (query {row['number']})")
+        row = Client(data_dir).click(item)
+    typer.echo(f"clicked {row.item} for {' '.join(row.terms)!r} (query {row.number})")
 
 
 @catalog_app.command("add")
@@ -302,8 +306,8 @@ def catalog_add(
             items = msgspec.convert(read_catalog(file), list[req.CatalogItem])
         except msgspec.ValidationError as exc:
             raise UsageProblem(f"'{file}': {exc}") from None
-        result = call(data_dir.expanduser(), req.CatalogAdd(items=items))
-    typer.echo(f"added {result['added']} items from {file}")
+        result = Client(data_dir).request(req.CatalogAdd(items=items))
+    typer.echo(f"added {result.added} items from {file}")
 
 
 @fl_app.command("host")
@@ -349,8 +353,8 @@ def fl_host(
         reply_timeout=reply_timeout,
     )
     with user_errors():
-        result = call(data_dir.expanduser(), request)
-    typer.echo(f"announced run {result['run_id']} ({strategy}, {rounds} rounds); follow it with `edgeswarm fl status`")
+        started = Client(data_dir).request(request)
+    typer.echo(f"announced run {started.run_id} ({strategy}, {rounds} rounds); follow it with `edgeswarm fl status`")
 
 
 @fl_app.command("join")
@@ -360,8 +364,8 @@ def fl_join(
 ) -> None:
     """Join an announced run whose task this node offers."""
     with user_errors():
-        record = call(data_dir.expanduser(), req.FlJoin(run_id=run_id))
-    typer.echo(f"joined {record['run_id']} ({record['task']}, {record['strategy']}) hosted by {record['host']}")
+        record = Client(data_dir).request(req.FlJoin(run_id=run_id))
+    typer.echo(f"joined {record.run_id} ({record.task}, {record.strategy}) hosted by {record.host}")
 
 
 @fl_app.command("wait")
@@ -374,12 +378,12 @@ def fl_wait(
 ) -> None:
     """Block until a run has ended; print how (exit 6 on timeout, 1 if the run did not end done)."""
     with user_errors():
-        record = call(data_dir.expanduser(), req.FlWait(run_id=run_id, timeout=timeout), timeout=timeout + 10)
+        record = Client(data_dir).request(req.FlWait(run_id=run_id, timeout=timeout))
     typer.echo(
-        f"{record['run_id']}: {record['state']} after {len(record['history'])}/{record['rounds']} rounds"
-        + (f" ({record['detail']})" if record["detail"] else "")
+        f"{record.run_id}: {record.state} after {len(record.history)}/{record.rounds} rounds"
+        + (f" ({record.detail})" if record.detail else "")
     )
-    if record["state"] != "done":
+    if record.state != "done":
         raise typer.Exit(1)
 
 
@@ -397,9 +401,9 @@ def fl_status(
 ) -> None:
     """Runs this node hosts or joined (kept across restarts), their participants and metrics per round."""
     with user_errors():
-        result = call(data_dir.expanduser(), req.FlStatus())
+        result = Client(data_dir).request(req.FlStatus())
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        _print_json(result)
         return
     if not watch:
         Console().print(_fl_view(result))
@@ -408,58 +412,48 @@ def fl_status(
 
     with user_errors(), Live(_fl_view(result), console=Console(), auto_refresh=False) as live:
         try:
-            while not result["runs"] or any(run["state"] in LIVE_RUN_STATES for run in result["runs"]):
+            while not result.runs or any(run.state in LIVE_RUN_STATES for run in result.runs):
                 time.sleep(interval)
-                result = call(data_dir.expanduser(), req.FlStatus())
+                result = Client(data_dir).request(req.FlStatus())
                 live.update(_fl_view(result), refresh=True)
         except KeyboardInterrupt:
             pass
 
 
-def _fl_view(result: dict):
+def _fl_view(result: FlOverview):
     """``fl status`` as rich renderables: one table per run, newest last."""
     from rich.console import Group
     from rich.text import Text
 
-    parts: list = [Text(f"offers: {', '.join(result['offers']) or '-'}")]
-    for run in result["runs"]:
-        table = Table(
-            title=f"{run['role']} {run['run_id']}: {run['task']} / {run['strategy']}, {run['state']} "
-            f"{run['detail']}".strip()
-        )
+    parts: list = [Text(f"offers: {', '.join(result.offers) or '-'}")]
+    for run in result.runs:
+        table = Table(title=f"{run.role} {run.run_id}: {run.task} / {run.strategy}, {run.state} {run.detail}".strip())
         for column in ("round", "status", "replies", "failed", "rejected", "dropped", "mean client test acc"):
             table.add_column(column)
-        for r in run["history"]:
-            accs = [c.get("test-acc") for c in r["clients"].values() if "test-acc" in c]
+        for r in run.history:
+            accs = [c["test-acc"] for c in r.clients.values() if "test-acc" in c]
             mean = f"{sum(accs) / len(accs):.4f}" if accs else "-"
             table.add_row(
-                str(r["round"]),
-                r["status"],
-                str(r["replies"]),
-                str(r["failures"]),
-                str(len(r.get("rejected", {}))),
-                str(len(r.get("dropped", {}))),
-                mean,
+                str(r.round), r.status, str(r.replies), str(r.failures), str(len(r.rejected)), str(len(r.dropped)), mean
             )
         parts.append(table)
         parts += [
-            Text(f"round {r['round']}: {what} {peer}: {why}")
-            for r in run["history"]
-            for what in ("rejected", "dropped")
-            for peer, why in r.get(what, {}).items()
+            Text(f"round {r.round}: {what} {peer}: {why}")
+            for r in run.history
+            for what, reasons in (("rejected", r.rejected), ("dropped", r.dropped))
+            for peer, why in reasons.items()
         ]
-        done = len(run["history"])
+        done = len(run.history)
         parts.append(
             Text(
-                f"rounds {done}/{run['rounds']}"
-                + (f", participants: {len(run['participants'])}" if run["participants"] else "")
+                f"rounds {done}/{run.rounds}" + (f", participants: {len(run.participants)}" if run.participants else "")
             )
         )
-    joined = {run["run_id"] for run in result["runs"]}
+    joined = {run.run_id for run in result.runs}
     parts += [
-        Text(f"announced: {a['run_id']} task {a['task']} ({a['strategy']}, {a['rounds']} rounds) by {a['host']}")
-        for a in result["announced"]
-        if a["run_id"] not in joined
+        Text(f"announced: {a.run_id} task {a.task} ({a.strategy}, {a.rounds} rounds) by {a.host}")
+        for a in result.announced
+        if a.run_id not in joined
     ]
     return Group(*parts)
 
@@ -468,11 +462,8 @@ def _fl_view(result: dict):
 def lora_train(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Train an adapter on this node's data and keep it (content-addressed)."""
     with user_errors():
-        row = call(data_dir.expanduser(), req.LoraTrain(), timeout=600)
-    typer.echo(
-        f"trained {row['digest'][:16]} (rank {row['rank']}, {row['size']} bytes, "
-        f"validation accuracy {row['metric']:.3f})"
-    )
+        row = Client(data_dir).request(req.LoraTrain())
+    typer.echo(f"trained {row.digest[:16]} (rank {row.rank}, {row.size} bytes, validation accuracy {row.metric:.3f})")
 
 
 @lora_app.command("publish")
@@ -483,8 +474,8 @@ def lora_publish(
     """Announce an adapter of ours to the swarm and serve its bytes."""
     request = req.LoraPublish(digest=digest or None)
     with user_errors():
-        row = call(data_dir.expanduser(), request)
-    typer.echo(f"published {row['digest'][:16]} ({row['size']} bytes)")
+        row = Client(data_dir).request(request)
+    typer.echo(f"published {row.digest[:16]} ({row.size} bytes)")
 
 
 @lora_app.command("list")
@@ -494,23 +485,17 @@ def lora_list(
 ) -> None:
     """Adapters this node holds or has heard of."""
     with user_errors():
-        result = call(data_dir.expanduser(), req.LoraList())
+        result = Client(data_dir).request(req.LoraList())
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        _print_json(result)
         return
     table = Table(title="adapters")
     for column in ("hash", "origin", "rank", "bytes", "val acc", "signer", "note"):
         table.add_column(column)
-    for a in result["adapters"]:
-        mark = " *" if a["digest"] == result["active"] else ""
+    for a in result.adapters:
+        mark = " *" if a.digest == result.active else ""
         table.add_row(
-            a["digest"][:16] + mark,
-            a["origin"],
-            str(a["rank"]),
-            str(a["size"]),
-            f"{a['metric']:.3f}",
-            a["signer"][-10:],
-            a["note"],
+            a.digest[:16] + mark, a.origin, str(a.rank), str(a.size), f"{a.metric:.3f}", a.signer[-10:], a.note
         )
     Console().print(table)
 
@@ -522,8 +507,8 @@ def lora_pull(
 ) -> None:
     """Fetch an announced adapter, verify it and store it."""
     with user_errors():
-        row = call(data_dir.expanduser(), req.LoraPull(digest=digest), timeout=120)
-    typer.echo(f"fetched and verified {row['digest'][:16]} from {row['signer']}")
+        row = Client(data_dir).request(req.LoraPull(digest=digest))
+    typer.echo(f"fetched and verified {row.digest[:16]} from {row.signer}")
 
 
 @lora_app.command("merge")
@@ -539,16 +524,16 @@ def lora_merge(
 ) -> None:
     """Merge our adapter with peers' chosen by the policy; it becomes active unless it is worse."""
     with user_errors():
-        result = call(data_dir.expanduser(), req.LoraMerge(policy=policy, method=method, force=force), timeout=600)
+        merged = Client(data_dir).request(req.LoraMerge(policy=policy, method=method, force=force))
     typer.echo(
-        f"merged own + {len(result['peers'])} of {result['considered']} peers into {result['digest'][:16]}: "
-        f"test accuracy {result['test_acc']:.3f} (own alone {result['own_test_acc']:.3f})"
+        f"merged own + {len(merged.peers)} of {merged.considered} peers into {merged.digest[:16]}: "
+        f"test accuracy {merged.test_acc:.3f} (own alone {merged.own_test_acc:.3f})"
     )
-    if not result["activated"]:
+    if not merged.activated:
         typer.echo(
-            f"kept, not activated: validation accuracy {result['val_acc']:.3f} is below the active "
-            f"{result['active'][:16]}'s {result['active_val_acc']:.3f} "
-            f"(`lora use {result['digest'][:16]}` or `lora merge --force` to use it anyway)"
+            f"kept, not activated: validation accuracy {merged.val_acc:.3f} is below the active "
+            f"{(merged.active or '')[:16]}'s {merged.active_val_acc:.3f} "
+            f"(`lora use {merged.digest[:16]}` or `lora merge --force` to use it anyway)"
         )
 
 
@@ -559,8 +544,8 @@ def lora_use(
 ) -> None:
     """Make a stored adapter active again (an earlier own or merged one, or a verified peer's)."""
     with user_errors():
-        row = call(data_dir.expanduser(), req.LoraUse(digest=digest))
-    typer.echo(f"active: {row['digest'][:16]} ({row['origin']}, validation accuracy {row['metric']:.3f})")
+        row = Client(data_dir).request(req.LoraUse(digest=digest))
+    typer.echo(f"active: {row.digest[:16]} ({row.origin}, validation accuracy {row.metric:.3f})")
 
 
 @subnet_app.command("select")

@@ -7,7 +7,7 @@ import os
 import random
 import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import trio
@@ -79,8 +79,16 @@ def _bind_store(store: Store, identity: Identity) -> None:
         )
 
 
-async def run_daemon(config: NodeConfig, data_dir: Path) -> None:
-    """Run until a signal; the store is closed and the control socket removed on the way out.
+async def run_daemon(
+    config: NodeConfig,
+    data_dir: Path,
+    *,
+    until: Callable[[], Awaitable[object]] | None = None,
+    task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run until ``until()`` returns (default: SIGINT or SIGTERM); the store is closed and the
+    control socket removed on the way out. ``task_status`` gets the node once its control
+    socket answers (how ``node.embedded`` runs one inside an asyncio program).
 
     Before anything in ``data_dir`` is opened: the addresses are checked (ConfigError),
     the directory is claimed for this process (DataDirError if another daemon holds it)
@@ -102,16 +110,22 @@ async def run_daemon(config: NodeConfig, data_dir: Path) -> None:
         store = Store.open(data_dir / STORE_FILE)
         try:
             _bind_store(store, identity)
-            await _serve(config, data_dir, identity, store, bootstrap)
+            await _serve(config, data_dir, identity, store, bootstrap, until or _wait_for_signal, task_status)
         finally:
             store.close()
     log.info("stopped cleanly")
 
 
 async def _serve(
-    config: NodeConfig, data_dir: Path, identity: Identity, store: Store, bootstrap: list[Descriptor]
+    config: NodeConfig,
+    data_dir: Path,
+    identity: Identity,
+    store: Store,
+    bootstrap: list[Descriptor],
+    until: Callable[[], Awaitable[object]],
+    task_status: trio.TaskStatus[Node],
 ) -> None:
-    """The node on libp2p with its control socket, until SIGINT or SIGTERM."""
+    """The node on libp2p with its control socket, until ``until()`` returns."""
     from edgeswarm.protocols.libp2p_network import Libp2pNetwork
 
     net_config = config.network
@@ -134,10 +148,11 @@ async def _serve(
             for addr in network.addrs():
                 log.info("listening on %s", addr)
             notify_supervisor(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving as {identity.peer_id}")
+            task_status.started(node)
             for d in bootstrap:
                 if d.peer != identity.peer_id:
                     nursery.start_soon(_dial, network, d.addrs[0])
-            await _wait_for_signal()
+            await until()
             log.info("stopping")
             notify_supervisor("STOPPING=1")
             node.stop()

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-import msgspec
 import trio
 
 from edgeswarm.node.compute import Compute, ThreadCompute
 from edgeswarm.node.config import NodeConfig
+from edgeswarm.node.control.replies import NodeStatus
 from edgeswarm.node.control.waits import Ticks
 from edgeswarm.node.identity import Identity
 from edgeswarm.node.ranking.ranking import Ranking
@@ -35,29 +35,6 @@ from edgeswarm.protocols.peer_id import PeerId
 
 if TYPE_CHECKING:  # the federation loads torch and Flower only when enabled
     from edgeswarm.node.fl.run_client import FederationHooks
-
-
-class NodeStatus(msgspec.Struct, frozen=True):
-    """What a user (or the simulator) can observe of a running node."""
-
-    peer_id: PeerId
-    addresses: list[str]
-    peers: list[PeerId]
-    view: list[PeerId]
-    heard_from: int
-    services: list[str]
-    counters: dict[str, dict[str, int]]
-    transport: dict[str, int]
-    gossip: dict[str, int] = {}
-    """Per subscribed topic, the peers a publish reaches directly (shown by ``status``)."""
-    nat: str = "unknown"
-    """AutoNAT's verdict on this node: "public", "private" or "unknown" (the virtual network: unknown)."""
-    relays: list[PeerId] = []
-    """Relays that hold a reservation for this node (it is reached through them)."""
-    relayed: list[PeerId] = []
-    """Connected peers reached only through a relay."""
-    relay_service: dict[str, int] | None = None
-    """As a relay for others (``[network] relay_service``): reservations and circuits held now."""
 
 
 class Node:

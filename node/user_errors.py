@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from edgeswarm.node.addresses import ListenError
 from edgeswarm.node.config import ConfigError
-from edgeswarm.node.control.server import ControlError
+from edgeswarm.node.control.client import ControlError
 from edgeswarm.node.data_dir import DataDirError
 from edgeswarm.node.identity import IdentityError
 from edgeswarm.node.store import StoreError

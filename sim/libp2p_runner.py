@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import tomli_w
 
-from edgeswarm.node.control.server import ControlError
+from edgeswarm.node.control.client import ControlError
 from edgeswarm.node.node import NodeStatus
 
 from .churn import churn_schedule

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from edgeswarm.node.control.server import call
+from edgeswarm.node.control.client import call
 
 READY_TIMEOUT = 120.0  # only a daemon that neither starts nor exits takes this long
 

@@ -124,8 +124,14 @@ def test_every_package_is_in_the_wheel(repo):
         for layer in LAYERS
         for init in (repo / layer).rglob("__init__.py")
     }
-    assert found == listed
+    assert found | {"edgeswarm"} == listed  # edgeswarm itself: sdk/, the Python API
     assert all(config["package-dir"][f"edgeswarm.{layer}"] == layer for layer in LAYERS)
+    assert config["package-dir"]["edgeswarm"] == "sdk" and [p.name for p in (repo / "sdk").iterdir()] == ["__init__.py"]
+
+
+def test_the_python_api_gathers_from_the_node_layer_only(repo):
+    """``edgeswarm.Client`` and friends are re-exported; the code lives in its layer."""
+    assert imported_layers(repo / "sdk" / "__init__.py") == {"node"}
 
 
 def _imports(tree):
@@ -149,7 +155,7 @@ def test_every_third_party_import_is_declared(repo):
     declared = {re.split(r"[ <>=!~;\[]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
     owners = packages_distributions()
     undeclared = set()
-    for layer in LAYERS:
+    for layer in (*LAYERS, "sdk"):
         for path in sorted((repo / layer).rglob("*.py")):
             for module in set(_imports(ast.parse(path.read_text()))):
                 if module in sys.stdlib_module_names or module in ("edgeswarm", "__future__"):

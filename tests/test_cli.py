@@ -4,6 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeswarm.node.cli import app
+from edgeswarm.node.control import client as control_client
 
 runner = CliRunner()
 
@@ -150,7 +151,9 @@ def test_fl_status_and_lora_list_render_what_the_daemon_returns(monkeypatch, tmp
         ],
     }
     replies = {"fl_status": status, "lora_list": adapters}
-    monkeypatch.setattr(cli, "call", lambda data_dir, request, **kw: replies[type(request).__struct_config__.tag])
+    monkeypatch.setattr(
+        control_client, "call", lambda data_dir, request, **kw: replies[type(request).__struct_config__.tag]
+    )
     result = runner.invoke(cli.app, ["fl", "status", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "0.6000" in result.output and "r-2" in result.output and "participants: 2" in result.output
@@ -161,11 +164,11 @@ def test_fl_status_and_lora_list_render_what_the_daemon_returns(monkeypatch, tmp
 
 
 def test_fl_status_watch_redraws_until_every_run_has_ended(monkeypatch, tmp_path):
-    from edgeswarm.node import cli
 
     def status(state, rounds_done):
         history = [
             {"round": r, "status": "ok", "replies": 2, "failures": 0, "clients": {"a": {"test-acc": 0.5}}}
+            | {"train": {}, "evaluate": {}}
             for r in range(1, rounds_done + 1)
         ]
         run = {
@@ -174,6 +177,7 @@ def test_fl_status_watch_redraws_until_every_run_has_ended(monkeypatch, tmp_path
             "task": "subgraph",
             "strategy": "fedavg",
             "rounds": 2,
+            "host": "12D3KooWhost",
             "state": state,
             "detail": "",
             "participants": [],
@@ -183,7 +187,7 @@ def test_fl_status_watch_redraws_until_every_run_has_ended(monkeypatch, tmp_path
 
     answers = iter([status("joined", 0), status("training", 1), status("done", 2)])
     calls = []
-    monkeypatch.setattr(cli, "call", lambda data_dir, request: calls.append(request) or next(answers))
+    monkeypatch.setattr(control_client, "call", lambda data_dir, request, **kw: calls.append(request) or next(answers))
     result = runner.invoke(app, ["fl", "status", "--watch", "--interval", "0.2", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert len(calls) == 3  # it stopped once the run was done, not before
@@ -191,7 +195,6 @@ def test_fl_status_watch_redraws_until_every_run_has_ended(monkeypatch, tmp_path
 
 
 def test_lora_merge_says_when_a_worse_merge_was_kept_but_not_activated(monkeypatch, tmp_path):
-    from edgeswarm.node import cli
 
     sent = []
     answer = {
@@ -205,20 +208,16 @@ def test_lora_merge_says_when_a_worse_merge_was_kept_but_not_activated(monkeypat
         "active": "a" * 64,
         "active_val_acc": 0.77,
     }
-    monkeypatch.setattr(cli, "call", lambda data_dir, request, timeout=None: sent.append(request) or answer)
+    monkeypatch.setattr(control_client, "call", lambda data_dir, request, **kw: sent.append(request) or answer)
     result = runner.invoke(app, ["lora", "merge", "--method", "fedavg", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0 and not sent[0].force
     assert "not activated: validation accuracy 0.270 is below the active aaaaaaaaaaaaaaaa's 0.770" in result.stdout
     assert "lora use mmmmmmmmmmmmmmmm" in result.stdout
     runner.invoke(app, ["lora", "merge", "--force", "--data-dir", str(tmp_path)])
     assert sent[1].force
-    monkeypatch.setattr(
-        cli,
-        "call",
-        lambda data_dir, request, timeout=None: (
-            sent.append(request) or {"digest": "a" * 64, "origin": "own", "metric": 0.77}
-        ),
-    )
+    row = {"digest": "a" * 64, "origin": "own", "signer": "me", "task": "digits", "rank": 8, "size": 1}
+    row |= {"metric": 0.77, "samples": 60, "note": "", "added_at": 1.0}
+    monkeypatch.setattr(control_client, "call", lambda data_dir, request, **kw: sent.append(request) or row)
     used = runner.invoke(app, ["lora", "use", "aaaaaa", "--data-dir", str(tmp_path)])
     assert used.exit_code == 0 and sent[2].digest == "aaaaaa" and "active: aaaaaaaaaaaaaaaa" in used.stdout
 

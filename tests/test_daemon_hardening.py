@@ -17,7 +17,7 @@ import trio
 from typer.testing import CliRunner
 
 from edgeswarm.node.cli import app
-from edgeswarm.node.control.server import SOCKET_FILE
+from edgeswarm.node.control.client import SOCKET_FILE
 from edgeswarm.sim.processes import DaemonError
 
 from conftest import identity

@@ -8,7 +8,7 @@ from functools import partial
 
 import pytest
 
-from edgeswarm.node.control.server import ControlError
+from edgeswarm.node.control.client import ControlError
 from edgeswarm.protocols.envelope import Codec
 from edgeswarm.protocols.membership.messages import Descriptor, ShuffleReply, ShuffleRequest
 from edgeswarm.protocols.messenger import protocol_id

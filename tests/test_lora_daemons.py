@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("peft")
 
-from edgeswarm.node.control.server import ControlError
+from edgeswarm.node.control.client import ControlError
 from edgeswarm.sim.processes import DaemonGroup
 
 from conftest import FAST

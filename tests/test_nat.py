@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeswarm.node.control.server import ControlError
+from edgeswarm.node.control.client import ControlError
 
 from conftest import FAST
 from nat_lab import PUBLIC_IP, nat_lab

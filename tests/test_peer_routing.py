@@ -3,7 +3,7 @@ found where it is now: its signed presence announcements carry its current addre
 
 import pytest
 
-from edgeswarm.node.control.server import ControlError
+from edgeswarm.node.control.client import ControlError
 
 
 def test_a_peer_that_moved_is_reached_at_its_new_address_just_after_its_old_one_failed(group):

@@ -45,6 +45,6 @@ def test_missed_and_late_announcements_are_counted():
         # delivery = received / (received + missed - late): A 0..5 + B 1..4 + A 0..2 = 13 sent
         assert counts["received"] + counts["missed"] - counts["late"] == 6 + 4 + 3
         assert set(presence.seen()) == {A, B}
-        assert presence.delays()["count"] == 9
+        assert presence.delays().count == 9
 
     run_virtual(main)

@@ -68,7 +68,7 @@ async def exercise(open_networks):
             assert set(status.view) | set(status.peers) == everyone - {node.peer_id}
             assert status.heard_from == N - 1
         result = await nodes[3].ping.ping(nodes[0].peer_id, 1 << 20)
-        assert result["intact"] and result["bytes"] == 1 << 20
+        assert result.intact and result.bytes == 1 << 20
         assert all("rejects" not in node.status().counters for node in nodes)
         nursery.cancel_scope.cancel()
 

@@ -2,15 +2,32 @@
 
 A request line is JSON such as ``{"cmd": "ping", "peer": "12D3...", "bytes": 1024}``; the
 ``cmd`` field picks the struct. Decoding checks every field's type and bounds, so the
-command handlers in ``control`` only ever see valid requests; anything else becomes a
-``BadRequest`` with a message that says what is wrong.
+command handlers in ``control.server`` only ever see valid requests; anything else becomes a
+``BadRequest`` with a message that says what is wrong. Each struct is a ``Command[R]``: ``R``
+is its reply (``control.replies``), which the typed clients decode.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, get_args
+from typing import Annotated, Any, Generic, TypeVar, get_args
 
 import msgspec
+
+from edgeswarm.node.control.replies import (
+    AdapterList,
+    AdapterRow,
+    Clicked,
+    FlOverview,
+    ItemsAdded,
+    MergeOutcome,
+    NodeStatus,
+    PresenceReport,
+    RoundTrip,
+    RunRecord,
+    RunStarted,
+    SearchHit,
+    Waited,
+)
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -21,15 +38,29 @@ class BadRequest(ValueError):
     """The request line is not a valid command (the client's fault)."""
 
 
-class _Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="cmd"):
+R = TypeVar("R")
+
+
+class Command(msgspec.Struct, Generic[R], frozen=True, forbid_unknown_fields=True, tag_field="cmd"):
+    """A control command whose reply is an ``R``."""
+
+    CALL_SECONDS = 60.0
+    """How long a client waits for the reply, beyond the command's own ``timeout`` if it has one."""
+
+
+def reply_type(command: type[Command[Any]]) -> Any:
+    """The reply type ``R`` that ``command`` (a ``Command[R]`` subclass) declares."""
+    for base in getattr(command, "__orig_bases__", ()):
+        if getattr(base, "__origin__", None) is Command:
+            return get_args(base)[0]
+    raise TypeError(f"{command.__qualname__} declares no reply type")
+
+
+class Status(Command[NodeStatus], tag="status", frozen=True):
     pass
 
 
-class Status(_Request, tag="status", frozen=True):
-    pass
-
-
-class Ping(_Request, tag="ping", frozen=True):
+class Ping(Command[RoundTrip], tag="ping", frozen=True):
     peer: Text
     bytes: Annotated[int, msgspec.Meta(ge=0, le=2 * 1024 * 1024)] = 0
     timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
@@ -39,7 +70,7 @@ PeerList = Annotated[list[Text], msgspec.Meta(max_length=1000)]
 CounterName = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[a-z_]+(\.[a-z0-9_.\-]+)?$")]
 
 
-class Wait(_Request, tag="wait", frozen=True):
+class Wait(Command[Waited], tag="wait", frozen=True):
     """Block until every condition holds, or ``timeout`` s pass (then the reply says what is unmet).
 
     ``peer``: connected to it; ``peers``: at least this many connections; ``heard_from``:
@@ -63,15 +94,15 @@ class Wait(_Request, tag="wait", frozen=True):
     timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 60.0
 
 
-class Presence(_Request, tag="presence", frozen=True):
+class Presence(Command[PresenceReport], tag="presence", frozen=True):
     since: float = float("-inf")
 
 
-class Search(_Request, tag="search", frozen=True):
+class Search(Command[list[SearchHit]], tag="search", frozen=True):
     query: Text
 
 
-class Click(_Request, tag="click", frozen=True):
+class Click(Command[Clicked], tag="click", frozen=True):
     item: Name
 
 
@@ -81,11 +112,11 @@ class CatalogItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tags: Annotated[list[Annotated[str, msgspec.Meta(max_length=128)]], msgspec.Meta(max_length=64)] = []
 
 
-class CatalogAdd(_Request, tag="catalog_add", frozen=True):
+class CatalogAdd(Command[ItemsAdded], tag="catalog_add", frozen=True):
     items: Annotated[list[CatalogItem], msgspec.Meta(max_length=10_000)]
 
 
-class FlHost(_Request, tag="fl_host", frozen=True):
+class FlHost(Command[RunStarted], tag="fl_host", frozen=True):
     task: Name
     strategy: Name = "fedavg"
     rounds: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 3
@@ -96,44 +127,46 @@ class FlHost(_Request, tag="fl_host", frozen=True):
     train_config: Annotated[dict[Name, Scalar], msgspec.Meta(max_length=64)] = {}
 
 
-class FlJoin(_Request, tag="fl_join", frozen=True):
+class FlJoin(Command[RunRecord], tag="fl_join", frozen=True):
     run_id: Name
 
 
-class FlStatus(_Request, tag="fl_status", frozen=True):
+class FlStatus(Command[FlOverview], tag="fl_status", frozen=True):
     pass
 
 
-class FlWait(_Request, tag="fl_wait", frozen=True):
+class FlWait(Command[RunRecord], tag="fl_wait", frozen=True):
     """Block until run ``run_id`` (hosted or joined here) has ended; reply with its record."""
 
     run_id: Name
     timeout: Annotated[float, msgspec.Meta(gt=0, le=24 * 3600)] = 600.0
 
 
-class LoraTrain(_Request, tag="lora_train", frozen=True):
-    pass
+class LoraTrain(Command[AdapterRow], tag="lora_train", frozen=True):
+    CALL_SECONDS = 600.0
 
 
-class LoraPublish(_Request, tag="lora_publish", frozen=True):
+class LoraPublish(Command[AdapterRow], tag="lora_publish", frozen=True):
     digest: Name | None = None
 
 
-class LoraList(_Request, tag="lora_list", frozen=True):
+class LoraList(Command[AdapterList], tag="lora_list", frozen=True):
     pass
 
 
-class LoraPull(_Request, tag="lora_pull", frozen=True):
+class LoraPull(Command[AdapterRow], tag="lora_pull", frozen=True):
+    CALL_SECONDS = 120.0
     digest: Name
 
 
-class LoraMerge(_Request, tag="lora_merge", frozen=True):
+class LoraMerge(Command[MergeOutcome], tag="lora_merge", frozen=True):
+    CALL_SECONDS = 600.0
     policy: Name = "validation"
     method: Name = "flora"
     force: bool = False
 
 
-class LoraUse(_Request, tag="lora_use", frozen=True):
+class LoraUse(Command[AdapterRow], tag="lora_use", frozen=True):
     digest: Name
 
 

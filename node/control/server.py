@@ -5,18 +5,16 @@ the user who runs the daemon can use it (Linux checks write permission on connec
 are single lines such as ``{"cmd": "status"}``, ``{"cmd": "ping", "peer": ID, "bytes": N}``,
 ``{"cmd": "search", "query": Q}`` or ``{"cmd": "click", "item": K}``, decoded once into the
 typed structs of ``control.requests``; the reply is one line ``{"ok": true, "result": ...}``
-or ``{"ok": false, "error": "..."}``. No request, however malformed, ends the daemon: bad
+(the command's ``control.replies`` struct) or ``{"ok": false, "error": "..."}``. No request, however malformed, ends the daemon: bad
 ones are counted (``control.bad_requests``) and answered with what is wrong.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
-import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, get_args
@@ -24,34 +22,30 @@ from typing import Any, get_args
 import msgspec
 import trio
 
+from edgeswarm.node.control import replies as rep
 from edgeswarm.node.control import requests as req
 from edgeswarm.node.control import waits
+from edgeswarm.node.control.client import SOCKET_FILE, ControlError
 from edgeswarm.node.node import Node, NodeStatus
 from edgeswarm.protocols.envelope import Rejected
 from edgeswarm.protocols.network import NetworkError
 
 log = logging.getLogger(__name__)
 
-SOCKET_FILE = "control.sock"
 MAX_REQUEST_BYTES = 64 * 1024
-MAX_REPLY_BYTES = 16 * 1024 * 1024
 MAX_CONNECTIONS = 64
 """Requests served at once; more are answered "busy" at once and counted (``control.refused_busy``)."""
 
 
-class ControlError(Exception):
-    """The control API could not be reached or refused the request."""
+async def _status(node: Node, request: req.Status) -> NodeStatus:
+    return node.status(gossip=True)
 
 
-async def _status(node: Node, request: req.Status) -> Any:
-    return msgspec.to_builtins(node.status(gossip=True))
-
-
-async def _ping(node: Node, request: req.Ping) -> Any:
+async def _ping(node: Node, request: req.Ping) -> rep.RoundTrip:
     return await node.ping.ping(request.peer, request.bytes, timeout=request.timeout)
 
 
-async def _wait(node: Node, request: req.Wait) -> Any:
+async def _wait(node: Node, request: req.Wait) -> rep.Waited:
     """Return once the node's status meets the request, so scripts need no sleep loops."""
 
     def unmet() -> tuple[list[str], NodeStatus]:
@@ -74,17 +68,12 @@ async def _wait(node: Node, request: req.Wait) -> Any:
     started = trio.current_time()
     with trio.move_on_after(request.timeout):
         status = await node.ticks.until(met)
-        return {
-            "waited_s": round(trio.current_time() - started, 3),
-            "peers": len(status.peers),
-            "heard_from": status.heard_from,
-            "status": msgspec.to_builtins(status),
-        }
+        return rep.Waited(round(trio.current_time() - started, 3), len(status.peers), status.heard_from, status)
     raise ValueError(f"not met within {request.timeout:g} s: " + "; ".join(unmet()[0]))
 
 
-async def _presence(node: Node, request: req.Presence) -> Any:
-    return {"seen": node.presence.seen(), "delays": node.presence.delays(request.since)}
+async def _presence(node: Node, request: req.Presence) -> rep.PresenceReport:
+    return rep.PresenceReport(node.presence.seen(), node.presence.delays(request.since))
 
 
 def _ranking(node: Node):
@@ -93,17 +82,17 @@ def _ranking(node: Node):
     return node.ranking
 
 
-async def _search(node: Node, request: req.Search) -> Any:
-    return [{"item": r.item, "title": r.title, "tags": list(r.tags)} for r in _ranking(node).search(request.query)]
+async def _search(node: Node, request: req.Search) -> list[rep.SearchHit]:
+    return [rep.SearchHit(r.item, r.title, list(r.tags)) for r in _ranking(node).search(request.query)]
 
 
-async def _click(node: Node, request: req.Click) -> Any:
+async def _click(node: Node, request: req.Click) -> rep.Clicked:
     row = await _ranking(node).click(request.item)
-    return {"number": row.number, "terms": list(row.terms), "item": row.item}
+    return rep.Clicked(row.number, list(row.terms), row.item)
 
 
-async def _catalog_add(node: Node, request: req.CatalogAdd) -> Any:
-    return {"added": _ranking(node).add_items((i.item, i.title, i.tags) for i in request.items)}
+async def _catalog_add(node: Node, request: req.CatalogAdd) -> rep.ItemsAdded:
+    return rep.ItemsAdded(_ranking(node).add_items((i.item, i.title, i.tags) for i in request.items))
 
 
 def _federation(node: Node):
@@ -112,32 +101,27 @@ def _federation(node: Node):
     return node.federation
 
 
-async def _fl_host(node: Node, request: req.FlHost) -> Any:
+async def _fl_host(node: Node, request: req.FlHost) -> rep.RunStarted:
     federation = _federation(node)  # before anything imports Flower: a node without it stays light
     from edgeswarm.node.fl.run_records import RunSpec
 
     fields = msgspec.structs.asdict(request)
-    return {"run_id": await federation.start_host(RunSpec(**fields))}
+    return rep.RunStarted(await federation.start_host(RunSpec(**fields)))
 
 
-async def _fl_join(node: Node, request: req.FlJoin) -> Any:
-    return msgspec.to_builtins(await _federation(node).join(request.run_id))
+async def _fl_join(node: Node, request: req.FlJoin) -> rep.RunRecord:
+    return await _federation(node).join(request.run_id)
 
 
-async def _fl_status(node: Node, request: req.FlStatus) -> Any:
+async def _fl_status(node: Node, request: req.FlStatus) -> rep.FlOverview:
     federation = _federation(node)
     announced = [
-        {"run_id": a.run_id, "host": str(host), "task": a.task, "strategy": a.strategy, "rounds": a.rounds}
-        for host, a in federation.announced.values()
+        rep.AnnouncedRun(a.run_id, host, a.task, a.strategy, a.rounds) for host, a in federation.announced.values()
     ]
-    return {
-        "runs": msgspec.to_builtins(list(federation.runs.values())),
-        "announced": announced,
-        "offers": sorted(federation.config.tasks),
-    }
+    return rep.FlOverview(list(federation.runs.values()), announced, sorted(federation.config.tasks))
 
 
-async def _fl_wait(node: Node, request: req.FlWait) -> Any:
+async def _fl_wait(node: Node, request: req.FlWait) -> rep.RunRecord:
     from edgeswarm.node.fl.run_records import LIVE
 
     runs = _federation(node).runs
@@ -151,8 +135,7 @@ async def _fl_wait(node: Node, request: req.FlWait) -> Any:
         return record if record.state not in LIVE else None
 
     with trio.move_on_after(request.timeout):
-        record = await node.ticks.until(ended)
-        return msgspec.to_builtins(record)
+        return await node.ticks.until(ended)
     raise ValueError(f"run {request.run_id} still {runs[request.run_id].state} after {request.timeout:g} s")
 
 
@@ -162,29 +145,30 @@ def _adapters(node: Node):
     return node.adapters
 
 
-async def _lora_train(node: Node, request: req.LoraTrain) -> Any:
-    return msgspec.to_builtins(await _adapters(node).train())
+async def _lora_train(node: Node, request: req.LoraTrain) -> rep.AdapterRow:
+    return await _adapters(node).train()
 
 
-async def _lora_publish(node: Node, request: req.LoraPublish) -> Any:
-    return msgspec.to_builtins(await _adapters(node).publish(request.digest))
+async def _lora_publish(node: Node, request: req.LoraPublish) -> rep.AdapterRow:
+    return await _adapters(node).publish(request.digest)
 
 
-async def _lora_list(node: Node, request: req.LoraList) -> Any:
+async def _lora_list(node: Node, request: req.LoraList) -> rep.AdapterList:
     adapters = _adapters(node)
-    return {"active": adapters.active, "adapters": msgspec.to_builtins(adapters.list())}
+    return rep.AdapterList(adapters.active, adapters.list())
 
 
-async def _lora_pull(node: Node, request: req.LoraPull) -> Any:
-    return msgspec.to_builtins(await _adapters(node).pull(request.digest))
+async def _lora_pull(node: Node, request: req.LoraPull) -> rep.AdapterRow:
+    return await _adapters(node).pull(request.digest)
 
 
-async def _lora_merge(node: Node, request: req.LoraMerge) -> Any:
-    return await _adapters(node).merge(policy=request.policy, method=request.method, force=request.force)
+async def _lora_merge(node: Node, request: req.LoraMerge) -> rep.MergeOutcome:
+    outcome = await _adapters(node).merge(policy=request.policy, method=request.method, force=request.force)
+    return rep.MergeOutcome(**outcome)
 
 
-async def _lora_use(node: Node, request: req.LoraUse) -> Any:
-    return msgspec.to_builtins(_adapters(node).use(request.digest))
+async def _lora_use(node: Node, request: req.LoraUse) -> rep.AdapterRow:
+    return _adapters(node).use(request.digest)
 
 
 HANDLERS: dict[type, Callable[[Node, Any], Awaitable[Any]]] = {
@@ -332,39 +316,3 @@ def _is_live(path: Path) -> bool:
         except OSError:
             return False
     return True
-
-
-def call(data_dir: Path, request: req.Request | dict[str, Any], *, timeout: float = 60.0) -> Any:
-    """Send one request to the daemon of ``data_dir`` (blocking); return its result.
-
-    ``request`` is one of ``control.requests``' structs (what the CLI sends), or the same
-    as a JSON-ready dict with its ``cmd``.
-    """
-    path = data_dir / SOCKET_FILE
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        # a blocking connect waits (at most `timeout`) while the daemon's backlog is full; with
-        # settimeout's non-blocking mode a unix socket would fail at once with EAGAIN instead
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(timeout), int(timeout % 1 * 1e6)))
-        try:
-            sock.connect(str(path))
-        except FileNotFoundError:
-            raise ControlError(f"no daemon is running for '{data_dir}' (no {SOCKET_FILE})") from None
-        except OSError as exc:
-            raise ControlError(f"cannot reach the daemon at '{path}': {exc.strerror}") from None
-        sock.settimeout(timeout)
-        sock.sendall(msgspec.json.encode(request) + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                break
-            data += chunk
-            if len(data) > MAX_REPLY_BYTES:
-                raise ControlError("reply too large")
-    try:
-        reply = json.loads(data)
-    except ValueError:
-        raise ControlError("the daemon closed the connection without a reply") from None
-    if not reply.get("ok"):
-        raise ControlError(reply.get("error", "request failed"))
-    return reply["result"]

@@ -6,6 +6,7 @@ import random
 
 import trio
 
+from edgeswarm.node.control.replies import RoundTrip
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import deadline
 from edgeswarm.protocols.peer_id import PeerId
@@ -22,7 +23,7 @@ class PingService:
     async def _on_ping(self, peer: PeerId, ping: Ping) -> Pong:
         return Pong(ping.payload)
 
-    async def ping(self, peer: PeerId, size: int = 0, *, timeout: float = 30.0) -> dict[str, float | int | bool]:
+    async def ping(self, peer: PeerId, size: int = 0, *, timeout: float = 30.0) -> RoundTrip:
         """Send ``size`` random bytes to ``peer``; report round-trip time and integrity.
 
         Raises
@@ -41,4 +42,4 @@ class PingService:
         with deadline(timeout):
             pong = await self._messenger.request(peer, Ping(payload), Pong)
         rtt = trio.current_time() - start
-        return {"rtt_ms": round(rtt * 1000, 3), "bytes": size, "intact": pong.payload == payload}
+        return RoundTrip(rtt_ms=round(rtt * 1000, 3), bytes=size, intact=pong.payload == payload)

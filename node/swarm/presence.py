@@ -15,6 +15,7 @@ from collections.abc import Callable
 import trio
 
 from edgeswarm.node.config import PresenceConfig
+from edgeswarm.node.control.replies import Delays
 from edgeswarm.protocols.messenger import Messenger
 from edgeswarm.protocols.network import NetworkError
 from edgeswarm.protocols.peer_id import PeerId
@@ -56,7 +57,7 @@ class Presence:
         """Peers heard from on gossip, with when (our clock)."""
         return {peer: state[0] for peer, state in self._seen.items()}
 
-    def delays(self, since: float = float("-inf")) -> dict[str, float | int | None]:
+    def delays(self, since: float = float("-inf")) -> Delays:
         """Publish-to-receive delay of recent announcements received after ``since``, in ms.
 
         Measured from the sender's envelope time to our clock, so clock skew between
@@ -64,9 +65,9 @@ class Presence:
         """
         ordered = sorted(delay for received, delay in self._delays if received >= since)
         if not ordered:
-            return {"count": 0, "p50_ms": None, "p99_ms": None}
+            return Delays(count=0, p50_ms=None, p99_ms=None)
         q = statistics.quantiles(ordered, n=100, method="inclusive") if len(ordered) > 1 else [ordered[0]] * 99
-        return {"count": len(ordered), "p50_ms": round(q[49] * 1000, 3), "p99_ms": round(q[98] * 1000, 3)}
+        return Delays(count=len(ordered), p50_ms=round(q[49] * 1000, 3), p99_ms=round(q[98] * 1000, 3))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
