@@ -12,9 +12,10 @@ CORE_LOWEST_VENV ?= .venv-core-lowest
 P2PD := build/p2pd/p2pd
 TEST_TOOLS := 'pytest>=8' 'pytest-timeout>=2.3' 'hypothesis>=6.100'
 TYPECHECK_TREE := build/typecheck
+DOCS_TREE := build/docs-src
 RUN_DIR := runs/smoke-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test lint typecheck test-core test-core-lowest test-slow test-loaded bench install clean
+.PHONY: demo test docs lint typecheck test-core test-core-lowest test-slow test-loaded bench install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +31,20 @@ demo: $(INSTALLED)
 	$(VENV)/bin/edgeswarm sim run configs/sim/smoke.toml --out $(RUN_DIR)
 
 # lint, types, the default suite, then the core install's own run: CI runs exactly this
-test: lint typecheck $(INSTALLED) $(P2PD)
+test: lint typecheck docs $(INSTALLED) $(P2PD)
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-core test-core-lowest
 
 $(P2PD): | $(PY)
 	$(PY) tests/go_peer.py fetch
+
+# the manual, strictly: a broken link, a missing page or a stale API reference fails it. mkdocstrings
+# reads the layers under their installed names through a tree of links (edgeswarm/node -> node/)
+docs: $(INSTALLED)
+	rm -rf $(DOCS_TREE) && mkdir -p $(DOCS_TREE)/edgeswarm
+	for layer in node protocols learning sim; do ln -s ../../../$$layer $(DOCS_TREE)/edgeswarm/$$layer; done
+	ln -s ../../../sdk/__init__.py $(DOCS_TREE)/edgeswarm/__init__.py
+	$(VENV)/bin/mkdocs build --strict  # not --quiet: it would hide the warnings strict counts
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
@@ -73,7 +82,7 @@ test-slow: $(INSTALLED) $(P2PD)
 	$(PY) -m pytest -q -m slow
 
 # the default suite on one core that another process keeps busy: half the CPU, as a slower
-# machine has (README, Development)
+# machine has (docs/install.md, Development)
 test-loaded: $(INSTALLED) $(P2PD)
 	taskset -c 0 sh -c 'while :; do :; done' & hog=$$!; \
 	taskset -c 0 $(PY) -m pytest -q; status=$$?; kill $$hog; exit $$status

@@ -236,7 +236,7 @@ class AdaptersConfig(Section, frozen=True):
     node_index, nodes, clusters, samples : int
         Which share of the bundled data this node holds (its group names digits its own way).
     rank, alpha, targets : LoRA shape (default: 8, 16, ["out"]: the classifier, whose merges
-        act as logit ensembles; hidden-layer targets merge worse, see README)
+        act as logit ensembles; hidden-layer targets merge worse, see docs/lora.md)
     epochs, lr : local training (default: 100 full-batch Adam steps, 0.01)
     dtype : "float32" or "float16" (default: "float32")
         Precision of published deltas.

@@ -1,4 +1,4 @@
-"""What `pip install .` alone (no extras) must do: the README's "Installing only the core".
+"""What `pip install .` alone (no extras) must do: docs/install.md, "Installing only the core".
 
 `make test` runs this module a second time in a fresh venv holding the core install and the
 test tools only (`make test-core`), so a dependency missing from the core, or a release the

@@ -173,7 +173,7 @@ def test_control_socket_is_private_and_cli_reads_it(group):
 
 
 async def control(data_dir, request: dict):
-    """The README's asyncio client, verbatim: no edgeswarm import needed to drive a node."""
+    """The socket protocol as a program without edgeswarm speaks it (docs/python-api.md, "Commands")."""
     import asyncio
 
     reader, writer = await asyncio.open_unix_connection(data_dir / "control.sock", limit=16 << 20)
