@@ -28,6 +28,7 @@ import trio.testing
 from edgeswarm.node.config import NodeConfig, PresenceConfig, RankingConfig
 from edgeswarm.node.identity import Identity
 from edgeswarm.node.node import Node
+from edgeswarm.node.ranking.click_log_store import ClickLogStore
 from edgeswarm.node.store import Store
 from edgeswarm.protocols.ranking.messages import ClickRow, SignedRow
 from edgeswarm.protocols.ranking.rows import sign_row
@@ -137,7 +138,10 @@ def main() -> None:
                     node = build(endpoint, store, cfg, me)
                     seconds = time.perf_counter() - started
                     assert node.ranking is not None
-                    assert node.ranking.grank.rows == args.rows, (node.ranking.grank.rows, store.click_row_count())
+                    assert node.ranking.grank.rows == args.rows, (
+                        node.ranking.grank.rows,
+                        ClickLogStore(store).click_row_count(),
+                    )
                     store.close()
                 nursery.cancel_scope.cancel()
             return seconds

@@ -22,6 +22,7 @@ from edgeswarm.node.identity import Identity
 from edgeswarm.node.ranking.ranking import Ranking
 from edgeswarm.node.store import SequenceNumbers, Store
 from edgeswarm.node.swarm.membership import Membership
+from edgeswarm.node.swarm.peer_store import PeerStore
 from edgeswarm.node.swarm.ping import PingService
 from edgeswarm.node.swarm.presence import Presence
 from edgeswarm.protocols import blobs
@@ -93,8 +94,9 @@ class Node:
             replay=ReplayWindow(env.replay_window, env.max_senders),
         )
         self.messenger = Messenger(network, codec, self.counters, config.swarm)
-        stored = [Descriptor(p, addrs, age) for p, addrs, age in store.load_peers()]
-        known = [(Descriptor(p, addrs, 0), seen) for p, addrs, seen in store.load_known_peers()]
+        self.peer_store = PeerStore(store)
+        stored = [Descriptor(p, addrs, age) for p, addrs, age in self.peer_store.load_peers()]
+        known = [(Descriptor(p, addrs, 0), seen) for p, addrs, seen in self.peer_store.load_known_peers()]
         self.membership = Membership(
             self.messenger, config.membership, rng, initial=stored, bootstrap=bootstrap, known=known, clock=clock
         )
@@ -162,9 +164,9 @@ class Node:
     def persist(self) -> None:
         """Commit the view, the known peers and a counters snapshot to the store."""
         now = self.clock()
-        self.store.save_peers(((d.peer, d.addrs, d.age) for d in self.membership.sample()), now)
-        self.store.save_known_peers((d.peer, d.addrs, seen) for d, seen in self.membership.take_changed())
-        self.store.forget_known_peers(self.membership.take_forgotten())
+        self.peer_store.save_peers(((d.peer, d.addrs, d.age) for d in self.membership.sample()), now)
+        self.peer_store.save_known_peers((d.peer, d.addrs, seen) for d, seen in self.membership.take_changed())
+        self.peer_store.forget_known_peers(self.membership.take_forgotten())
         self.store.save_metrics(now, self.counters.snapshot(), keep=self.config.store.metrics_snapshots_kept)
         self.counters.add("store", "persisted")  # what `edgeswarm wait --counter store.persisted=N` waits for
 

@@ -43,6 +43,7 @@ import msgspec
 import trio
 
 from edgeswarm.node.config import Section
+from edgeswarm.node.ranking.click_log_store import ClickLogStore
 
 from .determinism import derive_rng
 from .host import SimHost
@@ -284,11 +285,11 @@ class GRankExperiment(Workload):
         log_distances = [
             self._log_distance(tag, h.node.ranking.click_counts(tag)) for h in hosts for tag in self.catalog.tags
         ]
-        coverage = [h.store.click_row_count() / max(1, self.rows_issued) for h in hosts]
+        coverage = [ClickLogStore(h.store).click_row_count() / max(1, self.rows_issued) for h in hosts]
         self.log_series["log_distance"].append(round(sum(log_distances) / len(log_distances), 6))
         self.log_series["log_coverage"].append(round(sum(coverage) / len(coverage), 6))
         # every honest online node, not only the evaluated ones: who is left behind
-        everyone = [h.store.click_row_count() / max(1, self.rows_issued) for h in self._online()]
+        everyone = [ClickLogStore(h.store).click_row_count() / max(1, self.rows_issued) for h in self._online()]
         self.times.append(round(trio.current_time(), 3))
         self.coverage_min.append(round(min(everyone), 6) if everyone else None)
         self.behind.append(sum(c < 0.1 for c in everyone))
@@ -322,7 +323,7 @@ class GRankExperiment(Workload):
             for metric, values in self.series.items()
             if metric != "queries"
         }
-        rows = [h.store.click_row_count() for h in self.hosts]
+        rows = [ClickLogStore(h.store).click_row_count() for h in self.hosts]
         gossip = [h.counters().get("bytes_in", {}) for h in self.hosts]
         final["click_log_rows_per_node"] = round(sum(rows) / len(rows), 1)
         final["gossip_bytes_per_node"] = round(

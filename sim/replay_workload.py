@@ -33,6 +33,7 @@ import trio
 
 from edgeswarm.learning.grank import normalise
 from edgeswarm.node.config import Section
+from edgeswarm.node.ranking.click_log_store import ClickLogStore
 
 from .click_log_file import ClickLogError, LoggedClick, read_click_log, split_by_time
 from .host import SimHost
@@ -146,7 +147,9 @@ class ReplayExperiment(Workload):
             await trio.sleep(self.spec.sample_every)
 
     def _sample_once(self) -> None:
-        held = [h.store.click_row_count() / max(1, self.replayed) for h in self.hosts if h.node is not None]
+        held = [
+            ClickLogStore(h.store).click_row_count() / max(1, self.replayed) for h in self.hosts if h.node is not None
+        ]
         self.samples["t"].append(round(trio.current_time(), 3))
         self.samples["log_coverage"].append(round(sum(held) / len(held), 6) if held else None)
         self.samples["log_coverage_min"].append(round(min(held), 6) if held else None)

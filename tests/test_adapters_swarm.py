@@ -13,11 +13,12 @@ import trio
 pytest.importorskip("peft")
 
 from edgeswarm.learning import lora
+from edgeswarm.node.adapters.adapter_store import AdapterRow
 from edgeswarm.node.adapters.adapters import AdapterError
 from edgeswarm.node.compute import ModelledCompute
 from edgeswarm.node.config import AdaptersConfig, MembershipConfig, NodeConfig, PresenceConfig, RankingConfig
 from edgeswarm.node.node import Node
-from edgeswarm.node.store import AdapterRow, Store
+from edgeswarm.node.store import Store
 from edgeswarm.protocols.adapters.messages import AdapterAnnounce
 from edgeswarm.protocols.membership.messages import Descriptor
 from edgeswarm.sim.runner import run_scenario
@@ -81,7 +82,9 @@ def test_adapters_are_announced_fetched_verified_and_bad_ones_refused_with_a_rea
                 assert own.digest in announced and announced[own.digest].origin == "announced"
                 fetched = await b.adapters.pull(own.digest[:12])
                 assert fetched.stored and fetched.origin == "peer" and fetched.signer == str(a.peer_id)
-                assert b.store.adapter_data(own.digest) == a.store.adapter_data(own.digest)
+                assert b.adapters.adapter_store.adapter_data(own.digest) == a.adapters.adapter_store.adapter_data(
+                    own.digest
+                )
                 with pytest.raises(AdapterError, match="header|safetensors"):
                     await b.adapters.pull(ref.digest.hex())
                 with pytest.raises(AdapterError):
@@ -93,10 +96,10 @@ def test_adapters_are_announced_fetched_verified_and_bad_ones_refused_with_a_rea
                 mine = await b.adapters.train()
                 assert b.adapters.active == mine.digest
                 # a peer's delta that hurts b's data (a's, with B flipped and blown up), merged blindly
-                theirs = b.adapters._decode(b.store.adapter_data(own.digest))
+                theirs = b.adapters._decode(b.adapters.adapter_store.adapter_data(own.digest))
                 harmful = dataclasses.replace(theirs, b={k: -30 * v for k, v in theirs.b.items()})
                 data = lora.encode(harmful)
-                b.store.put_adapter(
+                b.adapters.adapter_store.put_adapter(
                     AdapterRow(
                         lora.digest(data),
                         "peer",

@@ -10,6 +10,7 @@ from edgeswarm.node.config import MembershipConfig, NodeConfig, PresenceConfig, 
 from edgeswarm.node.identity import Identity
 from edgeswarm.node.node import Node
 from edgeswarm.node.ranking.click_log_limits import ClickLogLimits, RowAdmission
+from edgeswarm.node.ranking.click_log_store import ClickLogStore
 from edgeswarm.node.store import Store
 from edgeswarm.protocols.membership.messages import Descriptor
 from edgeswarm.protocols.network import RequestRefused, deadline
@@ -72,13 +73,13 @@ def test_a_flood_of_the_largest_rows_stays_within_max_log_mb():
     async def scenario(attacker: Node, victim: Node):
         for seed in range(6):  # 600 rows of about 1.2 KB from as many issuers
             await victim.ranking._receive(attacker.peer_id, big_rows(100, seed))
-        kept = victim.ranking._bytes.total()
+        kept = victim.ranking.log.bytes.total()
         assert (
             kept <= 0.1 * 2**20
             and kept == victim.store.db.execute("SELECT SUM(LENGTH(row) + LENGTH(sig)) FROM click_log").fetchone()[0]
         )
         assert victim.status().counters["ranking"]["issuers_evicted"] > 0
-        assert victim.ranking.grank.rows == victim.store.click_row_count() < 600
+        assert victim.ranking.grank.rows == ClickLogStore(victim.store).click_row_count() < 600
 
     _pair(config(), config(max_log_mb=0.1, rows_per_peer_minute=10_000, rows_per_minute=100_000), scenario)
 
@@ -207,10 +208,12 @@ def test_a_peer_serving_a_sybil_flood_in_pull_replies_is_held_to_its_rates_and_c
         counters = victim.status().counters["ranking"]
         assert counters["rows_received"] <= 1000 + 40 * 1000 // 60  # the sender's minute, and a refill
         assert counters["rows_refused_peer_rate"] >= 2000
-        assert victim.ranking.grank.rows <= 500 and len(victim.ranking._held) <= 500  # the caps (and 90% after)
-        assert victim.ranking.grank.rows == victim.store.click_row_count()  # evicted from G-Rank as from the log
+        assert victim.ranking.grank.rows <= 500 and len(victim.ranking.log.held) <= 500  # the caps (and 90% after)
+        assert (
+            victim.ranking.grank.rows == ClickLogStore(victim.store).click_row_count()
+        )  # evicted from G-Rank as from the log
         assert counters["issuers_evicted"] > 0
-        assert victim.ranking._held[victim.peer_id].below == 1  # our own row stayed
+        assert victim.ranking.log.held[victim.peer_id].below == 1  # our own row stayed
 
     _pair(
         NodeConfig(
@@ -226,7 +229,7 @@ def test_a_peer_serving_a_sybil_flood_in_pull_replies_is_held_to_its_rates_and_c
 def test_pulls_go_only_to_peers_met_never_to_issuers_read_of():
     async def scenario(attacker: Node, victim: Node):
         await victim.ranking._receive(attacker.peer_id, junk_rows(20, 7))
-        assert len(victim.ranking._held) == 20
+        assert len(victim.ranking.log.held) == 20
         chosen = {victim.ranking._random_peer() for _ in range(50)}
         assert chosen <= {attacker.peer_id}  # the only peer met; none of the 20 issuers
 
@@ -236,5 +239,7 @@ def test_pulls_go_only_to_peers_met_never_to_issuers_read_of():
 def test_restart_reads_the_log_in_batches(tmp_path):
     store = Store.open(tmp_path / "s.sqlite")
     rows = junk_rows(30, 3)
-    store.add_click_rows([(msgspec.msgpack.decode(r.row, type=ClickRow).node, 0, r.row, r.sig) for r in rows])
-    assert list(store.iter_click_rows(batch=7)) == [r.row for r in rows]
+    ClickLogStore(store).add_click_rows(
+        [(msgspec.msgpack.decode(r.row, type=ClickRow).node, 0, r.row, r.sig) for r in rows]
+    )
+    assert list(ClickLogStore(store).iter_click_rows(batch=7)) == [r.row for r in rows]

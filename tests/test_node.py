@@ -9,6 +9,7 @@ import trio
 from edgeswarm.node.config import MembershipConfig, NodeConfig
 from edgeswarm.node.node import Node
 from edgeswarm.node.store import Store
+from edgeswarm.node.swarm.peer_store import PeerStore
 from edgeswarm.protocols.envelope import Codec, Envelope
 from edgeswarm.protocols.membership.messages import Descriptor, ShuffleReply, ShuffleRequest
 from edgeswarm.protocols.messenger import protocol_id
@@ -145,7 +146,7 @@ def test_crashed_node_restarts_from_its_store_and_peers_accept_it(tmp_path):
                     a = make_node(1, ep, Store.open(store_path), bootstrap=[2])
                     await n.start(a.run)
                     await trio.sleep(125)  # two persist intervals, a dozen shuffles
-                    stored_view = [p for p, _, _ in Store.open(store_path).load_peers()]
+                    stored_view = [p for p, _, _ in PeerStore(Store.open(store_path)).load_peers()]
                     assert len(stored_view) >= 2
                     crash.cancel()
             async with net.attach(identity(1).peer_id) as ep:
@@ -185,7 +186,7 @@ def test_graceful_stop_persists_view_and_counters():
                     view = a.membership.view()
                     a.stop()  # run() returns once state is saved
             n.cancel_scope.cancel()
-        assert [p for p, _, _ in store_a.load_peers()] == view
+        assert [p for p, _, _ in PeerStore(store_a).load_peers()] == view
         ts, counters = store_a.latest_metrics()
         assert ts == EPOCH + 25 and counters["membership"]["shuffle_ok"] >= 2
 

@@ -10,6 +10,7 @@ import trio
 from edgeswarm.learning import grank, item_index
 from edgeswarm.node.config import MembershipConfig, NodeConfig, PresenceConfig, RankingConfig
 from edgeswarm.node.node import Node
+from edgeswarm.node.ranking.click_log_store import ClickLogStore
 from edgeswarm.node.store import Store
 from edgeswarm.protocols.envelope import Codec, Rejected, RejectReason
 from edgeswarm.protocols.membership.messages import Descriptor
@@ -65,7 +66,7 @@ def make(n, endpoint, store, bootstrap=()):
     )
 
 
-def test_pull_gossip_spreads_rows_once_each_and_survives_restart(tmp_path):
+def test_pull_gossip_spreads_rows_once_each_and_survives_restart(tmp_path, monkeypatch):
     async def main():
         net = VirtualNetwork(random.Random(0), LinkModel(latency_sigma=0))
         store_b = Store.open(tmp_path / "b.sqlite")
@@ -94,8 +95,8 @@ def test_pull_gossip_spreads_rows_once_each_and_survives_restart(tmp_path):
 
         # a fresh service on the same store reads the same model back from its tables, no replay
         replayed = []
-        replay = store_b.iter_click_rows
-        store_b.iter_click_rows = lambda *args: replayed.append(1) or replay(*args)  # type: ignore[method-assign]
+        replay = ClickLogStore.iter_click_rows
+        monkeypatch.setattr(ClickLogStore, "iter_click_rows", lambda *args: replayed.append(1) or replay(*args))
         net2 = VirtualNetwork(random.Random(0))
         async with net2.attach(identity(2).peer_id) as eb:
             again = make(2, eb, store_b)

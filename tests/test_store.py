@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 from edgeswarm.node.store import MIGRATIONS, SequenceNumbers, Store, StoreError
+from edgeswarm.node.swarm.peer_store import PeerStore
 
 
 def test_fresh_store_is_wal_and_migrated(tmp_path):
@@ -38,9 +39,9 @@ def test_not_a_database_is_a_store_error(tmp_path):
 
 def test_peers_and_metrics_round_trip(tmp_path):
     store = Store.open(tmp_path / "n.sqlite")
-    store.save_peers([("b", ("/ip4/1.2.3.4/tcp/1",), 3), ("a", (), 0)], now=5.0)
-    store.save_peers([("c", (), 1), ("a", (), 2)], now=6.0)
-    assert store.load_peers() == [("c", (), 1), ("a", (), 2)]
+    PeerStore(store).save_peers([("b", ("/ip4/1.2.3.4/tcp/1",), 3), ("a", (), 0)], now=5.0)
+    PeerStore(store).save_peers([("c", (), 1), ("a", (), 2)], now=6.0)
+    assert PeerStore(store).load_peers() == [("c", (), 1), ("a", (), 2)]
     for i in range(5):
         store.save_metrics(float(i), {"msgs_in": {"k": i}}, keep=3)
     assert store.latest_metrics() == (4.0, {"msgs_in": {"k": 4}})
@@ -64,10 +65,11 @@ def test_kill_9_mid_writes_leaves_a_consistent_store(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         from edgeswarm.node.store import Store
+        from edgeswarm.node.swarm.peer_store import PeerStore
         store = Store.open({str(path)!r})
         i = 0
         while True:
-            store.save_peers([(f"p{{i}}-{{j}}", (), j) for j in range(50)], now=float(i))
+            PeerStore(store).save_peers([(f"p{{i}}-{{j}}", (), j) for j in range(50)], now=float(i))
             if i == 20:
                 print("ready", flush=True)
             i += 1
@@ -78,7 +80,7 @@ def test_kill_9_mid_writes_leaves_a_consistent_store(tmp_path):
     proc.wait()
     store = Store.open(path)
     assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    peers = store.load_peers()
+    peers = PeerStore(store).load_peers()
     # a whole view from one write, never a mix of two
     assert len(peers) == 50 and len({p.split("-")[0] for p, _, _ in peers}) == 1
 
@@ -86,10 +88,10 @@ def test_kill_9_mid_writes_leaves_a_consistent_store(tmp_path):
 def test_known_peers_upsert_keep_newest_and_survive_reopen(tmp_path):
     path = tmp_path / "n.sqlite"
     store = Store.open(path)
-    store.save_known_peers([("a", ("/ip4/1.1.1.1/tcp/1",), 5.0), ("b", (), 1.0), ("c", (), 3.0)], keep=10)
-    store.save_known_peers([("a", ("/ip4/2.2.2.2/tcp/2",), 4.0), ("d", (), 9.0)], keep=3)
+    PeerStore(store).save_known_peers([("a", ("/ip4/1.1.1.1/tcp/1",), 5.0), ("b", (), 1.0), ("c", (), 3.0)], keep=10)
+    PeerStore(store).save_known_peers([("a", ("/ip4/2.2.2.2/tcp/2",), 4.0), ("d", (), 9.0)], keep=3)
     store.close()
-    assert Store.open(path).load_known_peers() == [
+    assert PeerStore(Store.open(path)).load_known_peers() == [
         ("d", (), 9.0),
         ("a", ("/ip4/2.2.2.2/tcp/2",), 5.0),  # newest address, latest sighting kept
         ("c", (), 3.0),
@@ -105,4 +107,4 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path):
     conn.close()
     store = Store.open(path)
     assert store.schema_version == len(MIGRATIONS) >= 2
-    assert store.load_peers() == [("p", (), 2)] and store.load_known_peers() == []
+    assert PeerStore(store).load_peers() == [("p", (), 2)] and PeerStore(store).load_known_peers() == []

@@ -20,9 +20,10 @@ from typing import Any
 import msgspec
 import trio
 
+from edgeswarm.node.adapters.adapter_store import AdapterRow, AdapterStore
 from edgeswarm.node.compute import Compute
 from edgeswarm.node.config import AdaptersConfig
-from edgeswarm.node.store import AdapterRow, Store
+from edgeswarm.node.store import Store
 from edgeswarm.protocols.adapters.messages import AdapterAnnounce
 from edgeswarm.protocols.blobs import BlobError, BlobRef, BlobShelf, fetch
 from edgeswarm.protocols.messenger import Messenger
@@ -52,6 +53,7 @@ class Adapters:
     ) -> None:
         self.messenger = messenger
         self.store = store
+        self.adapter_store = AdapterStore(store)
         self.config = config
         self.rng = rng
         self.clock = clock
@@ -105,7 +107,7 @@ class Adapters:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            for row in self.store.adapters():  # what we published before a restart is served again
+            for row in self.adapter_store.adapters():  # what we published before a restart is served again
                 if row.origin in ("own", "merged") and row.stored:
                     self.shelf.offer(self._stored(row.digest), None, ttl=PUBLISH_TTL)
             subscription = self.messenger.subscribe(AdapterAnnounce)
@@ -117,9 +119,9 @@ class Adapters:
         if signer == self.messenger.local_peer:
             return
         digest = announce.blob.digest.hex()
-        if self.store.adapter_data(digest) is not None:
+        if self.adapter_store.adapter_data(digest) is not None:
             return
-        known = self.store.adapters("announced")
+        known = self.adapter_store.adapters("announced")
         if len(known) >= self.config.max_known:
             return
         row = AdapterRow(
@@ -134,7 +136,7 @@ class Adapters:
             "",
             self.clock(),
         )
-        self.store.put_adapter(row, None)
+        self.adapter_store.put_adapter(row, None)
         compatible = (
             announce.base_id == self.base_id
             and announce.base_version == self.base_version
@@ -191,7 +193,7 @@ class Adapters:
             note,
             self.clock(),
         )
-        self.store.put_adapter(row, data)
+        self.adapter_store.put_adapter(row, data)
         return row
 
     def _activate(self, digest: str) -> None:
@@ -212,7 +214,9 @@ class Adapters:
         row = (
             self._row(digest)
             if digest
-            else next((r for r in reversed(self.store.adapters()) if r.origin in ("own", "merged") and r.stored), None)
+            else next(
+                (r for r in reversed(self.adapter_store.adapters()) if r.origin in ("own", "merged") and r.stored), None
+            )
         )
         if row is None or row.origin not in ("own", "merged"):
             raise AdapterError(
@@ -229,7 +233,7 @@ class Adapters:
         return row
 
     def list(self) -> list[AdapterRow]:
-        return self.store.adapters()
+        return self.adapter_store.adapters()
 
     async def pull(self, digest: str) -> AdapterRow:
         """Fetch an announced delta from its announcer, verify it and store it."""
@@ -247,11 +251,11 @@ class Adapters:
             )
             self._decode(data)  # parse and check against our base before keeping it
         except (BlobError, NetworkError, ValueError) as exc:
-            self.store.put_adapter(msgspec.structs.replace(row, note=f"rejected: {exc}"[:300]), None)
+            self.adapter_store.put_adapter(msgspec.structs.replace(row, note=f"rejected: {exc}"[:300]), None)
             self.messenger.counters.add("adapters", "rejected")
             raise AdapterError(f"{digest[:12]}: {exc}") from None
         kept = msgspec.structs.replace(row, origin="peer", note="verified")
-        self.store.put_adapter(kept, data)
+        self.adapter_store.put_adapter(kept, data)
         self.messenger.counters.add("adapters", "fetched")
         return msgspec.structs.replace(kept, stored=True)
 
@@ -263,12 +267,12 @@ class Adapters:
         """
         from edgeswarm.learning import lora_merge
 
-        own_rows = [r for r in self.store.adapters("own") if r.stored]
+        own_rows = [r for r in self.adapter_store.adapters("own") if r.stored]
         if not own_rows:
             raise AdapterError("no own adapter: run `lora train` first")
         own_row = own_rows[-1]
         own = self._decode(self._stored(own_row.digest))
-        peers = [(r, self._decode(self._stored(r.digest))) for r in self.store.adapters("peer") if r.stored]
+        peers = [(r, self._decode(self._stored(r.digest))) for r in self.adapter_store.adapters("peer") if r.stored]
         if method not in lora_merge.MERGES:
             raise AdapterError(f"unknown merge {method!r} (one of {', '.join(lora_merge.MERGES)})")
         merge = lora_merge.MERGES[method]
@@ -299,14 +303,14 @@ class Adapters:
             return merged, [r.digest for r, _ in chosen]
 
         merged, chosen = await self.compute.run(work, reference_seconds=0.005 * (len(peers) + 1))
-        previous = next((r for r in self.store.adapters() if r.digest == self.active and r.stored), own_row)
+        previous = next((r for r in self.adapter_store.adapters() if r.digest == self.active and r.stored), own_row)
         row = self._keep(merged, "merged", note=f"{policy}/{method} of own + {len(chosen)} peers")
         activated = force or row.metric >= previous.metric or row.digest == previous.digest
         if activated:
             self._activate(row.digest)
         else:
             self.messenger.counters.add("adapters", "merges_not_activated")
-            self.store.put_adapter(
+            self.adapter_store.put_adapter(
                 msgspec.structs.replace(
                     row,
                     note=row.note + f"; not activated: validation "
@@ -328,13 +332,17 @@ class Adapters:
 
     def _stored(self, digest: str) -> bytes:
         """The bytes of an adapter whose row says it is stored."""
-        data = self.store.adapter_data(digest)
+        data = self.adapter_store.adapter_data(digest)
         if data is None:
             raise AdapterError(f"{digest[:12]} is not stored on this node")
         return data
 
     def _row(self, digest: str) -> AdapterRow:
-        matches = [r for r in self.store.adapters() if r.digest.startswith(digest.lower())] if len(digest) >= 6 else []
+        matches = (
+            [r for r in self.adapter_store.adapters() if r.digest.startswith(digest.lower())]
+            if len(digest) >= 6
+            else []
+        )
         if len(matches) != 1:
             raise AdapterError(f"no single adapter matches {digest!r} (use at least 6 hex digits of its hash)")
         return matches[0]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import msgspec
 
+from edgeswarm.node.adapters.adapter_store import AdapterRow
 from edgeswarm.node.fl.run_records import RoundMetrics, RunRecord
-from edgeswarm.node.store import AdapterRow
 from edgeswarm.protocols.peer_id import PeerId
 
 __all__ = [

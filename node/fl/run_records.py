@@ -95,7 +95,7 @@ class RunBook(Mapping[str, RunRecord]):
     def __init__(self, store: Store | None = None) -> None:
         self._store = store
         self._records: dict[str, RunRecord] = {}
-        for blob in store.fl_runs() if store is not None else ():
+        for blob in self._stored() if store is not None else ():
             record = _read(blob)
             if record is None:
                 continue  # written by another version: not shown, replaced on the next save
@@ -112,7 +112,20 @@ class RunBook(Mapping[str, RunRecord]):
     def save(self, record: RunRecord) -> None:
         """Write ``record``'s current state (after every change a user would want to see)."""
         if self._store is not None:
-            self._store.put_fl_run(record.run_id, _encode(record), keep=MAX_RUNS)
+            self._put(record.run_id, _encode(record), keep=MAX_RUNS)
+
+    def _put(self, run_id: str, record: bytes, keep: int) -> None:
+        """Insert or replace a run's record (table ``fl_runs``) as the newest; keep the newest ``keep``."""
+        assert self._store is not None
+        db = self._store.db
+        with self._store.transaction():
+            db.execute("INSERT OR REPLACE INTO fl_runs (run_id, record) VALUES (?, ?)", (run_id, record))
+            db.execute("DELETE FROM fl_runs WHERE seq <= (SELECT MAX(seq) FROM fl_runs) - ?", (keep,))
+
+    def _stored(self) -> list[bytes]:
+        """Every kept run record, least recently updated first."""
+        assert self._store is not None
+        return [r[0] for r in self._store.db.execute("SELECT record FROM fl_runs ORDER BY seq")]
 
     def __getitem__(self, run_id: str) -> RunRecord:
         return self._records[run_id]
