@@ -91,7 +91,7 @@ class StoreConfig(Section, frozen=True):
 
 
 class PresenceConfig(Section, frozen=True):
-    """Presence announcements on gossip (see ``node.presence``).
+    """Presence announcements on gossip (see ``node.swarm.presence``).
 
     Parameters
     ----------
@@ -109,7 +109,7 @@ class PresenceConfig(Section, frozen=True):
 
 
 class RankingConfig(Section, frozen=True):
-    """G-Rank search (see ``learning.grank`` and ``node.ranking``).
+    """G-Rank search (see ``learning.grank`` and ``node.ranking``: ``click_log`` and ``ranking``).
 
     Parameters
     ----------

@@ -1,9 +1,9 @@
 """The federation service of a node: host Flower runs over the swarm, or join them.
 
-One service, three parts: ``fl_host`` (announce, admit, drive the rounds), ``fl_client``
-(join, answer tasks) and ``fl_payloads`` (Flower messages inline or as blobs). This module
+One service, three parts: ``run_host`` (announce, admit, drive the rounds), ``run_client``
+(join, answer tasks) and ``payloads`` (Flower messages inline or as blobs). This module
 wires them onto the node's messenger and keeps the run records ``fl status`` shows
-(``fl_records``).
+(``run_records``).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class Federation:
 
     @property
     def announced(self) -> dict:
-        """Runs heard of: round id -> (host, announcement)."""
+        """Runs heard of: run id -> (host, announcement)."""
         return self._client.announced
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -112,7 +112,7 @@ class Federation:
         return hosted.record
 
     async def start_host(self, spec: RunSpec) -> str:
-        """Announce a run and drive it in the background (``fl host``); returns its round id."""
+        """Announce a run and drive it in the background (``fl host``); returns its run id."""
         if self._nursery is None:
             raise ValueError("the federation service is not running")
         hosted = await self._host.announce(spec)

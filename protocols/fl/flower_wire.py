@@ -34,7 +34,7 @@ def ensure_task_identity() -> None:
 def flower_id(name: str) -> int:
     """A stable 63-bit Flower id for a name (Flower's run and node ids are sint64 on the wire).
 
-    Run ids come from round ids, node ids from PeerIDs, so host and clients agree on both
+    Flower run ids come from our run ids, node ids from PeerIDs, so host and clients agree on both
     without asking each other.
     """
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 1
