@@ -113,7 +113,7 @@ def main() -> None:
                     taken = 0
                     for start in range(0, args.rows, BATCH):
                         rows = worst_rows(min(BATCH, args.rows - start), seed=start)
-                        taken += await node.ranking._receive(sender.peer_id, rows)
+                        taken += await node.ranking.gossip.receive(sender.peer_id, rows)
                     after = rss_mb()
                     store.close()
                 nursery.cancel_scope.cancel()

@@ -139,7 +139,7 @@ class Node:
             if self.config.presence.enabled:
                 await nursery.start(self.presence.run)
             if self.ranking is not None and self.config.ranking.anti_entropy_interval > 0:
-                await nursery.start(self.ranking.run)
+                await nursery.start(self.ranking.gossip.run)
             if self.federation is not None:
                 await nursery.start(self.federation.run)
             if self.adapters is not None:

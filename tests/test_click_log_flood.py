@@ -72,7 +72,7 @@ def test_the_log_is_bounded_in_megabytes_too():
 def test_a_flood_of_the_largest_rows_stays_within_max_log_mb():
     async def scenario(attacker: Node, victim: Node):
         for seed in range(6):  # 600 rows of about 1.2 KB from as many issuers
-            await victim.ranking._receive(attacker.peer_id, big_rows(100, seed))
+            await victim.ranking.gossip.receive(attacker.peer_id, big_rows(100, seed))
         kept = victim.ranking.log.bytes.total()
         assert (
             kept <= 0.1 * 2**20
@@ -166,7 +166,7 @@ def test_batches_are_taken_one_at_a_time_and_pushes_refused_unread_once_the_budg
 
         async def receive(seed: int) -> None:
             try:
-                outcomes.append(await victim.ranking._receive(attacker.peer_id, junk_rows(250, seed)))
+                outcomes.append(await victim.ranking.gossip.receive(attacker.peer_id, junk_rows(250, seed)))
             except Exception as exc:  # noqa: BLE001 - the refusal is what is compared
                 outcomes.append(f"{type(exc).__name__}: {exc}")
 
@@ -203,7 +203,7 @@ def test_a_peer_serving_a_sybil_flood_in_pull_replies_is_held_to_its_rates_and_c
         victim.ranking.search("jazz")
         await victim.ranking.click("a")  # our own row: never evicted
         for _ in range(8):  # 8 pulls within a minute: 4,000 rows offered
-            await victim.ranking.pull_once(attacker.peer_id)
+            await victim.ranking.gossip.pull_once(attacker.peer_id)
             await trio.sleep(5)
         counters = victim.status().counters["ranking"]
         assert counters["rows_received"] <= 1000 + 40 * 1000 // 60  # the sender's minute, and a refill
@@ -228,9 +228,9 @@ def test_a_peer_serving_a_sybil_flood_in_pull_replies_is_held_to_its_rates_and_c
 
 def test_pulls_go_only_to_peers_met_never_to_issuers_read_of():
     async def scenario(attacker: Node, victim: Node):
-        await victim.ranking._receive(attacker.peer_id, junk_rows(20, 7))
+        await victim.ranking.gossip.receive(attacker.peer_id, junk_rows(20, 7))
         assert len(victim.ranking.log.held) == 20
-        chosen = {victim.ranking._random_peer() for _ in range(50)}
+        chosen = {victim.ranking.gossip._random_peer() for _ in range(50)}
         assert chosen <= {attacker.peer_id}  # the only peer met; none of the 20 issuers
 
     _pair(config(), config(), scenario)

@@ -85,8 +85,8 @@ def test_pull_gossip_spreads_rows_once_each_and_survives_restart(tmp_path, monke
                 await b.ranking.click("a")  # b pulls a's 3 rows
                 assert b.ranking.grank.rows == 4
                 assert [r.item for r in b.ranking.search("jazz", explore=False)][:2] == ["b", "a"]
-                assert await b.ranking.pull_once() == 0  # a's pointer for b: nothing new
-                await a.ranking.pull_once()  # a gets b's row, and not its own back
+                assert await b.ranking.gossip.pull_once() == 0  # a's pointer for b: nothing new
+                await a.ranking.gossip.pull_once()  # a gets b's row, and not its own back
                 assert a.ranking.grank.rows == 4
                 counters = a.status().counters["ranking"]
                 assert counters["rows_received"] == 1 and "rows_rejected" not in counters
@@ -137,7 +137,7 @@ def test_a_relay_of_forged_rows_is_refused_and_penalized():
                     return codec.seal(PullReply((altered, good, forged)))
 
                 evil.serve(protocol_id(PullRequest), serve)
-                assert await a.ranking.pull_once() == 1
+                assert await a.ranking.gossip.pull_once() == 1
                 counters = a.status().counters["ranking"]
                 assert counters["rows_rejected"] == 2 and counters["rows_received"] == 1
                 assert a.status().transport["offences"] == 2
@@ -198,8 +198,8 @@ def test_pull_rounds_drain_a_peer_while_replies_are_full():
             for _ in range(7):
                 a.ranking.search("jazz")
                 await a.ranking.click("a")
-            assert await b.ranking.pull_once() == 6  # three full replies of 2
-            assert await b.ranking.pull_once() == 1  # the rest; a short reply ends the pull
+            assert await b.ranking.gossip.pull_once() == 6  # three full replies of 2
+            assert await b.ranking.gossip.pull_once() == 1  # the rest; a short reply ends the pull
             assert b.ranking.grank.rows == 7
 
     run_virtual(main)
@@ -215,13 +215,13 @@ def test_a_digest_pull_sends_only_the_rows_the_requester_lacks(gossip, duplicate
             for _ in range(3):
                 c.ranking.search("jazz")
                 await c.ranking.click("a")
-            assert await a.ranking.pull_once(c.ranking.me) == 3
-            assert await b.ranking.pull_once(c.ranking.me) == 3
-            assert await b.ranking.pull_once(a.ranking.me) == 0
+            assert await a.ranking.gossip.pull_once(c.ranking.me) == 3
+            assert await b.ranking.gossip.pull_once(c.ranking.me) == 3
+            assert await b.ranking.gossip.pull_once(a.ranking.me) == 0
             c.ranking.search("jazz")
             await c.ranking.click("b")
-            assert await a.ranking.pull_once(c.ranking.me) == 1
-            assert await b.ranking.pull_once(a.ranking.me) == 1
+            assert await a.ranking.gossip.pull_once(c.ranking.me) == 1
+            assert await b.ranking.gossip.pull_once(a.ranking.me) == 1
             counters = b.status().counters["ranking"]
             assert b.ranking.grank.rows == 4 and counters["rows_received"] == 4
             assert counters.get("rows_duplicate", 0) == duplicates
@@ -238,9 +238,9 @@ def test_a_digest_reply_keeps_to_the_row_limit():
                 for _ in range(2):
                     node.ranking.search("jazz")
                     await node.ranking.click("a")
-            assert await b.ranking.pull_once(a.ranking.me) == 2  # a holds only its own two
-            assert await a.ranking.pull_once(c.ranking.me) == 2
-            assert await b.ranking.pull_once(a.ranking.me) == 2  # c's two, not a's again
+            assert await b.ranking.gossip.pull_once(a.ranking.me) == 2  # a holds only its own two
+            assert await a.ranking.gossip.pull_once(c.ranking.me) == 2
+            assert await b.ranking.gossip.pull_once(a.ranking.me) == 2  # c's two, not a's again
             assert b.ranking.grank.rows == 4
             assert "rows_duplicate" not in b.status().counters["ranking"]
 

@@ -5,7 +5,7 @@ batch may bring (admission by sender and issuer rates, the caps, issuers evicted
 which of them are new, what to evict past the caps, what we hold (the digest a pull sends),
 and which rows a peer lacks. Rows and clicks go in; rows to send, digests, evictions and
 each batch's outcome (``Intake``: taken, and the offences of the sender) come out. The
-network, timers and checkpoints are the trio driver's (``ranking.Ranking``); this class only
+network, timers and checkpoints are the trio driver's (``gossip.ClickLogGossip``); this class only
 reads and writes the store, synchronously, in short transactions, and counts. Tested
 without trio in ``tests/test_click_log.py``.
 """
