@@ -57,6 +57,7 @@ class EmbeddedNode:
         self._body: asyncio.Task[Any] | None = None
         self._failed_while_running = False
         self._exiting = False
+        self._stop_asked = False  # before trio's run made its stop event (cancelled while starting)
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
@@ -87,6 +88,7 @@ class EmbeddedNode:
 
     async def _stop_and_wait(self) -> BaseException | None:
         assert self._done is not None
+        self._stop_asked = True
         if not self._done.done() and self._token is not None and self._stop is not None:
             self._token.run_sync_soon(self._stop.set)
         return await asyncio.shield(self._done)
@@ -94,6 +96,8 @@ class EmbeddedNode:
     async def _run(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
         self._stop = trio.Event()
+        if self._stop_asked:
+            self._stop.set()
         async with trio.open_nursery() as nursery:
             node: Node = await nursery.start(_daemon, self.config, self.data_dir, self._stop)
             self.peer_id = node.identity.peer_id

@@ -120,6 +120,22 @@ def test_a_node_that_cannot_start_raises_from_async_with(tmp_path):
         asyncio.run(program())
 
 
+def test_a_program_cancelled_while_its_node_starts_leaves_no_node_behind(tmp_path):
+    data_dir = tmp_path / "embedded"
+
+    async def program():
+        node = EmbeddedNode(embedded_config(tmp_path), data_dir)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0):  # cancelled before the node serves
+                await node.__aenter__()
+        return asyncio.all_tasks() - {asyncio.current_task()}
+
+    assert asyncio.run(program()) == set()
+    assert not (data_dir / "control.sock").exists()
+    with pytest.raises(RuntimeError):
+        trio.lowlevel.current_trio_token()
+
+
 def test_the_async_client_works_under_trio_too(group):
     a = group.spawn("a")
 
