@@ -30,7 +30,7 @@ install: $(INSTALLED)
 demo: $(INSTALLED)
 	$(VENV)/bin/edgeswarm sim run configs/sim/smoke.toml --out $(RUN_DIR)
 
-# lint, types, the default suite, then the core install's own run: CI runs exactly this
+# lint, types, the docs, the default suite, then the core install's own run: CI runs exactly this
 test: lint typecheck docs $(INSTALLED) $(P2PD)
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-core test-core-lowest
