@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
@@ -54,15 +55,16 @@ class _SimCommands(TyperGroup):
     """``edgeswarm sim``: the simulator's commands, loaded only when one of them is asked for,
     so the daemon and every other command start without importing the simulator."""
 
+    @functools.cached_property
     def _loaded(self) -> TyperGroup:
         commands = importlib.import_module("edgeswarm.sim.commands")
         return typer.main.get_group(commands.app)
 
     def list_commands(self, ctx: Any) -> list[str]:
-        return self._loaded().list_commands(ctx)
+        return self._loaded.list_commands(ctx)
 
     def get_command(self, ctx: Any, name: str) -> Any:
-        return self._loaded().get_command(ctx, name)
+        return self._loaded.get_command(ctx, name)
 
 
 sim_app = typer.Typer(

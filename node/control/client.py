@@ -22,7 +22,6 @@ import struct
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
 import msgspec
 
 from edgeswarm.node.control import replies as rep
@@ -132,6 +131,8 @@ class AsyncClient:
         self.data_dir = Path(data_dir).expanduser()
 
     async def request(self, request: req.Command[R]) -> R:
+        import anyio  # here, not at the top: the CLI's blocking client starts without it
+
         path = self.data_dir / SOCKET_FILE
         with anyio.fail_after(_seconds(request)):
             try:
