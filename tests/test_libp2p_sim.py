@@ -68,6 +68,7 @@ def run(repo, tmp_path, text):
     return json.loads((out / "report.json").read_text()), out
 
 
+@pytest.mark.slow  # 21 s of real daemons; what the runner refuses is tested below, daemons in test_daemons
 def test_libp2p_scenario_reports_like_the_virtual_one(repo, tmp_path):
     """What the runner does, whatever the machine's speed: how well the overlay converges in
     18 wall-clock seconds depends on it, so that is measured (benchmarks/), not asserted."""

@@ -259,6 +259,7 @@ def test_a_damaged_measurement_cache_is_set_aside_not_trusted(tmp_path):
     assert SubnetCache(path).get(SubnetCache(path).latency, "m", np.array([1, 2])) == 0.5
 
 
+@pytest.mark.slow  # 35 s; weight sharing and subnet training are tested above on their own
 def test_devices_pick_different_subnets_and_train_them_federatedly_in_the_simulator():
     from pathlib import Path
 
